@@ -1,0 +1,271 @@
+"""Weights and training state on disk: safetensors and JSON only, written atomically.
+
+Nothing read here can execute code: tensors come from safetensors (a flat, typed byte layout) and
+everything else from JSON. Optimizer and scheduler states are nested dicts of tensors and numbers;
+``flatten_state`` splits them into a flat dict of tensors (saved with safetensors) and a JSON skeleton
+that names where each tensor goes, so they round-trip without pickle.
+
+Every file is written to a temporary name, flushed, fsynced and renamed into place, so a reader sees
+either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A weights or checkpoint file is missing, damaged, or belongs to another model; names the file."""
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_json(path: str | Path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_json(path: str | Path):
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --- weights -----------------------------------------------------------------------------------------
+
+
+def save_weights(path: str | Path, model_or_state, metadata: dict | None = None) -> None:
+    """Save a model's state dict as safetensors; ``metadata`` (JSON-able) goes in the file's header."""
+    state = model_or_state.state_dict() if hasattr(model_or_state, "state_dict") else model_or_state
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    header = {"cnnlab": json.dumps(metadata or {}, sort_keys=True), "format_version": str(FORMAT_VERSION)}
+    atomic_write_bytes(path, st_save(state, metadata=header))
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(state dict, metadata) of a safetensors file written by ``save_weights`` (or any safetensors file)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: file not found") from None
+    if data[:2] == b"PK" or data[:1] == b"\x80":
+        raise CheckpointError(f"{path}: a pickle/zip file (torch.save format); cnnlab loads only safetensors, "
+                              "which cannot execute code")
+    try:
+        state = st_load(data)
+    except (SafetensorError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: not a valid safetensors file ({e})") from None
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        header = f.metadata() or {}
+    try:
+        meta = json.loads(header.get("cnnlab", "{}"))
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path}: damaged metadata in the safetensors header") from None
+    return state, meta
+
+
+def load_weights_into(model: torch.nn.Module, path: str | Path) -> dict:
+    """Load ``path`` into ``model``, refusing weights of another shape or model. Returns the metadata."""
+    state, meta = read_weights(path)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        name = meta.get("model", "another model")
+        raise CheckpointError(
+            f"{path}: weights of {name} do not fit {getattr(model, 'cnnlab_name', type(model).__name__)}"
+            f" (missing {missing[:3]}{'...' if len(missing) > 3 else ''},"
+            f" unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''})"
+        )
+    for k, v in state.items():
+        if v.shape != expected[k].shape:
+            raise CheckpointError(f"{path}: {k} has shape {tuple(v.shape)}, the model expects {tuple(expected[k].shape)}")
+    model.load_state_dict(state)
+    return meta
+
+
+# --- nested states (optimizer, scheduler, RNG) without pickle -------------------------------------------
+
+
+def flatten_state(obj, prefix: str = "s") -> tuple[dict[str, torch.Tensor], object]:
+    """Split a nested structure into (tensors by key, JSON skeleton with {"__tensor__": key} markers)."""
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(x, key):
+        if isinstance(x, torch.Tensor):
+            tensors[key] = x.detach().cpu().contiguous()
+            return {"__tensor__": key}
+        if isinstance(x, dict):
+            # JSON keys are strings; remember integer keys (optimizer state is keyed by parameter index).
+            return {"__dict__": [[walk(k, f"{key}.k{i}"), walk(v, f"{key}.{i}")] for i, (k, v) in enumerate(x.items())]}
+        if isinstance(x, (list, tuple)):
+            return {"__list__": [walk(v, f"{key}.{i}") for i, v in enumerate(x)], "tuple": isinstance(x, tuple)}
+        if x is None or isinstance(x, (bool, int, float, str)):
+            return x
+        raise TypeError(f"cannot store a {type(x).__name__} in a checkpoint without pickle")
+
+    return tensors, walk(obj, prefix)
+
+
+def unflatten_state(skeleton, tensors: dict[str, torch.Tensor]):
+    def walk(x):
+        if isinstance(x, dict):
+            if "__tensor__" in x:
+                return tensors[x["__tensor__"]]
+            if "__dict__" in x:
+                return {walk(k): walk(v) for k, v in x["__dict__"]}
+            if "__list__" in x:
+                items = [walk(v) for v in x["__list__"]]
+                return tuple(items) if x.get("tuple") else items
+        return x
+
+    return walk(skeleton)
+
+
+# --- resumable training checkpoints ---------------------------------------------------------------------
+#
+# run_dir/checkpoints/step-00001234/{model.safetensors, state.safetensors, state.json, MANIFEST.json}
+# A checkpoint is written into a hidden temporary folder, its manifest (sha256 of every file) last,
+# then the folder is renamed into place: a folder without a valid manifest is never taken.
+
+CHECKPOINTS = "checkpoints"
+
+
+def save_checkpoint(run_dir: str | Path, tag: str, model_state: dict, train_state: dict, keep: int = 2) -> Path:
+    """Write a complete checkpoint ``tag`` under ``run_dir``; keep the newest ``keep`` of them."""
+    root = Path(run_dir) / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / tag
+    tmp = root / f".{tag}.tmp-{os.getpid()}"
+    if tmp.exists():
+        _remove_tree(tmp)
+    tmp.mkdir()
+    try:
+        tensors, skeleton = flatten_state(train_state)
+        atomic_write_bytes(tmp / "model.safetensors", st_save({k: v.detach().cpu().contiguous()
+                                                               for k, v in model_state.items()}))
+        atomic_write_bytes(tmp / "state.safetensors", st_save(tensors))
+        atomic_write_json(tmp / "state.json", {"format_version": FORMAT_VERSION, "state": skeleton})
+        _checkpoint_hook("before-manifest", tmp)
+        files = ["model.safetensors", "state.safetensors", "state.json"]
+        atomic_write_json(tmp / "MANIFEST.json", {"tag": tag, "files": {f: sha256_file(tmp / f) for f in files}})
+        if final.exists():
+            _remove_tree(final)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+    except BaseException:
+        _remove_tree(tmp)
+        raise
+    for old in list_checkpoints(run_dir)[:-keep] if keep else []:
+        _remove_tree(old)
+    return final
+
+
+def _checkpoint_hook(stage: str, folder: Path) -> None:
+    """Test hook: CNNLAB_CHECKPOINT_PAUSE=stage makes the writer stop here (so a test can kill it mid-write)."""
+    if os.environ.get("CNNLAB_CHECKPOINT_PAUSE") == stage:
+        import time
+
+        (folder.parent / f"paused-{stage}").write_text(str(os.getpid()))
+        time.sleep(float(os.environ.get("CNNLAB_CHECKPOINT_PAUSE_SECONDS", "3600")))
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete-looking checkpoint folders, oldest first (validity is checked on load)."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and
+                  (p / "MANIFEST.json").is_file())
+
+
+def verify_checkpoint(folder: Path) -> None:
+    manifest = read_json(folder / "MANIFEST.json")
+    for name, digest in manifest.get("files", {}).items():
+        path = folder / name
+        if Path(name).name != name:
+            raise CheckpointError(f"{folder}: manifest names a path outside the checkpoint: {name!r}")
+        if not path.is_file():
+            raise CheckpointError(f"{path}: listed in the manifest but missing")
+        if sha256_file(path) != digest:
+            raise CheckpointError(f"{path}: checksum mismatch (damaged or half-written)")
+
+
+def load_checkpoint(folder: str | Path) -> tuple[dict, dict]:
+    """(model state dict, training state) of a verified checkpoint folder."""
+    folder = Path(folder)
+    verify_checkpoint(folder)
+    model_state, _ = read_weights(folder / "model.safetensors")
+    tensors, _ = read_weights(folder / "state.safetensors")
+    doc = read_json(folder / "state.json")
+    return model_state, unflatten_state(doc["state"], tensors)
+
+
+def latest_checkpoint(run_dir: str | Path) -> tuple[Path, dict, dict] | None:
+    """The newest checkpoint that verifies, with its contents; damaged ones are skipped with a warning."""
+    import warnings
+
+    for folder in reversed(list_checkpoints(run_dir)):
+        try:
+            model_state, state = load_checkpoint(folder)
+        except CheckpointError as e:
+            warnings.warn(f"skipping damaged checkpoint: {e}", stacklevel=2)
+            continue
+        return folder, model_state, state
+    return None

@@ -1,0 +1,227 @@
+"""The ``cnnlab`` command line: one subcommand per thing a user does with a network.
+
+    cnnlab models                       list the registered models
+    cnnlab summary MODEL                Keras-style table: shapes, parameters, MACs
+    cnnlab train MODEL [--epochs ...]   train and write a run directory (--resume RUN_DIR continues one)
+    cnnlab evaluate RUN_DIR             classification report and top-1/top-5 on the test set
+    cnnlab predict RUN_DIR IMAGE...     classify image files
+
+Bad input ends in one line, ``cnnlab: error: ...``, naming the file or option, and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _parse_size(text: str) -> tuple[int, int, int]:
+    """'28x28x1' or '227x227x3' (H x W x C, as the lesson writes sizes) -> (C, H, W)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 2:
+        parts.append(1)
+    if len(parts) != 3 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"size must look like 28x28x1 (height x width x channels), got {text!r}")
+    h, w, c = parts
+    return c, h, w
+
+
+def _model_options(pairs: list[str]) -> dict:
+    """--option key=value pairs, values read as JSON when they parse (numbers, true/false, lists)."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"model option must be key=value, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cnnlab", description="Classic CNNs (LeNet-5, AlexNet) in PyTorch.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("models", help="list the registered models")
+
+    p = sub.add_parser("summary", help="Keras-style summary of a model: output shapes, parameters, MACs")
+    p.add_argument("model")
+    p.add_argument("--input", type=_parse_size, help="input size HxWxC (default: the model's own)")
+    p.add_argument("--num-classes", type=_positive_int)
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="model option (repeatable)")
+    p.add_argument("--layout", choices=["keras", "torch"], default="keras",
+                   help="shapes as Keras prints them (None, H, W, C) or PyTorch's (N, C, H, W)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("train", help="train a model and write a run directory")
+    p.add_argument("model", nargs="?", help="registered model name (not needed with --resume)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--config", metavar="FILE.json", help="settings file (flags override it)")
+    p.add_argument("--dataset", choices=["mnist", "fashion-mnist"])
+    p.add_argument("--data-dir", help="folder holding the dataset's files (or its subfolder)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
+    p.add_argument("--momentum", type=float)
+    p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--schedule", choices=["cosine", "linear", "step", "constant"])
+    p.add_argument("--warmup", type=float, help="fraction of the steps spent warming up")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--val-split", type=float, help="hold out this fraction of the training set (0: use the test set)")
+    p.add_argument("--early-stopping", type=int, metavar="PATIENCE")
+    p.add_argument("--checkpoint-every", type=int, metavar="EPOCHS")
+    p.add_argument("--checkpoint-steps", type=int, metavar="STEPS")
+    p.add_argument("--nonfinite", choices=["stop", "skip"], help="what a NaN/inf loss does")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="model option (repeatable)")
+    p.add_argument("--out-dir", help="where run directories go (default: runs)")
+    p.add_argument("--name", dest="run_name", help="run directory name")
+    p.add_argument("--dry-run", action="store_true", default=None, help="two batches of one epoch: check that all runs")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    p.add_argument("--no-sample", action="store_true", help="fail instead of falling back to the MNIST sample")
+
+    p = sub.add_parser("evaluate", help="classification report and top-1/top-5 accuracy of a run on its test set")
+    p.add_argument("run_dir")
+    p.add_argument("--weights", default="last", choices=["last", "best"])
+    p.add_argument("--data-dir")
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("predict", help="classify image files with a trained run")
+    p.add_argument("run_dir")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--weights", default="last", choices=["last", "best"])
+    p.add_argument("--top", type=_positive_int, default=3)
+    p.add_argument("--invert", choices=["auto", "yes", "no"], default="auto",
+                   help="grey models: invert dark-on-light images (auto: by the border's brightness)")
+    return parser
+
+
+def cmd_models(args) -> int:
+    from .models import get_model_entry, list_models
+
+    for name in list_models():
+        entry = get_model_entry(name)
+        c, h, w = entry.input_size
+        print(f"{name:16s} {h}x{w}x{c:<4d} {entry.description}")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from .models import create_model, get_model_entry
+    from .summary import summary
+
+    options = _model_options(args.option)
+    if args.num_classes:
+        options["num_classes"] = args.num_classes
+    input_size = args.input or get_model_entry(args.model).input_size
+    model_options = get_model_entry(args.model).options()
+    if "in_chans" in model_options and args.input:
+        options.setdefault("in_chans", input_size[0])
+    if "img_size" in model_options and args.input:
+        options.setdefault("img_size", input_size[1])
+    model = create_model(args.model, **options)
+    table = summary(model, input_size)
+    print(json.dumps(table.to_dict(), indent=2) if args.json else table.format(args.layout))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .checkpoint import read_json
+    from .train.config import load_config_file
+    from .run import resolve_config, train_run
+    from .train import TrainConfig
+
+    overrides = {k: getattr(args, k) for k in (
+        "dataset", "data_dir", "epochs", "batch_size", "lr", "optimizer", "momentum", "nesterov", "weight_decay",
+        "schedule", "warmup", "seed", "device", "precision", "channels_last", "threads", "val_split",
+        "early_stopping", "checkpoint_every", "checkpoint_steps", "nonfinite", "out_dir", "run_name", "dry_run",
+        "progress")}
+    if args.option:
+        overrides["model_options"] = _model_options(args.option)
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.json").is_file():
+            raise ValueError(f"{run_dir}: not a run directory to resume (no config.json)")
+        saved = read_json(run_dir / "config.json")
+        cfg = TrainConfig.from_dict({**saved, **{k: v for k, v in overrides.items() if v is not None}})
+        cfg.validate()
+        result = train_run(cfg, run_dir=run_dir, resume=True, allow_sample=not args.no_sample)
+    else:
+        if not args.model:
+            raise ValueError("name a model to train (see 'cnnlab models'), or --resume RUN_DIR")
+        file_values = load_config_file(args.config) if args.config else None
+        cfg = resolve_config(args.model, overrides, file_values)
+        from .summary import summary
+        from .models import create_model
+
+        print(summary(create_model(cfg.model, **cfg.model_options)).format())
+        result = train_run(cfg, allow_sample=not args.no_sample)
+    print()
+    print(result.report.format())
+    print(f"\nrun directory: {result.run_dir}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .run import evaluate_run
+
+    report = evaluate_run(args.run_dir, args.weights, args.data_dir, args.device)
+    print(report.format())
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .run import predict_files
+
+    for path, ranked in predict_files(args.run_dir, args.images, args.weights, args.top, args.invert):
+        best = ", ".join(f"{c} {p:.3f}" for c, p in ranked)
+        print(f"{path}: {best}")
+    return 0
+
+
+COMMANDS = {"models": cmd_models, "summary": cmd_summary, "train": cmd_train, "evaluate": cmd_evaluate,
+            "predict": cmd_predict}
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .checkpoint import CheckpointError
+    from .data import DatasetNotFoundError, IdxError
+    from .data.images import ImageError
+    from .train import NonFiniteLoss, TrainingInterrupted
+
+    try:
+        return COMMANDS[args.command](args)
+    except TrainingInterrupted as e:
+        print(f"cnnlab: {e}", file=sys.stderr)
+        return 130
+    except DatasetNotFoundError as e:  # several lines on purpose: every place looked at
+        print(f"cnnlab: error: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, IdxError, ImageError, CheckpointError, NonFiniteLoss, FileNotFoundError, OSError) as e:
+        print(f"cnnlab: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

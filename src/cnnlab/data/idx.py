@@ -1,0 +1,85 @@
+"""Reader for the IDX format of MNIST and Fashion-MNIST (raw or gzip-compressed).
+
+The format: two zero bytes, a type code, the number of dimensions, then each dimension as a big-endian
+32-bit integer, then the data. MNIST's images have magic 2051 (unsigned bytes, 3 dimensions) and its
+labels 2049 (unsigned bytes, 1 dimension). Every check names the file, so a truncated download or a
+swapped file reads as one clear line instead of a reshape error deep in numpy.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+IMAGES_MAGIC = 2051
+LABELS_MAGIC = 2049
+
+_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+class IdxError(ValueError):
+    """A file is not a valid IDX file of the expected kind; the message names the file."""
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """The file's content, decompressed when it is gzip (told by its first bytes, not its name)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise IdxError(f"{path}: cannot read ({e.strerror or e})") from None
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (EOFError, OSError, zlib.error) as e:
+        raise IdxError(f"{path}: corrupt or truncated gzip data ({e})") from None
+
+
+def parse_idx(data: bytes, name: str = "<bytes>", expected_magic: int | None = None) -> np.ndarray:
+    """Parse IDX bytes into a read-only numpy array, checking magic number and size."""
+    if len(data) < 4:
+        raise IdxError(f"{name}: too short for an IDX header ({len(data)} bytes)")
+    magic = int.from_bytes(data[:4], "big")
+    zero, type_code, ndim = int.from_bytes(data[:2], "big"), data[2], data[3]
+    if expected_magic is not None and magic != expected_magic:
+        raise IdxError(f"{name}: wrong magic number {magic} (expected {expected_magic}); is it the right file?")
+    if zero != 0 or type_code not in _DTYPES or ndim == 0:
+        raise IdxError(f"{name}: not an IDX file (magic number {magic})")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise IdxError(f"{name}: truncated header ({len(data)} bytes, {ndim} dimensions announced)")
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_DTYPES[type_code])
+    expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if len(data) != expected:
+        kind = "truncated" if len(data) < expected else "has trailing bytes"
+        raise IdxError(f"{name}: {kind}: {len(data):,} bytes for dimensions {dims}, expected {expected:,}")
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
+
+
+def read_idx(path: str | Path, expected_magic: int | None = None) -> np.ndarray:
+    return parse_idx(read_bytes(path), str(path), expected_magic)
+
+
+def write_idx(path: str | Path, array: np.ndarray, compress: bool | None = None) -> None:
+    """Write ``array`` (uint8) as IDX; gzip-compressed when the name ends in .gz (or ``compress``)."""
+    path = Path(path)
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    data = header + array.tobytes()
+    if compress if compress is not None else path.suffix == ".gz":
+        data = gzip.compress(data, mtime=0)
+    path.write_bytes(data)
+
+
+def read_images_and_labels(images_path: str | Path, labels_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """A pair of IDX files: images (N, H, W) uint8 and labels (N,) uint8, with matching counts."""
+    images = read_idx(images_path, IMAGES_MAGIC)
+    labels = read_idx(labels_path, LABELS_MAGIC)
+    if len(images) != len(labels):
+        raise IdxError(f"{labels_path}: {len(labels):,} labels for {len(images):,} images in {images_path}")
+    return images, labels

