@@ -97,8 +97,9 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     except FileNotFoundError:
         raise CheckpointError(f"{path}: file not found") from None
     if data[:2] == b"PK" or data[:1] == b"\x80":
-        raise CheckpointError(f"{path}: a pickle/zip file (torch.save format); cnnlab loads only safetensors, "
-                              "which cannot execute code")
+        raise CheckpointError(
+            f"{path}: a pickle/zip file (torch.save format); cnnlab loads only safetensors, which cannot execute code"
+        )
     try:
         state = st_load(data)
     except (SafetensorError, ValueError, RuntimeError) as e:
@@ -129,7 +130,9 @@ def load_weights_into(model: torch.nn.Module, path: str | Path) -> dict:
         )
     for k, v in state.items():
         if v.shape != expected[k].shape:
-            raise CheckpointError(f"{path}: {k} has shape {tuple(v.shape)}, the model expects {tuple(expected[k].shape)}")
+            raise CheckpointError(
+                f"{path}: {k} has shape {tuple(v.shape)}, the model expects {tuple(expected[k].shape)}"
+            )
     model.load_state_dict(state)
     return meta
 
@@ -192,8 +195,9 @@ def save_checkpoint(run_dir: str | Path, tag: str, model_state: dict, train_stat
     tmp.mkdir()
     try:
         tensors, skeleton = flatten_state(train_state)
-        atomic_write_bytes(tmp / "model.safetensors", st_save({k: v.detach().cpu().contiguous()
-                                                               for k, v in model_state.items()}))
+        atomic_write_bytes(
+            tmp / "model.safetensors", st_save({k: v.detach().cpu().contiguous() for k, v in model_state.items()})
+        )
         atomic_write_bytes(tmp / "state.safetensors", st_save(tensors))
         atomic_write_json(tmp / "state.json", {"format_version": FORMAT_VERSION, "state": skeleton})
         _checkpoint_hook("before-manifest", tmp)
@@ -231,8 +235,9 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     root = Path(run_dir) / CHECKPOINTS
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and
-                  (p / "MANIFEST.json").is_file())
+    return sorted(
+        p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "MANIFEST.json").is_file()
+    )
 
 
 def verify_checkpoint(folder: Path) -> None:

@@ -63,8 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", type=_parse_size, help="input size HxWxC (default: the model's own)")
     p.add_argument("--num-classes", type=_positive_int)
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="model option (repeatable)")
-    p.add_argument("--layout", choices=["keras", "torch"], default="keras",
-                   help="shapes as Keras prints them (None, H, W, C) or PyTorch's (N, C, H, W)")
+    p.add_argument(
+        "--layout",
+        choices=["keras", "torch"],
+        default="keras",
+        help="shapes as Keras prints them (None, H, W, C) or PyTorch's (N, C, H, W)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("train", help="train a model and write a run directory")
@@ -110,8 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+")
     p.add_argument("--weights", default="last", choices=["last", "best"])
     p.add_argument("--top", type=_positive_int, default=3)
-    p.add_argument("--invert", choices=["auto", "yes", "no"], default="auto",
-                   help="grey models: invert dark-on-light images (auto: by the border's brightness)")
+    p.add_argument(
+        "--invert",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="grey models: invert dark-on-light images (auto: by the border's brightness)",
+    )
     return parser
 
 
@@ -146,15 +154,40 @@ def cmd_summary(args) -> int:
 
 def cmd_train(args) -> int:
     from .checkpoint import read_json
-    from .train.config import load_config_file
     from .run import resolve_config, train_run
     from .train import TrainConfig
+    from .train.config import load_config_file
 
-    overrides = {k: getattr(args, k) for k in (
-        "dataset", "data_dir", "epochs", "batch_size", "lr", "optimizer", "momentum", "nesterov", "weight_decay",
-        "schedule", "warmup", "seed", "device", "precision", "channels_last", "threads", "val_split",
-        "early_stopping", "checkpoint_every", "checkpoint_steps", "nonfinite", "out_dir", "run_name", "dry_run",
-        "progress")}
+    overrides = {
+        k: getattr(args, k)
+        for k in (
+            "dataset",
+            "data_dir",
+            "epochs",
+            "batch_size",
+            "lr",
+            "optimizer",
+            "momentum",
+            "nesterov",
+            "weight_decay",
+            "schedule",
+            "warmup",
+            "seed",
+            "device",
+            "precision",
+            "channels_last",
+            "threads",
+            "val_split",
+            "early_stopping",
+            "checkpoint_every",
+            "checkpoint_steps",
+            "nonfinite",
+            "out_dir",
+            "run_name",
+            "dry_run",
+            "progress",
+        )
+    }
     if args.option:
         overrides["model_options"] = _model_options(args.option)
     if args.resume:
@@ -170,8 +203,8 @@ def cmd_train(args) -> int:
             raise ValueError("name a model to train (see 'cnnlab models'), or --resume RUN_DIR")
         file_values = load_config_file(args.config) if args.config else None
         cfg = resolve_config(args.model, overrides, file_values)
-        from .summary import summary
         from .models import create_model
+        from .summary import summary
 
         print(summary(create_model(cfg.model, **cfg.model_options)).format())
         result = train_run(cfg, allow_sample=not args.no_sample)
@@ -198,8 +231,13 @@ def cmd_predict(args) -> int:
     return 0
 
 
-COMMANDS = {"models": cmd_models, "summary": cmd_summary, "train": cmd_train, "evaluate": cmd_evaluate,
-            "predict": cmd_predict}
+COMMANDS = {
+    "models": cmd_models,
+    "summary": cmd_summary,
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "predict": cmd_predict,
+}
 
 
 def main(argv=None) -> int:

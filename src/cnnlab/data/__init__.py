@@ -4,5 +4,15 @@ from .datasets import DATASETS, ArrayDataset, DatasetNotFoundError, load_idx_dat
 from .idx import IdxError, read_idx
 from .loader import InMemoryLoader, InputNorm, Preprocess
 
-__all__ = ["DATASETS", "ArrayDataset", "DatasetNotFoundError", "load_idx_dataset", "load_mnist_sample", "IdxError",
-           "read_idx", "InMemoryLoader", "InputNorm", "Preprocess"]
+__all__ = [
+    "DATASETS",
+    "ArrayDataset",
+    "DatasetNotFoundError",
+    "load_idx_dataset",
+    "load_mnist_sample",
+    "IdxError",
+    "read_idx",
+    "InMemoryLoader",
+    "InputNorm",
+    "Preprocess",
+]

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .idx import IMAGES_MAGIC, LABELS_MAGIC, IdxError, parse_idx, read_bytes, read_images_and_labels
+from .idx import IdxError, read_bytes, read_images_and_labels
 
 SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -55,8 +55,7 @@ DATASETS: dict[str, IdxDatasetSpec] = {
         ),
         IdxDatasetSpec(
             "fashion-mnist",
-            ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-             "Ankle boot"),
+            ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
             # Computed from the decompressed files of Debian's dataset-fashion-mnist (upstream git 2020-05-23).
             {
                 "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",

@@ -47,4 +47,4 @@ def image_to_tensor(im: Image.Image, size: tuple[int, int, int], invert: str = "
         array = array[None]
     else:
         array = array.transpose(2, 0, 1)
-    return torch.from_numpy(np.ascontiguousarray(array))
+    return torch.from_numpy(np.array(array, copy=True, order="C"))

@@ -66,8 +66,16 @@ class Preprocess:
 class InMemoryLoader:
     """Batches of an ``ArrayDataset`` held on the device; every sample once per epoch (the last batch may be short)."""
 
-    def __init__(self, data: ArrayDataset, batch_size: int, device, shuffle: bool = True, seed: int = 0,
-                 shard=None, max_batches: int = 0):
+    def __init__(
+        self,
+        data: ArrayDataset,
+        batch_size: int,
+        device,
+        shuffle: bool = True,
+        seed: int = 0,
+        shard=None,
+        max_batches: int = 0,
+    ):
         self.images = data.images.to(device)
         self.labels = data.labels.to(device)
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
@@ -89,5 +97,5 @@ class InMemoryLoader:
         """Yield (images uint8, labels) for ``epoch``, from batch ``start`` on."""
         order = self._order(epoch)
         for step in range(start, len(self)):
-            idx = order[step * self.batch_size:(step + 1) * self.batch_size]
+            idx = order[step * self.batch_size : (step + 1) * self.batch_size]
             yield self.images[idx], self.labels[idx]

@@ -16,8 +16,9 @@ from ..data.loader import InMemoryLoader, Preprocess
 
 
 @torch.no_grad()
-def predict_logits(model, data, norm, device="cpu", batch_size=1000, channels_last=True, autocast=None,
-                   max_batches=0) -> torch.Tensor:
+def predict_logits(
+    model, data, norm, device="cpu", batch_size=1000, channels_last=True, autocast=None, max_batches=0
+) -> torch.Tensor:
     """Logits (N, classes) on the CPU, in the dataset's order."""
     model.eval()
     pre = Preprocess(norm, device, channels_last)
@@ -49,13 +50,21 @@ class Report:
     n: int
 
     def to_dict(self) -> dict:
-        return {"accuracy": self.accuracy, "top1": self.accuracy, "top5": self.top5, "n": self.n,
-                "classes": list(self.classes), "classification_report": self.report,
-                "confusion_matrix": self.confusion.tolist()}
+        return {
+            "accuracy": self.accuracy,
+            "top1": self.accuracy,
+            "top5": self.top5,
+            "n": self.n,
+            "classes": list(self.classes),
+            "classification_report": self.report,
+            "confusion_matrix": self.confusion.tolist(),
+        }
 
     def format(self) -> str:
-        return (f"{self.report_text}\n"
-                f"top-1 accuracy: {self.accuracy:.4f}   top-5 accuracy: {self.top5:.4f}   ({self.n:,} images)")
+        return (
+            f"{self.report_text}\n"
+            f"top-1 accuracy: {self.accuracy:.4f}   top-5 accuracy: {self.top5:.4f}   ({self.n:,} images)"
+        )
 
 
 def make_report(logits: torch.Tensor, labels: torch.Tensor, classes, digits: int = 4) -> Report:
@@ -64,8 +73,9 @@ def make_report(logits: torch.Tensor, labels: torch.Tensor, classes, digits: int
     label_ids = list(range(len(classes)))
     names = [str(c) for c in classes]
     text = classification_report(y_true, y_pred, labels=label_ids, target_names=names, digits=digits, zero_division=0)
-    table = classification_report(y_true, y_pred, labels=label_ids, target_names=names, output_dict=True,
-                                  zero_division=0)
+    table = classification_report(
+        y_true, y_pred, labels=label_ids, target_names=names, output_dict=True, zero_division=0
+    )
     return Report(
         accuracy=float((y_true == y_pred).mean()),
         top5=topk_accuracy(logits, labels, 5),

@@ -39,8 +39,12 @@ def plot_confusion(matrix: np.ndarray, classes, path: str | Path, title: str = "
     size = max(4.5, 0.55 * n + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(n), labels=[str(c) for c in classes], rotation=45 if n > 10 or max(map(len, map(str, classes))) > 3 else 0,
-                  ha="right" if n > 10 else "center")
+    ax.set_xticks(
+        range(n),
+        labels=[str(c) for c in classes],
+        rotation=45 if n > 10 or max(map(len, map(str, classes))) > 3 else 0,
+        ha="right" if n > 10 else "center",
+    )
     ax.set_yticks(range(n), labels=[str(c) for c in classes])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
@@ -48,8 +52,15 @@ def plot_confusion(matrix: np.ndarray, classes, path: str | Path, title: str = "
     if n <= 30:
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if matrix[i, j] > threshold else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(matrix[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if matrix[i, j] > threshold else "black",
+                )
     accuracy = np.trace(matrix) / max(matrix.sum(), 1)
     ax.set_title(f"{title} (accuracy {accuracy:.4f})")
     fig.tight_layout()

@@ -44,8 +44,9 @@ class LeNet5(nn.Module):
     input_size=(1, 28, 28),
     # Chosen by measurement (benchmarks/lenet5_mnist.py): batch 128 with a one-cycle schedule reaches
     # the lesson's accuracy in fewer seconds than its batch 32 at a constant 1e-3.
-    train_defaults=dict(dataset="mnist", epochs=6, batch_size=128, lr=3e-3, optimizer="adam",
-                        schedule="cosine", warmup=0.15),
+    train_defaults=dict(
+        dataset="mnist", epochs=6, batch_size=128, lr=3e-3, optimizer="adam", schedule="cosine", warmup=0.15
+    ),
 )
 def lenet5(num_classes: int = 10, in_chans: int = 1, img_size: int = 28, init: str = "keras") -> nn.Module:
     """LeNet-5 (LeCun et al., 1998) as in the lesson's Keras code: tanh, average pooling, 61,706 parameters.

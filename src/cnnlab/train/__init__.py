@@ -5,5 +5,16 @@ from .config import TrainConfig
 from .loop import History, NonFiniteLoss, TrainingInterrupted, fit
 from .runtime import Runtime
 
-__all__ = ["Callback", "CSVLogger", "EarlyStopping", "EpochTimer", "ModelCheckpoint", "TrainConfig", "History",
-           "NonFiniteLoss", "TrainingInterrupted", "fit", "Runtime"]
+__all__ = [
+    "Callback",
+    "CSVLogger",
+    "EarlyStopping",
+    "EpochTimer",
+    "ModelCheckpoint",
+    "TrainConfig",
+    "History",
+    "NonFiniteLoss",
+    "TrainingInterrupted",
+    "fit",
+    "Runtime",
+]

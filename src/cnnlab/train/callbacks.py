@@ -97,7 +97,9 @@ class EarlyStopping(Callback):
             self.wait += 1
             if self.wait >= self.patience:
                 self.trainer.stop_training = True
-                self.trainer.runtime.print(f"early stopping: {self.monitor} has not improved for {self.patience} epochs")
+                self.trainer.runtime.print(
+                    f"early stopping: {self.monitor} has not improved for {self.patience} epochs"
+                )
 
 
 class ModelCheckpoint(Callback):

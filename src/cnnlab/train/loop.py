@@ -51,8 +51,9 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     kinds = {
         "adam": lambda **kw: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kw),
         "adamw": lambda **kw: torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kw),
-        "sgd": lambda **kw: torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                                            weight_decay=cfg.weight_decay, **kw),
+        "sgd": lambda **kw: torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, **kw
+        ),
     }
     params = list(params)
     try:  # fused kernels update all parameters in one pass (CPU since PyTorch 2.4)
@@ -93,8 +94,17 @@ def evaluate_loss_accuracy(model, loader, preprocess, runtime: Runtime) -> tuple
     return loss_sum / max(count, 1), correct / max(count, 1)
 
 
-def fit(model, train_data, val_data=None, config: TrainConfig | None = None, callbacks=(), run_dir=None,
-        resume: bool = False, augment=None, runtime: Runtime | None = None) -> History:
+def fit(
+    model,
+    train_data,
+    val_data=None,
+    config: TrainConfig | None = None,
+    callbacks=(),
+    run_dir=None,
+    resume: bool = False,
+    augment=None,
+    runtime: Runtime | None = None,
+) -> History:
     """Train ``model`` on ``train_data`` (an ``ArrayDataset``); validate on ``val_data`` after every epoch.
 
     ``run_dir`` receives resumable checkpoints; with ``resume=True`` training continues from the newest
@@ -114,10 +124,14 @@ def fit(model, train_data, val_data=None, config: TrainConfig | None = None, cal
     train_pre = Preprocess(norm, rt.device, cfg.channels_last, augment)
     eval_pre = Preprocess(norm, rt.device, cfg.channels_last)
     limit = 2 if cfg.dry_run else 0
-    train_loader = InMemoryLoader(train_data, cfg.batch_size, rt.device, shuffle=True, seed=cfg.seed,
-                                  shard=rt.shard, max_batches=limit)
-    val_loader = (InMemoryLoader(val_data, cfg.eval_batch_size, rt.device, shuffle=False, shard=rt.shard,
-                                 max_batches=limit) if val_data is not None else None)
+    train_loader = InMemoryLoader(
+        train_data, cfg.batch_size, rt.device, shuffle=True, seed=cfg.seed, shard=rt.shard, max_batches=limit
+    )
+    val_loader = (
+        InMemoryLoader(val_data, cfg.eval_batch_size, rt.device, shuffle=False, shard=rt.shard, max_batches=limit)
+        if val_data is not None
+        else None
+    )
     net = rt.wrap(model)
     optimizer = make_optimizer(model.parameters(), cfg)
     regularization = getattr(model, "regularization_loss", None)  # e.g. Keras-style L2 on kernels
@@ -147,8 +161,12 @@ def fit(model, train_data, val_data=None, config: TrainConfig | None = None, cal
         if not (run_dir and rt.is_main):
             return
         state = {
-            "epoch": epoch, "step_in_epoch": step_in_epoch, "optimizer": optimizer.state_dict(),
-            "rng": {"torch": torch.get_rng_state()}, "history": history.history, "partial": partial,
+            "epoch": epoch,
+            "step_in_epoch": step_in_epoch,
+            "optimizer": optimizer.state_dict(),
+            "rng": {"torch": torch.get_rng_state()},
+            "history": history.history,
+            "partial": partial,
             "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in cbs.callbacks],
         }
         save_checkpoint(run_dir, f"step-{epoch * steps_per_epoch + step_in_epoch:09d}", model.state_dict(), state)
@@ -196,17 +214,25 @@ def fit(model, train_data, val_data=None, config: TrainConfig | None = None, cal
                     if not finite and cfg.nonfinite == "stop":
                         raise NonFiniteLoss(
                             f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}; stopped "
-                            + ("(the last good checkpoint is kept; lower --lr or use --nonfinite skip)"
-                               if run_dir else "(lower --lr or use --nonfinite skip)"))
+                            + (
+                                "(the last good checkpoint is kept; lower --lr or use --nonfinite skip)"
+                                if run_dir
+                                else "(lower --lr or use --nonfinite skip)"
+                            )
+                        )
                 optimizer.zero_grad(set_to_none=True)
                 if finite is not False:
                     loss.backward()
                     optimizer.step()
-                    sums += torch.stack([loss.detach().double() * len(labels),
-                                         (logits.argmax(1) == labels).sum().double(),
-                                         torch.tensor(float(len(labels)), device=rt.device, dtype=torch.float64)])
+                    sums += torch.stack(
+                        [
+                            loss.detach().double() * len(labels),
+                            (logits.argmax(1) == labels).sum().double(),
+                            torch.tensor(float(len(labels)), device=rt.device, dtype=torch.float64),
+                        ]
+                    )
                 if cbs.wants_batches:
-                    cbs.on_batch_end(step, {"loss": float(loss), "lr": lr})
+                    cbs.on_batch_end(step, {"loss": loss.item(), "lr": lr})
                 bar.update(1)
                 if step % 25 == 0:
                     bar.set_postfix(loss=f"{sums[0].item() / max(sums[2].item(), 1):.4f}", lr=f"{lr:.2e}")
@@ -216,7 +242,8 @@ def fit(model, train_data, val_data=None, config: TrainConfig | None = None, cal
                     checkpoint(epoch, done, sums.tolist())
                     raise TrainingInterrupted(
                         f"interrupted by {signal.Signals(stop_signal[0]).name} at epoch {epoch + 1}, step {done}; "
-                        f"checkpoint written. Resume with: cnnlab train --resume {run_dir}")
+                        f"checkpoint written. Resume with: cnnlab train --resume {run_dir}"
+                    )
                 if cfg.checkpoint_steps and done % cfg.checkpoint_steps == 0 and done < steps_per_epoch:
                     checkpoint(epoch, done, sums.tolist())
             bar.close()
@@ -228,9 +255,13 @@ def fit(model, train_data, val_data=None, config: TrainConfig | None = None, cal
             logs["lr"] = lr
             cbs.on_epoch_end(epoch, logs)
             history.append(logs)
-            rt.print(f"Epoch {epoch + 1}/{epochs} - " + " - ".join(
-                f"{k}: {v:.1f}s" if k == "seconds" else f"{k}: {v:.3g}" if k == "lr" else f"{k}: {v:.4f}"
-                for k, v in logs.items()))
+            rt.print(
+                f"Epoch {epoch + 1}/{epochs} - "
+                + " - ".join(
+                    f"{k}: {v:.1f}s" if k == "seconds" else f"{k}: {v:.3g}" if k == "lr" else f"{k}: {v:.4f}"
+                    for k, v in logs.items()
+                )
+            )
             if cfg.checkpoint_every and ((epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == epochs):
                 checkpoint(epoch + 1, 0)
             if trainer.stop_training:

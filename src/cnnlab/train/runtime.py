@@ -74,7 +74,7 @@ class Runtime:
         if not self.distributed:
             return order
         usable = len(order) - len(order) % self.world_size
-        return order[self.rank:usable:self.world_size]
+        return order[self.rank : usable : self.world_size]
 
     def reduce(self, t: torch.Tensor) -> torch.Tensor:
         """Sum of ``t`` over all processes (``t`` itself in a single process)."""
@@ -88,8 +88,14 @@ class Runtime:
             tqdm.write(" ".join(str(a) for a in args), **kwargs)
 
     def progress(self, total: int, desc: str, enabled: bool = True):
-        return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, unit="batch",
-                    disable=not (enabled and self.is_main))
+        return tqdm(
+            total=total,
+            desc=desc,
+            leave=False,
+            dynamic_ncols=True,
+            unit="batch",
+            disable=not (enabled and self.is_main),
+        )
 
     def barrier(self) -> None:
         if self.distributed:

@@ -1,0 +1,40 @@
+# Set-up and the two everyday commands. Each target creates or refreshes .venv first.
+#   make demo   train LeNet-5 on MNIST: summary, progress, classification report (the main job)
+#   make test   the test suite
+#   make bench  the benchmarks (minutes)
+# TORCH is installed before anything else, so that a CPU machine never pulls a CUDA build; elsewhere,
+# e.g.: make demo TORCH="torch --index-url https://download.pytorch.org/whl/cpu"
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.cnnlab-installed
+
+# Real data beside the checkout (this project's shared/ folder) is used when present.
+ifneq ($(wildcard ../shared/data/mnist),)
+export CNNLAB_DATA ?= $(abspath ../shared/data)
+endif
+
+.PHONY: demo test bench lint clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev,sample]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/cnnlab train lenet5 --dataset mnist
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/lenet5_mnist.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,61 @@
+"""Shared fixtures: real data from ../shared/data when present (tests that need it skip otherwise),
+and small synthetic IDX datasets made on the spot."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnlab.data.idx import write_idx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    for candidate in (os.environ.get("CNNLAB_DATA"), REPO.parent / "shared" / "data"):
+        if candidate and (Path(candidate) / "mnist" / "t10k-labels-idx1-ubyte.gz").exists():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    found = shared_data_dir()
+    if found is None:
+        pytest.skip("real MNIST not found (../shared/data or CNNLAB_DATA)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def mnist(real_data_dir):
+    from cnnlab.data import load_idx_dataset
+
+    return (
+        load_idx_dataset("mnist", "train", real_data_dir, download_missing=False),
+        load_idx_dataset("mnist", "test", real_data_dir, download_missing=False),
+    )
+
+
+def synthetic_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """28x28 images whose class k is a bright horizontal bar at rows 2k+4..2k+6, plus noise: learnable."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+    for i, k in enumerate(labels):
+        images[i, 2 * k + 4 : 2 * k + 7, 4:24] = 230
+    return images, labels
+
+
+@pytest.fixture
+def synthetic_mnist_dir(tmp_path) -> Path:
+    """A folder laid out like MNIST's (gzip IDX files) holding a small synthetic dataset."""
+    folder = tmp_path / "data" / "mnist"
+    folder.mkdir(parents=True)
+    for split, n, seed in (("train", 600, 1), ("t10k", 200, 2)):
+        images, labels = synthetic_digits(n, seed)
+        write_idx(folder / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
+    return folder.parent

@@ -1,0 +1,133 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnlab.cli import main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "cnnlab", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_summary_prints_the_lessons_total(capsys):
+    assert main(["summary", "lenet5"]) == 0
+    out = capsys.readouterr().out
+    assert "Total params: 61,706" in out and "(None, 14, 14, 6)" in out
+
+
+def test_summary_json(capsys):
+    assert main(["summary", "lenet5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total_params"] == 61_706
+
+
+@pytest.fixture
+def trained_run(tmp_path_factory, synthetic_mnist_dir, monkeypatch):
+    monkeypatch.setenv("CNNLAB_OFFLINE", "1")
+    out = tmp_path_factory.mktemp("runs")
+    code = main(
+        [
+            "train",
+            "lenet5",
+            "--data-dir",
+            str(synthetic_mnist_dir),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "64",
+            "--out-dir",
+            str(out),
+            "--name",
+            "demo",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    return out / "demo", synthetic_mnist_dir
+
+
+def test_train_writes_a_complete_run_directory(trained_run, capsys):
+    run_dir, _ = trained_run
+    for name in (
+        "config.json",
+        "model.json",
+        "summary.txt",
+        "metrics.csv",
+        "weights/last.safetensors",
+        "weights/best.safetensors",
+        "curves.png",
+        "report.txt",
+        "report.json",
+        "confusion_matrix.png",
+    ):
+        assert (run_dir / name).is_file(), name
+    rows = (run_dir / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,loss,accuracy,val_loss,val_accuracy") and len(rows) == 3
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["accuracy"] > 0.9 and len(report["confusion_matrix"]) == 10
+    assert (run_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_reproduces_the_training_report(trained_run, capsys):
+    run_dir, data_dir = trained_run
+    saved = json.loads((run_dir / "report.json").read_text())
+    capsys.readouterr()
+    assert main(["evaluate", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "precision    recall  f1-score   support" in out and "top-5 accuracy" in out
+    assert f"top-1 accuracy: {saved['accuracy']:.4f}" in out
+
+
+def test_predict_classifies_image_files_of_any_size_and_colour(trained_run, tmp_path, capsys):
+    run_dir, _ = trained_run
+    # Class 3 is a bar at rows 10-12 of 28; drawn dark on light, in colour, at 4x size.
+    image = np.full((112, 112, 3), 255, np.uint8)
+    image[40:52, 16:96] = (20, 20, 60)
+    Image.fromarray(image).save(tmp_path / "three.png")
+    grey = np.zeros((28, 28), np.uint8)
+    grey[2 * 7 + 4 : 2 * 7 + 7, 4:24] = 230
+    Image.fromarray(grey).save(tmp_path / "seven.jpg")
+    capsys.readouterr()
+    assert main(["predict", str(run_dir), str(tmp_path / "three.png"), str(tmp_path / "seven.jpg")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split(": ")[1].startswith("3 ") and lines[1].split(": ")[1].startswith("7 ")
+
+
+def test_dry_run_and_bad_options_give_one_line_errors(synthetic_mnist_dir, tmp_path):
+    ok = run_cli("train", "lenet5", "--data-dir", str(synthetic_mnist_dir), "--dry-run", "--out-dir", str(tmp_path))
+    assert ok.returncode == 0, ok.stderr
+    assert "Epoch 1/1" in ok.stderr + ok.stdout
+    cases = [
+        (["train", "lenet5", "--epochs", "-1"], "epochs must be at least 1"),
+        (["train", "lenet9"], "unknown model 'lenet9'"),
+        (
+            [
+                "train",
+                "lenet5",
+                "--data-dir",
+                str(synthetic_mnist_dir),
+                "--batch-size",
+                "5000",
+                "--out-dir",
+                str(tmp_path),
+            ],
+            "batch size 5000 is larger than the training set",
+        ),
+        (["predict", str(tmp_path / "nope"), "x.png"], "no such run directory"),
+        (["summary", "lenet5", "--option", "bogus=1"], "no option bogus"),
+    ]
+    for args, message in cases:
+        result = run_cli(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.strip().count("\n") == 0 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_predict_names_an_unreadable_image(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    result = run_cli("predict", str(run_dir), str(tmp_path / "broken.png"))
+    assert result.returncode == 2 and "broken.png" in result.stderr and "Traceback" not in result.stderr
