@@ -2,6 +2,10 @@
 
     cnnlab models                       list the registered models
     cnnlab summary MODEL                Keras-style table: shapes, parameters, MACs
+    cnnlab advise MODEL_OR_PATTERN      the lesson's best practices, checked layer by layer
+    cnnlab compute MODEL [--chart PNG]  FLOPs, training compute in petaflop/s-days, the two eras
+    cnnlab advise MODEL_OR_PATTERN      the lesson's best practices, checked layer by layer
+    cnnlab compute MODEL [--chart PNG]  FLOPs, training compute in petaflop/s-days, the two eras
     cnnlab train MODEL [--epochs ...]   train and write a run directory (--resume RUN_DIR continues one)
     cnnlab evaluate RUN_DIR             classification report and top-1/top-5 on the test set
     cnnlab predict RUN_DIR IMAGE...     classify image files
@@ -71,6 +75,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
+    p = sub.add_parser("advise", help="check a model or pattern against the lesson's best practices")
+    p.add_argument("model", help="a registered model, or a pattern such as 'INPUT => [CONV => RELU]*2 => POOL => FC'")
+    p.add_argument("--input", type=_parse_size, help="input size HxWxC (default: the model's own)")
+    p.add_argument("--num-classes", type=_positive_int)
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="model or pattern option (repeatable)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("compute", help="MACs, FLOPs and training compute (petaflop/s-days); --chart draws the two eras")
+    p.add_argument("model", nargs="?", help="a registered model or a pattern")
+    p.add_argument("--input", type=_parse_size, help="input size HxWxC (default: the model's own)")
+    p.add_argument("--num-classes", type=_positive_int)
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="model or pattern option (repeatable)")
+    p.add_argument("--epochs", type=float, help="epochs of a training run to cost")
+    p.add_argument("--images", type=int, help="training images per epoch")
+    p.add_argument("--chart", metavar="PNG", help="draw the two eras of training compute, with this model and --run")
+    p.add_argument("--run", action="append", default=[], metavar="RUN_DIR", help="place a run on the chart")
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("train", help="train a model and write a run directory")
     p.add_argument("model", nargs="?", help="registered model name (not needed with --resume)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
@@ -133,23 +155,101 @@ def cmd_models(args) -> int:
     return 0
 
 
-def cmd_summary(args) -> int:
-    from .models import create_model, get_model_entry
-    from .summary import summary
+def _build(args):
+    """(model, input size) from a registered name or a pattern text, with --input/--num-classes/--option."""
+    from .models import create_model, get_model_entry, list_models
 
     options = _model_options(args.option)
     if args.num_classes:
         options["num_classes"] = args.num_classes
-    input_size = args.input or get_model_entry(args.model).input_size
-    model_options = get_model_entry(args.model).options()
+    name = args.model
+    if name not in list_models() and ("=>" in name or name.strip().upper().split("(")[0] in ("CONV", "INPUT")):
+        options["text"], name = name, "pattern"
+    input_size = args.input or get_model_entry(name).input_size
+    model_options = get_model_entry(name).options()
     if "in_chans" in model_options and args.input:
         options.setdefault("in_chans", input_size[0])
     if "img_size" in model_options and args.input:
+        if input_size[1] != input_size[2] and name == "pattern":
+            raise ValueError("a pattern network is built for square inputs here; give --input HxHxC")
         options.setdefault("img_size", input_size[1])
-    model = create_model(args.model, **options)
+    return create_model(name, **options), input_size
+
+
+def cmd_summary(args) -> int:
+    from .summary import summary
+
+    model, input_size = _build(args)
     table = summary(model, input_size)
     print(json.dumps(table.to_dict(), indent=2) if args.json else table.format(args.layout))
     return 0
+
+
+def cmd_advise(args) -> int:
+    from .analysis.advise import advise, format_findings
+
+    model, input_size = _build(args)
+    findings = advise(model, input_size)
+    c, h, w = input_size
+    if args.json:
+        print(json.dumps([f.to_dict() for f in findings], indent=2))
+    else:
+        print(format_findings(findings, f"{args.model} at input {h}x{w}x{c}"))
+    return 1 if any(f.severity == "warning" for f in findings) else 0
+
+
+def cmd_compute(args) -> int:
+    from .analysis.compute import PFS_DAY, chart, compute_report
+
+    extra = []
+    if args.model:
+        model, input_size = _build(args)
+        report = compute_report(model, input_size)
+        if args.json:
+            out = {
+                "model": report.model,
+                "input_size": report.input_size,
+                "forward_flops": report.forward_flops,
+                "train_flops_per_image": report.train_flops_per_image,
+                "layers": [{"name": n, "type": t, "macs": m, "flops": 2 * m} for n, t, m in report.rows if m],
+            }
+            if args.images and args.epochs:
+                out.update(
+                    run_flops=report.run_flops(args.images, args.epochs),
+                    run_pfs_days=report.run_pfs_days(args.images, args.epochs),
+                )
+            print(json.dumps(out, indent=2))
+        else:
+            print(report.format(args.images, args.epochs))
+        if args.images and args.epochs:
+            extra.append(
+                (
+                    f"{args.model} ({args.epochs:g} x {args.images:,})",
+                    _year_now(),
+                    report.run_pfs_days(args.images, args.epochs),
+                )
+            )
+    elif (args.images or args.epochs) and not args.chart:
+        raise ValueError("name a model to cost a run")
+    for run_dir in args.run:
+        from .checkpoint import read_json
+
+        measured = read_json(Path(run_dir) / "compute.json")
+        extra.append((Path(run_dir).name, measured.get("year", _year_now()), measured["train_flops"] / PFS_DAY))
+    if args.chart:
+        chart(args.chart, extra)
+        print(f"wrote {args.chart}")
+    elif not args.model:
+        raise ValueError("name a model, or ask for --chart PNG")
+
+    return 0
+
+
+def _year_now() -> float:
+    import datetime
+
+    today = datetime.date.today()
+    return today.year + (today.timetuple().tm_yday - 0.5) / 365
 
 
 def cmd_train(args) -> int:
@@ -234,6 +334,8 @@ def cmd_predict(args) -> int:
 COMMANDS = {
     "models": cmd_models,
     "summary": cmd_summary,
+    "advise": cmd_advise,
+    "compute": cmd_compute,
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,

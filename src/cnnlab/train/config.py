@@ -34,7 +34,7 @@ class TrainConfig:
     channels_last: bool = True
     threads: int = 0  # 0: PyTorch's choice
     val_split: float = 0.0  # 0: validate on the test set, as the lesson does
-    eval_batch_size: int = 1000
+    eval_batch_size: int = 500
     checkpoint_every: int = 1  # epochs between resumable checkpoints (0: none)
     checkpoint_steps: int = 0  # also every N steps inside an epoch (0: never)
     early_stopping: int = 0  # patience in epochs on val_loss (0: off)

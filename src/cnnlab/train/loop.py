@@ -149,6 +149,7 @@ def fit(
         folder, model_state, state = found
         model.load_state_dict(model_state)
         optimizer.load_state_dict(state["optimizer"])
+        _match_param_layout(optimizer)
         torch.set_rng_state(state["rng"]["torch"])
         history = trainer.history = History(state["history"])
         start_epoch, start_step, resumed_partial = state["epoch"], state["step_in_epoch"], state.get("partial")
@@ -271,6 +272,19 @@ def fit(
             signal.signal(sig, handler)
     cbs.on_train_end({"history": history.history})
     return history
+
+
+def _match_param_layout(optimizer) -> None:
+    """Give restored optimizer state the memory layout of its parameter.
+
+    Saved tensors come back contiguous, while a channels-last parameter's moments were created
+    channels-last; fused and foreach optimizer kernels walk parameter and state as flat memory, so a
+    layout mismatch would silently pair the wrong elements.
+    """
+    for param, state in optimizer.state.items():
+        for key, value in state.items():
+            if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                state[key] = torch.empty_like(param).copy_(value)
 
 
 class _Trainer:

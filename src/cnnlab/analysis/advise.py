@@ -1,0 +1,342 @@
+"""The lesson's best practices as checks on a concrete network.
+
+Each rule looks at the traced layers (shapes from one forward pass) and reports findings with the rule
+broken, the layer, and a concrete suggestion. Severity ``warning`` means a best practice is broken (the
+command exits 1, usable in CI); ``note`` is advice that breaks nothing (exit 0).
+
+The lesson's rules, in its words as far as they go: square inputs divisible by two; 3x3 and 5x5
+filters, with 7x7 or 11x11 only in the first layer and only for inputs over 200 px; stride 1 with
+same padding, leaving downsampling to pooling (2x2 stride 2, or 3x3 early in the network); batch norm
+after the activation (the lesson's Keras code) or before it (the original paper).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from torch import nn
+
+from .trace import TracedLayer, trace
+
+
+@dataclass
+class Finding:
+    rule: str
+    severity: str  # "warning" | "note"
+    layer: str  # layer name, or "input"
+    message: str
+    suggestion: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _geometry(m: nn.Module):
+    """(kernel, stride, padding) along height and width of a layer that changes spatial size, else None."""
+    if isinstance(m, nn.Conv2d):
+        pad = m.padding
+        if isinstance(pad, str):
+            k = _pair(m.kernel_size)
+            pad = (k[0] // 2, k[1] // 2) if pad == "same" else (0, 0)
+        return _pair(m.kernel_size), _pair(m.stride), _pair(pad)
+    if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+        return _pair(m.kernel_size), _pair(m.stride or m.kernel_size), _pair(m.padding)
+    return None
+
+
+def _walk_sizes(layers: list[TracedLayer], size: int, axis: int = 0):
+    """Follow one spatial size through the layers: [(layer, size in, exact size out)]."""
+    steps = []
+    for layer in layers:
+        geo = _geometry(layer.module)
+        if geo is None:
+            continue
+        k, s, p = geo[0][axis], geo[1][axis], geo[2][axis]
+        out = (size + 2 * p - k) / s + 1
+        steps.append((layer, size, out))
+        size = int(out) if out >= 1 else 0
+        if size == 0:
+            break
+    return steps
+
+
+def _exact_sizes(layers, around: int, axis: int = 0, count: int = 3) -> list[int]:
+    """Input sizes near ``around`` for which every downsampling step divides exactly."""
+    good = []
+    for delta in range(1, 65):
+        for candidate in (around - delta, around + delta):
+            if candidate < 8:
+                continue
+            steps = _walk_sizes(layers, candidate, axis)
+            if steps and all(out == int(out) and out >= 1 for _, _, out in steps):
+                good.append(candidate)
+        if len(good) >= count:
+            break
+    return sorted(good[:count], key=lambda c: (abs(c - around), c))
+
+
+def _fmt(shape) -> str:
+    if len(shape) == 3:
+        return f"{shape[1]}x{shape[2]}x{shape[0]}"
+    return "x".join(str(s) for s in shape)
+
+
+def advise(model: nn.Module, input_size) -> list[Finding]:
+    """Check ``model`` at ``input_size`` (C, H, W) against the lesson's best practices."""
+    c, h, w = input_size
+    try:
+        layers = trace(model, input_size)
+    except RuntimeError as e:
+        name = getattr(model, "cnnlab_name", type(model).__name__)
+        raise ValueError(
+            f"{name} cannot take a {w}x{h}x{c} input ({str(e).splitlines()[0]}); a network with a "
+            "fixed dense layer needs its own size, a pattern adapts to any"
+        ) from None
+    findings: list[Finding] = []
+    convs = [layer for layer in layers if isinstance(layer.module, nn.Conv2d)]
+    pools = [layer for layer in layers if isinstance(layer.module, (nn.MaxPool2d, nn.AvgPool2d))]
+
+    # --- the input ------------------------------------------------------------------------------------
+    if h != w:
+        side = max(h, w)
+        findings.append(
+            Finding(
+                "square-input",
+                "warning",
+                "input",
+                f"input {h}x{w} is not square",
+                f"resize or crop to a square, e.g. {side}x{side} or {min(h, w)}x{min(h, w)}",
+            )
+        )
+    for axis, size in ((0, h),) if h == w else ((0, h), (1, w)):
+        steps = _walk_sizes(layers, size, axis)
+        inexact = [(layer, s_in, out) for layer, s_in, out in steps if out != int(out)]
+        dim = "" if h == w else (" (height)" if axis == 0 else " (width)")
+        if inexact:
+            layer, s_in, out = inexact[0]
+            k, s, p = (g[axis] for g in _geometry(layer.module))
+            lost = (s_in + 2 * p - k) % s
+            fixes = _exact_sizes(layers, size, axis)
+            findings.append(
+                Finding(
+                    "divisible-input",
+                    "warning",
+                    layer.name,
+                    f"input size {size}{dim} becomes fractional at {layer.name} ({layer.kind} {k}x{k}/{s}): "
+                    f"{s_in} -> {out:g}, so {lost} row(s)/column(s) of the map are dropped"
+                    + (f"; {len(inexact) - 1} more such step(s) follow" if len(inexact) > 1 else ""),
+                    f"use an input size every downsampling step divides: {', '.join(map(str, fixes))}"
+                    if fixes
+                    else "change the input size or the strides so that each step divides exactly",
+                )
+            )
+        elif size % 2 and any(_geometry(p.module)[1][axis] == 2 for p in pools):
+            findings.append(
+                Finding(
+                    "divisible-input",
+                    "note",
+                    "input",
+                    f"input size {size}{dim} is odd (the lesson prefers sizes divisible by two), but every "
+                    "downsampling step here divides exactly, so no pixels are lost",
+                    f"keep {size}: the nearest even sizes would drop pixels"
+                    if not any(sz % 2 == 0 for sz in _exact_sizes(layers, size, axis, 2))
+                    else "",
+                )
+            )
+
+    # --- convolutions ---------------------------------------------------------------------------------
+    for i, layer in enumerate(convs):
+        (kh, kw), (sh, sw), _ = _geometry(layer.module)
+        side = min(layer.in_shape[1], layer.in_shape[2])
+        k = max(kh, kw)
+        if i > 0 and k > 5:
+            findings.append(
+                Finding(
+                    "large-filter",
+                    "warning",
+                    layer.name,
+                    f"{kh}x{kw} filters after the first layer",
+                    "use 3x3 (or 5x5) filters; stack two "
+                    "3x3 convolutions for the receptive field of one 5x5 with fewer weights",
+                )
+            )
+        if i == 0 and k >= 7 and side < 200:
+            findings.append(
+                Finding(
+                    "large-filter",
+                    "warning",
+                    layer.name,
+                    f"{kh}x{kw} first-layer filters on a {side}-px input (the lesson keeps 7x7 "
+                    "and 11x11 for inputs over 200 px)",
+                    "use 3x3 or 5x5 filters at this size",
+                )
+            )
+        if max(sh, sw) > 1:
+            if i == 0 and side >= 200:
+                findings.append(
+                    Finding(
+                        "conv-stride",
+                        "note",
+                        layer.name,
+                        f"stride {sh} in the first layer on a {side}-px input: allowed by the "
+                        "lesson to cut a large input down early",
+                        "",
+                    )
+                )
+            else:
+                findings.append(
+                    Finding(
+                        "strided-downsampling",
+                        "warning",
+                        layer.name,
+                        f"convolution with stride {sh} downsamples a {side}-px map",
+                        "use stride 1 with same padding and downsample with a 2x2/2 pool",
+                    )
+                )
+        out_side = min(layer.out_shape[1], layer.out_shape[2])
+        if max(sh, sw) == 1 and k > 1 and out_side < side:
+            findings.append(
+                Finding(
+                    "same-padding",
+                    "warning",
+                    layer.name,
+                    f"valid padding shrinks the volume {_fmt(layer.in_shape)} -> {_fmt(layer.out_shape)}",
+                    f"use padding={k // 2} ('same') so that only pooling changes the spatial size",
+                )
+            )
+
+    # --- pooling --------------------------------------------------------------------------------------
+    for j, layer in enumerate(pools):
+        (kh, _), (sh, _), _ = _geometry(layer.module)
+        if (kh, sh) == (2, 2):
+            continue
+        if (kh, sh) == (3, 2):
+            if j >= 2:
+                findings.append(
+                    Finding(
+                        "pool-settings",
+                        "note",
+                        layer.name,
+                        "3x3/2 overlapping pooling late in the network (the lesson uses it early)",
+                        "2x2/2 pooling is the usual choice past the first blocks",
+                    )
+                )
+            continue
+        findings.append(
+            Finding(
+                "pool-settings",
+                "warning",
+                layer.name,
+                f"{kh}x{kh} pooling with stride {sh}",
+                "pool 2x2 with stride 2 (or 3x3 with stride 2 early in the network)",
+            )
+        )
+
+    # --- activations and pooling kind (LeNet-5's era vs. the lesson's pattern) --------------------------
+    saturating = [layer.name for layer in layers if isinstance(layer.module, (nn.Tanh, nn.Sigmoid))]
+    if saturating:
+        findings.append(
+            Finding(
+                "activation",
+                "note",
+                saturating[0],
+                f"saturating activations (tanh/sigmoid) in {len(saturating)} layer(s): {', '.join(saturating)}",
+                "the lesson's pattern uses ReLU, which trains faster in deep stacks; keep tanh to reproduce LeNet-5",
+            )
+        )
+    averaging = [layer.name for layer in pools if isinstance(layer.module, nn.AvgPool2d)]
+    if averaging:
+        findings.append(
+            Finding(
+                "pool-kind",
+                "note",
+                averaging[0],
+                f"average pooling in {len(averaging)} layer(s): {', '.join(averaging)}",
+                "max pooling is the modern default for downsampling between conv blocks",
+            )
+        )
+
+    # --- spatial collapse -----------------------------------------------------------------------------
+    spatial = [layer for layer in layers if len(layer.out_shape) == 3]
+    for idx, layer in enumerate(spatial):
+        if min(layer.out_shape[1], layer.out_shape[2]) <= 1 and any(
+            isinstance(later.module, nn.Conv2d) for later in spatial[idx + 1 :]
+        ):
+            findings.append(
+                Finding(
+                    "early-collapse",
+                    "warning",
+                    layer.name,
+                    f"the map is {_fmt(layer.out_shape)} already, and convolutions follow",
+                    "use a larger input or fewer downsampling steps",
+                )
+            )
+            break
+
+    # --- batch norm placement (one note per placement, naming the layers) -----------------------------
+    acts = (nn.ReLU, nn.Tanh, nn.ELU, nn.GELU, nn.LeakyReLU, nn.Sigmoid)
+    placements: dict[str, list[str]] = {}
+    for idx, layer in enumerate(layers):
+        if isinstance(layer.module, nn.modules.batchnorm._BatchNorm) and idx > 0:
+            before = layers[idx - 1].module
+            if isinstance(before, acts):
+                placements.setdefault("after the activation, as the lesson's Keras code places it", []).append(
+                    layer.name
+                )
+            elif isinstance(before, (nn.Conv2d, nn.Linear)):
+                placements.setdefault(
+                    "between the layer and its activation, as Ioffe & Szegedy (2015) place it", []
+                ).append(layer.name)
+    for where, names in placements.items():
+        findings.append(
+            Finding(
+                "bn-placement",
+                "note",
+                names[0],
+                f"batch norm {where} ({len(names)} layer(s): {', '.join(names)})",
+                "both work; the lesson reports that after the activation often does slightly better",
+            )
+        )
+
+    # --- a very large first dense layer ---------------------------------------------------------------
+    total = sum(layer.weights for layer in layers)
+    dense = [layer for layer in layers if isinstance(layer.module, nn.Linear)]
+    if dense and total:
+        first = dense[0]
+        share = first.weights / total
+        if share > 0.5 and first.weights > 1_000_000:
+            m = first.module
+            findings.append(
+                Finding(
+                    "large-fc",
+                    "warning",
+                    first.name,
+                    f"the first dense layer ({m.in_features}x{m.out_features}) holds {share:.0%} "
+                    f"of all {total:,} weights",
+                    "shrink the map before flattening (more pooling, or global average pooling) or use fewer units",
+                )
+            )
+    order = {layer.name: layer.index for layer in layers}
+    findings.sort(key=lambda f: -1 if f.layer == "input" else order.get(f.layer, len(order)))
+    return findings
+
+
+def format_findings(findings: list[Finding], title: str) -> str:
+    lines = [title]
+    by_layer: dict[str, list[Finding]] = {}
+    for f in findings:
+        by_layer.setdefault(f.layer, []).append(f)
+    for layer, items in by_layer.items():
+        lines.append(f"\n{layer}")
+        for f in items:
+            lines.append(f"  {f.severity.upper():8s} [{f.rule}] {f.message}")
+            if f.suggestion:
+                lines.append(f"           -> {f.suggestion}")
+    warnings = sum(f.severity == "warning" for f in findings)
+    notes = len(findings) - warnings
+    lines.append(f"\n{warnings} warning(s), {notes} note(s)" + ("" if warnings else ": follows the lesson's practices"))
+    return "\n".join(lines)

@@ -1,0 +1,82 @@
+import pytest
+
+from cnnlab import create_model
+from cnnlab.analysis.advise import advise
+from cnnlab.cli import main
+from cnnlab.models import from_pattern
+
+GOOD = "INPUT => [[CONV => RELU]*2 => POOL]*3 => [FC => RELU]*2 => FC"
+
+
+def rules(text, shape=(3, 32, 32), severity="warning"):
+    found = advise(from_pattern(text, shape, 10), shape)
+    return {f.rule for f in found if f.severity == severity}
+
+
+def test_a_network_that_follows_the_lesson_has_no_warnings():
+    assert rules(GOOD) == set()
+    assert rules(GOOD, (3, 48, 48)) == set()
+    assert rules(GOOD, (3, 224, 224)) == {"large-fc"}  # 28x28x128 flattened into the first FC
+
+
+@pytest.mark.parametrize(
+    "text, shape, rule",
+    [
+        (GOOD, (3, 32, 48), "square-input"),
+        (GOOD, (3, 36, 36), "divisible-input"),  # 36 -> 18 -> 9 -> 4.5
+        ("CONV => RELU => POOL => CONV(16, 7) => RELU => POOL => FC", (3, 32, 32), "large-filter"),
+        ("CONV(16, 7) => RELU => POOL => FC", (3, 64, 64), "large-filter"),  # 7x7 first, input under 200 px
+        ("CONV => RELU => CONV(16, 3, stride=2, padding=1) => RELU => FC", (3, 32, 32), "strided-downsampling"),
+        ("CONV(16, 3, stride=2, padding=1) => RELU => FC", (3, 32, 32), "strided-downsampling"),
+        ("CONV(16, 3, padding=valid) => RELU => POOL => FC", (3, 34, 34), "same-padding"),
+        ("CONV => RELU => POOL(4, 4) => FC", (3, 32, 32), "pool-settings"),
+        ("[CONV => RELU => POOL]*5 => CONV => FC", (3, 32, 32), "early-collapse"),
+        ("CONV(64) => RELU => FC(4096) => RELU => FC", (3, 64, 64), "large-fc"),
+    ],
+)
+def test_each_rule_fires_on_a_network_that_breaks_it(text, shape, rule):
+    assert rule in rules(text, shape)
+    assert rule not in rules(GOOD)
+
+
+def test_notes_do_not_fail_and_name_bn_placement():
+    notes = advise(
+        from_pattern("CONV => BN => RELU => POOL => CONV => RELU => BN => POOL => FC", (3, 32, 32), 10), (3, 32, 32)
+    )
+    placements = [f.message for f in notes if f.rule == "bn-placement"]
+    assert len(placements) == 2 and all(f.severity == "note" for f in notes)
+    assert any("Ioffe" in m for m in placements) and any("Keras" in m for m in placements)
+
+
+def test_suggested_input_sizes_actually_divide():
+    finding = next(f for f in advise(from_pattern(GOOD, (3, 36, 36), 10), (3, 36, 36)) if f.rule == "divisible-input")
+    sizes = [int(s) for s in finding.suggestion.split(": ")[1].split(", ")]
+    assert 32 in sizes and 40 in sizes
+    for size in sizes:
+        assert "divisible-input" not in rules(GOOD, (3, size, size))
+
+
+def test_the_lessons_networks():
+    alexnet_bn = advise(create_model("alexnet_bn"), (3, 227, 227))
+    assert {f.rule for f in alexnet_bn if f.severity == "warning"} == {"large-fc"}
+    large = next(f for f in alexnet_bn if f.rule == "large-fc")
+    assert "9216x4096" in large.message and "65%" in large.message
+    lenet = advise(create_model("lenet5"), (1, 28, 28))
+    assert {f.rule for f in lenet if f.severity == "warning"} == {"same-padding"}
+    alexnet_224 = advise(
+        from_pattern(__import__("cnnlab.models.pattern").models.pattern.ALEXNET, (3, 224, 224), 1000), (3, 224, 224)
+    )
+    fractional = next(f for f in alexnet_224 if f.rule == "divisible-input")
+    assert "224 -> 54.25" in fractional.message and "227" in fractional.suggestion
+
+
+def test_cli_exit_status_and_json(capsys):
+    assert main(["advise", GOOD, "--input", "32x32x3"]) == 0
+    assert main(["advise", "lenet5"]) == 1
+    capsys.readouterr()
+    assert main(["advise", "alexnet_bn", "--input", "227x227x3", "--json"]) == 1
+    import json
+
+    found = json.loads(capsys.readouterr().out)
+    assert {"rule", "severity", "layer", "message", "suggestion"} <= set(found[0])
+    assert main(["advise", "alexnet_bn", "--input", "224x224x3"]) == 2  # the hand-written net cannot take it

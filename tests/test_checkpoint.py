@@ -1,0 +1,134 @@
+import pickle
+
+import pytest
+import torch
+
+from cnnlab import TrainConfig, create_model, fit
+from cnnlab.checkpoint import (
+    CheckpointError,
+    flatten_state,
+    latest_checkpoint,
+    list_checkpoints,
+    load_weights_into,
+    save_weights,
+    unflatten_state,
+)
+
+
+def test_weights_round_trip_with_metadata(tmp_path):
+    model = create_model("lenet5")
+    save_weights(tmp_path / "w.safetensors", model, {"model": "lenet5", "epoch": 3})
+    other = create_model("lenet5", init="torch")
+    meta = load_weights_into(other, tmp_path / "w.safetensors")
+    assert meta == {"model": "lenet5", "epoch": 3}
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))
+
+
+class Payload:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch PWNED",))
+
+
+def test_pickle_with_a_payload_is_refused_without_running_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "evil.safetensors").write_bytes(pickle.dumps({"weight": Payload()}))
+    torch.save({"x": Payload()}, tmp_path / "evil.pt")  # torch.save's zip format
+    for name in ("evil.safetensors", "evil.pt"):
+        with pytest.raises(CheckpointError, match=f"{name}: a pickle/zip file"):
+            load_weights_into(create_model("lenet5"), tmp_path / name)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_truncated_wrong_shape_and_other_model_are_refused(tmp_path):
+    save_weights(tmp_path / "w.safetensors", create_model("lenet5"))
+    data = (tmp_path / "w.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cut.safetensors: not a valid safetensors file"):
+        load_weights_into(create_model("lenet5"), tmp_path / "cut.safetensors")
+    with pytest.raises(CheckpointError, match="has shape .* the model expects"):
+        load_weights_into(create_model("lenet5", num_classes=3), tmp_path / "w.safetensors")
+    save_weights(tmp_path / "other.safetensors", {"fc.weight": torch.zeros(2, 2)}, {"model": "other"})
+    with pytest.raises(CheckpointError, match="weights of other do not fit lenet5"):
+        load_weights_into(create_model("lenet5"), tmp_path / "other.safetensors")
+    with pytest.raises(CheckpointError, match="file not found"):
+        load_weights_into(create_model("lenet5"), tmp_path / "absent.safetensors")
+
+
+def test_optimizer_state_round_trips_without_pickle():
+    model = create_model("lenet5")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.randn(4, 1, 28, 28)).sum().backward()
+    opt.step()
+    tensors, skeleton = flatten_state({"optimizer": opt.state_dict(), "note": (1, "a", None, 2.5)})
+    import json
+
+    restored = unflatten_state(json.loads(json.dumps(skeleton)), tensors)
+    assert restored["note"] == (1, "a", None, 2.5)
+    original = opt.state_dict()
+    assert restored["optimizer"]["param_groups"] == original["param_groups"]
+    for i, state in original["state"].items():
+        for k, v in state.items():
+            assert torch.equal(restored["optimizer"]["state"][i][k], v)
+
+
+def _data():
+    from conftest import synthetic_digits
+
+    from cnnlab.data import ArrayDataset
+
+    images, labels = synthetic_digits(384, 3)
+    ds = ArrayDataset(
+        torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype("int64")), tuple("0123456789")
+    )
+    return ds.subset(range(256)), ds.subset(range(256, 384))
+
+
+def _weights(model):
+    return torch.cat([t.flatten().float() for t in model.state_dict().values()])
+
+
+@pytest.mark.parametrize("stop_after_steps", [4, 6])  # at an epoch boundary, and inside an epoch
+def test_resume_in_process_gives_identical_weights(tmp_path, stop_after_steps):
+    train, val = _data()
+    cfg = TrainConfig(epochs=3, batch_size=64, progress=False, seed=3, checkpoint_steps=2)
+    torch.manual_seed(0)
+    full = create_model("lenet5")
+    fit(full, train, val, cfg, run_dir=tmp_path / "full")
+
+    class StopAt(Exception):
+        pass
+
+    from cnnlab import Callback
+
+    class Crash(Callback):  # dies right after the checkpoint of step N has been written
+        def __init__(self):
+            self.steps = 0
+
+        def on_batch_end(self, batch, logs=None):
+            self.steps += 1
+            if self.steps == stop_after_steps + 1:
+                raise StopAt
+
+    torch.manual_seed(0)
+    with pytest.raises(StopAt):
+        fit(create_model("lenet5"), train, val, cfg, callbacks=[Crash()], run_dir=tmp_path / "cut")
+    torch.manual_seed(123)  # a different fresh init: everything must come from the checkpoint
+    resumed = create_model("lenet5")
+    history = fit(resumed, train, val, cfg, run_dir=tmp_path / "cut", resume=True)
+    assert torch.equal(_weights(full), _weights(resumed))
+    assert len(history["val_accuracy"]) == 3
+
+
+def test_damaged_newest_checkpoint_falls_back_to_previous(tmp_path):
+    train, val = _data()
+    cfg = TrainConfig(epochs=2, batch_size=64, progress=False)
+    fit(create_model("lenet5"), train, val, cfg, run_dir=tmp_path)
+    folders = list_checkpoints(tmp_path)
+    assert len(folders) == 2
+    weights = folders[-1] / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    with pytest.warns(UserWarning, match="checksum mismatch"):
+        found = latest_checkpoint(tmp_path)
+    assert found[0] == folders[0]

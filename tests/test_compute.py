@@ -1,0 +1,35 @@
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from cnnlab import create_model, list_models
+from cnnlab.analysis.compute import PFS_DAY, compute_report
+from cnnlab.cli import main
+from cnnlab.models import get_model_entry
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_flops_match_pytorchs_flop_counter(name):
+    model = create_model(name).eval()
+    size = get_model_entry(name).input_size
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, *size))
+    assert compute_report(model, size).forward_flops == counter.get_total_flops()
+
+
+def test_alexnet_training_compute_is_within_10_percent_of_openai():
+    report = compute_report(create_model("alexnet"), (3, 227, 227))
+    pfs_days = report.run_pfs_days(1_200_000, 90)
+    assert abs(pfs_days - 0.0054) / 0.0054 < 0.10
+    assert report.run_flops(1, 1) == 3 * report.forward_flops
+    assert PFS_DAY == 8.64e19
+
+
+def test_compute_cli_and_chart(tmp_path, capsys):
+    assert main(["compute", "alexnet", "--input", "227x227x3", "--epochs", "90", "--images", "1200000"]) == 0
+    out = capsys.readouterr().out
+    assert "petaflop/s-days" in out and "0.0054" in out
+    chart = tmp_path / "eras.png"
+    assert main(["compute", "lenet5", "--epochs", "5", "--images", "60000", "--chart", str(chart)]) == 0
+    assert chart.read_bytes()[:4] == b"\x89PNG" and chart.stat().st_size > 20_000

@@ -1,0 +1,105 @@
+import pytest
+import torch
+
+from cnnlab import create_model, summary
+from cnnlab.models import PatternError, from_pattern, parse_pattern
+from cnnlab.models.pattern import ALEXNET, ALEXNET_BN, LENET5, LESSON, Group, Layer
+
+
+@pytest.mark.parametrize(
+    "text, name, shape, classes",
+    [
+        (LENET5, "lenet5", (1, 28, 28), 10),
+        (ALEXNET_BN, "alexnet_bn", (3, 227, 227), 2),
+        (ALEXNET, "alexnet", (3, 227, 227), 1000),
+    ],
+)
+def test_the_lessons_networks_in_the_notation_match_the_hand_written_ones(text, name, shape, classes):
+    built = summary(from_pattern(text, shape, classes), shape)
+    hand = summary(create_model(name, num_classes=classes), shape)
+    assert (built.total_params, built.trainable_params, built.non_trainable_params) == (
+        hand.total_params,
+        hand.trainable_params,
+        hand.non_trainable_params,
+    )
+    assert [r.output_shape for r in built.rows if r.macs] == [r.output_shape for r in hand.rows if r.macs]
+    assert built.macs == hand.macs
+
+
+def test_the_generic_pattern_with_variables():
+    net = from_pattern(LESSON, (3, 32, 32), 10, N=2, M=3, K=2, filters=32, fc=[256, 128])
+    convs = [m for m in net if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 32, 64, 64, 128, 128]  # doubling per stage
+    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(128 * 4 * 4, 256), (256, 128), (128, 10)]
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    without_pool = from_pattern(LESSON, (3, 32, 32), 10, N=1, M=2, K=0, optional=False)
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in without_pool)
+
+
+def test_parse_tree():
+    tree = parse_pattern("INPUT => [[CONV => RELU]*2 => POOL?]*3 => FC(10)")
+    outer = tree[0]
+    assert isinstance(outer, Group) and outer.count == 3
+    inner = outer.items[0]
+    assert isinstance(inner, Group) and inner.count == 2 and [i.kind for i in inner.items] == ["CONV", "RELU"]
+    assert outer.items[1].optional and isinstance(tree[1], Layer) and tree[1].args == [10]
+
+
+def test_batch_norm_follows_the_volume_and_options_apply():
+    net = from_pattern(
+        "CONV(8) => BN => RELU => POOL(2, kind=avg) => FC(16) => BN => DROPOUT => FC",
+        (1, 8, 8),
+        3,
+        kernel_size=5,
+        dropout=0.3,
+        activation="tanh",
+    )
+    kinds = [type(m).__name__ for m in net]
+    assert kinds == [
+        "Conv2d",
+        "BatchNorm2d",
+        "Tanh",
+        "AvgPool2d",
+        "Flatten",
+        "Linear",
+        "BatchNorm1d",
+        "Dropout",
+        "Linear",
+    ]
+    assert net.conv1.kernel_size == (5, 5) and net.dropout1.p == 0.3
+
+
+@pytest.mark.parametrize(
+    "text, position, expected",
+    [
+        ("INPUT => CONV =>", 17, "a layer name or '['"),
+        ("CONV => RELU]*2", 13, "'=>' or the end"),
+        ("CONV(3,,) => FC", 8, "an argument"),
+        ("INPUT => CNV => FC", 10, "a layer (AVGPOOL"),
+        ("[CONV => RELU", 14, "']' to close the group opened at position 1"),
+        ("FC => CONV", 7, "no CONV after an FC"),
+        ("[CONV]*", 8, "a repeat count"),
+        ("CONV(stride=2, 3)", 16, "positional arguments come first"),
+        ("CONV => $", 9, "a layer name"),
+    ],
+)
+def test_malformed_text_points_at_the_position(text, position, expected):
+    with pytest.raises(PatternError) as info:
+        from_pattern(text, (1, 28, 28))
+    message = str(info.value)
+    assert f"at position {position}:" in message and expected in message
+    caret_line = message.splitlines()[-1]
+    assert caret_line.index("^") - 2 == position - 1
+
+
+def test_missing_variable_and_shrinking_volume_are_errors():
+    with pytest.raises(PatternError, match="a value for N"):
+        from_pattern("[CONV]*N => FC", (1, 28, 28))
+    with pytest.raises(PatternError, match="shrinks below 1x1"):
+        from_pattern("[CONV(8, 5, padding=valid)]*7 => FC", (1, 28, 28))
+
+
+def test_pattern_is_a_registered_model():
+    model = create_model("pattern", text="CONV(4) => RELU => POOL => FC", num_classes=3, img_size=16)
+    assert model(torch.zeros(1, 1, 16, 16)).shape == (1, 3)
