@@ -189,9 +189,9 @@ def save_checkpoint(run_dir: str | Path, tag: str, model_state: dict, train_stat
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / tag
+    for stale in root.glob(".*.tmp-*"):  # half-written by a process that was killed (one writer: the run lock)
+        _remove_tree(stale)
     tmp = root / f".{tag}.tmp-{os.getpid()}"
-    if tmp.exists():
-        _remove_tree(tmp)
     tmp.mkdir()
     try:
         tensors, skeleton = flatten_state(train_state)
@@ -215,13 +215,21 @@ def save_checkpoint(run_dir: str | Path, tag: str, model_state: dict, train_stat
     return final
 
 
+_writes = {"count": 0}
+
+
 def _checkpoint_hook(stage: str, folder: Path) -> None:
-    """Test hook: CNNLAB_CHECKPOINT_PAUSE=stage makes the writer stop here (so a test can kill it mid-write)."""
-    if os.environ.get("CNNLAB_CHECKPOINT_PAUSE") == stage:
+    """Test hook: CNNLAB_CHECKPOINT_PAUSE=stage:N makes the N-th checkpoint write of this process stop at
+    ``stage`` and wait, so that a test can kill the process in the middle of writing."""
+    want = os.environ.get("CNNLAB_CHECKPOINT_PAUSE", "")
+    if not want.startswith(stage):
+        return
+    _writes["count"] += 1
+    if _writes["count"] == int(want.partition(":")[2] or 1):
         import time
 
         (folder.parent / f"paused-{stage}").write_text(str(os.getpid()))
-        time.sleep(float(os.environ.get("CNNLAB_CHECKPOINT_PAUSE_SECONDS", "3600")))
+        time.sleep(3600)
 
 
 def _remove_tree(path: Path) -> None:

@@ -46,7 +46,7 @@ class LeNet5(nn.Module):
     # Chosen by measurement (benchmarks/lenet5_mnist.py): batch 128 with a one-cycle schedule reaches
     # the lesson's accuracy in fewer seconds than its batch 32 at a constant 1e-3.
     train_defaults=dict(
-        dataset="mnist", epochs=5, batch_size=128, lr=4e-3, optimizer="adam", schedule="cosine", warmup=0.05
+        dataset="mnist", epochs=4, batch_size=128, lr=4e-3, optimizer="adam", schedule="cosine", warmup=0.05
     ),
 )
 def lenet5(num_classes: int = 10, in_chans: int = 1, img_size: int = 28, init: str = "keras") -> nn.Module:

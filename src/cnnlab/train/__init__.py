@@ -2,7 +2,7 @@
 
 from .callbacks import Callback, CSVLogger, EarlyStopping, EpochTimer, ModelCheckpoint
 from .config import TrainConfig
-from .loop import History, NonFiniteLoss, TrainingInterrupted, fit
+from .loop import CheckpointWriteError, History, NonFiniteLoss, TrainingInterrupted, fit
 from .runtime import Runtime
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "TrainConfig",
     "History",
     "NonFiniteLoss",
+    "CheckpointWriteError",
     "TrainingInterrupted",
     "fit",
     "Runtime",

@@ -82,6 +82,8 @@ class TrainConfig:
             (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
             (self.checkpoint_every >= 0 and self.checkpoint_steps >= 0, "checkpoint intervals must be >= 0"),
         ]
+        if self.run_name and (self.run_name in (".", "..") or "/" in self.run_name or "\\" in self.run_name):
+            raise ValueError(f"run name must be a plain folder name, got {self.run_name!r}")
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)

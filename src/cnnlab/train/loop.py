@@ -14,7 +14,7 @@ import signal
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import latest_checkpoint, save_checkpoint
+from ..checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
 from ..data.loader import InMemoryLoader, InputNorm, Preprocess, epoch_seed
 from .callbacks import CallbackList, EpochTimer
 from .config import TrainConfig
@@ -41,6 +41,10 @@ class History:
 
 class TrainingInterrupted(Exception):
     """SIGINT/SIGTERM arrived; a checkpoint was written. The message says how to resume."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, say); the message says what is still intact."""
 
 
 class NonFiniteLoss(RuntimeError):
@@ -135,6 +139,8 @@ def fit(
     net = rt.wrap(model)
     optimizer = make_optimizer(model.parameters(), cfg)
     regularization = getattr(model, "regularization_loss", None)  # e.g. Keras-style L2 on kernels
+    # fp16 needs loss scaling against underflow; bf16 and fp32 do not (the scaler is then a no-op).
+    scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.precision == "fp16")
     steps_per_epoch = len(train_loader)
     epochs = 1 if cfg.dry_run else cfg.epochs
     total_steps = epochs * steps_per_epoch
@@ -151,6 +157,10 @@ def fit(
         optimizer.load_state_dict(state["optimizer"])
         _match_param_layout(optimizer)
         torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"].get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state(state["rng"]["cuda"], rt.device)
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         history = trainer.history = History(state["history"])
         start_epoch, start_step, resumed_partial = state["epoch"], state["step_in_epoch"], state.get("partial")
         for cb, cb_state in zip(cbs.callbacks, state.get("callbacks", [])):
@@ -165,12 +175,24 @@ def fit(
             "epoch": epoch,
             "step_in_epoch": step_in_epoch,
             "optimizer": optimizer.state_dict(),
-            "rng": {"torch": torch.get_rng_state()},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state(rt.device) if rt.device.type == "cuda" else None,
+            },
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
             "history": history.history,
             "partial": partial,
             "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in cbs.callbacks],
         }
-        save_checkpoint(run_dir, f"step-{epoch * steps_per_epoch + step_in_epoch:09d}", model.state_dict(), state)
+        tag = f"step-{epoch * steps_per_epoch + step_in_epoch:09d}"
+        try:
+            save_checkpoint(run_dir, tag, model.state_dict(), state)
+        except OSError as e:
+            kept = list_checkpoints(run_dir)
+            raise CheckpointWriteError(
+                f"could not write checkpoint {tag} in {run_dir} ({e.strerror or e}); "
+                + (f"the previous checkpoint {kept[-1].name} is intact" if kept else "no earlier checkpoint exists")
+            ) from None
 
     # SIGINT/SIGTERM end the current step, then a checkpoint is written and the run stops cleanly.
     stop_signal: list[int] = []
@@ -223,8 +245,9 @@ def fit(
                         )
                 optimizer.zero_grad(set_to_none=True)
                 if finite is not False:
-                    loss.backward()
-                    optimizer.step()
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
                     sums += torch.stack(
                         [
                             loss.detach().double() * len(labels),
