@@ -96,7 +96,9 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         data = path.read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"{path}: file not found") from None
-    if data[:2] == b"PK" or data[:1] == b"\x80":
+    # A safetensors file starts with an 8-byte header length and then the JSON header's "{"; torch.save
+    # writes a zip ("PK") or a bare pickle (protocol byte 0x80).
+    if data[8:9] != b"{" and (data[:2] == b"PK" or data[:1] == b"\x80"):
         raise CheckpointError(
             f"{path}: a pickle/zip file (torch.save format); cnnlab loads only safetensors, which cannot execute code"
         )

@@ -99,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE.json", help="settings file (flags override it)")
     p.add_argument("--dataset", choices=["mnist", "fashion-mnist"])
     p.add_argument("--data-dir", help="folder holding the dataset's files (or its subfolder)")
+    p.add_argument(
+        "--data", metavar="FOLDER", help="a folder of images: Kaggle's train/ (cat.1.jpg) or class subfolders"
+    )
+    p.add_argument("--val-dir", metavar="FOLDER", help="validation images (default: a stratified split of --data)")
+    p.add_argument("--image-size", type=int, help="image folders: cache size (shorter side, centre crop; 256)")
+    p.add_argument("--crop", type=int, help="image folders: training crop size (227)")
+    p.add_argument("--cache-dir", help="image folders: where the decoded cache goes")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -131,9 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument("--device", default="auto")
 
-    p = sub.add_parser("predict", help="classify image files with a trained run")
+    p = sub.add_parser("predict", help="classify image files with a trained run, or write a Kaggle submission")
     p.add_argument("run_dir")
-    p.add_argument("images", nargs="+")
+    p.add_argument("images", nargs="*")
+    p.add_argument("--kaggle", metavar="FOLDER", help="an unlabelled folder (Kaggle's test1/): write id,label rows")
+    p.add_argument("-o", "--output", default="submission.csv", help="the submission file (with --kaggle)")
+    p.add_argument("--positive", help="the class whose probability is the label (default: the last, e.g. dog)")
+    p.add_argument("--hard", action="store_true", help="labels 0/1 instead of probabilities")
+    p.add_argument("--single-crop", action="store_true", help="the centre crop only, not 10-crop averaging")
+    p.add_argument("--cache-dir")
     p.add_argument("--weights", default="last", choices=["last", "best"])
     p.add_argument("--top", type=_positive_int, default=3)
     p.add_argument(
@@ -253,41 +266,16 @@ def _year_now() -> float:
 
 
 def cmd_train(args) -> int:
+    import dataclasses
+
     from .checkpoint import read_json
     from .run import resolve_config, train_run
     from .train import TrainConfig
     from .train.config import load_config_file
 
-    overrides = {
-        k: getattr(args, k)
-        for k in (
-            "dataset",
-            "data_dir",
-            "epochs",
-            "batch_size",
-            "lr",
-            "optimizer",
-            "momentum",
-            "nesterov",
-            "weight_decay",
-            "schedule",
-            "warmup",
-            "seed",
-            "device",
-            "precision",
-            "channels_last",
-            "threads",
-            "val_split",
-            "early_stopping",
-            "checkpoint_every",
-            "checkpoint_steps",
-            "nonfinite",
-            "out_dir",
-            "run_name",
-            "dry_run",
-            "progress",
-        )
-    }
+    # Every flag named like a TrainConfig field overrides it; flags left out are None and change nothing.
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "model_options"}
+    overrides = {k: getattr(args, k) for k in fields if hasattr(args, k)}
     if args.option:
         overrides["model_options"] = _model_options(args.option)
     if args.resume:
@@ -323,7 +311,23 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .run import predict_files
+    from .run import kaggle_submission, predict_files
+
+    if args.kaggle:
+        path = kaggle_submission(
+            args.run_dir,
+            args.kaggle,
+            args.output,
+            args.weights,
+            args.positive,
+            args.hard,
+            not args.single_crop,
+            args.cache_dir,
+        )
+        print(f"wrote {path}")
+        return 0
+    if not args.images:
+        raise ValueError("give image files to classify, or --kaggle FOLDER")
 
     for path, ranked in predict_files(args.run_dir, args.images, args.weights, args.top, args.invert):
         best = ", ".join(f"{c} {p:.3f}" for c, p in ranked)
@@ -347,6 +351,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from .checkpoint import CheckpointError
     from .data import DatasetNotFoundError, IdxError
+    from .data.folders import BadImage, FolderError
     from .data.images import ImageError
     from .train import NonFiniteLoss, TrainingInterrupted
 
@@ -358,7 +363,7 @@ def main(argv=None) -> int:
     except DatasetNotFoundError as e:  # several lines on purpose: every place looked at
         print(f"cnnlab: error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, IdxError, ImageError, CheckpointError, NonFiniteLoss, FileNotFoundError, OSError) as e:
+    except (ValueError, IdxError, ImageError, BadImage, FolderError, CheckpointError, NonFiniteLoss, OSError) as e:
         print(f"cnnlab: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2
 

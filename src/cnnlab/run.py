@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .checkpoint import CheckpointError, atomic_write_json, load_weights_into, read_json
 from .data.datasets import DatasetNotFoundError, load_idx_dataset, load_mnist_sample, stratified_split
-from .data.images import image_to_tensor, open_image
-from .data.loader import InputNorm
+from .data.images import ImageError, image_to_tensor, open_image
+from .data.loader import InputNorm, Preprocess, input_norm_of
 from .evaluation import make_report, plot_confusion, plot_history, predict_logits
 from .models import create_model, get_model_entry
 from .summary import summary
@@ -41,6 +42,8 @@ def resolve_config(model: str, overrides: dict | None = None, config_file: dict 
     entry = get_model_entry(model)
     values = {**TrainConfig().to_dict(), **entry.train_defaults, **(config_file or {}), "model": model}
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if values.get("data"):
+        values["dataset"] = "folder"
     cfg = TrainConfig.from_dict(values)
     cfg.validate()
     return cfg
@@ -52,9 +55,12 @@ class Data:
     val: object
     test: object
     notes: list[str]
+    skipped: list[str] = field(default_factory=list)
 
 
-def load_data(cfg: TrainConfig, allow_sample: bool = True) -> Data:
+def load_data(cfg: TrainConfig, allow_sample: bool = True, echo=print) -> Data:
+    if cfg.data:
+        return load_folder_data(cfg, echo)
     notes: list[str] = []
     try:
         train = load_idx_dataset(cfg.dataset, "train", cfg.data_dir)
@@ -75,6 +81,45 @@ def load_data(cfg: TrainConfig, allow_sample: bool = True) -> Data:
         val = test
         notes.append("validation: on the test set after each epoch, as the lesson does (--val-split to hold out)")
     return Data(train, val, test, notes)
+
+
+def load_folder_data(cfg: TrainConfig, echo=print) -> Data:
+    """An image folder, decoded once into the cache; validation from --val-dir or a stratified split."""
+    from .data.cache import open_cache
+    from .data.folders import FolderError, scan_folder
+    from .data.imagedata import ImageFolderData
+
+    listing = scan_folder(cfg.data)
+    notes = [
+        f"{listing.root}: {len(listing.files):,} images, classes {', '.join(listing.classes)} ({listing.layout} layout)"
+    ]
+    if listing.ignored:
+        notes.append(f"ignored {len(listing.ignored)} file(s) that are not images: {', '.join(listing.ignored[:5])}")
+    cache = open_cache(listing, cfg.image_size, cfg.cache_dir, progress=cfg.progress, echo=echo)
+    full = ImageFolderData(cache, np.arange(len(cache.files)), cfg.crop, augment=True, name=str(listing.root))
+    skipped = list(cache.skipped)
+    if cfg.val_dir:
+        val_listing = scan_folder(cfg.val_dir)
+        if val_listing.classes != listing.classes:
+            raise FolderError(
+                f"{cfg.val_dir}: classes {val_listing.classes} differ from {listing.classes} in {cfg.data}"
+            )
+        val_cache = open_cache(val_listing, cfg.image_size, cfg.cache_dir, progress=cfg.progress, echo=echo)
+        train = full
+        val = ImageFolderData(val_cache, np.arange(len(val_cache.files)), cfg.crop, augment=False, name=cfg.val_dir)
+        skipped += val_cache.skipped
+    else:
+        fraction = cfg.val_split or 0.1
+        keep, held = stratified_split(full.labels, fraction, cfg.seed)
+        train, val = full.split(keep.numpy(), held.numpy())
+        notes.append(f"validation: {len(val):,} images held out ({fraction:.0%}, stratified, seed {cfg.seed})")
+    if skipped:
+        notes.append(f"skipped {len(skipped)} unreadable file(s): " + "; ".join(skipped))
+    if len(train) < 2:
+        raise FolderError(f"{cfg.data}: too few readable images to train on ({len(train)})")
+    data = Data(train, val, val, notes)
+    data.skipped = skipped
+    return data
 
 
 class RunLock:
@@ -132,7 +177,7 @@ def train_run(
     echo=print,
 ) -> RunResult:
     """Train as ``cfg`` says and leave a complete run directory; ``resume`` continues ``run_dir``."""
-    data = load_data(cfg, allow_sample)
+    data = load_data(cfg, allow_sample, echo)
     for note in data.notes:
         echo(note)
     run_dir = Path(run_dir) if run_dir else new_run_dir(cfg)
@@ -143,7 +188,7 @@ def train_run(
         options.setdefault("num_classes", data.train.num_classes)
         options.setdefault("in_chans", data.train.image_size[0])
         model = create_model(cfg.model, **_accepted(cfg.model, options))
-        norm = InputNorm.of(data.train.images)
+        norm = input_norm_of(data.train)
         model.cnnlab_input_norm = norm
         info = {
             "model": cfg.model,
@@ -152,6 +197,10 @@ def train_run(
             "input_size": list(data.train.image_size),
             "input_norm": norm.to_dict(),
             "dataset": cfg.dataset,
+            # how a file becomes input, so that predict prepares images as training did
+            "pipeline": {"kind": "folder", "image_size": cfg.image_size, "crop": cfg.crop}
+            if cfg.data
+            else {"kind": "array"},
         }
         if runtime.is_main:
             atomic_write_json(run_dir / "config.json", cfg.to_dict())
@@ -169,7 +218,7 @@ def train_run(
         report = None
         if runtime.is_main:
             plot_history(history.history, run_dir / "curves.png", f"{cfg.model} on {cfg.dataset}")
-            report = evaluate_model(model, data.test, norm, runtime, cfg, run_dir)
+            report = evaluate_model(model, data.test, norm, runtime, cfg, run_dir, data.skipped)
         runtime.close()
     return RunResult(run_dir, history.history, report, data.notes)
 
@@ -179,7 +228,7 @@ def _accepted(model_name: str, options: dict) -> dict:
     return {k: v for k, v in options.items() if k in known}
 
 
-def evaluate_model(model, test, norm, runtime, cfg: TrainConfig, run_dir: Path | None = None):
+def evaluate_model(model, test, norm, runtime, cfg: TrainConfig, run_dir: Path | None = None, skipped=None):
     logits = predict_logits(
         model,
         test,
@@ -192,6 +241,19 @@ def evaluate_model(model, test, norm, runtime, cfg: TrainConfig, run_dir: Path |
     )
     labels = test.labels[: len(logits)]
     report = make_report(logits, labels, test.classes)
+    report.skipped = list(skipped or [])
+    if hasattr(test, "cache") and not cfg.dry_run:  # image folders: 10-crop over-sampling beside the centre crop
+        from .data.imagedata import predict_ten_crop
+
+        ten, _ = predict_ten_crop(
+            model,
+            test,
+            Preprocess(norm, runtime.device, cfg.channels_last),
+            runtime.device,
+            cfg.eval_batch_size,
+            runtime.autocast if cfg.precision != "fp32" else None,
+        )
+        report.ten_crop_accuracy = float((ten.argmax(1) == labels).float().mean())
     if run_dir is not None:
         (run_dir / "report.txt").write_text(report.format() + "\n")
         atomic_write_json(run_dir / "report.json", report.to_dict())
@@ -228,19 +290,34 @@ def evaluate_run(run_dir: str | Path, weights: str = "last", data_dir=None, devi
     if data_dir:
         cfg.data_dir = data_dir
     runtime = Runtime(device, cfg.precision)
-    model.to(runtime.device)
-    test = load_data(cfg).test
-    return evaluate_model(model, test, model.cnnlab_input_norm, runtime, cfg)
+    model.to(runtime.device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
+    data = load_data(cfg)
+    return evaluate_model(model, data.test, model.cnnlab_input_norm, runtime, cfg, skipped=data.skipped)
+
+
+def _image_tensor(path, info: dict, invert: str) -> torch.Tensor:
+    """A file as the model's uint8 (C, H, W) input, prepared the way the run's training data was."""
+    pipeline = info.get("pipeline", {"kind": "array"})
+    if pipeline["kind"] == "folder":  # shorter side to the cache size, centre crop, then the centre training crop
+        from .data.folders import BadImage, decode
+
+        try:
+            pixels = decode(path, pipeline["image_size"])
+        except BadImage as e:
+            raise ImageError(str(e)) from None
+        off = (pipeline["image_size"] - pipeline["crop"]) // 2
+        crop = pixels[off : off + pipeline["crop"], off : off + pipeline["crop"]]
+        return torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)
+    return image_to_tensor(open_image(path), tuple(info["input_size"]), invert)
 
 
 @torch.no_grad()
 def predict_files(run_dir: str | Path, paths, weights: str = "last", top: int = 3, invert: str = "auto"):
     """[(path, [(class, probability), ...])] for each image file, best first."""
-    model, info = load_run_model(run_dir, weights)
-    size = tuple(info["input_size"])
-    batch = torch.stack([image_to_tensor(open_image(p), size, invert) for p in paths])
     from .data.loader import Preprocess
 
+    model, info = load_run_model(run_dir, weights)
+    batch = torch.stack([_image_tensor(p, info, invert) for p in paths])
     pre = Preprocess(model.cnnlab_input_norm, "cpu", channels_last=False)
     probs = torch.softmax(model(pre(batch)).float(), dim=1)
     classes = info["classes"]
@@ -249,3 +326,59 @@ def predict_files(run_dir: str | Path, paths, weights: str = "last", top: int = 
         values, idx = p.topk(min(top, len(classes)))
         out.append((str(path), [(classes[i], float(v)) for v, i in zip(values, idx.tolist())]))
     return out
+
+
+@torch.no_grad()
+def kaggle_submission(
+    run_dir,
+    folder,
+    output,
+    weights="last",
+    positive=None,
+    hard=False,
+    ten_crop=True,
+    cache_dir=None,
+    device="auto",
+    echo=print,
+) -> Path:
+    """Kaggle's ``id,label`` file for an unlabelled folder (test1/123.jpg): the probability of the positive
+    class (by default the last, 'dog' in cats vs. dogs) or, with ``hard``, 0/1; ids sorted numerically."""
+    import csv
+
+    from .data.cache import open_cache
+    from .data.folders import FolderError, kaggle_id, scan_folder
+    from .data.imagedata import ImageFolderData, predict_ten_crop
+
+    model, info = load_run_model(run_dir, weights)
+    pipeline = info.get("pipeline", {})
+    if pipeline.get("kind") != "folder":
+        raise RunError(f"{run_dir}: a Kaggle submission needs a model trained on an image folder")
+    classes = info["classes"]
+    positive = positive or classes[-1]
+    if positive not in classes:
+        raise ValueError(f"--positive {positive!r} is not one of the run's classes {classes}")
+    listing = scan_folder(folder, allow_unlabelled=True)
+    if listing.labels is not None:
+        raise FolderError(f"{folder}: holds labelled files ({listing.layout} layout); Kaggle's test1/ holds N.jpg")
+    cache = open_cache(listing, pipeline["image_size"], cache_dir, echo=echo)
+    data = ImageFolderData(cache, np.arange(len(cache.files)), pipeline["crop"], name=str(folder))
+    runtime = Runtime(device)
+    model.to(runtime.device, memory_format=torch.channels_last)
+    pre = Preprocess(model.cnnlab_input_norm, runtime.device)
+    if ten_crop:
+        probs, _ = predict_ten_crop(model, data, pre, runtime.device)
+    else:
+        _, probs = predict_ten_crop(model, data, pre, runtime.device)
+    column = probs[:, classes.index(positive)].tolist()
+    rows = sorted(
+        ((kaggle_id(Path(f)), p) for f, p in zip(cache.files, column)), key=lambda r: (isinstance(r[0], str), r[0])
+    )
+    output = Path(output)
+    with open(output, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "label"])
+        for ident, p in rows:
+            writer.writerow([ident, int(p >= 0.5) if hard else f"{p:.6f}"])
+    for message in cache.skipped:
+        echo(f"skipped: {message}")
+    return output

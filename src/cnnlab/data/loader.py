@@ -99,3 +99,16 @@ class InMemoryLoader:
         for step in range(start, len(self)):
             idx = order[step * self.batch_size : (step + 1) * self.batch_size]
             yield self.images[idx], self.labels[idx]
+
+
+def make_loader(data, batch_size, device, *, shuffle, train=False, seed=0, shard=None, max_batches=0):
+    """The batch source for ``data``: an in-memory dataset, or any dataset that brings its own ``loader``."""
+    if hasattr(data, "loader"):
+        return data.loader(
+            batch_size, device, shuffle=shuffle, train=train, seed=seed, shard=shard, max_batches=max_batches
+        )
+    return InMemoryLoader(data, batch_size, device, shuffle=shuffle, seed=seed, shard=shard, max_batches=max_batches)
+
+
+def input_norm_of(data) -> InputNorm:
+    return data.input_norm() if hasattr(data, "input_norm") else InputNorm.of(data.images)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from sklearn.metrics import classification_report, confusion_matrix
 
-from ..data.loader import InMemoryLoader, Preprocess
+from ..data.loader import Preprocess, make_loader
 
 
 @torch.no_grad()
@@ -22,7 +22,7 @@ def predict_logits(
     """Logits (N, classes) on the CPU, in the dataset's order."""
     model.eval()
     pre = Preprocess(norm, device, channels_last)
-    loader = InMemoryLoader(data, batch_size, device, shuffle=False, max_batches=max_batches)
+    loader = make_loader(data, batch_size, device, shuffle=False, max_batches=max_batches)
     out = []
     for images, _ in loader.epoch(0):
         if autocast is not None:
@@ -42,29 +42,41 @@ def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
 @dataclass
 class Report:
     accuracy: float
-    top5: float
+    top5: float | None  # reported for more than 5 classes
     report_text: str
     report: dict
     confusion: np.ndarray
     classes: tuple[str, ...]
     n: int
+    ten_crop_accuracy: float | None = None  # image folders: 10-crop over-sampling beside the centre crop
+    skipped: list | None = None  # files that could not be read, with the reason
 
     def to_dict(self) -> dict:
         return {
             "accuracy": self.accuracy,
             "top1": self.accuracy,
             "top5": self.top5,
+            "ten_crop_accuracy": self.ten_crop_accuracy,
             "n": self.n,
             "classes": list(self.classes),
             "classification_report": self.report,
             "confusion_matrix": self.confusion.tolist(),
+            "skipped_files": self.skipped or [],
         }
 
     def format(self) -> str:
-        return (
-            f"{self.report_text}\n"
-            f"top-1 accuracy: {self.accuracy:.4f}   top-5 accuracy: {self.top5:.4f}   ({self.n:,} images)"
-        )
+        line = f"top-1 accuracy: {self.accuracy:.4f}"
+        if self.top5 is not None:
+            line += f"   top-5 accuracy: {self.top5:.4f}"
+        if self.ten_crop_accuracy is not None:
+            line = (
+                f"accuracy, centre crop: {self.accuracy:.4f}   10-crop (corners + centre, mirrored): "
+                f"{self.ten_crop_accuracy:.4f}"
+            )
+        text = f"{self.report_text}\n{line}   ({self.n:,} images)"
+        if self.skipped:
+            text += f"\nskipped {len(self.skipped)} unreadable file(s): " + "; ".join(self.skipped)
+        return text
 
 
 def make_report(logits: torch.Tensor, labels: torch.Tensor, classes, digits: int = 4) -> Report:
@@ -78,7 +90,7 @@ def make_report(logits: torch.Tensor, labels: torch.Tensor, classes, digits: int
     )
     return Report(
         accuracy=float((y_true == y_pred).mean()),
-        top5=topk_accuracy(logits, labels, 5),
+        top5=topk_accuracy(logits, labels, 5) if len(classes) > 5 else None,
         report_text=text,
         report=table,
         confusion=confusion_matrix(y_true, y_pred, labels=label_ids),

@@ -16,8 +16,13 @@ from pathlib import Path
 class TrainConfig:
     model: str = "lenet5"
     model_options: dict = field(default_factory=dict)
-    dataset: str = "mnist"
-    data_dir: str | None = None
+    dataset: str = "mnist"  # mnist | fashion-mnist, or "folder" with ``data``
+    data_dir: str | None = None  # where the IDX datasets' files are
+    data: str | None = None  # a folder of images (Kaggle's train/ or class subfolders); sets dataset="folder"
+    val_dir: str | None = None  # a folder of validation images (else a stratified split of ``data``)
+    image_size: int = 256  # image folders: cached at this size (shorter side, centre crop)
+    crop: int = 227  # image folders: random crops of this size for training, the centre crop for validation
+    cache_dir: str | None = None  # image folders: where the decoded cache goes (default ~/.cache/cnnlab/images)
     epochs: int = 6
     batch_size: int = 128
     optimizer: str = "adam"  # adam | adamw | sgd
@@ -80,6 +85,7 @@ class TrainConfig:
             ),
             (self.nonfinite in ("stop", "skip"), f"nonfinite must be stop or skip, got {self.nonfinite!r}"),
             (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
+            (0 < self.crop <= self.image_size, f"crop must be in 1..image size ({self.image_size}), got {self.crop}"),
             (self.checkpoint_every >= 0 and self.checkpoint_steps >= 0, "checkpoint intervals must be >= 0"),
         ]
         if self.run_name and (self.run_name in (".", "..") or "/" in self.run_name or "\\" in self.run_name):

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
-from ..data.loader import InMemoryLoader, InputNorm, Preprocess, epoch_seed
+from ..data.loader import Preprocess, epoch_seed, input_norm_of, make_loader
 from .callbacks import CallbackList, EpochTimer
 from .config import TrainConfig
 from .runtime import Runtime
@@ -51,7 +51,18 @@ class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite; the message names the epoch and step."""
 
 
-def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer of ``cfg``. A model with Keras-style L2 penalties (``l2_groups``) gets them as coupled
+    weight decay 2c per parameter group (Adam, SGD): the same gradient as adding c * sum(w^2) to the loss."""
+    l2_groups = getattr(model, "l2_groups", None)
+    if l2_groups is not None and cfg.optimizer in ("adam", "sgd"):
+        params = [{"params": ps, "weight_decay": 2 * c + cfg.weight_decay} for c, ps in l2_groups()]
+    else:
+        params = list(model.parameters())
+    return _optimizer(params, cfg)
+
+
+def _optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     kinds = {
         "adam": lambda **kw: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kw),
         "adamw": lambda **kw: torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kw),
@@ -123,22 +134,31 @@ def fit(
 
     # --- model, data and optimizer -----------------------------------------------------------------
     model.to(rt.device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
-    norm = getattr(model, "cnnlab_input_norm", None) or InputNorm.of(train_data.images)
+    norm = getattr(model, "cnnlab_input_norm", None) or input_norm_of(train_data)
     model.cnnlab_input_norm = norm
     train_pre = Preprocess(norm, rt.device, cfg.channels_last, augment)
     eval_pre = Preprocess(norm, rt.device, cfg.channels_last)
     limit = 2 if cfg.dry_run else 0
-    train_loader = InMemoryLoader(
-        train_data, cfg.batch_size, rt.device, shuffle=True, seed=cfg.seed, shard=rt.shard, max_batches=limit
+    train_loader = make_loader(
+        train_data,
+        cfg.batch_size,
+        rt.device,
+        shuffle=True,
+        train=True,
+        seed=cfg.seed,
+        shard=rt.shard,
+        max_batches=limit,
     )
-    val_loader = (
-        InMemoryLoader(val_data, cfg.eval_batch_size, rt.device, shuffle=False, shard=rt.shard, max_batches=limit)
-        if val_data is not None
-        else None
-    )
+    val_loader = None
+    if val_data is not None:
+        val_loader = make_loader(
+            val_data, cfg.eval_batch_size, rt.device, shuffle=False, shard=rt.shard, max_batches=limit
+        )
     net = rt.wrap(model)
-    optimizer = make_optimizer(model.parameters(), cfg)
-    regularization = getattr(model, "regularization_loss", None)  # e.g. Keras-style L2 on kernels
+    optimizer = make_optimizer(model, cfg)
+    # Keras-style L2: in the optimizer when the model gives its groups (see make_optimizer), else in the loss.
+    regularization = getattr(model, "regularization_loss", None)
+    l2_in_optimizer = hasattr(model, "l2_groups") and cfg.optimizer in ("adam", "sgd")
     # fp16 needs loss scaling against underflow; bf16 and fp32 do not (the scaler is then a no-op).
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.precision == "fp16")
     steps_per_epoch = len(train_loader)
@@ -229,7 +249,7 @@ def fit(
                 with rt.autocast():
                     logits = net(train_pre(images, aug_gen))
                     loss = F.cross_entropy(logits.float(), labels)
-                    if regularization is not None:
+                    if regularization is not None and not l2_in_optimizer:
                         loss = loss + regularization()
                 finite = None
                 if check_every_step or step % 50 == 0:
@@ -274,6 +294,8 @@ def fit(
 
             loss_sum, correct, count = rt.reduce(sums).tolist()
             logs = {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1)}
+            if regularization is not None and l2_in_optimizer:  # report the loss Keras reports: with the penalty
+                logs["loss"] += float(regularization())
             if val_loader is not None:
                 logs["val_loss"], logs["val_accuracy"] = evaluate_loss_accuracy(net, val_loader, eval_pre, rt)
             logs["lr"] = lr
