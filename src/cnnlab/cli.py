@@ -131,6 +131,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", default=None, help="two batches of one epoch: check that all runs")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     p.add_argument("--no-sample", action="store_true", help="fail instead of falling back to the MNIST sample")
+    p.add_argument(
+        "--compare-without",
+        action="store_true",
+        help="with augmentation: also train without it and write the lesson's comparison",
+    )
+    _add_augment_args(p)
+
+    p = sub.add_parser("augment-preview", help="a PNG grid of an image and its augmented copies (the lesson's picture)")
+    p.add_argument("image", nargs="?", help="an image file (default: an image of --dataset)")
+    p.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
+    p.add_argument("--data-dir")
+    p.add_argument("--index", type=int, default=0, help="which training image of the dataset")
+    p.add_argument("--count", type=_positive_int, default=18)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("-o", "--output", default="augment_preview.png")
+    _add_augment_args(p)
 
     p = sub.add_parser("evaluate", help="classification report and top-1/top-5 accuracy of a run on its test set")
     p.add_argument("run_dir")
@@ -265,6 +281,70 @@ def _year_now() -> float:
     return today.year + (today.timetuple().tm_yday - 0.5) / 365
 
 
+AUGMENT_FLAGS = {  # flag -> (type, Keras ImageDataGenerator argument)
+    "rotation_range": float,
+    "width_shift_range": float,
+    "height_shift_range": float,
+    "shear_range": float,
+    "zoom_range": float,
+    "channel_shift_range": float,
+    "cval": float,
+    "fill_mode": str,
+    "shear_units": str,
+}
+
+
+def _add_augment_args(p) -> None:
+    g = p.add_argument_group("augmentation (Keras ImageDataGenerator's arguments and meanings)")
+    g.add_argument(
+        "--augment",
+        action="store_true",
+        help="the lesson's settings: rotation 30, shifts 0.1, shear 0.2 (degrees), zoom 0.2, fill nearest",
+    )
+    for name, kind in AUGMENT_FLAGS.items():
+        choices = {"fill_mode": ["constant", "nearest", "reflect", "wrap"], "shear_units": ["degrees", "radians"]}
+        g.add_argument("--" + name.replace("_", "-"), type=kind, choices=choices.get(name))
+    g.add_argument("--horizontal-flip", action="store_true", default=None)
+    g.add_argument("--vertical-flip", action="store_true", default=None)
+    g.add_argument("--brightness-range", type=float, nargs=2, metavar=("LOW", "HIGH"))
+
+
+def _augment_settings(args) -> dict | None:
+    """The augmentation asked for: the lesson's preset with --augment, then any knob given on its own."""
+    from .augment import LESSON
+
+    knobs = {
+        k: getattr(args, k)
+        for k in (*AUGMENT_FLAGS, "horizontal_flip", "vertical_flip", "brightness_range")
+        if getattr(args, k, None) is not None
+    }
+    if not args.augment and not knobs:
+        return None
+    return {**(LESSON if args.augment else {}), **knobs}
+
+
+def cmd_augment_preview(args) -> int:
+    from .augment import LESSON, Augment, preview_grid
+
+    settings = _augment_settings(args) or dict(LESSON)
+    aug = Augment.lesson(**settings) if settings.keys() <= LESSON.keys() | {"fill_mode"} else Augment(**settings)
+    if args.image:
+        from .data.images import load_any_image
+
+        image, title = load_any_image(args.image), Path(args.image).name
+    else:
+        from .data import load_idx_dataset
+
+        data = load_idx_dataset(args.dataset, "train", args.data_dir)
+        if not 0 <= args.index < len(data):
+            raise ValueError(f"--index must be in 0..{len(data) - 1}, got {args.index}")
+        image = data.images[args.index]
+        title = f"{args.dataset} training image {args.index} (label {data.classes[int(data.labels[args.index])]})"
+    path = preview_grid(image, aug, args.count, args.output, seed=args.seed, title=title)
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_train(args) -> int:
     import dataclasses
 
@@ -276,6 +356,7 @@ def cmd_train(args) -> int:
     # Every flag named like a TrainConfig field overrides it; flags left out are None and change nothing.
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "model_options"}
     overrides = {k: getattr(args, k) for k in fields if hasattr(args, k)}
+    overrides["augment"] = _augment_settings(args)
     if args.option:
         overrides["model_options"] = _model_options(args.option)
     if args.resume:
@@ -291,11 +372,7 @@ def cmd_train(args) -> int:
             raise ValueError("name a model to train (see 'cnnlab models'), or --resume RUN_DIR")
         file_values = load_config_file(args.config) if args.config else None
         cfg = resolve_config(args.model, overrides, file_values)
-        from .models import create_model
-        from .summary import summary
-
-        print(summary(create_model(cfg.model, **cfg.model_options)).format())
-        result = train_run(cfg, allow_sample=not args.no_sample)
+        result = train_run(cfg, allow_sample=not args.no_sample, compare_without=args.compare_without)
     print()
     print(result.report.format())
     print(f"\nrun directory: {result.run_dir}")
@@ -339,6 +416,7 @@ COMMANDS = {
     "models": cmd_models,
     "summary": cmd_summary,
     "advise": cmd_advise,
+    "augment-preview": cmd_augment_preview,
     "compute": cmd_compute,
     "train": cmd_train,
     "evaluate": cmd_evaluate,

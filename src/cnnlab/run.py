@@ -175,6 +175,7 @@ def train_run(
     callbacks=(),
     allow_sample: bool = True,
     echo=print,
+    compare_without: bool = False,
 ) -> RunResult:
     """Train as ``cfg`` says and leave a complete run directory; ``resume`` continues ``run_dir``."""
     data = load_data(cfg, allow_sample, echo)
@@ -205,8 +206,10 @@ def train_run(
         if runtime.is_main:
             atomic_write_json(run_dir / "config.json", cfg.to_dict())
             atomic_write_json(run_dir / "model.json", info)
-            table = summary(model, data.train.image_size)
-            (run_dir / "summary.txt").write_text(table.format() + "\n")
+            table = summary(model, data.train.image_size).format()
+            (run_dir / "summary.txt").write_text(table + "\n")
+            if not resume:
+                echo(table)
         echo(f"run directory: {run_dir}")
         callbacks = [
             CSVLogger(run_dir / "metrics.csv"),
@@ -214,13 +217,56 @@ def train_run(
             *([EarlyStopping(patience=cfg.early_stopping)] if cfg.early_stopping else []),
             *callbacks,
         ]
-        history = fit(model, data.train, data.val, cfg, callbacks, run_dir=run_dir, resume=resume, runtime=runtime)
+        augment = None
+        if cfg.augment:
+            from .augment import Augment
+
+            augment = Augment(**cfg.augment)
+            echo("augmentation: " + ", ".join(f"{k}={v}" for k, v in cfg.augment.items()))
+        history = fit(
+            model,
+            data.train,
+            data.val,
+            cfg,
+            callbacks,
+            run_dir=run_dir,
+            resume=resume,
+            runtime=runtime,
+            augment=augment,
+        )
         report = None
         if runtime.is_main:
             plot_history(history.history, run_dir / "curves.png", f"{cfg.model} on {cfg.dataset}")
             report = evaluate_model(model, data.test, norm, runtime, cfg, run_dir, data.skipped)
         runtime.close()
+    if compare_without and cfg.augment:
+        baseline_cfg = cfg.updated(
+            augment=None, run_name=f"{run_dir.name}-without-augmentation", out_dir=str(run_dir.parent)
+        )
+        echo(f"\ntraining the same settings without augmentation, for the comparison: {baseline_cfg.run_name}")
+        baseline = train_run(baseline_cfg, allow_sample=allow_sample, echo=echo)
+        write_comparison(run_dir, history.history, report, baseline.history, baseline.report, echo)
     return RunResult(run_dir, history.history, report, data.notes)
+
+
+def write_comparison(run_dir: Path, with_aug: dict, with_report, without: dict, without_report, echo=print) -> None:
+    """The lesson's comparison: curves with and without augmentation, and the gap between train and validation."""
+    from .evaluation.plots import plot_comparison
+
+    lines = [
+        "                       with augmentation   without",
+        f"test accuracy          {with_report.accuracy:>17.4f}   {without_report.accuracy:.4f}",
+        f"final train accuracy   {with_aug['accuracy'][-1]:>17.4f}   {without['accuracy'][-1]:.4f}",
+        f"final val accuracy     {with_aug['val_accuracy'][-1]:>17.4f}   {without['val_accuracy'][-1]:.4f}",
+        f"train - val loss gap   {with_aug['loss'][-1] - with_aug['val_loss'][-1]:>17.4f}   "
+        f"{without['loss'][-1] - without['val_loss'][-1]:.4f}",
+        f"seconds per epoch      {sum(with_aug['seconds']) / len(with_aug['seconds']):>17.1f}   "
+        f"{sum(without['seconds']) / len(without['seconds']):.1f}",
+    ]
+    text = "\n".join(lines)
+    (run_dir / "comparison.txt").write_text(text + "\n")
+    plot_comparison(with_aug, without, run_dir / "comparison.png")
+    echo("\n" + text)
 
 
 def _accepted(model_name: str, options: dict) -> dict:

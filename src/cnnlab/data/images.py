@@ -48,3 +48,15 @@ def image_to_tensor(im: Image.Image, size: tuple[int, int, int], invert: str = "
     else:
         array = array.transpose(2, 0, 1)
     return torch.from_numpy(np.array(array, copy=True, order="C"))
+
+
+def load_any_image(path: str | Path) -> torch.Tensor:
+    """A file as uint8 (C, H, W) at its own size: grey images keep one channel, everything else becomes RGB."""
+    from .folders import to_rgb
+
+    im = open_image(path)
+    if im.mode in ("L", "1", "I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(to_rgb(im).convert("L"))[None]
+    else:
+        array = np.asarray(to_rgb(im)).transpose(2, 0, 1)
+    return torch.from_numpy(np.array(array, copy=True, order="C"))

@@ -67,3 +67,22 @@ def plot_confusion(matrix: np.ndarray, classes, path: str | Path, title: str = "
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def plot_comparison(with_aug: dict, without: dict, path, title="With and without data augmentation"):
+    """The lesson's two training runs side by side: loss and accuracy, training and validation."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for history, label, color in ((with_aug, "with augmentation", "tab:blue"), (without, "without", "tab:orange")):
+        epochs = np.arange(1, len(history["loss"]) + 1)
+        for key, ax in (("loss", ax_loss), ("accuracy", ax_acc)):
+            ax.plot(epochs, history[key], "--", color=color, label=f"{label}: train")
+            ax.plot(epochs, history[f"val_{key}"], "-", color=color, label=f"{label}: validation")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(key)
+            ax.grid(alpha=0.3)
+    ax_acc.legend(loc="lower right", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -100,7 +100,7 @@ class AlexNetBN(nn.Module):
 @register_model(
     input_size=(3, 227, 227),
     train_defaults=dict(
-        epochs=30, batch_size=64, lr=1e-3, optimizer="adam", schedule="cosine", warmup=0.05, precision="bf16"
+        epochs=40, batch_size=64, lr=1e-3, optimizer="adam", schedule="cosine", warmup=0.05, precision="bf16"
     ),
 )
 def alexnet_bn(

@@ -1,0 +1,323 @@
+"""Data augmentation with Keras' ``ImageDataGenerator`` semantics, on whole batches, on any device.
+
+The knobs mean what they mean in Keras (keras/src/legacy/preprocessing/image.py,
+``get_random_transform`` and ``apply_affine_transform``):
+
+- ``rotation_range``: degrees, theta ~ U(-r, r).
+- ``width_shift_range`` / ``height_shift_range``: a fraction of the width/height when < 1, else pixels;
+  a list draws one of its values with a random sign.
+- ``shear_range``: degrees, shear ~ U(-s, s) (Keras >= 2.3; older Keras and many tutorials meant radians:
+  ``shear_units="radians"``). The lesson's 0.2 is therefore a 0.2-degree shear, almost nothing.
+- ``zoom_range``: zx and zy drawn independently from [1 - z, 1 + z] (or a given [lo, hi]); the matrix maps
+  output to input, so a zoom above 1 shows more of the scene (the content shrinks).
+- ``horizontal_flip`` / ``vertical_flip``: each with p = 0.5.
+- ``fill_mode``: constant (with ``cval``), nearest, reflect (dcba|abcd|dcba), wrap (abcd|abcd|abcd).
+- ``brightness_range``, ``channel_shift_range``, ``rescale``, sample- and feature-wise centring and std
+  normalisation (``fit`` computes the feature-wise statistics).
+
+The transform is Keras' matrix product rotation @ shift @ shear @ zoom, centred on the image, with the
+same x/y swap that Keras applies before calling scipy (so, as in Keras, ``height_shift_range`` ends up
+moving the image sideways and ``width_shift_range`` up and down: cnnlab keeps Keras' behaviour rather than
+its documentation, since reproducing Keras is the point; ``keras_axes=False`` gives the documented axes).
+Sampling is bilinear (Keras' order=1) and is done by hand here rather than with ``grid_sample``, because
+scipy's edge rules (its 'constant' mode does not blend with cval, 'reflect' is half-sample symmetric) have
+no exact counterpart there.
+
+Random parameters are drawn per image from a ``torch.Generator``: the same seed gives the same images.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+FILL_MODES = ("constant", "nearest", "reflect", "wrap")
+
+LESSON = dict(
+    rotation_range=30,
+    width_shift_range=0.1,
+    height_shift_range=0.1,
+    shear_range=0.2,
+    zoom_range=0.2,
+    fill_mode="nearest",
+)
+
+
+@dataclass
+class AugmentConfig:
+    rotation_range: float = 0.0
+    width_shift_range: float | list = 0.0
+    height_shift_range: float | list = 0.0
+    shear_range: float = 0.0
+    zoom_range: float | list = 0.0
+    horizontal_flip: bool = False
+    vertical_flip: bool = False
+    fill_mode: str = "nearest"
+    cval: float = 0.0
+    brightness_range: list | None = None
+    channel_shift_range: float = 0.0
+    rescale: float | None = None
+    samplewise_center: bool = False
+    samplewise_std_normalization: bool = False
+    featurewise_center: bool = False
+    featurewise_std_normalization: bool = False
+    shear_units: str = "degrees"
+    keras_axes: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("extra")
+        return d
+
+
+class Augment:
+    """``Augment(rotation_range=30, ...)(x, generator=g)``: a random transform per image of x (N, C, H, W)."""
+
+    def __init__(self, **settings):
+        unknown = sorted(set(settings) - (set(AugmentConfig.__dataclass_fields__) - {"extra"}))
+        if unknown:
+            raise ValueError(f"unknown augmentation setting(s): {', '.join(unknown)}")
+        self.config = cfg = AugmentConfig(**settings)
+        if cfg.fill_mode not in FILL_MODES:
+            raise ValueError(f"fill_mode must be one of {', '.join(FILL_MODES)}, got {cfg.fill_mode!r}")
+        if cfg.shear_units not in ("degrees", "radians"):
+            raise ValueError(f"shear_units must be degrees or radians, got {cfg.shear_units!r}")
+        z = cfg.zoom_range
+        if isinstance(z, (int, float)):
+            self.zoom = (1 - z, 1 + z)
+        elif len(z) == 2:
+            self.zoom = (float(z[0]), float(z[1]))
+        else:
+            raise ValueError(f"zoom_range must be a float or [lower, upper], got {z!r}")
+        if cfg.brightness_range is not None and len(cfg.brightness_range) != 2:
+            raise ValueError(f"brightness_range must be [lower, upper], got {cfg.brightness_range!r}")
+        if cfg.shear_units == "degrees" and 0 < cfg.shear_range < 1:
+            warnings.warn(
+                f"shear_range={cfg.shear_range} is read in degrees, as Keras >= 2.3 reads it: a barely visible "
+                f"shear. If it was meant in radians (as in older Keras, about {math.degrees(cfg.shear_range):.1f} "
+                "degrees), pass shear_units='radians'.",
+                stacklevel=2,
+            )
+        self.mean = None
+        self.std = None
+
+    @classmethod
+    def lesson(cls, **overrides) -> Augment:
+        """The lesson's settings: rotation 30, shifts 0.1, shear 0.2, zoom 0.2, fill 'nearest'."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the 0.2-degree shear is the lesson's, as Keras reads it
+            return cls(**{**LESSON, **overrides})
+
+    # --- statistics for the feature-wise options (Keras' ImageDataGenerator.fit) -----------------------
+    def fit(self, x: torch.Tensor) -> Augment:
+        x = x.float()
+        if self.config.rescale:
+            x = x * self.config.rescale
+        self.mean = x.mean(dim=(0, 2, 3), keepdim=True)[0]
+        self.std = x.std(dim=(0, 2, 3), keepdim=True, correction=0)[0]
+        return self
+
+    # --- random parameters -------------------------------------------------------------------------
+    def random_params(self, n: int, height: int, width: int, generator=None, device="cpu") -> dict:
+        cfg = self.config
+
+        def uniform(lo, hi, size=(n,)):
+            return torch.rand(size, generator=generator, device=device, dtype=torch.float64) * (hi - lo) + lo
+
+        def shift(rng, size):
+            if isinstance(rng, (list, tuple)):
+                values = torch.tensor(rng, dtype=torch.float64, device=device)
+                pick = values[torch.randint(len(rng), (n,), generator=generator, device=device)]
+                sign = torch.randint(2, (n,), generator=generator, device=device) * 2 - 1
+                out = pick * sign
+                return out * size if max(rng) < 1 else out
+            if not rng:
+                return torch.zeros(n, dtype=torch.float64, device=device)
+            out = uniform(-rng, rng)
+            return out * size if rng < 1 else out
+
+        zero = torch.zeros(n, dtype=torch.float64, device=device)
+        shear = uniform(-cfg.shear_range, cfg.shear_range) if cfg.shear_range else zero
+        if cfg.shear_units == "radians":
+            shear = torch.rad2deg(shear)
+        if self.zoom == (1.0, 1.0):
+            zx = zy = torch.ones(n, dtype=torch.float64, device=device)
+        else:
+            zx, zy = uniform(*self.zoom, size=(2, n))
+        return {
+            "theta": uniform(-cfg.rotation_range, cfg.rotation_range) if cfg.rotation_range else zero,
+            "tx": shift(cfg.height_shift_range, height),  # Keras: tx from the height range, ty from the width
+            "ty": shift(cfg.width_shift_range, width),
+            "shear": shear,
+            "zx": zx,
+            "zy": zy,
+            "flip_horizontal": (torch.rand(n, generator=generator, device=device) < 0.5) & cfg.horizontal_flip,
+            "flip_vertical": (torch.rand(n, generator=generator, device=device) < 0.5) & cfg.vertical_flip,
+            "channel_shift": uniform(-cfg.channel_shift_range, cfg.channel_shift_range)
+            if cfg.channel_shift_range
+            else None,
+            "brightness": uniform(*cfg.brightness_range) if cfg.brightness_range is not None else None,
+        }
+
+    # --- applying them -----------------------------------------------------------------------------
+    def sampling_matrices(self, params: dict, height: int, width: int) -> torch.Tensor:
+        """(N, 3, 3) matrices mapping output pixel (row, col) to input (row, col), exactly as Keras builds them."""
+        theta = torch.deg2rad(params["theta"])
+        shear = torch.deg2rad(params["shear"])
+        n = len(theta)
+        one, zero = torch.ones_like(theta), torch.zeros_like(theta)
+
+        def mat(rows):
+            return torch.stack([torch.stack(r, dim=-1) for r in rows], dim=-2)
+
+        rotation = mat([[theta.cos(), -theta.sin(), zero], [theta.sin(), theta.cos(), zero], [zero, zero, one]])
+        shift = mat([[one, zero, params["tx"]], [zero, one, params["ty"]], [zero, zero, one]])
+        shearing = mat([[one, -shear.sin(), zero], [zero, shear.cos(), zero], [zero, zero, one]])
+        zoom = mat([[params["zx"], zero, zero], [zero, params["zy"], zero], [zero, zero, one]])
+        m = rotation @ shift @ shearing @ zoom
+        # transform_matrix_offset_center(m, h, w): the centre is (h/2 - 0.5, w/2 - 0.5) in the matrix's (x, y)
+        ox, oy = height / 2 - 0.5, width / 2 - 0.5
+        offset = torch.tensor([[1, 0, ox], [0, 1, oy], [0, 0, 1]], dtype=m.dtype, device=m.device)
+        reset = torch.tensor([[1, 0, -ox], [0, 1, -oy], [0, 0, 1]], dtype=m.dtype, device=m.device)
+        m = offset @ m @ reset
+        if self.config.keras_axes:  # Keras swaps x and y before scipy (M' = P M P)
+            p = torch.tensor([[0, 1, 0], [1, 0, 0], [0, 0, 1]], dtype=m.dtype, device=m.device)
+            m = p @ m @ p
+        return m.expand(n, 3, 3) if m.shape[0] != n else m
+
+    def apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:
+        """The transform of ``params`` on a float batch (N, C, H, W), in Keras' order: affine, channel shift,
+        horizontal flip, vertical flip, brightness."""
+        n, c, h, w = x.shape
+        if _is_identity(params):
+            out = x.clone()
+        else:
+            out = affine_sample(x, self.sampling_matrices(params, h, w), self.config.fill_mode, self.config.cval)
+        if params.get("channel_shift") is not None:
+            lo = out.amin(dim=(1, 2, 3), keepdim=True)
+            hi = out.amax(dim=(1, 2, 3), keepdim=True)
+            out = torch.maximum(torch.minimum(out + params["channel_shift"].view(n, 1, 1, 1).to(out.dtype), hi), lo)
+        if params["flip_horizontal"].any():
+            f = params["flip_horizontal"].view(n, 1, 1, 1)
+            out = torch.where(f, out.flip(3), out)
+        if params["flip_vertical"].any():
+            f = params["flip_vertical"].view(n, 1, 1, 1)
+            out = torch.where(f, out.flip(2), out)
+        if params.get("brightness") is not None:
+            # Keras goes through PIL's ImageEnhance.Brightness: a blend with black, clipped to 0..255.
+            out = (out * params["brightness"].view(n, 1, 1, 1).to(out.dtype)).clamp(0, 255)
+        return out
+
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        if cfg.rescale:
+            x = x * cfg.rescale
+        if cfg.samplewise_center:
+            x = x - x.mean(dim=(1, 2, 3), keepdim=True)
+        if cfg.samplewise_std_normalization:
+            x = x / (x.std(dim=(1, 2, 3), keepdim=True, correction=0) + 1e-6)
+        if cfg.featurewise_center or cfg.featurewise_std_normalization:
+            if self.mean is None:
+                raise ValueError("featurewise_center/std_normalization need fit(x) on training data first")
+            if cfg.featurewise_center:
+                x = x - self.mean.to(x.device)
+            if cfg.featurewise_std_normalization:
+                x = x / (self.std.to(x.device) + 1e-6)
+        return x
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        x = x.float()
+        n, _, h, w = x.shape
+        params = self.random_params(n, h, w, generator, x.device)
+        return self.standardize(self.apply(x, params))
+
+    def to_dict(self) -> dict:
+        return self.config.to_dict()
+
+
+def _is_identity(params: dict) -> bool:
+    return bool(
+        (params["theta"] == 0).all()
+        and (params["tx"] == 0).all()
+        and (params["ty"] == 0).all()
+        and (params["shear"] == 0).all()
+        and (params["zx"] == 1).all()
+        and (params["zy"] == 1).all()
+    )
+
+
+def _fold(index: torch.Tensor, size: int, mode: str) -> torch.Tensor:
+    """Integer sample positions outside [0, size) mapped back inside by the fill mode."""
+    if mode == "reflect":  # half-sample symmetric: d c b a | a b c d | d c b a (period 2n)
+        period = 2 * size
+        index = torch.remainder(index, period)
+        return torch.where(index >= size, period - 1 - index, index)
+    if mode == "wrap":  # a b c d | a b c d | a b c d (period n), as Keras' docstring draws it
+        return torch.remainder(index, size)
+    return index.clamp(0, size - 1)  # nearest (and constant, whose outside samples are masked)
+
+
+def affine_sample(x: torch.Tensor, matrices: torch.Tensor, fill_mode: str, cval: float = 0.0) -> torch.Tensor:
+    """Bilinear resampling of x (N, C, H, W): output pixel (r, c) takes input (r', c') = M @ (r, c, 1)."""
+    n, c, h, w = x.shape
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    rows = torch.arange(h, device=x.device, dtype=dtype).view(h, 1).expand(h, w)
+    cols = torch.arange(w, device=x.device, dtype=dtype).view(1, w).expand(h, w)
+    grid = torch.stack([rows.reshape(-1), cols.reshape(-1), torch.ones(h * w, device=x.device, dtype=dtype)])
+    src = matrices.to(dtype) @ grid  # (N, 3, H*W)
+    r, q = src[:, 0], src[:, 1]
+    r0, q0 = r.floor(), q.floor()
+    fr, fq = (r - r0).unsqueeze(1), (q - q0).unsqueeze(1)
+    r0, q0 = r0.long(), q0.long()
+    flat = x.reshape(n, c, h * w)
+    out = 0
+    for dr, dq, weight in ((0, 0, (1 - fr) * (1 - fq)), (0, 1, (1 - fr) * fq), (1, 0, fr * (1 - fq)), (1, 1, fr * fq)):
+        rr = _fold(r0 + dr, h, fill_mode)
+        qq = _fold(q0 + dq, w, fill_mode)
+        index = (rr * w + qq).unsqueeze(1).expand(n, c, h * w)
+        out = out + weight.to(x.dtype) * torch.gather(flat, 2, index)
+    if fill_mode == "constant":  # scipy's 'constant': no blending with cval, outside [0, n-1] is cval
+        outside = (r < 0) | (r > h - 1) | (q < 0) | (q > w - 1)
+        out = torch.where(outside.unsqueeze(1), torch.as_tensor(cval, dtype=x.dtype, device=x.device), out)
+    return out.reshape(n, c, h, w)
+
+
+def preview_grid(
+    image: torch.Tensor, augment: Augment, count: int, path, seed: int = 42, title: str = "", columns: int | None = None
+):
+    """The lesson's picture: the original image, then ``count`` augmented copies of it, as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = image.float().unsqueeze(0).repeat(count, 1, 1, 1)
+    out = augment(x, torch.Generator().manual_seed(seed)).clamp(0, 255)
+    tiles = [image.float()] + list(out)
+    columns = columns or math.ceil(math.sqrt(len(tiles)))
+    rows = -(-len(tiles) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.6, rows * 1.7 + 0.6))
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= len(tiles):
+            continue
+        tile = tiles[i]
+        if tile.shape[0] == 1:
+            ax.imshow(tile[0].numpy(), cmap="gray", vmin=0, vmax=255)
+        else:
+            ax.imshow(tile.permute(1, 2, 0).numpy().astype("uint8"))
+        ax.set_title("original" if i == 0 else f"#{i}", fontsize=8)
+    settings = ", ".join(
+        f"{k}={v}"
+        for k, v in augment.to_dict().items()
+        if v not in (0, 0.0, False, None) and k not in ("keras_axes", "shear_units")
+    )
+    fig.suptitle(f"{title}\n{settings}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

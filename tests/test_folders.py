@@ -1,0 +1,261 @@
+"""Image folders: layouts and labels, every kind of odd or broken file, the decoded cache and its rebuild
+rule, the crops (10-crop geometry), and a Kaggle submission from a trained run."""
+
+import csv
+import os
+import re
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnlab.cli import main
+from cnnlab.data.cache import open_cache
+from cnnlab.data.folders import BadImage, FolderError, decode, scan_folder
+from cnnlab.data.imagedata import ImageFolderData, crop_batch, ten_crop_offsets
+
+
+def save(path, color=(200, 30, 30), size=(64, 48), mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, color).save(path)
+    return path
+
+
+@pytest.fixture
+def kaggle(tmp_path):
+    root = tmp_path / "train"
+    for i in range(12):
+        save(root / f"cat.{i}.jpg", (220, 40, 40))
+        save(root / f"dog.{i}.jpg", (40, 40, 220), size=(48, 64))
+    return root
+
+
+def test_kaggle_labels_come_from_the_names(kaggle):
+    listing = scan_folder(kaggle)
+    assert listing.layout == "kaggle" and listing.classes == ("cat", "dog")
+    names = [p.name for p in listing.files]
+    assert names[:3] == ["cat.0.jpg", "cat.1.jpg", "cat.2.jpg"] and names.index("cat.10.jpg") == 10  # natural order
+    assert all(
+        listing.classes[label].startswith(p.name.split(".")[0]) for p, label in zip(listing.files, listing.labels)
+    )
+
+
+def test_class_subfolders_and_unlabelled_folders(tmp_path):
+    for cls in ("birds", "fish"):
+        for i in range(3):
+            save(tmp_path / "sub" / cls / f"img{i}.png")
+    listing = scan_folder(tmp_path / "sub")
+    assert (
+        listing.layout == "subfolders" and listing.classes == ("birds", "fish") and listing.labels == [0] * 3 + [1] * 3
+    )
+    for i in (10, 2, 1):
+        save(tmp_path / "test1" / f"{i}.jpg")
+    unlabelled = scan_folder(tmp_path / "test1", allow_unlabelled=True)
+    assert unlabelled.labels is None and [p.name for p in unlabelled.files] == ["1.jpg", "2.jpg", "10.jpg"]
+
+
+def test_folder_errors_name_the_folder_and_the_problem(tmp_path):
+    cases = []
+    (tmp_path / "empty").mkdir()
+    cases.append((tmp_path / "empty", "no images found"))
+    cases.append((tmp_path / "missing", "no such folder"))
+    save(tmp_path / "nolabels" / "IMG_001.jpg")
+    save(tmp_path / "nolabels" / "IMG_002.jpg")
+    cases.append((tmp_path / "nolabels", "cannot tell the labels: IMG_001.jpg is not named CLASS.N.ext"))
+    save(tmp_path / "mixed" / "cat.1.jpg")
+    save(tmp_path / "mixed" / "photo.jpg")  # one file without a label among labelled ones
+    cases.append((tmp_path / "mixed", "cannot tell the labels: photo.jpg"))
+    save(tmp_path / "one" / "cat.1.jpg")
+    save(tmp_path / "one" / "cat.2.jpg")
+    cases.append((tmp_path / "one", "only one class (cat) found"))
+    save(tmp_path / "afile.jpg")
+    cases.append((tmp_path / "afile.jpg", "not a folder"))
+    for folder, message in cases:
+        with pytest.raises(FolderError, match=re.escape(message)) as info:
+            scan_folder(folder)
+        assert str(folder) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_odd_modes_all_become_rgb(tmp_path):
+    grey = save(tmp_path / "grey.png", 128, mode="L")
+    rgba = tmp_path / "rgba.png"
+    Image.new("RGBA", (40, 40), (255, 0, 0, 0)).save(rgba)  # fully transparent red: white after compositing
+    cmyk = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (40, 40), (0, 255, 255, 0)).save(cmyk)  # red in CMYK
+    sixteen = tmp_path / "16bit.png"
+    Image.fromarray(np.full((40, 40), 65535 // 2, np.uint16)).save(sixteen)
+    palette = tmp_path / "palette.png"
+    Image.new("RGB", (40, 40), (0, 200, 0)).convert("P", palette=Image.Palette.ADAPTIVE).save(palette)
+    expected = {
+        grey: (128, 128, 128),
+        rgba: (255, 255, 255),
+        cmyk: (255, 0, 0),
+        sixteen: (128, 128, 128),
+        palette: (0, 200, 0),
+    }
+    for path, colour in expected.items():
+        pixels = decode(path, 32)
+        assert pixels.shape == (32, 32, 3) and pixels.dtype == np.uint8, path.name
+        assert np.abs(pixels[16, 16].astype(int) - colour).max() <= 3, (path.name, pixels[16, 16])
+
+
+def test_broken_files_are_refused_by_name(tmp_path):
+    good = save(tmp_path / "good.jpg", size=(300, 200))
+    (tmp_path / "zero.jpg").write_bytes(b"")
+    (tmp_path / "text.jpg").write_text("not an image")
+    data = good.read_bytes()
+    (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    Image.new("L", (9000, 6000)).save(tmp_path / "bomb.png")  # 54M pixels, a few KB on disk
+    cases = {
+        "zero.jpg": "empty file",
+        "text.jpg": "not an image",
+        "truncated.jpg": "unreadable or truncated",
+        "bomb.png": "decompression bomb",
+    }
+    for name, message in cases.items():
+        with pytest.raises(BadImage, match=re.escape(message)) as info:
+            decode(tmp_path / name, 64)
+        assert str(tmp_path / name) in str(info.value)
+    assert decode(good, 64).shape == (64, 64, 3)
+
+
+def test_aspect_aware_resize_then_centre_crop(tmp_path):
+    img = np.zeros((100, 200, 3), np.uint8)
+    img[:, :50] = 255  # the left quarter white: cut away by the centre crop of the wide image
+    Image.fromarray(img).save(tmp_path / "wide.png")
+    out = decode(tmp_path / "wide.png", 50)  # 200x100 -> 100x50 -> centre 50x50 = columns 25..75 of 100
+    assert out.shape == (50, 50, 3) and out[:, 5:].max() == 0
+
+
+def test_cache_is_built_once_and_rebuilt_when_sources_change(kaggle, tmp_path):
+    (kaggle / "cat.99.jpg").write_bytes(b"broken")  # skipped, counted, named
+    (kaggle / "notes.txt").write_text("ignored: not an image")
+    listing = scan_folder(kaggle)
+    assert listing.ignored == ["notes.txt"]
+    with pytest.warns(UserWarning, match="cat.99.jpg"):
+        first = open_cache(listing, 32, tmp_path / "cache", progress=False, echo=lambda *a: None)
+    assert first.rebuilt and first.images.shape == (24, 32, 32, 3) and len(first.skipped) == 1
+    assert abs(first.mean[0] - first.mean[2]) < 0.02 and first.mean[0] > first.mean[1]  # 12 red, 12 blue
+    with pytest.warns(UserWarning):
+        again = open_cache(scan_folder(kaggle), 32, tmp_path / "cache", progress=False, echo=lambda *a: None)
+    assert not again.rebuilt and np.array_equal(np.asarray(again.images), np.asarray(first.images))
+    time.sleep(0.01)
+    os.utime(kaggle / "cat.3.jpg")  # touched: rebuilt
+    with pytest.warns(UserWarning):
+        assert open_cache(scan_folder(kaggle), 32, tmp_path / "cache", progress=False, echo=lambda *a: None).rebuilt
+    (kaggle / "cat.99.jpg").unlink()
+    save(kaggle / "dog.50.jpg")  # a file removed and one added: rebuilt, nothing skipped now
+    cache = open_cache(scan_folder(kaggle), 32, tmp_path / "cache", progress=False, echo=lambda *a: None)
+    assert cache.rebuilt and cache.images.shape[0] == 25 and not cache.skipped
+    assert open_cache(scan_folder(kaggle), 40, tmp_path / "cache", progress=False, echo=lambda *a: None).rebuilt
+    data_file = cache.folder / "images.u8"
+    data_file.write_bytes(data_file.read_bytes()[:100])  # damaged cache: rebuilt, never read
+    assert open_cache(scan_folder(kaggle), 32, tmp_path / "cache", progress=False, echo=lambda *a: None).rebuilt
+
+
+def test_ten_crop_geometry():
+    size, crop = 256, 227
+    rows, cols = np.mgrid[0:size, 0:size]
+    image = np.stack([rows, cols, np.zeros_like(rows)], axis=2).astype(np.uint8)[None]  # pixel = (row, col)
+    offsets = ten_crop_offsets(size, crop)
+    assert offsets == [(0, 0), (0, 29), (29, 0), (29, 29), (14, 14)]
+    for top, left in offsets:
+        for flip in (False, True):
+            out = crop_batch(image, np.array([0]), [top], [left], [flip], crop)[0]
+            assert out.shape == (crop, crop, 3)
+            assert out[0, 0, 0] == top and out[-1, 0, 0] == top + crop - 1
+            first, last = (left + crop - 1, left) if flip else (left, left + crop - 1)
+            assert out[0, 0, 1] == first and out[0, -1, 1] == last
+
+
+def test_train_predict_and_kaggle_submission(kaggle, tmp_path, capsys):
+    test1 = tmp_path / "test1"
+    for i, colour in ((1, (220, 40, 40)), (2, (40, 40, 220)), (10, (40, 40, 220)), (3, (220, 40, 40))):
+        save(test1 / f"{i}.jpg", colour)
+    args = [
+        "train",
+        "pattern",
+        "--data",
+        str(kaggle),
+        "--image-size",
+        "40",
+        "--crop",
+        "32",
+        "--epochs",
+        "6",
+        "--batch-size",
+        "8",
+        "--lr",
+        "3e-3",
+        "--out-dir",
+        str(tmp_path / "runs"),
+        "--name",
+        "colours",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--no-progress",
+        "--val-split",
+        "0.25",
+        "--option",
+        "text=CONV(8) => RELU => POOL => CONV(8) => RELU => POOL => FC",
+        "--option",
+        "img_size=32",
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "10-crop (corners + centre, mirrored)" in out
+    run = tmp_path / "runs" / "colours"
+    assert (
+        main(
+            [
+                "predict",
+                str(run),
+                "--kaggle",
+                str(test1),
+                "-o",
+                str(tmp_path / "sub.csv"),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+            ]
+        )
+        == 0
+    )
+    rows = list(csv.reader(open(tmp_path / "sub.csv")))
+    assert rows[0] == ["id", "label"] and [r[0] for r in rows[1:]] == ["1", "2", "3", "10"]
+    p_dog = {int(r[0]): float(r[1]) for r in rows[1:]}
+    assert p_dog[2] > 0.5 > p_dog[1] and p_dog[10] > 0.5 > p_dog[3]  # blue images are the dogs here
+    assert (
+        main(
+            [
+                "predict",
+                str(run),
+                "--kaggle",
+                str(test1),
+                "-o",
+                str(tmp_path / "hard.csv"),
+                "--hard",
+                "--cache-dir",
+                str(tmp_path / "cache"),
+            ]
+        )
+        == 0
+    )
+    assert [r[1] for r in list(csv.reader(open(tmp_path / "hard.csv")))[1:]] == ["0", "1", "0", "1"]
+    capsys.readouterr()
+    assert main(["predict", str(run), str(test1 / "2.jpg")]) == 0
+    assert capsys.readouterr().out.split(": ")[1].startswith("dog")
+
+
+def test_image_folder_batches_are_uint8_channels_last(kaggle, tmp_path):
+    cache = open_cache(scan_folder(kaggle), 40, tmp_path / "cache", progress=False, echo=lambda *a: None)
+    data = ImageFolderData(cache, np.arange(len(cache.files)), crop=32, augment=True)
+    loader = data.loader(10, "cpu", shuffle=True, seed=1)
+    batches = list(loader.epoch(0))
+    assert len(batches) == 3 and batches[0][0].dtype == torch.uint8 and batches[0][0].shape == (10, 3, 32, 32)
+    assert batches[0][0].is_contiguous(memory_format=torch.channels_last)
+    again = list(loader.epoch(0))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again))  # same seed, epoch and step: same crops
+    resumed = list(loader.epoch(0, start=1))
+    assert torch.equal(resumed[0][0], batches[1][0])
