@@ -46,6 +46,11 @@ def resolve_config(model: str, overrides: dict | None = None, config_file: dict 
         values["dataset"] = "folder"
     cfg = TrainConfig.from_dict(values)
     cfg.validate()
+    unknown = sorted(set(cfg.model_options) - set(entry.options()))
+    if unknown:  # before any data is loaded
+        raise ValueError(
+            f"model {model!r} has no option {', '.join(unknown)}; its options: " + ", ".join(entry.options())
+        )
     return cfg
 
 
@@ -186,9 +191,11 @@ def train_run(
         runtime = Runtime(cfg.device, cfg.precision, cfg.threads)
         torch.manual_seed(cfg.seed)
         options = {**cfg.model_options}
-        options.setdefault("num_classes", data.train.num_classes)
-        options.setdefault("in_chans", data.train.image_size[0])
-        model = create_model(cfg.model, **_accepted(cfg.model, options))
+        known = get_model_entry(cfg.model).options()
+        for key, value in (("num_classes", data.train.num_classes), ("in_chans", data.train.image_size[0])):
+            if key in known:  # what the data says, unless the user said otherwise
+                options.setdefault(key, value)
+        model = create_model(cfg.model, **options)
         norm = input_norm_of(data.train)
         model.cnnlab_input_norm = norm
         info = {
@@ -267,11 +274,6 @@ def write_comparison(run_dir: Path, with_aug: dict, with_report, without: dict, 
     (run_dir / "comparison.txt").write_text(text + "\n")
     plot_comparison(with_aug, without, run_dir / "comparison.png")
     echo("\n" + text)
-
-
-def _accepted(model_name: str, options: dict) -> dict:
-    known = get_model_entry(model_name).options()
-    return {k: v for k, v in options.items() if k in known}
 
 
 def evaluate_model(model, test, norm, runtime, cfg: TrainConfig, run_dir: Path | None = None, skipped=None):

@@ -45,10 +45,10 @@ def parse_idx(data: bytes, name: str = "<bytes>", expected_magic: int | None = N
         raise IdxError(f"{name}: too short for an IDX header ({len(data)} bytes)")
     magic = int.from_bytes(data[:4], "big")
     zero, type_code, ndim = int.from_bytes(data[:2], "big"), data[2], data[3]
-    if expected_magic is not None and magic != expected_magic:
-        raise IdxError(f"{name}: wrong magic number {magic} (expected {expected_magic}); is it the right file?")
     if zero != 0 or type_code not in _DTYPES or ndim == 0:
         raise IdxError(f"{name}: not an IDX file (magic number {magic})")
+    if expected_magic is not None and magic != expected_magic:
+        raise IdxError(f"{name}: wrong magic number {magic} (expected {expected_magic}); is it the right file?")
     header = 4 + 4 * ndim
     if len(data) < header:
         raise IdxError(f"{name}: truncated header ({len(data)} bytes, {ndim} dimensions announced)")

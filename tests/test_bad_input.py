@@ -1,0 +1,288 @@
+"""Bad input through the command line: each case ends in one clear line naming the file or option (exit 2),
+or in a named, counted skip; never a traceback, never a silently wrong result."""
+
+import errno
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnlab import TrainConfig, create_model, fit
+from cnnlab.data.idx import write_idx
+
+
+def cli(*args, cwd=None):
+    """The command line in a subprocess: what a user sees, tracebacks included."""
+    return subprocess.run(
+        [sys.executable, "-m", "cnnlab", *map(str, args)], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
+
+
+@pytest.fixture
+def run_main(capsys, monkeypatch, tmp_path):
+    """The command line in this process (faster); an uncaught exception would fail the test itself."""
+    from cnnlab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+
+    def call(*args):
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's own errors: its usage line, then the error line
+            code = e.code
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return call
+
+
+@pytest.fixture
+def broken_idx(tmp_path, synthetic_mnist_dir):
+    """A copy of the synthetic MNIST folder in which one file at a time can be damaged."""
+    import shutil
+
+    target = tmp_path / "idx"
+    shutil.copytree(synthetic_mnist_dir, target)
+    return target / "mnist"
+
+
+def _damage(folder, kind):
+    images = folder / "train-images-idx3-ubyte.gz"
+    labels = folder / "train-labels-idx1-ubyte.gz"
+    if kind == "truncated-gzip":
+        images.write_bytes(images.read_bytes()[:500])
+        return "corrupt or truncated gzip"
+    if kind == "wrong-magic":
+        write_idx(images, np.zeros(600, np.uint8))  # a labels file where the images belong
+        return "wrong magic number 2049 (expected 2051)"
+    if kind == "count-mismatch":
+        write_idx(labels, np.zeros(599, np.uint8))
+        return "599 labels for 600 images"
+    if kind == "not-idx":
+        images.write_bytes(b"<html>404 not found</html>")
+        return "not an IDX file"
+    if kind == "truncated-data":
+        import gzip
+
+        raw = gzip.decompress(images.read_bytes())
+        images.write_bytes(gzip.compress(raw[:-1000]))
+        return "truncated"
+    raise AssertionError(kind)
+
+
+IDX_CASES = ["truncated-gzip", "wrong-magic", "count-mismatch", "not-idx", "truncated-data"]
+
+
+@pytest.mark.parametrize("kind", IDX_CASES)
+def test_broken_idx_files(broken_idx, tmp_path, kind):
+    message = _damage(broken_idx, kind)
+    result = cli("train", "lenet5", "--data-dir", broken_idx.parent, "--dry-run", "--out-dir", tmp_path / "runs")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    line = result.stderr.strip()
+    assert "\n" not in line and message in line and "train-" in line, line
+
+
+def _image_folder(root, n=6):
+    for i in range(n):
+        Image.new("RGB", (40, 30), (200, 20, 20)).save(root / f"cat.{i}.jpg") if root.mkdir(
+            parents=True, exist_ok=True
+        ) is None else None
+        Image.new("RGB", (30, 40), (20, 20, 200)).save(root / f"dog.{i}.jpg")
+    return root
+
+
+FOLDER_CASES = {
+    "empty": (lambda r: r.mkdir(), "no images found"),
+    "missing": (lambda r: None, "no such folder"),
+    "one-class": (
+        lambda r: [
+            r.mkdir(),
+            Image.new("RGB", (9, 9)).save(r / "cat.1.jpg"),
+            Image.new("RGB", (9, 9)).save(r / "cat.2.jpg"),
+        ],
+        "only one class (cat)",
+    ),
+    "unlabelled-names": (lambda r: [r.mkdir(), Image.new("RGB", (9, 9)).save(r / "1.jpg")], "cannot tell the labels"),
+}
+
+
+@pytest.mark.parametrize("case", FOLDER_CASES)
+def test_bad_image_folders(tmp_path, case):
+    make, message = FOLDER_CASES[case]
+    root = tmp_path / "train"
+    make(root)
+    result = cli(
+        "train",
+        "alexnet_bn",
+        "--data",
+        root,
+        "--dry-run",
+        "--out-dir",
+        tmp_path / "runs",
+        "--cache-dir",
+        tmp_path / "cache",
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert message in result.stderr and "\n" not in result.stderr.strip()
+
+
+def test_broken_files_in_a_folder_are_skipped_named_and_counted(tmp_path):
+    root = _image_folder(tmp_path / "train")
+    (root / "cat.90.jpg").write_bytes(b"")  # zero bytes
+    (root / "dog.91.jpg").write_bytes((root / "dog.0.jpg").read_bytes()[:120])  # truncated
+    (root / "cat.92.jpg").write_text("a text file named like an image")
+    args = [
+        "train",
+        "pattern",
+        "--data",
+        root,
+        "--image-size",
+        "36",
+        "--crop",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--out-dir",
+        tmp_path / "runs",
+        "--name",
+        "r",
+        "--cache-dir",
+        tmp_path / "cache",
+        "--no-progress",
+        "--option",
+        "text=CONV(4) => RELU => POOL => FC",
+        "--option",
+        "img_size=32",
+    ]
+    result = cli(*args)
+    assert result.returncode == 0, result.stderr
+    for name in ("cat.90.jpg", "dog.91.jpg", "cat.92.jpg"):
+        assert name in result.stdout + result.stderr
+    report = json.loads((tmp_path / "runs" / "r" / "report.json").read_text())
+    assert len(report["skipped_files"]) == 3 and "skipped 3 unreadable file(s)" in result.stdout
+
+
+CLI_CASES = [
+    (["train", "lenet5", "--epochs", "-3"], "epochs must be at least 1"),
+    (["train", "lenet5", "--batch-size", "0"], "batch size must be at least 1"),
+    (["train", "lenet5", "--lr", "-1"], "learning rate must be positive"),
+    (["train", "lenet5", "--val-split", "1.5"], "val split must be in [0, 1)"),
+    (["train", "lenet9"], "unknown model 'lenet9'"),
+    (["train", "lenet5", "--name", "../escape"], "run name must be a plain folder name"),
+    (["train", "lenet5", "--option", "bogus=1"], "has no option bogus"),
+    (["train", "--resume", "/nonexistent/run"], "not a run directory to resume"),
+    (["train"], "name a model to train"),
+    (["summary", "lenet5", "--input", "28x28x1x9"], "size must look like 28x28x1"),
+    (["advise", "INPUT => CONV => => FC"], "pattern error at position 18"),
+    (["evaluate", "/nonexistent/run"], "no such run directory"),
+    (["compute"], "name a model, or ask for --chart PNG"),
+]
+
+
+@pytest.mark.parametrize("args, message", CLI_CASES, ids=[" ".join(a) for a, _ in CLI_CASES])
+def test_bad_options_and_values(args, message, run_main):
+    code, _, err = run_main(*args)
+    assert code == 2 and message in err.strip().splitlines()[-1], err
+
+
+def test_config_file_errors(tmp_path):
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "unknown.json").write_text(json.dumps({"epochz": 3}))
+    (tmp_path / "list.json").write_text("[1, 2]")
+    for name, message in (
+        ("bad.json", "not valid JSON"),
+        ("unknown.json", "unknown config key(s): epochz"),
+        ("list.json", "holds one JSON object"),
+        ("missing.json", "config file not found"),
+    ):
+        result = cli("train", "lenet5", "--config", tmp_path / name, cwd=tmp_path)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_weights_of_another_model_and_manifest_paths_are_refused(tmp_path, synthetic_mnist_dir):
+    run = tmp_path / "runs" / "r"
+    ok = cli(
+        "train",
+        "lenet5",
+        "--data-dir",
+        synthetic_mnist_dir,
+        "--epochs",
+        "1",
+        "--out-dir",
+        tmp_path / "runs",
+        "--name",
+        "r",
+        "--no-progress",
+    )
+    assert ok.returncode == 0, ok.stderr
+    from cnnlab.checkpoint import save_weights
+
+    save_weights(run / "weights" / "last.safetensors", create_model("lenet5", num_classes=3))
+    result = cli("evaluate", run, "--data-dir", synthetic_mnist_dir)
+    assert result.returncode == 2 and "has shape" in result.stderr and "Traceback" not in result.stderr
+    manifest = next((run / "checkpoints").iterdir()) / "MANIFEST.json"
+    doc = json.loads(manifest.read_text())
+    doc["files"]["../../../etc/passwd"] = "0" * 64
+    manifest.write_text(json.dumps(doc))
+    from cnnlab.checkpoint import CheckpointError, load_checkpoint
+
+    with pytest.raises(CheckpointError, match="outside the checkpoint"):
+        load_checkpoint(manifest.parent)
+
+
+def _small_data():
+    from conftest import synthetic_digits
+
+    from cnnlab.data import ArrayDataset
+
+    images, labels = synthetic_digits(256, 5)
+    ds = ArrayDataset(
+        torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype("int64")), tuple("0123456789")
+    )
+    return ds.subset(range(192)), ds.subset(range(192, 256))
+
+
+def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    from cnnlab import checkpoint as ck
+    from cnnlab.train import CheckpointWriteError
+
+    train, val = _small_data()
+    real = ck.atomic_write_bytes
+    calls = {"n": 0}
+
+    def full_disk_on_second_checkpoint(path, data):
+        if "step-000000006" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        calls["n"] += 1
+        return real(path, data)
+
+    monkeypatch.setattr(ck, "atomic_write_bytes", full_disk_on_second_checkpoint)
+    with pytest.raises(CheckpointWriteError, match="No space left on device.*step-000000003 is intact"):
+        fit(create_model("lenet5"), train, val, TrainConfig(epochs=3, batch_size=64, progress=False), run_dir=tmp_path)
+    names = [p.name for p in (tmp_path / "checkpoints").iterdir()]
+    assert names == ["step-000000003"]  # no half-written folder left behind
+    assert ck.latest_checkpoint(tmp_path)[0].name == "step-000000003"
+
+
+def test_nonfinite_skip_option_skips_the_step_and_keeps_training():
+    train, val = _small_data()
+    model = create_model("lenet5")
+    calls = []
+
+    def poison(module, args, output):
+        calls.append(1)
+        return output * float("nan") if len(calls) == 2 else output
+
+    model.register_forward_hook(poison)
+    history = fit(
+        model, train, val, TrainConfig(epochs=1, batch_size=64, progress=False, nonfinite="skip", checkpoint_every=0)
+    )
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert np.isfinite(history["loss"][0])
