@@ -83,6 +83,10 @@ class AlexNetBN(nn.Module):
         """Keras' l2(c): c * sum(w^2) over every regularised kernel (the value Keras adds to the loss)."""
         return sum(c * w.detach().float().square().sum() for w, c in self._l2 if c)
 
+    def regularization_loss_with_grad(self) -> torch.Tensor:
+        """The penalty as a straightforward Keras port adds it to the loss (differentiable; slower)."""
+        return sum(c * w.square().sum() for w, c in self._l2 if c)
+
     def l2_groups(self) -> list[tuple[list[torch.Tensor], float]]:
         """Parameters grouped by their Keras L2 coefficient (0 for biases and BatchNorm).
 
