@@ -207,42 +207,17 @@ def test_train_predict_and_kaggle_submission(kaggle, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "10-crop (corners + centre, mirrored)" in out
     run = tmp_path / "runs" / "colours"
-    assert (
-        main(
-            [
-                "predict",
-                str(run),
-                "--kaggle",
-                str(test1),
-                "-o",
-                str(tmp_path / "sub.csv"),
-                "--cache-dir",
-                str(tmp_path / "cache"),
-            ]
-        )
-        == 0
-    )
-    rows = list(csv.reader(open(tmp_path / "sub.csv")))
+
+    def submit(name, *extra):
+        args = ["predict", run, "--kaggle", test1, "-o", tmp_path / name, "--cache-dir", tmp_path / "cache", *extra]
+        assert main([str(a) for a in args]) == 0
+        return list(csv.reader(open(tmp_path / name)))
+
+    rows = submit("sub.csv")
     assert rows[0] == ["id", "label"] and [r[0] for r in rows[1:]] == ["1", "2", "3", "10"]
     p_dog = {int(r[0]): float(r[1]) for r in rows[1:]}
     assert p_dog[2] > 0.5 > p_dog[1] and p_dog[10] > 0.5 > p_dog[3]  # blue images are the dogs here
-    assert (
-        main(
-            [
-                "predict",
-                str(run),
-                "--kaggle",
-                str(test1),
-                "-o",
-                str(tmp_path / "hard.csv"),
-                "--hard",
-                "--cache-dir",
-                str(tmp_path / "cache"),
-            ]
-        )
-        == 0
-    )
-    assert [r[1] for r in list(csv.reader(open(tmp_path / "hard.csv")))[1:]] == ["0", "1", "0", "1"]
+    assert [r[1] for r in submit("hard.csv", "--hard")[1:]] == ["0", "1", "0", "1"]
     capsys.readouterr()
     assert main(["predict", str(run), str(test1 / "2.jpg")]) == 0
     assert capsys.readouterr().out.split(": ")[1].startswith("dog")

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .idx import IdxError, read_bytes, read_images_and_labels
+from ..checkpoint import atomic_write_bytes
+from .idx import IdxError, decompress, read_bytes, read_images_and_labels
 
 SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -162,43 +163,22 @@ def download(name: str, dest: Path | None = None, timeout: float = 30.0) -> Path
             try:
                 with urllib.request.urlopen(url, timeout=timeout) as response:
                     payload = response.read()
-                content = read_bytes_from_payload(payload, url)
+                content = decompress(payload, url)
             except (OSError, IdxError) as e:
                 errors.append(f"{url}: {getattr(e, 'reason', None) or e}")
                 continue
             if _md5(content) != md5:
                 errors.append(f"{url}: checksum mismatch (MD5 {_md5(content)}, expected {md5})")
                 continue
-            _atomic_write(dest / f"{stem}.gz", payload)
+            atomic_write_bytes(dest / f"{stem}.gz", payload)
             break
         else:
             raise DatasetNotFoundError(f"could not download {stem} of {name}: " + "; ".join(errors))
     return dest
 
 
-def read_bytes_from_payload(payload: bytes, name: str) -> bytes:
-    import gzip
-    import zlib
-
-    if payload[:2] != b"\x1f\x8b":
-        return payload
-    try:
-        return gzip.decompress(payload)
-    except (EOFError, OSError, zlib.error) as e:
-        raise IdxError(f"{name}: corrupt or truncated gzip data ({e})") from None
-
-
 def _md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def load_idx_dataset(name: str, split: str = "train", data_dir=None, download_missing: bool = True) -> ArrayDataset:

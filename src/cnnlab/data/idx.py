@@ -31,12 +31,17 @@ def read_bytes(path: str | Path) -> bytes:
         raw = path.read_bytes()
     except OSError as e:
         raise IdxError(f"{path}: cannot read ({e.strerror or e})") from None
-    if raw[:2] != b"\x1f\x8b":
-        return raw
+    return decompress(raw, str(path))
+
+
+def decompress(data: bytes, name: str) -> bytes:
+    """``data`` itself, or its gunzipped content when it starts with gzip's magic bytes."""
+    if data[:2] != b"\x1f\x8b":
+        return data
     try:
-        return gzip.decompress(raw)
+        return gzip.decompress(data)
     except (EOFError, OSError, zlib.error) as e:
-        raise IdxError(f"{path}: corrupt or truncated gzip data ({e})") from None
+        raise IdxError(f"{name}: corrupt or truncated gzip data ({e})") from None
 
 
 def parse_idx(data: bytes, name: str = "<bytes>", expected_magic: int | None = None) -> np.ndarray:
