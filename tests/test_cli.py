@@ -66,6 +66,9 @@ def test_train_writes_a_complete_run_directory(trained_run, capsys):
         assert (run_dir / name).is_file(), name
     rows = (run_dir / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,loss,accuracy,val_loss,val_accuracy") and len(rows) == 3
+    compute = json.loads((run_dir / "compute.json").read_text())
+    assert compute["train_flops"] == 3 * 833_040 * 600 * 2 + 833_040 * 200 * 2  # 2 epochs, 600 train, 200 val
+    assert compute["achieved_flops_per_s"] > 0 and compute["pfs_days"] == compute["train_flops"] / 8.64e19
     report = json.loads((run_dir / "report.json").read_text())
     assert report["accuracy"] > 0.9 and len(report["confusion_matrix"]) == 10
     assert (run_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
@@ -131,3 +134,10 @@ def test_predict_names_an_unreadable_image(trained_run, tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     result = run_cli("predict", str(run_dir), str(tmp_path / "broken.png"))
     assert result.returncode == 2 and "broken.png" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_run_goes_on_the_compute_chart(trained_run, tmp_path, capsys):
+    run_dir, _ = trained_run
+    chart = tmp_path / "eras.png"
+    assert main(["compute", "--chart", str(chart), "--run", str(run_dir)]) == 0
+    assert chart.read_bytes()[:4] == b"\x89PNG"

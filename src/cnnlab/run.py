@@ -243,6 +243,18 @@ def train_run(
         )
         report = None
         if runtime.is_main:
+            from .analysis.compute import run_compute
+
+            epochs_run = len(history.history.get("loss", []))
+            measured = run_compute(
+                summary(model, data.train.image_size).flops,
+                len(data.train) * epochs_run,
+                len(data.val) * epochs_run,
+                sum(history.history.get("seconds", [])),
+                runtime.device,
+                cfg.precision,
+            )
+            atomic_write_json(run_dir / "compute.json", measured)
             plot_history(history.history, run_dir / "curves.png", f"{cfg.model} on {cfg.dataset}")
             report = evaluate_model(model, data.test, norm, runtime, cfg, run_dir, data.skipped)
         runtime.close()

@@ -139,3 +139,49 @@ def chart(path, extra: list[tuple[str, float, float]] = (), title: str = "Two er
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+# Dense peak FLOP/s by device name fragment and precision (vendor datasheets); CPUs vary too much to list.
+PEAKS = {
+    ("H100", "bf16"): 989e12,
+    ("H100", "fp32"): 67e12,
+    ("H200", "bf16"): 989e12,
+    ("H200", "fp32"): 67e12,
+    ("A100", "bf16"): 312e12,
+    ("A100", "fp32"): 19.5e12,
+}
+
+
+def device_peak(device, precision: str) -> float | None:
+    import torch
+
+    if getattr(device, "type", str(device)) != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    key = "bf16" if precision in ("bf16", "fp16") else "fp32"
+    return next((v for (frag, p), v in PEAKS.items() if frag in name and p == key), None)
+
+
+def run_compute(forward_flops: int, train_images: int, eval_images: int, seconds: float, device, precision: str):
+    """What a finished run computed: FLOPs (3x forward per training image, 1x per evaluated one), petaflop/s-days,
+    and the FLOP/s achieved over its training time (with the fraction of the device's peak, where known)."""
+    import datetime
+
+    flops = TRAIN_TO_FORWARD * forward_flops * train_images + forward_flops * eval_images
+    achieved = flops / seconds if seconds else None
+    peak = device_peak(device, precision)
+    today = datetime.date.today()
+    return {
+        "forward_flops_per_image": forward_flops,
+        "train_images": train_images,
+        "eval_images": eval_images,
+        "train_flops": flops,
+        "pfs_days": flops / PFS_DAY,
+        "seconds": seconds,
+        "achieved_flops_per_s": achieved,
+        "peak_flops_per_s": peak,
+        "fraction_of_peak": achieved / peak if achieved and peak else None,
+        "device": str(device),
+        "precision": precision,
+        "year": today.year + today.timetuple().tm_yday / 366,
+    }
