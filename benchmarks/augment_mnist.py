@@ -48,8 +48,8 @@ for i in range(len(flow)):
 transform = time.perf_counter() - start
 model = keras.Sequential([
     keras.Input((28, 28, 1)),
-    keras.layers.Conv2D(6, 5, padding="same", activation="tanh"), keras.layers.AveragePooling2D(),
-    keras.layers.Conv2D(16, 5, activation="tanh"), keras.layers.AveragePooling2D(), keras.layers.Flatten(),
+    keras.layers.Conv2D(6, 5, padding="same", activation="tanh"), keras.layers.AveragePooling2D(2),
+    keras.layers.Conv2D(16, 5, activation="tanh"), keras.layers.AveragePooling2D(2), keras.layers.Flatten(),
     keras.layers.Dense(120, activation="tanh"), keras.layers.Dense(84, activation="tanh"),
     keras.layers.Dense(10, activation="softmax")])
 model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])

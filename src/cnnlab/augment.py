@@ -19,15 +19,14 @@ The transform is Keras' matrix product rotation @ shift @ shear @ zoom, centred 
 same x/y swap that Keras applies before calling scipy (so, as in Keras, ``height_shift_range`` ends up
 moving the image sideways and ``width_shift_range`` up and down: cnnlab keeps Keras' behaviour rather than
 its documentation, since reproducing Keras is the point; ``keras_axes=False`` gives the documented axes).
-Sampling is bilinear (Keras' order=1) and is done by hand here rather than with ``grid_sample``, because
-scipy's edge rules (its 'constant' mode does not blend with cval, 'reflect' is half-sample symmetric) have
-no exact counterpart there.
+Sampling is bilinear (Keras' order=1), with scipy's edge rules reproduced exactly (see ``affine_sample``).
 
 Random parameters are drawn per image from a ``torch.Generator``: the same seed gives the same images.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -165,29 +164,25 @@ class Augment:
 
     # --- applying them -----------------------------------------------------------------------------
     def sampling_matrices(self, params: dict, height: int, width: int) -> torch.Tensor:
-        """(N, 3, 3) matrices mapping output pixel (row, col) to input (row, col), exactly as Keras builds them."""
-        theta = torch.deg2rad(params["theta"])
-        shear = torch.deg2rad(params["shear"])
-        n = len(theta)
-        one, zero = torch.ones_like(theta), torch.zeros_like(theta)
+        """(N, 2, 3) affine maps from output pixel (row, col, 1) to input (row, col), as Keras builds them.
 
-        def mat(rows):
-            return torch.stack([torch.stack(r, dim=-1) for r in rows], dim=-2)
-
-        rotation = mat([[theta.cos(), -theta.sin(), zero], [theta.sin(), theta.cos(), zero], [zero, zero, one]])
-        shift = mat([[one, zero, params["tx"]], [zero, one, params["ty"]], [zero, zero, one]])
-        shearing = mat([[one, -shear.sin(), zero], [zero, shear.cos(), zero], [zero, zero, one]])
-        zoom = mat([[params["zx"], zero, zero], [zero, params["zy"], zero], [zero, zero, one]])
-        m = rotation @ shift @ shearing @ zoom
-        # transform_matrix_offset_center(m, h, w): the centre is (h/2 - 0.5, w/2 - 0.5) in the matrix's (x, y)
+        Keras multiplies rotation @ shift @ shear @ zoom (3x3, in its (x, y) order), centres the product on
+        (h/2 - 0.5, w/2 - 0.5), then swaps x and y (M' = P M P). The product is written out here per element,
+        batched, instead of as N small matrix products (the tests check it against Keras' own formula):
+            A = [[cos t * zx, -(cos t sin s + sin t cos s) * zy], [sin t * zx, (cos t cos s - sin t sin s) * zy]]
+            b = R @ (tx, ty), then b + o - A @ o for the centre o.
+        """
+        t, s = torch.deg2rad(params["theta"]), torch.deg2rad(params["shear"])
+        ct, st, cs, ss = t.cos(), t.sin(), s.cos(), s.sin()
+        zx, zy, tx, ty = params["zx"], params["zy"], params["tx"], params["ty"]
+        a00, a01 = ct * zx, -(ct * ss + st * cs) * zy
+        a10, a11 = st * zx, (ct * cs - st * ss) * zy
         ox, oy = height / 2 - 0.5, width / 2 - 0.5
-        offset = torch.tensor([[1, 0, ox], [0, 1, oy], [0, 0, 1]], dtype=m.dtype, device=m.device)
-        reset = torch.tensor([[1, 0, -ox], [0, 1, -oy], [0, 0, 1]], dtype=m.dtype, device=m.device)
-        m = offset @ m @ reset
-        if self.config.keras_axes:  # Keras swaps x and y before scipy (M' = P M P)
-            p = torch.tensor([[0, 1, 0], [1, 0, 0], [0, 0, 1]], dtype=m.dtype, device=m.device)
-            m = p @ m @ p
-        return m.expand(n, 3, 3) if m.shape[0] != n else m
+        b0 = ct * tx - st * ty + ox - (a00 * ox + a01 * oy)
+        b1 = st * tx + ct * ty + oy - (a10 * ox + a11 * oy)
+        if self.config.keras_axes:  # P M P: rows and columns of the 2x2 part swapped, and the offset
+            a00, a01, a10, a11, b0, b1 = a11, a10, a01, a00, b1, b0
+        return torch.stack([a00, a01, b0, a10, a11, b1], dim=1).view(-1, 2, 3)
 
     def apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:
         """The transform of ``params`` on a float batch (N, C, H, W), in Keras' order: affine, channel shift,
@@ -250,39 +245,56 @@ def _is_identity(params: dict) -> bool:
     )
 
 
-def _fold(index: torch.Tensor, size: int, mode: str) -> torch.Tensor:
-    """Integer sample positions outside [0, size) mapped back inside by the fill mode."""
-    if mode == "reflect":  # half-sample symmetric: d c b a | a b c d | d c b a (period 2n)
-        period = 2 * size
-        index = torch.remainder(index, period)
-        return torch.where(index >= size, period - 1 - index, index)
-    if mode == "wrap":  # a b c d | a b c d | a b c d (period n), as Keras' docstring draws it
-        return torch.remainder(index, size)
-    return index.clamp(0, size - 1)  # nearest (and constant, whose outside samples are masked)
-
-
 def affine_sample(x: torch.Tensor, matrices: torch.Tensor, fill_mode: str, cval: float = 0.0) -> torch.Tensor:
-    """Bilinear resampling of x (N, C, H, W): output pixel (r, c) takes input (r', c') = M @ (r, c, 1)."""
+    """Bilinear resampling of x (N, C, H, W): output pixel (r, c) takes input (r', c') = M @ (r, c, 1).
+
+    Three of scipy's edge rules are exactly ``grid_sample``'s (a vectorised kernel, several times faster than
+    gathering by hand): 'nearest' is border padding on pixel centres; 'reflect' (half-sample symmetric) is
+    reflection padding about the pixel edges (align_corners=False); 'constant' is bilinear inside [0, n-1] and
+    cval outside, without blending. 'wrap' (period n) has no counterpart there and is gathered by hand.
+    """
     n, c, h, w = x.shape
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    rows = torch.arange(h, device=x.device, dtype=dtype).view(h, 1).expand(h, w)
-    cols = torch.arange(w, device=x.device, dtype=dtype).view(1, w).expand(h, w)
-    grid = torch.stack([rows.reshape(-1), cols.reshape(-1), torch.ones(h * w, device=x.device, dtype=dtype)])
-    src = matrices.to(dtype) @ grid  # (N, 3, H*W)
-    r, q = src[:, 0], src[:, 1]
+    matrices = matrices.to(dtype)
+    if fill_mode == "wrap":
+        src = matrices @ _pixel_grid(h, w, x.device, dtype)  # (N, 2, H*W): input (row, col) of each output pixel
+        return _gather_bilinear_wrap(x, src[:, 0], src[:, 1])
+    # grid_sample wants, per output pixel, the input's (x = col, y = row) in [-1, 1]; fold that scaling into
+    # the matrices so that one batched product writes the grid in the layout grid_sample reads.
+    if fill_mode == "reflect":  # pixel edges -0.5 and n - 0.5 map to -1 and 1
+        sx, sy, bx, by, align, padding = 2 / w, 2 / h, 1 / w - 1, 1 / h - 1, False, "reflection"
+    else:  # pixel centres 0 and n - 1 map to -1 and 1
+        sx, sy, bx, by, align, padding = 2 / max(w - 1, 1), 2 / max(h - 1, 1), -1.0, -1.0, True, "border"
+    to_unit = torch.stack([matrices[:, 1] * sx, matrices[:, 0] * sy], dim=1)  # (N, 2, 3): rows x, y
+    to_unit[:, 0, 2] += bx
+    to_unit[:, 1, 2] += by
+    grid = (_pixel_grid(h, w, x.device, dtype).T @ to_unit.transpose(1, 2)).view(n, h, w, 2).to(x.dtype)
+    out = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=align)
+    if fill_mode == "constant":  # scipy's 'constant': outside [0, n-1] is cval, with no blending at the edge
+        outside = (grid.abs() > 1).any(dim=-1).unsqueeze(1)
+        out = torch.where(outside, torch.as_tensor(cval, dtype=x.dtype, device=x.device), out)
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _pixel_grid(h: int, w: int, device, dtype) -> torch.Tensor:
+    """(3, H*W): every output pixel's (row, col, 1), built once per size."""
+    rows = torch.arange(h, device=device, dtype=dtype).view(h, 1).expand(h, w).reshape(-1)
+    cols = torch.arange(w, device=device, dtype=dtype).view(1, w).expand(h, w).reshape(-1)
+    return torch.stack([rows, cols, torch.ones(h * w, device=device, dtype=dtype)])
+
+
+def _gather_bilinear_wrap(x: torch.Tensor, r: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Bilinear sampling with period-n wrapping (a b c d | a b c d | a b c d), by hand."""
+    n, c, h, w = x.shape
     r0, q0 = r.floor(), q.floor()
     fr, fq = (r - r0).unsqueeze(1), (q - q0).unsqueeze(1)
     r0, q0 = r0.long(), q0.long()
     flat = x.reshape(n, c, h * w)
     out = 0
     for dr, dq, weight in ((0, 0, (1 - fr) * (1 - fq)), (0, 1, (1 - fr) * fq), (1, 0, fr * (1 - fq)), (1, 1, fr * fq)):
-        rr = _fold(r0 + dr, h, fill_mode)
-        qq = _fold(q0 + dq, w, fill_mode)
-        index = (rr * w + qq).unsqueeze(1).expand(n, c, h * w)
+        index = (torch.remainder(r0 + dr, h) * w + torch.remainder(q0 + dq, w)).unsqueeze(1).expand(n, c, h * w)
         out = out + weight.to(x.dtype) * torch.gather(flat, 2, index)
-    if fill_mode == "constant":  # scipy's 'constant': no blending with cval, outside [0, n-1] is cval
-        outside = (r < 0) | (r > h - 1) | (q < 0) | (q > w - 1)
-        out = torch.where(outside.unsqueeze(1), torch.as_tensor(cval, dtype=x.dtype, device=x.device), out)
     return out.reshape(n, c, h, w)
 
 

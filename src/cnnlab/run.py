@@ -154,8 +154,16 @@ class RunLock:
         os.close(self.fd)
 
 
+def dataset_label(cfg: TrainConfig) -> str:
+    """'mnist', or 'dogs-vs-cats-small/train' for an image folder."""
+    if cfg.data:
+        path = Path(cfg.data).resolve()
+        return f"{path.parent.name}/{path.name}"
+    return cfg.dataset
+
+
 def new_run_dir(cfg: TrainConfig) -> Path:
-    name = cfg.run_name or f"{cfg.model}-{cfg.dataset.replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = cfg.run_name or f"{cfg.model}-{dataset_label(cfg).replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(cfg.out_dir) / name
     suffix = 1
     while run_dir.exists() and not cfg.run_name:
@@ -255,7 +263,7 @@ def train_run(
                 cfg.precision,
             )
             atomic_write_json(run_dir / "compute.json", measured)
-            plot_history(history.history, run_dir / "curves.png", f"{cfg.model} on {cfg.dataset}")
+            plot_history(history.history, run_dir / "curves.png", f"{cfg.model} on {dataset_label(cfg)}")
             report = evaluate_model(model, data.test, norm, runtime, cfg, run_dir, data.skipped)
         runtime.close()
     if compare_without and cfg.augment:
@@ -318,7 +326,10 @@ def evaluate_model(model, test, norm, runtime, cfg: TrainConfig, run_dir: Path |
         (run_dir / "report.txt").write_text(report.format() + "\n")
         atomic_write_json(run_dir / "report.json", report.to_dict())
         plot_confusion(
-            report.confusion, report.classes, run_dir / "confusion_matrix.png", f"{cfg.model} on {cfg.dataset} test"
+            report.confusion,
+            report.classes,
+            run_dir / "confusion_matrix.png",
+            f"{cfg.model} on {dataset_label(cfg)} test",
         )
     return report
 

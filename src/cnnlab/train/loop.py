@@ -298,6 +298,8 @@ def fit(
                 logs["loss"] += float(regularization())
             if val_loader is not None:
                 logs["val_loss"], logs["val_accuracy"] = evaluate_loss_accuracy(net, val_loader, eval_pre, rt)
+                if regularization is not None:  # as Keras reports it: the penalty is part of every loss
+                    logs["val_loss"] += float(regularization())
             logs["lr"] = lr
             cbs.on_epoch_end(epoch, logs)
             history.append(logs)
