@@ -149,14 +149,20 @@ def test_sigterm_writes_a_checkpoint_and_says_how_to_resume(reference):
 
 def test_two_runs_cannot_share_a_run_directory(reference):
     data_dir, out, _ = reference
-    first = subprocess.Popen(train_cmd(data_dir, out, "locked"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    lock = out / "locked" / ".lock"
+    # The first run pauses inside its first checkpoint write, holding the run's lock, until it is killed.
+    env = {**os.environ, "CNNLAB_CHECKPOINT_PAUSE": "before-manifest:1"}
+    first = subprocess.Popen(
+        train_cmd(data_dir, out, "locked"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    marker = out / "locked" / "checkpoints" / "paused-before-manifest"
     deadline = time.time() + 120
-    while not (lock.exists() and lock.read_text().strip()):
+    while not marker.exists():
         assert first.poll() is None and time.time() < deadline
         time.sleep(0.02)
-    second = subprocess.run(train_cmd(data_dir, out, "locked"), capture_output=True, text=True, timeout=120)
-    first.kill()
-    first.wait()
+    try:
+        second = subprocess.run(train_cmd(data_dir, out, "locked"), capture_output=True, text=True, timeout=120)
+    finally:
+        first.kill()
+        first.wait()
     assert second.returncode == 2
     assert "another training process" in second.stderr and "Traceback" not in second.stderr
