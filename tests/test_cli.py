@@ -141,3 +141,56 @@ def test_a_run_goes_on_the_compute_chart(trained_run, tmp_path, capsys):
     chart = tmp_path / "eras.png"
     assert main(["compute", "--chart", str(chart), "--run", str(run_dir)]) == 0
     assert chart.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_augment_preview_and_augmented_training(synthetic_mnist_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CNNLAB_OFFLINE", "1")
+    png = tmp_path / "preview.png"
+    assert (
+        main(
+            ["augment-preview", "--data-dir", str(synthetic_mnist_dir), "--index", "3", "--count", "18", "-o", str(png)]
+        )
+        == 0
+    )
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    image = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(image)
+    assert (
+        main(
+            [
+                "augment-preview",
+                str(image),
+                "--rotation-range",
+                "10",
+                "--fill-mode",
+                "reflect",
+                "-o",
+                str(tmp_path / "p2.png"),
+            ]
+        )
+        == 0
+    )
+    out = tmp_path / "runs"
+    assert (
+        main(
+            [
+                "train",
+                "lenet5",
+                "--data-dir",
+                str(synthetic_mnist_dir),
+                "--augment",
+                "--zoom-range",
+                "0.1",
+                "--epochs",
+                "1",
+                "--out-dir",
+                str(out),
+                "--name",
+                "aug",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    saved = json.loads((out / "aug" / "config.json").read_text())["augment"]
+    assert saved["rotation_range"] == 30 and saved["zoom_range"] == 0.1 and saved["fill_mode"] == "nearest"

@@ -228,7 +228,7 @@ def cmd_advise(args) -> int:
 
 
 def cmd_compute(args) -> int:
-    from .analysis.compute import PFS_DAY, chart, compute_report
+    from .analysis.compute import PFS_DAY, chart, compute_report, year_now
 
     extra = []
     if args.model:
@@ -254,7 +254,7 @@ def cmd_compute(args) -> int:
             extra.append(
                 (
                     f"{args.model} ({args.epochs:g} x {args.images:,})",
-                    _year_now(),
+                    year_now(),
                     report.run_pfs_days(args.images, args.epochs),
                 )
             )
@@ -264,7 +264,7 @@ def cmd_compute(args) -> int:
         from .checkpoint import read_json
 
         measured = read_json(Path(run_dir) / "compute.json")
-        extra.append((Path(run_dir).name, measured.get("year", _year_now()), measured["train_flops"] / PFS_DAY))
+        extra.append((Path(run_dir).name, measured.get("year", year_now()), measured["train_flops"] / PFS_DAY))
     if args.chart:
         chart(args.chart, extra)
         print(f"wrote {args.chart}")
@@ -274,14 +274,7 @@ def cmd_compute(args) -> int:
     return 0
 
 
-def _year_now() -> float:
-    import datetime
-
-    today = datetime.date.today()
-    return today.year + (today.timetuple().tm_yday - 0.5) / 365
-
-
-AUGMENT_FLAGS = {  # flag -> (type, Keras ImageDataGenerator argument)
+AUGMENT_FLAGS = {  # Keras ImageDataGenerator argument -> its type on the command line
     "rotation_range": float,
     "width_shift_range": float,
     "height_shift_range": float,

@@ -162,15 +162,20 @@ def device_peak(device, precision: str) -> float | None:
     return next((v for (frag, p), v in PEAKS.items() if frag in name and p == key), None)
 
 
+def year_now() -> float:
+    """Today as a fractional year, to place a run on the chart."""
+    import datetime
+
+    today = datetime.date.today()
+    return today.year + (today.timetuple().tm_yday - 0.5) / 365
+
+
 def run_compute(forward_flops: int, train_images: int, eval_images: int, seconds: float, device, precision: str):
     """What a finished run computed: FLOPs (3x forward per training image, 1x per evaluated one), petaflop/s-days,
     and the FLOP/s achieved over its training time (with the fraction of the device's peak, where known)."""
-    import datetime
-
     flops = TRAIN_TO_FORWARD * forward_flops * train_images + forward_flops * eval_images
     achieved = flops / seconds if seconds else None
     peak = device_peak(device, precision)
-    today = datetime.date.today()
     return {
         "forward_flops_per_image": forward_flops,
         "train_images": train_images,
@@ -183,5 +188,5 @@ def run_compute(forward_flops: int, train_images: int, eval_images: int, seconds
         "fraction_of_peak": achieved / peak if achieved and peak else None,
         "device": str(device),
         "precision": precision,
-        "year": today.year + today.timetuple().tm_yday / 366,
+        "year": year_now(),
     }
