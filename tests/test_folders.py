@@ -234,3 +234,21 @@ def test_image_folder_batches_are_uint8_channels_last(kaggle, tmp_path):
     assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again))  # same seed, epoch and step: same crops
     resumed = list(loader.epoch(0, start=1))
     assert torch.equal(resumed[0][0], batches[1][0])
+
+
+def test_val_dir_is_used_and_its_classes_must_match(kaggle, tmp_path):
+    from cnnlab.run import load_folder_data
+    from cnnlab.train import TrainConfig
+
+    val = tmp_path / "val"
+    for i in range(3):
+        save(val / f"cat.{i}.jpg", (220, 40, 40))
+        save(val / f"dog.{i}.jpg", (40, 40, 220))
+    cfg = TrainConfig(
+        data=str(kaggle), val_dir=str(val), image_size=40, crop=32, cache_dir=str(tmp_path / "c"), progress=False
+    )
+    data = load_folder_data(cfg, echo=lambda *a: None)
+    assert len(data.train) == 24 and len(data.val) == 6 and not data.val.augment
+    save(val / "bird.0.jpg")
+    with pytest.raises(FolderError, match="classes .* differ"):
+        load_folder_data(cfg, echo=lambda *a: None)
