@@ -32,6 +32,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/lenet5_mnist.py
+	$(BIN)/python benchmarks/augment_mnist.py
+	$(BIN)/python benchmarks/alexnet_throughput.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
