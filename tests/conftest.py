@@ -49,13 +49,17 @@ def synthetic_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-@pytest.fixture
-def synthetic_mnist_dir(tmp_path) -> Path:
-    """A folder laid out like MNIST's (gzip IDX files) holding a small synthetic dataset."""
-    folder = tmp_path / "data" / "mnist"
+def write_synthetic_mnist(root: Path) -> Path:
+    """A folder laid out like MNIST's (root/mnist/*.gz) holding a small synthetic dataset; returns root."""
+    folder = root / "mnist"
     folder.mkdir(parents=True)
     for split, n, seed in (("train", 600, 1), ("t10k", 200, 2)):
         images, labels = synthetic_digits(n, seed)
         write_idx(folder / f"{split}-images-idx3-ubyte.gz", images)
         write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
-    return folder.parent
+    return root
+
+
+@pytest.fixture
+def synthetic_mnist_dir(tmp_path) -> Path:
+    return write_synthetic_mnist(tmp_path / "data")

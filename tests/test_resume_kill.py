@@ -58,17 +58,10 @@ def final_weights(run_dir):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    from conftest import synthetic_digits
-
-    from cnnlab.data.idx import write_idx
+    from conftest import write_synthetic_mnist
 
     root = tmp_path_factory.mktemp("kill")
-    data = root / "data" / "mnist"
-    data.mkdir(parents=True)
-    for split, n, seed in (("train", 600, 1), ("t10k", 200, 2)):
-        images, labels = synthetic_digits(n, seed)
-        write_idx(data / f"{split}-images-idx3-ubyte.gz", images)
-        write_idx(data / f"{split}-labels-idx1-ubyte.gz", labels)
+    data = write_synthetic_mnist(root / "data") / "mnist"
     out = root / "runs"
     done = subprocess.run(train_cmd(data.parent, out, "uninterrupted"), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
