@@ -218,13 +218,13 @@ def train_run(
             if cfg.data
             else {"kind": "array"},
         }
+        table = summary(model, data.train.image_size)  # also gives the FLOPs for compute.json
         if runtime.is_main:
             atomic_write_json(run_dir / "config.json", cfg.to_dict())
             atomic_write_json(run_dir / "model.json", info)
-            table = summary(model, data.train.image_size).format()
-            (run_dir / "summary.txt").write_text(table + "\n")
+            (run_dir / "summary.txt").write_text(table.format() + "\n")
             if not resume:
-                echo(table)
+                echo(table.format())
         echo(f"run directory: {run_dir}")
         callbacks = [
             CSVLogger(run_dir / "metrics.csv"),
@@ -255,7 +255,7 @@ def train_run(
 
             epochs_run = len(history.history.get("loss", []))
             measured = run_compute(
-                summary(model, data.train.image_size).flops,
+                table.flops,
                 len(data.train) * epochs_run,
                 len(data.val) * epochs_run,
                 sum(history.history.get("seconds", [])),

@@ -268,13 +268,9 @@ def fit(
                     scaler.scale(loss).backward()
                     scaler.step(optimizer)
                     scaler.update()
-                    sums += torch.stack(
-                        [
-                            loss.detach().double() * len(labels),
-                            (logits.argmax(1) == labels).sum().double(),
-                            torch.tensor(float(len(labels)), device=rt.device, dtype=torch.float64),
-                        ]
-                    )
+                    sums[0] += loss.detach() * len(labels)
+                    sums[1] += (logits.argmax(1) == labels).sum()
+                    sums[2] += len(labels)
                 if cbs.wants_batches:
                     cbs.on_batch_end(step, {"loss": loss.item(), "lr": lr})
                 bar.update(1)
@@ -294,12 +290,13 @@ def fit(
 
             loss_sum, correct, count = rt.reduce(sums).tolist()
             logs = {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1)}
-            if regularization is not None and l2_in_optimizer:  # report the loss Keras reports: with the penalty
-                logs["loss"] += float(regularization())
+            # Keras reports losses with the L2 penalty in them; computed once, at the epoch's final weights.
+            penalty = float(regularization()) if regularization is not None else 0.0
+            if l2_in_optimizer:
+                logs["loss"] += penalty
             if val_loader is not None:
                 logs["val_loss"], logs["val_accuracy"] = evaluate_loss_accuracy(net, val_loader, eval_pre, rt)
-                if regularization is not None:  # as Keras reports it: the penalty is part of every loss
-                    logs["val_loss"] += float(regularization())
+                logs["val_loss"] += penalty
             logs["lr"] = lr
             cbs.on_epoch_end(epoch, logs)
             history.append(logs)
