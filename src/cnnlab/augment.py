@@ -268,7 +268,15 @@ def affine_sample(x: torch.Tensor, matrices: torch.Tensor, fill_mode: str, cval:
     to_unit = torch.stack([matrices[:, 1] * sx, matrices[:, 0] * sy], dim=1)  # (N, 2, 3): rows x, y
     to_unit[:, 0, 2] += bx
     to_unit[:, 1, 2] += by
-    grid = (_pixel_grid(h, w, x.device, dtype).T @ to_unit.transpose(1, 2)).view(n, h, w, 2).to(x.dtype)
+    # Per pixel, x = a*row + b*col + c (and so for y): as multiply-adds, which run several times faster here
+    # than a batched matrix product with an inner dimension of 3.
+    rows, cols = _pixel_grid(h, w, x.device, dtype)[:2]
+    grid = torch.empty(n, h * w, 2, device=x.device, dtype=dtype)
+    for k in range(2):
+        grid[..., k] = torch.addcmul(
+            torch.addcmul(to_unit[:, k, 2:3], to_unit[:, k, 0:1], rows), to_unit[:, k, 1:2], cols
+        )
+    grid = grid.view(n, h, w, 2).to(x.dtype)
     out = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=align)
     if fill_mode == "constant":  # scipy's 'constant': outside [0, n-1] is cval, with no blending at the edge
         outside = (grid.abs() > 1).any(dim=-1).unsqueeze(1)
