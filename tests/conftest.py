@@ -63,3 +63,19 @@ def write_synthetic_mnist(root: Path) -> Path:
 @pytest.fixture
 def synthetic_mnist_dir(tmp_path) -> Path:
     return write_synthetic_mnist(tmp_path / "data")
+
+
+@pytest.fixture
+def synthetic_dataset():
+    """(train, val) ArrayDatasets of synthetic_digits: 512 and 256 images."""
+    import torch
+
+    from cnnlab.data import ArrayDataset
+
+    def make(n, seed):
+        images, labels = synthetic_digits(n, seed)
+        return ArrayDataset(
+            torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype("int64")), tuple("0123456789")
+        )
+
+    return make(512, 1), make(256, 2)

@@ -92,7 +92,7 @@ def _weights(model):
 @pytest.mark.parametrize("stop_after_steps", [4, 6])  # at an epoch boundary, and inside an epoch
 def test_resume_in_process_gives_identical_weights(tmp_path, stop_after_steps):
     train, val = _data()
-    cfg = TrainConfig(epochs=3, batch_size=64, progress=False, seed=3, checkpoint_steps=2)
+    cfg = TrainConfig(epochs=3, batch_size=64, progress=False, seed=3, checkpoint_steps=2, deterministic=True)
     torch.manual_seed(0)
     full = create_model("lenet5")
     fit(full, train, val, cfg, run_dir=tmp_path / "full")

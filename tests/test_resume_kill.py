@@ -36,6 +36,7 @@ def train_cmd(data_dir, out_dir, name, *extra):
         "--checkpoint-steps",
         EVERY,
         "--no-progress",
+        "--deterministic",  # exact on a GPU too (CPU runs are exact anyway)
         *extra,
     ]
 

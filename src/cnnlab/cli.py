@@ -119,7 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
     p.add_argument("--threads", type=int)
+    p.add_argument(
+        "--deterministic",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="GPUs: deterministic kernels (exact repeats and resumes, slower); CPU runs are exact anyway",
+    )
     p.add_argument("--val-split", type=float, help="hold out this fraction of the training set (0: use the test set)")
     p.add_argument("--early-stopping", type=int, metavar="PATIENCE")
     p.add_argument("--checkpoint-every", type=int, metavar="EPOCHS")

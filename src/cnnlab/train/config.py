@@ -37,7 +37,9 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
     channels_last: bool = True
+    compile: bool = False  # torch.compile the model: pays off on GPUs; on CPUs compiling costs more than it saves
     threads: int = 0  # 0: PyTorch's choice
+    deterministic: bool = False  # GPUs: deterministic kernels, so a seed repeats and a resume is exact (CPUs are)
     val_split: float = 0.0  # 0: validate on the test set, as the lesson does
     eval_batch_size: int = 500
     checkpoint_every: int = 1  # epochs between resumable checkpoints (0: none)

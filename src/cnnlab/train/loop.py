@@ -9,6 +9,7 @@ processes, printing, precision) is asked of the ``Runtime``.
 from __future__ import annotations
 
 import math
+import os
 import signal
 
 import torch
@@ -109,6 +110,25 @@ def evaluate_loss_accuracy(model, loader, preprocess, runtime: Runtime) -> tuple
     return loss_sum / max(count, 1), correct / max(count, 1)
 
 
+class _NonFiniteWatch:
+    """Finds the first non-finite loss without a host sync per step: the step and value stay on the
+    device until ``check`` reads them, so the error names the step where it happened, not where it was seen."""
+
+    def __init__(self, device, error):
+        self.first_step = torch.full((), -1, dtype=torch.int64, device=device)
+        self.value = torch.zeros((), device=device)
+        self.error = error
+
+    def note(self, loss: torch.Tensor, global_step: int) -> None:
+        new = self.first_step.lt(0) & ~torch.isfinite(loss.detach())
+        self.first_step = torch.where(new, global_step, self.first_step)
+        self.value = torch.where(new, loss.detach(), self.value)
+
+    def check(self) -> None:
+        if (step := int(self.first_step)) >= 0:
+            raise self.error(self.value.item(), step)
+
+
 def fit(
     model,
     train_data,
@@ -155,6 +175,8 @@ def fit(
             val_data, cfg.eval_batch_size, rt.device, shuffle=False, shard=rt.shard, max_batches=limit
         )
     net = rt.wrap(model)
+    if cfg.compile:  # compiled for the steps only; ``model`` (plain keys) is what is saved and evaluated
+        net = torch.compile(net)
     optimizer = make_optimizer(model, cfg)
     # Keras-style L2: in the optimizer when the model gives its groups (see make_optimizer), else in the loss.
     regularization = getattr(model, "regularization_loss", None)
@@ -224,7 +246,24 @@ def fit(
             except ValueError:  # not the main thread
                 pass
 
+    def non_finite(value: float, global_step: int) -> NonFiniteLoss:
+        epoch, step = divmod(global_step, steps_per_epoch)
+        return NonFiniteLoss(
+            f"loss is {value} at epoch {epoch + 1}, step {step + 1}; stopped "
+            + (
+                "(the last good checkpoint is kept; lower --lr or use --nonfinite skip)"
+                if run_dir
+                else "(lower --lr or use --nonfinite skip)"
+            )
+        )
+
     check_every_step = rt.device.type == "cpu"  # a host sync per step is free on CPU, costly on a GPU
+    watch = _NonFiniteWatch(rt.device, non_finite)
+    # CPU runs repeat exactly anyway; on a GPU that needs deterministic kernels (slower), restored after fit.
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
     cbs.on_train_begin({})
     try:
         for epoch in range(start_epoch, epochs):
@@ -252,17 +291,14 @@ def fit(
                     if regularization is not None and not l2_in_optimizer:
                         loss = loss + regularization()
                 finite = None
-                if check_every_step or step % 50 == 0:
+                if check_every_step or cfg.nonfinite == "skip":
                     finite = bool(torch.isfinite(loss))
                     if not finite and cfg.nonfinite == "stop":
-                        raise NonFiniteLoss(
-                            f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}; stopped "
-                            + (
-                                "(the last good checkpoint is kept; lower --lr or use --nonfinite skip)"
-                                if run_dir
-                                else "(lower --lr or use --nonfinite skip)"
-                            )
-                        )
+                        raise non_finite(loss.item(), global_step)
+                else:  # GPU: note the first bad step on the device (no sync) and read it every 50 steps
+                    watch.note(loss, global_step)
+                    if step % 50 == 49:
+                        watch.check()
                 optimizer.zero_grad(set_to_none=True)
                 if finite is not False:
                     scaler.scale(loss).backward()
@@ -287,6 +323,7 @@ def fit(
                 if cfg.checkpoint_steps and done % cfg.checkpoint_steps == 0 and done < steps_per_epoch:
                     checkpoint(epoch, done, sums.tolist())
             bar.close()
+            watch.check()  # before the epoch's metrics and checkpoint
 
             loss_sum, correct, count = rt.reduce(sums).tolist()
             logs = {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1)}
@@ -314,6 +351,7 @@ def fit(
     finally:
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
+        torch.use_deterministic_algorithms(was_deterministic)
     cbs.on_train_end({"history": history.history})
     return history
 

@@ -16,10 +16,11 @@ from tqdm.auto import tqdm
 
 
 def pick_device(name: str = "auto") -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        # an explicit index: set_device and the CUDA RNG state refuse a bare "cuda"
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     if name != "auto":
         return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
