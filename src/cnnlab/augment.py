@@ -121,46 +121,50 @@ class Augment:
         return self
 
     # --- random parameters -------------------------------------------------------------------------
-    def random_params(self, n: int, height: int, width: int, generator=None, device="cpu") -> dict:
+    def random_params(self, n: int, height: int, width: int, generator=None, device="cpu", dtype=torch.float32) -> dict:
+        """One transform per image, drawn as Keras draws them (uniform ranges; shifts as fractions below 1,
+        pixels from 1, or picked from a list with a random sign)."""
         cfg = self.config
 
-        def uniform(lo, hi, size=(n,)):
-            return torch.rand(size, generator=generator, device=device, dtype=torch.float64) * (hi - lo) + lo
+        def shift_bound(rng, size):  # a list is drawn apart, below
+            if isinstance(rng, (list, tuple)) or not rng:
+                return 0.0
+            return rng * size if rng < 1 else rng
 
-        def shift(rng, size):
-            if isinstance(rng, (list, tuple)):
-                values = torch.tensor(rng, dtype=torch.float64, device=device)
-                pick = values[torch.randint(len(rng), (n,), generator=generator, device=device)]
-                sign = torch.randint(2, (n,), generator=generator, device=device) * 2 - 1
-                out = pick * sign
-                return out * size if max(rng) < 1 else out
-            if not rng:
-                return torch.zeros(n, dtype=torch.float64, device=device)
-            out = uniform(-rng, rng)
-            return out * size if rng < 1 else out
+        def listed_shift(rng, size):
+            values = torch.tensor(rng, dtype=dtype, device=device)
+            pick = values[torch.randint(len(rng), (n,), generator=generator, device=device)]
+            sign = torch.randint(2, (n,), generator=generator, device=device) * 2 - 1
+            out = pick * sign
+            return out * size if max(rng) < 1 else out
 
-        zero = torch.zeros(n, dtype=torch.float64, device=device)
-        shear = uniform(-cfg.shear_range, cfg.shear_range) if cfg.shear_range else zero
-        if cfg.shear_units == "radians":
-            shear = torch.rad2deg(shear)
-        if self.zoom == (1.0, 1.0):
-            zx = zy = torch.ones(n, dtype=torch.float64, device=device)
-        else:
-            zx, zy = uniform(*self.zoom, size=(2, n))
-        return {
-            "theta": uniform(-cfg.rotation_range, cfg.rotation_range) if cfg.rotation_range else zero,
-            "tx": shift(cfg.height_shift_range, height),  # Keras: tx from the height range, ty from the width
-            "ty": shift(cfg.width_shift_range, width),
-            "shear": shear,
-            "zx": zx,
-            "zy": zy,
-            "flip_horizontal": (torch.rand(n, generator=generator, device=device) < 0.5) & cfg.horizontal_flip,
-            "flip_vertical": (torch.rand(n, generator=generator, device=device) < 0.5) & cfg.vertical_flip,
-            "channel_shift": uniform(-cfg.channel_shift_range, cfg.channel_shift_range)
-            if cfg.channel_shift_range
-            else None,
-            "brightness": uniform(*cfg.brightness_range) if cfg.brightness_range is not None else None,
-        }
+        # The six continuous parameters in one draw, row k uniform in [low_k, high_k] (a zero-width range gives
+        # its constant exactly): one random call and one multiply-add instead of a dozen small tensor ops.
+        shear = cfg.shear_range * (180 / math.pi if cfg.shear_units == "radians" else 1.0)
+        tx = shift_bound(cfg.height_shift_range, height)  # Keras: tx from the height range, ty from the width
+        ty = shift_bound(cfg.width_shift_range, width)
+        low = torch.tensor([-cfg.rotation_range, -tx, -ty, -shear, self.zoom[0], self.zoom[0]], dtype=dtype)
+        high = torch.tensor([cfg.rotation_range, tx, ty, shear, self.zoom[1], self.zoom[1]], dtype=dtype)
+        u = torch.rand(6, n, generator=generator, device=device, dtype=dtype)
+        drawn = torch.addcmul(low.to(device)[:, None], u, (high - low).to(device)[:, None])
+        params = dict(zip(("theta", "tx", "ty", "shear", "zx", "zy"), drawn.unbind(0)))
+        if isinstance(cfg.height_shift_range, (list, tuple)):
+            params["tx"] = listed_shift(cfg.height_shift_range, height)
+        if isinstance(cfg.width_shift_range, (list, tuple)):
+            params["ty"] = listed_shift(cfg.width_shift_range, width)
+
+        def coin(enabled):
+            return torch.rand(n, generator=generator, device=device) < 0.5 if enabled else None
+
+        def uniform(lo, hi):
+            return torch.rand(n, generator=generator, device=device, dtype=dtype) * (hi - lo) + lo
+
+        params["flip_horizontal"] = coin(cfg.horizontal_flip)
+        params["flip_vertical"] = coin(cfg.vertical_flip)
+        csr = cfg.channel_shift_range
+        params["channel_shift"] = uniform(-csr, csr) if csr else None
+        params["brightness"] = uniform(*cfg.brightness_range) if cfg.brightness_range is not None else None
+        return params
 
     # --- applying them -----------------------------------------------------------------------------
     def sampling_matrices(self, params: dict, height: int, width: int) -> torch.Tensor:
@@ -169,14 +173,14 @@ class Augment:
         Keras multiplies rotation @ shift @ shear @ zoom (3x3, in its (x, y) order), centres the product on
         (h/2 - 0.5, w/2 - 0.5), then swaps x and y (M' = P M P). The product is written out here per element,
         batched, instead of as N small matrix products (the tests check it against Keras' own formula):
-            A = [[cos t * zx, -(cos t sin s + sin t cos s) * zy], [sin t * zx, (cos t cos s - sin t sin s) * zy]]
+            A = [[cos t * zx, -sin(t + s) * zy], [sin t * zx, cos(t + s) * zy]]   (R @ shear @ zoom, simplified)
             b = R @ (tx, ty), then b + o - A @ o for the centre o.
         """
-        t, s = torch.deg2rad(params["theta"]), torch.deg2rad(params["shear"])
-        ct, st, cs, ss = t.cos(), t.sin(), s.cos(), s.sin()
+        angles = torch.deg2rad(torch.stack([params["theta"], params["theta"] + params["shear"]]))  # t, t + s
+        (ct, c_ts), (st, s_ts) = angles.cos(), angles.sin()
         zx, zy, tx, ty = params["zx"], params["zy"], params["tx"], params["ty"]
-        a00, a01 = ct * zx, -(ct * ss + st * cs) * zy
-        a10, a11 = st * zx, (ct * cs - st * ss) * zy
+        a00, a01 = ct * zx, -s_ts * zy  # cos t sin s + sin t cos s = sin(t + s)
+        a10, a11 = st * zx, c_ts * zy  # cos t cos s - sin t sin s = cos(t + s)
         ox, oy = height / 2 - 0.5, width / 2 - 0.5
         b0 = ct * tx - st * ty + ox - (a00 * ox + a01 * oy)
         b1 = st * tx + ct * ty + oy - (a10 * ox + a11 * oy)
@@ -196,12 +200,10 @@ class Augment:
             lo = out.amin(dim=(1, 2, 3), keepdim=True)
             hi = out.amax(dim=(1, 2, 3), keepdim=True)
             out = torch.maximum(torch.minimum(out + params["channel_shift"].view(n, 1, 1, 1).to(out.dtype), hi), lo)
-        if params["flip_horizontal"].any():
-            f = params["flip_horizontal"].view(n, 1, 1, 1)
-            out = torch.where(f, out.flip(3), out)
-        if params["flip_vertical"].any():
-            f = params["flip_vertical"].view(n, 1, 1, 1)
-            out = torch.where(f, out.flip(2), out)
+        if params.get("flip_horizontal") is not None:
+            out = torch.where(params["flip_horizontal"].view(n, 1, 1, 1), out.flip(3), out)
+        if params.get("flip_vertical") is not None:
+            out = torch.where(params["flip_vertical"].view(n, 1, 1, 1), out.flip(2), out)
         if params.get("brightness") is not None:
             # Keras goes through PIL's ImageEnhance.Brightness: a blend with black, clipped to 0..255.
             out = (out * params["brightness"].view(n, 1, 1, 1).to(out.dtype)).clamp(0, 255)
@@ -227,7 +229,9 @@ class Augment:
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         x = x.float()
         n, _, h, w = x.shape
-        params = self.random_params(n, h, w, generator, x.device)
+        params = self.random_params(
+            n, h, w, generator, x.device, torch.float64 if x.dtype == torch.float64 else torch.float32
+        )
         return self.standardize(self.apply(x, params))
 
     def to_dict(self) -> dict:
@@ -265,18 +269,18 @@ def affine_sample(x: torch.Tensor, matrices: torch.Tensor, fill_mode: str, cval:
         sx, sy, bx, by, align, padding = 2 / w, 2 / h, 1 / w - 1, 1 / h - 1, False, "reflection"
     else:  # pixel centres 0 and n - 1 map to -1 and 1
         sx, sy, bx, by, align, padding = 2 / max(w - 1, 1), 2 / max(h - 1, 1), -1.0, -1.0, True, "border"
-    to_unit = torch.stack([matrices[:, 1] * sx, matrices[:, 0] * sy], dim=1)  # (N, 2, 3): rows x, y
-    to_unit[:, 0, 2] += bx
-    to_unit[:, 1, 2] += by
-    # Per pixel, x = a*row + b*col + c (and so for y): as multiply-adds, which run several times faster here
-    # than a batched matrix product with an inner dimension of 3.
-    rows, cols = _pixel_grid(h, w, x.device, dtype)[:2]
-    grid = torch.empty(n, h * w, 2, device=x.device, dtype=dtype)
-    for k in range(2):
-        grid[..., k] = torch.addcmul(
-            torch.addcmul(to_unit[:, k, 2:3], to_unit[:, k, 0:1], rows), to_unit[:, k, 1:2], cols
-        )
-    grid = grid.view(n, h, w, 2).to(x.dtype)
+    # Rows swapped to (x, y), scaled and offset in one multiply-add: (N, 2, 3).
+    scale = torch.tensor([[sx], [sy]], dtype=dtype, device=x.device)
+    offset = torch.tensor([[0.0, 0.0, bx], [0.0, 0.0, by]], dtype=dtype, device=x.device)
+    to_unit = torch.addcmul(offset, matrices.flip(1), scale)
+    # Per pixel, x = a*row + b*col + c (and so for y): a row term (N, 2, H) plus a column term (N, 2, W), added
+    # by broadcasting into (N, 2, H, W), which grid_sample reads through a permuted view. About 4x faster here
+    # than a batched matrix product with an inner size of 3, or than writing (N, H, W, 2) directly.
+    rows = torch.arange(h, device=x.device, dtype=dtype)
+    cols = torch.arange(w, device=x.device, dtype=dtype)
+    row_term = to_unit[:, :, 0:1] * rows
+    col_term = torch.addcmul(to_unit[:, :, 2:3], to_unit[:, :, 1:2], cols)
+    grid = (row_term.unsqueeze(3) + col_term.unsqueeze(2)).to(x.dtype).permute(0, 2, 3, 1)  # (N, H, W, 2)
     out = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=align)
     if fill_mode == "constant":  # scipy's 'constant': outside [0, n-1] is cval, with no blending at the edge
         outside = (grid.abs() > 1).any(dim=-1).unsqueeze(1)
