@@ -122,3 +122,50 @@ def test_non_finite_loss_stops_with_epoch_and_step(synthetic_dataset):
     model.register_forward_hook(poison_third_step)
     with pytest.raises(NonFiniteLoss, match=r"loss is nan at epoch 1, step 3;"):
         fit(model, train, val, _cfg(epochs=2))
+
+
+def test_weight_average_follows_keras_rule_with_tensorflows_warm_up():
+    from cnnlab.train.ema import WeightAverage
+
+    layer = torch.nn.Linear(3, 2)
+    ema = WeightAverage(layer, momentum=0.9)
+    expected = None
+    for k in range(30):
+        with torch.no_grad():
+            for p in layer.parameters():
+                p.add_(torch.randn_like(p))
+        ema.update()
+        w = torch.cat([p.detach().flatten() for p in layer.parameters()])
+        m = min(0.9, (1 + k) / (10 + k)) if k else 0.0  # the first update copies the weights
+        expected = w.clone() if expected is None else m * expected + (1 - m) * w
+        torch.testing.assert_close(torch.cat([a.flatten() for a in ema.average]), expected)
+    raw = torch.cat([p.detach().flatten() for p in layer.parameters()])
+    with ema.swapped_in():
+        torch.testing.assert_close(torch.cat([p.detach().flatten() for p in layer.parameters()]), expected)
+    assert torch.equal(torch.cat([p.detach().flatten() for p in layer.parameters()]), raw)
+
+
+def test_fit_with_ema_validates_and_returns_the_average(synthetic_dataset):
+    train, val = synthetic_dataset
+
+    class Shadow(Callback):  # keeps its own average of the raw weights the steps produce
+        def on_train_begin(self, logs=None):
+            self.avg, self.k = None, 0
+
+        def on_batch_end(self, batch, logs=None):
+            w = torch.cat([p.detach().flatten() for p in self.trainer.model.parameters()]).double()
+            m = min(0.95, (1 + self.k) / (10 + self.k)) if self.k else 0.0
+            self.avg = w if self.avg is None else m * self.avg + (1 - m) * w
+            self.k += 1
+
+        def on_epoch_end(self, epoch, logs=None):  # the model holds the average while callbacks run
+            now = torch.cat([p.detach().flatten() for p in self.trainer.model.parameters()]).double()
+            torch.testing.assert_close(now, self.avg, atol=1e-5, rtol=1e-4)
+
+    torch.manual_seed(0)
+    model = create_model("lenet5")
+    shadow = Shadow()
+    history = fit(model, train, val, _cfg(epochs=3, ema=0.95), callbacks=[shadow])
+    final = torch.cat([p.detach().flatten() for p in model.parameters()]).double()
+    torch.testing.assert_close(final, shadow.avg, atol=1e-5, rtol=1e-4)
+    assert history["val_accuracy"][-1] >= 0.9

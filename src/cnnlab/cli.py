@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--schedule", choices=["cosine", "linear", "step", "constant"])
     p.add_argument("--warmup", type=float, help="fraction of the steps spent warming up")
+    p.add_argument(
+        "--ema",
+        type=float,
+        metavar="MOMENTUM",
+        help="validate and keep a moving average of the weights (Keras' use_ema/ema_momentum; 0: off)",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"])

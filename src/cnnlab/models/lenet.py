@@ -44,9 +44,17 @@ class LeNet5(nn.Module):
 @register_model(
     input_size=(1, 28, 28),
     # Chosen by measurement (benchmarks/lenet5_mnist.py): batch 128 with a one-cycle schedule reaches
-    # the lesson's accuracy in fewer seconds than its batch 32 at a constant 1e-3.
+    # the lesson's accuracy in fewer seconds than its batch 32 at a constant 1e-3; validating a moving
+    # average of the weights (Keras' use_ema, momentum 0.99) reaches 98.5% one epoch sooner again.
     train_defaults=dict(
-        dataset="mnist", epochs=4, batch_size=128, lr=4e-3, optimizer="adam", schedule="cosine", warmup=0.05
+        dataset="mnist",
+        epochs=4,
+        batch_size=128,
+        lr=4e-3,
+        optimizer="adam",
+        schedule="cosine",
+        warmup=0.05,
+        ema=0.99,
     ),
 )
 def lenet5(num_classes: int = 10, in_chans: int = 1, img_size: int = 28, init: str = "keras") -> nn.Module:

@@ -32,6 +32,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # decoupled (adamw) or coupled (adam/sgd), as PyTorch's optimizers define it
     schedule: str = "cosine"  # cosine | linear | step | constant, each after a linear warm-up
     warmup: float = 0.15  # fraction of all steps
+    ema: float = 0.0  # Keras' ema_momentum: validate and keep a moving average of the weights (0: off)
     final_lr: float = 0.0  # fraction of lr reached at the end (cosine, linear)
     seed: int = 42
     device: str = "auto"
@@ -80,6 +81,7 @@ class TrainConfig:
                 f"schedule must be cosine, linear, step or constant, got {self.schedule!r}",
             ),
             (0 <= self.warmup < 1, f"warmup is a fraction of the steps in [0, 1), got {self.warmup}"),
+            (0 <= self.ema < 1, f"ema is a momentum in [0, 1) (0: off), got {self.ema}"),
             (0 <= self.val_split < 1, f"val split must be in [0, 1), got {self.val_split}"),
             (
                 self.precision in ("fp32", "bf16", "fp16"),

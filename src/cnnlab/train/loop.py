@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,7 @@ from ..checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
 from ..data.loader import Preprocess, epoch_seed, input_norm_of, make_loader
 from .callbacks import CallbackList, EpochTimer
 from .config import TrainConfig
+from .ema import WeightAverage
 from .runtime import Runtime
 
 
@@ -183,6 +185,7 @@ def fit(
     l2_in_optimizer = hasattr(model, "l2_groups") and cfg.optimizer in ("adam", "sgd")
     # fp16 needs loss scaling against underflow; bf16 and fp32 do not (the scaler is then a no-op).
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.precision == "fp16")
+    ema = WeightAverage(model, cfg.ema) if cfg.ema else None
     steps_per_epoch = len(train_loader)
     epochs = 1 if cfg.dry_run else cfg.epochs
     total_steps = epochs * steps_per_epoch
@@ -203,6 +206,8 @@ def fit(
             torch.cuda.set_rng_state(state["rng"]["cuda"], rt.device)
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
+        if ema is not None and state.get("ema"):
+            ema.load_state_dict(state["ema"])
         history = trainer.history = History(state["history"])
         start_epoch, start_step, resumed_partial = state["epoch"], state["step_in_epoch"], state.get("partial")
         for cb, cb_state in zip(cbs.callbacks, state.get("callbacks", [])):
@@ -222,6 +227,7 @@ def fit(
                 "cuda": torch.cuda.get_rng_state(rt.device) if rt.device.type == "cuda" else None,
             },
             "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+            "ema": ema.state_dict() if ema is not None else None,
             "history": history.history,
             "partial": partial,
             "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in cbs.callbacks],
@@ -304,6 +310,8 @@ def fit(
                     scaler.scale(loss).backward()
                     scaler.step(optimizer)
                     scaler.update()
+                    if ema is not None:
+                        ema.update()
                     sums[0] += loss.detach() * len(labels)
                     sums[1] += (logits.argmax(1) == labels).sum()
                     sums[2] += len(labels)
@@ -331,11 +339,14 @@ def fit(
             penalty = float(regularization()) if regularization is not None else 0.0
             if l2_in_optimizer:
                 logs["loss"] += penalty
-            if val_loader is not None:
-                logs["val_loss"], logs["val_accuracy"] = evaluate_loss_accuracy(net, val_loader, eval_pre, rt)
-                logs["val_loss"] += penalty
-            logs["lr"] = lr
-            cbs.on_epoch_end(epoch, logs)
+            # With an average of the weights, validation and the callbacks (saved weights) see the average.
+            with ema.swapped_in() if ema is not None else nullcontext():
+                if val_loader is not None:
+                    logs["val_loss"], logs["val_accuracy"] = evaluate_loss_accuracy(net, val_loader, eval_pre, rt)
+                    if regularization is not None:
+                        logs["val_loss"] += float(regularization()) if ema is not None else penalty
+                logs["lr"] = lr
+                cbs.on_epoch_end(epoch, logs)
             history.append(logs)
             rt.print(
                 f"Epoch {epoch + 1}/{epochs} - "
@@ -352,6 +363,8 @@ def fit(
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
         torch.use_deterministic_algorithms(was_deterministic)
+    if ema is not None:  # as Keras does at the end of fit: the model keeps the average
+        ema.copy_to_model()
     cbs.on_train_end({"history": history.history})
     return history
 
