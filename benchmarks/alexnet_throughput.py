@@ -8,7 +8,7 @@ back to back, and the image pipeline alone (decode + cache + crops), cold and wa
 Then the pipeline on a folder of JPEGs (../shared/data/dogs-vs-cats-small/train by default): decoding into
 a fresh cache (cold), opening the cache again (warm), and cutting random 227x227 crops (batches/s).
 
-    python benchmarks/alexnet_throughput.py [--steps 6] [--folder DIR]
+    python benchmarks/alexnet_throughput.py [--steps 6] [--folder DIR] [--threads N] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -109,8 +109,18 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--folder", type=Path, default=DEFAULT_FOLDER)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's choice)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "alexnet_throughput.json")
     args = parser.parse_args()
-    result = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": cpu_name(),
+        "cpu_has_amx": "amx_bf16" in cpu_flags(),
+        "cpu_has_avx512_bf16": "avx512_bf16" in cpu_flags(),
+    }
     result["plain_fp32_images_per_s"] = plain_loop(args.steps)
     print(f"plain fp32 loop (batch 32): {result['plain_fp32_images_per_s']:.1f} img/s", flush=True)
     result["cnnlab_images_per_s"], result["cnnlab_settings"] = cnnlab_defaults(args.steps)
@@ -124,9 +134,24 @@ def main():
             f"pipeline on {p['images']} JPEGs: cold decode {p['cold_decode_images_per_s']:.0f} img/s, warm open "
             f"{p['warm_open_seconds'] * 1000:.0f} ms, random 227x227 crops {p['crops_images_per_s']:.0f} img/s"
         )
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "alexnet_throughput.json").write_text(json.dumps(result, indent=2))
-    print(f"wrote {RESULTS / 'alexnet_throughput.json'}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+
+
+def cpu_flags() -> str:
+    try:
+        return next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "")
+    except OSError:
+        return ""
+
+
+def cpu_name() -> str:
+    try:
+        line = next((line for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
+    except OSError:
+        return "unknown"
+    return line.split(":", 1)[-1].strip() or "unknown"
 
 
 if __name__ == "__main__":

@@ -270,6 +270,8 @@ def fit(
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
+    if ema is not None:
+        rt.print(f"validating and keeping a moving average of the weights (ema {cfg.ema}; --ema 0 turns it off)")
     cbs.on_train_begin({})
     try:
         for epoch in range(start_epoch, epochs):
