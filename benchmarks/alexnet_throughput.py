@@ -111,7 +111,11 @@ def main():
     parser.add_argument("--folder", type=Path, default=DEFAULT_FOLDER)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's choice)")
     parser.add_argument("--out", type=Path, default=RESULTS / "alexnet_throughput.json")
+    parser.add_argument("--plot", type=Path, nargs="+", metavar="RESULT.json", help="only draw these results")
     args = parser.parse_args()
+    if args.plot:
+        plot([json.loads(f.read_text()) for f in args.plot], args.out.with_suffix(".png"))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     result = {
@@ -136,7 +140,39 @@ def main():
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    plot([result], args.out.with_suffix(".png"))
+    print(f"wrote {args.out} and its .png")
+
+
+def plot(results: list[dict], path: Path) -> None:
+    """Plain fp32 loop vs cnnlab, images/s, one pair of bars per measured machine."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 1.1 * len(results)))
+    labels = []
+    for i, r in enumerate(results):
+        cpu = r.get("cpu", "unknown CPU")
+        labels.append(
+            f"{cpu}\n{r['threads']} threads{', AMX' if r.get('cpu_has_amx') else ', no AMX'}, torch {r['torch']}"
+        )
+        for offset, key, colour, name in (
+            (-0.2, "plain_fp32_images_per_s", "#999999", "plain fp32 loop (batch 32)"),
+            (0.2, "cnnlab_images_per_s", "#4C72B0", "cnnlab defaults (bf16, batch 64)"),
+        ):
+            ax.barh(i + offset, r[key], height=0.38, color=colour, label=name if i == 0 else None)
+            note = f" {r[key]:.1f}" + (f"  ({r['speedup']:.2f}x)" if key.startswith("cnnlab") else "")
+            ax.text(r[key], i + offset, note, va="center", fontsize=9)
+    ax.set_yticks(range(len(results)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(r["cnnlab_images_per_s"] for r in results) * 1.4)
+    ax.set_xlabel("alexnet_bn training images/s at 227x227 (CPU)")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def cpu_flags() -> str:
