@@ -3,7 +3,7 @@ back to back, and the image pipeline alone (decode + cache + crops), cold and wa
 
 (a) plain loop: fp32, channels-last, Adam 1e-3, batch 32, the L2 penalty added to the loss as a Keras port
     writes it (0.0002 * sum(w^2) over the kernels), random input already in memory (no pipeline);
-(b) cnnlab: ``fit`` with the registry's defaults for alexnet_bn (bf16 autocast where the CPU has native bf16,
+(b) cnnlab: ``fit`` with the registry's defaults for alexnet_bn (bf16 autocast,
     channels-last, fused Adam with the L2 penalty as per-group weight decay), same random data in memory.
 Then the pipeline on a folder of JPEGs (../shared/data/dogs-vs-cats-small/train by default): decoding into
 a fresh cache (cold), opening the cache again (warm), and cutting random 227x227 crops (batches/s).

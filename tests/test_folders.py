@@ -170,6 +170,29 @@ def test_ten_crop_geometry():
             assert out[0, 0, 1] == first and out[0, -1, 1] == last
 
 
+def test_ten_crop_prediction_averages_ten_views_and_single_crop_computes_only_the_centre(tmp_path):
+    from cnnlab.data.imagedata import predict_ten_crop
+    from cnnlab.data.loader import InputNorm, Preprocess
+
+    rng = np.random.default_rng(0)
+    for i in range(6):  # noise, so that every crop differs
+        for name in ("cat", "dog"):
+            Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / f"{name}.{i}.png")
+    cache = open_cache(scan_folder(tmp_path), 40, tmp_path / "cache", progress=False, echo=lambda *a: None)
+    data = ImageFolderData(cache, np.arange(len(cache.files)), crop=32)
+    seen = []
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 2))
+    model.register_forward_hook(lambda m, args, out: seen.append(len(args[0])))
+    pre = Preprocess(InputNorm((0.5,) * 3, (0.25,) * 3), "cpu", channels_last=False)
+    ten, centre = predict_ten_crop(model, data, pre, "cpu", batch_size=8)
+    assert sum(seen) == 10 * len(data) and not torch.allclose(ten, centre)
+    seen.clear()
+    only, also = predict_ten_crop(model, data, pre, "cpu", batch_size=8, centre_only=True)
+    assert sum(seen) == len(data)  # one view per image, not ten
+    assert torch.equal(only, also) and torch.allclose(only, centre)
+
+
 def test_train_predict_and_kaggle_submission(kaggle, tmp_path, capsys):
     test1 = tmp_path / "test1"
     for i, colour in ((1, (220, 40, 40)), (2, (40, 40, 220)), (10, (40, 40, 220)), (3, (220, 40, 40))):

@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -65,19 +65,16 @@ class AugmentConfig:
     featurewise_std_normalization: bool = False
     shear_units: str = "degrees"
     keras_axes: bool = True
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("extra")
-        return d
+        return asdict(self)
 
 
 class Augment:
     """``Augment(rotation_range=30, ...)(x, generator=g)``: a random transform per image of x (N, C, H, W)."""
 
     def __init__(self, **settings):
-        unknown = sorted(set(settings) - (set(AugmentConfig.__dataclass_fields__) - {"extra"}))
+        unknown = sorted(set(settings) - set(AugmentConfig.__dataclass_fields__))
         if unknown:
             raise ValueError(f"unknown augmentation setting(s): {', '.join(unknown)}")
         self.config = cfg = AugmentConfig(**settings)

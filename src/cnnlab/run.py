@@ -304,7 +304,7 @@ def evaluate_model(model, test, norm, runtime, cfg: TrainConfig, run_dir: Path |
         runtime.device,
         cfg.eval_batch_size,
         cfg.channels_last,
-        runtime.autocast if cfg.precision != "fp32" else None,
+        runtime.autocast,
         2 if cfg.dry_run else 0,
     )
     labels = test.labels[: len(logits)]
@@ -319,7 +319,7 @@ def evaluate_model(model, test, norm, runtime, cfg: TrainConfig, run_dir: Path |
             Preprocess(norm, runtime.device, cfg.channels_last),
             runtime.device,
             cfg.eval_batch_size,
-            runtime.autocast if cfg.precision != "fp32" else None,
+            runtime.autocast,
         )
         report.ten_crop_accuracy = float((ten.argmax(1) == labels).float().mean())
     if run_dir is not None:
@@ -385,8 +385,6 @@ def _image_tensor(path, info: dict, invert: str) -> torch.Tensor:
 @torch.no_grad()
 def predict_files(run_dir: str | Path, paths, weights: str = "last", top: int = 3, invert: str = "auto"):
     """[(path, [(class, probability), ...])] for each image file, best first."""
-    from .data.loader import Preprocess
-
     model, info = load_run_model(run_dir, weights)
     batch = torch.stack([_image_tensor(p, info, invert) for p in paths])
     pre = Preprocess(model.cnnlab_input_norm, "cpu", channels_last=False)
@@ -436,10 +434,7 @@ def kaggle_submission(
     runtime = Runtime(device)
     model.to(runtime.device, memory_format=torch.channels_last)
     pre = Preprocess(model.cnnlab_input_norm, runtime.device)
-    if ten_crop:
-        probs, _ = predict_ten_crop(model, data, pre, runtime.device)
-    else:
-        _, probs = predict_ten_crop(model, data, pre, runtime.device)
+    probs, _ = predict_ten_crop(model, data, pre, runtime.device, centre_only=not ten_crop)
     column = probs[:, classes.index(positive)].tolist()
     rows = sorted(
         ((kaggle_id(Path(f)), p) for f, p in zip(cache.files, column)), key=lambda r: (isinstance(r[0], str), r[0])

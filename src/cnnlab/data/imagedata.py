@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import queue
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .cache import ImageCache
-from .loader import InputNorm, epoch_seed
+from .loader import InputNorm, epoch_order, epoch_seed, steps_per_epoch
 
 
 @dataclass
@@ -102,19 +103,13 @@ class CropLoader:
         self.max_batches, self.prefetch = max_batches, prefetch
 
     def __len__(self) -> int:
-        n = len(self.shard(torch.arange(len(self.data))))
-        steps = -(-n // self.batch_size)
-        return min(steps, self.max_batches) if self.max_batches else steps
+        return steps_per_epoch(len(self.data), self.batch_size, self.shard, self.max_batches)
 
     def _batches(self, epoch: int, start: int):
         data, crop = self.data, self.data.crop
         size = data.cache.images.shape[1]
         n = len(data)
-        if self.shuffle:
-            g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
-            order = torch.randperm(n, generator=g)
-        else:
-            order = torch.arange(n)
+        order = epoch_order(n, self.seed, epoch) if self.shuffle else torch.arange(n)
         order = self.shard(order).numpy()
         labels = data.cache.labels
         for step in range(start, len(self)):
@@ -178,29 +173,29 @@ def ten_crop_offsets(size: int, crop: int) -> list[tuple[int, int]]:
 
 
 @torch.no_grad()
-def predict_ten_crop(model, data: ImageFolderData, preprocess, device, batch_size=64, autocast=None):
-    """Softmax probabilities averaged over the 10 crops, and those of the centre crop alone: (ten, centre)."""
+def predict_ten_crop(
+    model, data: ImageFolderData, preprocess, device, batch_size=64, autocast=nullcontext, centre_only=False
+):
+    """Softmax probabilities averaged over the 10 crops, and those of the centre crop alone: (ten, centre).
+    With ``centre_only`` only the centre crop is computed, and both are its probabilities."""
     model.eval()
     size, crop = data.cache.images.shape[1], data.crop
     offsets = ten_crop_offsets(size, crop)
+    centre_view = (*offsets[4], False)
+    views = [centre_view] if centre_only else [(top, left, f) for top, left in offsets for f in (False, True)]
     ten, centre = [], []
     for start in range(0, len(data), batch_size):
         index = data.indices[start : start + batch_size]
         total = 0
-        for k, (top, left) in enumerate(offsets):
-            for flip in (False, True):
-                pixels = crop_batch(
-                    data.cache.images, index, [top] * len(index), [left] * len(index), [flip] * len(index), crop
-                )
-                x = preprocess(to_device(pixels, device))
-                if autocast is not None:
-                    with autocast():
-                        logits = model(x)
-                else:
-                    logits = model(x)
-                probs = torch.softmax(logits.float(), dim=1).cpu()
-                total = total + probs
-                if k == 4 and not flip:
-                    centre.append(probs)
-        ten.append(total / 10)
+        for top, left, flip in views:
+            pixels = crop_batch(
+                data.cache.images, index, [top] * len(index), [left] * len(index), [flip] * len(index), crop
+            )
+            with autocast():
+                logits = model(preprocess(to_device(pixels, device)))
+            probs = torch.softmax(logits.float(), dim=1).cpu()
+            total = total + probs
+            if (top, left, flip) == centre_view:
+                centre.append(probs)
+        ten.append(total / len(views))
     return torch.cat(ten), torch.cat(centre)

@@ -24,6 +24,12 @@ def epoch_order(n: int, seed: int, epoch: int, device="cpu") -> torch.Tensor:
     return torch.randperm(n, generator=g).to(device)
 
 
+def steps_per_epoch(n: int, batch_size: int, shard, max_batches: int = 0) -> int:
+    """Batches in an epoch of this process's share of ``n`` samples (the last may be short)."""
+    steps = -(-len(shard(torch.arange(n))) // batch_size)
+    return min(steps, max_batches) if max_batches else steps
+
+
 @dataclass
 class InputNorm:
     """Per-channel mean and std of the training images, in [0, 1] pixel units."""
@@ -89,9 +95,7 @@ class InMemoryLoader:
         return self.shard(order)
 
     def __len__(self) -> int:
-        n = len(self.shard(torch.arange(len(self.labels))))
-        steps = -(-n // self.batch_size)
-        return min(steps, self.max_batches) if self.max_batches else steps
+        return steps_per_epoch(len(self.labels), self.batch_size, self.shard, self.max_batches)
 
     def epoch(self, epoch: int, start: int = 0):
         """Yield (images uint8, labels) for ``epoch``, from batch ``start`` on."""

@@ -6,6 +6,7 @@ numbers match what a Keras user computes; top-k accuracy is a ``topk`` on the lo
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,7 @@ from ..data.loader import Preprocess, make_loader
 
 @torch.no_grad()
 def predict_logits(
-    model, data, norm, device="cpu", batch_size=1000, channels_last=True, autocast=None, max_batches=0
+    model, data, norm, device="cpu", batch_size=1000, channels_last=True, autocast=nullcontext, max_batches=0
 ) -> torch.Tensor:
     """Logits (N, classes) on the CPU, in the dataset's order."""
     model.eval()
@@ -25,10 +26,7 @@ def predict_logits(
     loader = make_loader(data, batch_size, device, shuffle=False, max_batches=max_batches)
     out = []
     for images, _ in loader.epoch(0):
-        if autocast is not None:
-            with autocast():
-                out.append(model(pre(images)).float().cpu())
-        else:
+        with autocast():
             out.append(model(pre(images)).float().cpu())
     return torch.cat(out)
 

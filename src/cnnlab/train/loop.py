@@ -54,12 +54,17 @@ class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite; the message names the epoch and step."""
 
 
+def l2_in_optimizer(model, cfg: TrainConfig) -> bool:
+    """Whether the model's Keras-style L2 penalties (``l2_groups``) go into the optimizer as coupled weight
+    decay (Adam, SGD) rather than into the loss (AdamW's decay is decoupled: a different gradient)."""
+    return hasattr(model, "l2_groups") and cfg.optimizer in ("adam", "sgd")
+
+
 def make_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer of ``cfg``. A model with Keras-style L2 penalties (``l2_groups``) gets them as coupled
     weight decay 2c per parameter group (Adam, SGD): the same gradient as adding c * sum(w^2) to the loss."""
-    l2_groups = getattr(model, "l2_groups", None)
-    if l2_groups is not None and cfg.optimizer in ("adam", "sgd"):
-        params = [{"params": ps, "weight_decay": 2 * c + cfg.weight_decay} for c, ps in l2_groups()]
+    if l2_in_optimizer(model, cfg):
+        params = [{"params": ps, "weight_decay": 2 * c + cfg.weight_decay} for c, ps in model.l2_groups()]
     else:
         params = list(model.parameters())
     return _optimizer(params, cfg)
@@ -182,7 +187,7 @@ def fit(
     optimizer = make_optimizer(model, cfg)
     # Keras-style L2: in the optimizer when the model gives its groups (see make_optimizer), else in the loss.
     regularization = getattr(model, "regularization_loss", None)
-    l2_in_optimizer = hasattr(model, "l2_groups") and cfg.optimizer in ("adam", "sgd")
+    l2_by_decay = l2_in_optimizer(model, cfg)
     # fp16 needs loss scaling against underflow; bf16 and fp32 do not (the scaler is then a no-op).
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.precision == "fp16")
     ema = WeightAverage(model, cfg.ema) if cfg.ema else None
@@ -296,7 +301,7 @@ def fit(
                 with rt.autocast():
                     logits = net(train_pre(images, aug_gen))
                     loss = F.cross_entropy(logits.float(), labels)
-                    if regularization is not None and not l2_in_optimizer:
+                    if regularization is not None and not l2_by_decay:
                         loss = loss + regularization()
                 finite = None
                 if check_every_step or cfg.nonfinite == "skip":
@@ -339,7 +344,7 @@ def fit(
             logs = {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1)}
             # Keras reports losses with the L2 penalty in them; computed once, at the epoch's final weights.
             penalty = float(regularization()) if regularization is not None else 0.0
-            if l2_in_optimizer:
+            if l2_by_decay:
                 logs["loss"] += penalty
             # With an average of the weights, validation and the callbacks (saved weights) see the average.
             with ema.swapped_in() if ema is not None else nullcontext():

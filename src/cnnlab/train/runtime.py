@@ -26,15 +26,6 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def cpu_supports_bf16() -> bool:
-    """AVX-512 BF16 or AMX: bf16 matrix work runs natively (elsewhere it is emulated and slow)."""
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 class Runtime:
     def __init__(self, device: str = "auto", precision: str = "fp32", threads: int = 0):
         self.world_size = int(os.environ.get("WORLD_SIZE", 1))
