@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from cnnlab import create_model
 from cnnlab.data.cache import open_cache
 from cnnlab.data.folders import scan_folder
-from cnnlab.data.imagedata import ImageFolderData
+from cnnlab.data.imagedata import CropLoader, FolderSplit
 from cnnlab.run import resolve_config
 from cnnlab.train.loop import make_optimizer
 from cnnlab.train.runtime import Runtime
@@ -90,8 +90,8 @@ def pipeline(folder: Path, batch: int = 64) -> dict:
         start = time.perf_counter()
         cache = open_cache(listing, 256, cache_root, progress=False, echo=lambda *a: None)
         warm_open = time.perf_counter() - start
-        data = ImageFolderData(cache, np.arange(len(cache.files)), 227, augment=True)
-        loader = data.loader(batch, "cpu", shuffle=True, seed=0)
+        split = FolderSplit(cache, np.arange(len(cache.files)), cache.labels)
+        loader = CropLoader(split, 227, batch, "cpu", train=True, seed=0)
         start = time.perf_counter()
         n = sum(len(images) for images, _ in loader.epoch(0))
         crops = n / (time.perf_counter() - start)

@@ -6,7 +6,6 @@ that learns (also compiled, mixed precision, from a uint8 image folder), and a c
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -72,15 +71,14 @@ def test_gpu_run_resumes_from_its_checkpoint(synthetic_dataset, tmp_path):
 def test_image_folder_batches_arrive_on_the_gpu_as_uint8(tmp_path):
     from PIL import Image
 
-    from cnnlab.data.cache import open_cache
-    from cnnlab.data.folders import scan_folder
-    from cnnlab.data.imagedata import ImageFolderData
+    from cnnlab.data.imagedata import FolderSource
+    from cnnlab.train import TrainConfig
 
     for i in range(8):
         for name, colour in (("cat", (220, 40, 40)), ("dog", (40, 40, 220))):
             Image.new("RGB", (64, 48), colour).save(tmp_path / f"{name}.{i}.jpg")
-    cache = open_cache(scan_folder(tmp_path), 40, tmp_path / "cache", progress=False, echo=lambda *a: None)
-    data = ImageFolderData(cache, np.arange(len(cache.files)), crop=32, augment=True)
-    images, labels = next(iter(data.loader(8, torch.device("cuda"), shuffle=True, seed=1).epoch(0)))
+    cfg = TrainConfig(data=str(tmp_path), image_size=40, crop=32, cache_dir=str(tmp_path / "cache"), progress=False)
+    source = FolderSource.open(cfg, echo=lambda *a: None)
+    images, labels = next(iter(source.loader("train", 8, torch.device("cuda"), train=True, seed=1).epoch(0)))
     assert images.device.type == "cuda" and images.dtype == torch.uint8 and labels.device.type == "cuda"
     assert images.shape == (8, 3, 32, 32)

@@ -14,13 +14,19 @@ from PIL import Image
 from cnnlab.cli import main
 from cnnlab.data.cache import open_cache
 from cnnlab.data.folders import BadImage, FolderError, decode, scan_folder
-from cnnlab.data.imagedata import ImageFolderData, crop_batch, ten_crop_offsets
+from cnnlab.data.imagedata import TEN_VIEWS, FolderSource, crop_batch, view_window
+from cnnlab.train import TrainConfig
 
 
 def save(path, color=(200, 30, 30), size=(64, 48), mode="RGB"):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new(mode, size, color).save(path)
     return path
+
+
+def folder_source(folder, tmp_path, **options) -> FolderSource:
+    cfg = TrainConfig(data=str(folder), image_size=40, crop=32, cache_dir=str(tmp_path / "cache"), progress=False)
+    return FolderSource.open(cfg.updated(**options), echo=lambda *a: None)
 
 
 @pytest.fixture
@@ -159,10 +165,11 @@ def test_ten_crop_geometry():
     size, crop = 256, 227
     rows, cols = np.mgrid[0:size, 0:size]
     image = np.stack([rows, cols, np.zeros_like(rows)], axis=2).astype(np.uint8)[None]  # pixel = (row, col)
-    offsets = ten_crop_offsets(size, crop)
-    assert offsets == [(0, 0), (0, 29), (29, 0), (29, 29), (14, 14)]
-    for top, left in offsets:
-        for flip in (False, True):
+    windows = [view_window(view, size, crop) for view in TEN_VIEWS]
+    assert sorted({w[:2] for w in windows}) == [(0, 0), (0, 29), (14, 14), (29, 0), (29, 29)]
+    assert sorted(w[2] for w in windows) == [False] * 5 + [True] * 5
+    for top, left, flip in windows:
+        if True:
             out = crop_batch(image, np.array([0]), [top], [left], [flip], crop)[0]
             assert out.shape == (crop, crop, 3)
             assert out[0, 0, 0] == top and out[-1, 0, 0] == top + crop - 1
@@ -170,27 +177,35 @@ def test_ten_crop_geometry():
             assert out[0, 0, 1] == first and out[0, -1, 1] == last
 
 
-def test_ten_crop_prediction_averages_ten_views_and_single_crop_computes_only_the_centre(tmp_path):
-    from cnnlab.data.imagedata import predict_ten_crop
-    from cnnlab.data.loader import InputNorm, Preprocess
+def test_evaluation_reports_the_centre_crop_and_the_average_of_ten_views(tmp_path):
+    from cnnlab.data.loader import InputNorm
+    from cnnlab.inference import evaluate_source
+    from cnnlab.train import Runtime
 
     rng = np.random.default_rng(0)
-    for i in range(6):  # noise, so that every crop differs
+    folder = tmp_path / "noise"
+    folder.mkdir()
+    for i in range(10):  # noise, so that every crop differs
         for name in ("cat", "dog"):
-            Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / f"{name}.{i}.png")
-    cache = open_cache(scan_folder(tmp_path), 40, tmp_path / "cache", progress=False, echo=lambda *a: None)
-    data = ImageFolderData(cache, np.arange(len(cache.files)), crop=32)
+            Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(folder / f"{name}.{i}.png")
+    source = folder_source(folder, tmp_path, val_split=0.5)
+    n = source.size("test")
     seen = []
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 2))
-    model.register_forward_hook(lambda m, args, out: seen.append(len(args[0])))
-    pre = Preprocess(InputNorm((0.5,) * 3, (0.25,) * 3), "cpu", channels_last=False)
-    ten, centre = predict_ten_crop(model, data, pre, "cpu", batch_size=8)
-    assert sum(seen) == 10 * len(data) and not torch.allclose(ten, centre)
-    seen.clear()
-    only, also = predict_ten_crop(model, data, pre, "cpu", batch_size=8, centre_only=True)
-    assert sum(seen) == len(data)  # one view per image, not ten
-    assert torch.equal(only, also) and torch.allclose(only, centre)
+    model.register_forward_hook(lambda m, args, out: seen.append(args[0].clone()))
+    model.cnnlab_input_norm = InputNorm((0.5,) * 3, (0.25,) * 3)
+    report, centre = evaluate_source(model, source, "test", Runtime("cpu"), batch_size=8, channels_last=False)
+    assert sum(len(x) for x in seen) == 10 * n  # ten views; the centre crop is one of them, computed once
+    pixels = torch.cat(seen).view(10, n, 3, 32, 32)
+    assert len({tuple(v.flatten()[:64].tolist()) for v in pixels}) == 10  # ten different windows
+    with torch.no_grad():
+        ten = torch.stack([torch.softmax(model(v), 1) for v in pixels]).mean(0)
+        centre_alone = torch.softmax(model(pixels[0]), 1)
+    assert torch.allclose(centre, centre_alone)
+    labels = source.labels("test")
+    assert report.accuracy == pytest.approx(float((centre.argmax(1) == labels).float().mean()))
+    assert report.ten_crop_accuracy == pytest.approx(float((ten.argmax(1) == labels).float().mean()))
 
 
 def test_train_predict_and_kaggle_submission(kaggle, tmp_path, capsys):
@@ -247,11 +262,11 @@ def test_train_predict_and_kaggle_submission(kaggle, tmp_path, capsys):
 
 
 def test_image_folder_batches_are_uint8_channels_last(kaggle, tmp_path):
-    cache = open_cache(scan_folder(kaggle), 40, tmp_path / "cache", progress=False, echo=lambda *a: None)
-    data = ImageFolderData(cache, np.arange(len(cache.files)), crop=32, augment=True)
-    loader = data.loader(10, "cpu", shuffle=True, seed=1)
+    source = folder_source(kaggle, tmp_path, val_split=0.2)
+    loader = source.loader("train", 10, "cpu", train=True, seed=1)
     batches = list(loader.epoch(0))
-    assert len(batches) == 3 and batches[0][0].dtype == torch.uint8 and batches[0][0].shape == (10, 3, 32, 32)
+    assert source.size("train") == 19 and len(batches) == 2  # 24 images (1 unreadable), 5 held out
+    assert batches[0][0].dtype == torch.uint8 and batches[0][0].shape == (10, 3, 32, 32)
     assert batches[0][0].is_contiguous(memory_format=torch.channels_last)
     again = list(loader.epoch(0))
     assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again))  # same seed, epoch and step: same crops
@@ -260,18 +275,12 @@ def test_image_folder_batches_are_uint8_channels_last(kaggle, tmp_path):
 
 
 def test_val_dir_is_used_and_its_classes_must_match(kaggle, tmp_path):
-    from cnnlab.run import load_folder_data
-    from cnnlab.train import TrainConfig
-
     val = tmp_path / "val"
     for i in range(3):
         save(val / f"cat.{i}.jpg", (220, 40, 40))
         save(val / f"dog.{i}.jpg", (40, 40, 220))
-    cfg = TrainConfig(
-        data=str(kaggle), val_dir=str(val), image_size=40, crop=32, cache_dir=str(tmp_path / "c"), progress=False
-    )
-    data = load_folder_data(cfg, echo=lambda *a: None)
-    assert len(data.train) == 24 and len(data.val) == 6 and not data.val.augment
+    source = folder_source(kaggle, tmp_path, val_dir=str(val))
+    assert source.size("train") == 24 and source.size("val") == 6 and source.size("test") == 6
     save(val / "bird.0.jpg")
     with pytest.raises(FolderError, match="classes .* differ"):
-        load_folder_data(cfg, echo=lambda *a: None)
+        folder_source(kaggle, tmp_path, val_dir=str(val))

@@ -4,5 +4,23 @@ from .models import create_model, list_models
 from .summary import summary
 from .train import Callback, History, TrainConfig, fit
 
+
+def evaluate(model, data, **kwargs):
+    """Keras' ``model.evaluate``: the classification report of a trained model on labelled data."""
+    from .inference import evaluate as _evaluate
+
+    return _evaluate(model, data, **kwargs)
+
+
 __version__ = "0.1.0"
-__all__ = ["create_model", "list_models", "summary", "fit", "Callback", "History", "TrainConfig", "__version__"]
+__all__ = [
+    "create_model",
+    "list_models",
+    "summary",
+    "fit",
+    "evaluate",
+    "Callback",
+    "History",
+    "TrainConfig",
+    "__version__",
+]

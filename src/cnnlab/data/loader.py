@@ -1,8 +1,10 @@
-"""Batches for training and evaluation, and the conversion of raw pixels into model input.
+"""Batch order, its sharding across processes, batches of in-memory data, and raw pixels -> model input.
 
-An in-memory dataset is moved to the device once, as uint8; each batch is an index into it. The
-epoch's order comes from a generator seeded by (seed, epoch), so any epoch, and any step inside it,
-can be replayed exactly after a restart without saving sampler state.
+One rule decides which images a step sees, whatever the number of processes: epoch ``e`` visits the
+permutation drawn from (seed, e), cut into global batches of ``batch_size``; with N processes each one
+takes every N-th image of each global batch (``Shard``). N processes therefore see exactly the samples
+one process sees, in the same global batches, and a checkpoint written by N processes resumes with M.
+Nothing about the order is saved: any epoch, and any step in it, is replayed from the seed.
 """
 
 from __future__ import annotations
@@ -24,10 +26,43 @@ def epoch_order(n: int, seed: int, epoch: int, device="cpu") -> torch.Tensor:
     return torch.randperm(n, generator=g).to(device)
 
 
-def steps_per_epoch(n: int, batch_size: int, shard, max_batches: int = 0) -> int:
-    """Batches in an epoch of this process's share of ``n`` samples (the last may be short)."""
-    steps = -(-len(shard(torch.arange(n))) // batch_size)
-    return min(steps, max_batches) if max_batches else steps
+@dataclass(frozen=True)
+class Shard:
+    """Process ``rank`` of ``world``: which part of each global batch, and of an evaluation, is its own."""
+
+    rank: int = 0
+    world: int = 1
+
+    def train_steps(self, n: int, global_batch: int) -> int:
+        """Global batches in an epoch of ``n`` samples. A last batch smaller than the number of processes
+        would leave one of them without a sample, so it is dropped, by every process alike."""
+        steps = -(-n // global_batch)
+        if steps and n - (steps - 1) * global_batch < self.world:
+            steps -= 1
+        return steps
+
+    def global_batch_len(self, n: int, global_batch: int, step: int) -> int:
+        return min(global_batch, n - step * global_batch)
+
+    def rows(self, batch_len: int) -> slice:
+        """This process's rows of a global batch of ``batch_len``: every world-th, from its rank."""
+        return slice(self.rank, batch_len, self.world)
+
+    def eval_positions(self, n: int) -> torch.Tensor:
+        """Positions rank, rank + world, ... padded to the same count on every process, so that gathering
+        the processes' outputs and interleaving them gives dataset order; the padding repeats the last
+        position and is cut off after the gather (no image dropped, none counted twice)."""
+        per = -(-n // self.world)
+        return (torch.arange(per) * self.world + self.rank).clamp_max(max(n - 1, 0))
+
+
+ONE_PROCESS = Shard()
+
+
+def interleave(gathered: list[torch.Tensor], n: int) -> torch.Tensor:
+    """The inverse of ``Shard.eval_positions``: per-process outputs (per, ...) -> dataset order (n, ...)."""
+    stacked = torch.stack(gathered, dim=1)  # (per, world, ...): position i * world + rank
+    return stacked.reshape(-1, *stacked.shape[2:])[:n]
 
 
 @dataclass
@@ -43,6 +78,10 @@ class InputNorm:
         mean = sample.mean(dim=(0, 2, 3))
         std = sample.std(dim=(0, 2, 3)).clamp_min(1e-3)
         return cls(tuple(round(float(m), 6) for m in mean), tuple(round(float(s), 6) for s in std))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> InputNorm:
+        return cls(tuple(d["mean"]), tuple(d["std"]))
 
     def to_dict(self) -> dict:
         return {"mean": list(self.mean), "std": list(self.std)}
@@ -60,9 +99,13 @@ class Preprocess:
         self.channels_last = channels_last
         self.augment = augment
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, draw: int | None = None, rows=None
+    ) -> torch.Tensor:
+        """``draw``/``rows``: augmentation parameters are drawn for the whole global batch (``draw`` images)
+        and this process keeps ``rows`` of them, so an image is transformed alike however many processes run."""
         if self.augment is not None and generator is not None:
-            x = self.augment(x.float(), generator=generator)
+            x = self.augment(x.float(), generator=generator, draw=draw, rows=rows)
         x = torch.addcmul(self.shift, x.float(), self.scale)
         if self.channels_last and x.shape[1] > 1:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -70,49 +113,39 @@ class Preprocess:
 
 
 class InMemoryLoader:
-    """Batches of an ``ArrayDataset`` held on the device; every sample once per epoch (the last batch may be short)."""
+    """Batches of an ``ArrayDataset`` held on the device.
 
-    def __init__(
-        self,
-        data: ArrayDataset,
-        batch_size: int,
-        device,
-        shuffle: bool = True,
-        seed: int = 0,
-        shard=None,
-        max_batches: int = 0,
-    ):
+    Training (``train=True``): this process's rows of each global batch of the epoch's permutation.
+    Evaluation: this process's ``Shard.eval_positions`` in dataset order, ``batch_size`` at a time.
+    """
+
+    def __init__(self, data: ArrayDataset, batch_size: int, device, *, train: bool, seed: int = 0, shard=ONE_PROCESS):
         self.images = data.images.to(device)
         self.labels = data.labels.to(device)
-        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
-        self.shard = shard or (lambda order: order)
-        self.max_batches = max_batches
+        self.batch_size, self.train, self.seed, self.shard = batch_size, train, seed, shard
         self.device = device
 
-    def _order(self, epoch: int) -> torch.Tensor:
-        n = len(self.labels)
-        order = epoch_order(n, self.seed, epoch, self.device) if self.shuffle else torch.arange(n, device=self.device)
-        return self.shard(order)
-
     def __len__(self) -> int:
-        return steps_per_epoch(len(self.labels), self.batch_size, self.shard, self.max_batches)
+        n = len(self.labels)
+        if self.train:
+            return self.shard.train_steps(n, self.batch_size)
+        return -(-len(self.shard.eval_positions(n)) // self.batch_size)
+
+    def global_batch_len(self, step: int) -> int:
+        return self.shard.global_batch_len(len(self.labels), self.batch_size, step)
 
     def epoch(self, epoch: int, start: int = 0):
         """Yield (images uint8, labels) for ``epoch``, from batch ``start`` on."""
-        order = self._order(epoch)
-        for step in range(start, len(self)):
-            idx = order[step * self.batch_size : (step + 1) * self.batch_size]
-            yield self.images[idx], self.labels[idx]
-
-
-def make_loader(data, batch_size, device, *, shuffle, train=False, seed=0, shard=None, max_batches=0):
-    """The batch source for ``data``: an in-memory dataset, or any dataset that brings its own ``loader``."""
-    if hasattr(data, "loader"):
-        return data.loader(
-            batch_size, device, shuffle=shuffle, train=train, seed=seed, shard=shard, max_batches=max_batches
-        )
-    return InMemoryLoader(data, batch_size, device, shuffle=shuffle, seed=seed, shard=shard, max_batches=max_batches)
-
-
-def input_norm_of(data) -> InputNorm:
-    return data.input_norm() if hasattr(data, "input_norm") else InputNorm.of(data.images)
+        n = len(self.labels)
+        if self.train:
+            order = epoch_order(n, self.seed, epoch, self.device)
+            rows = self.shard.rows
+            for step in range(start, len(self)):
+                idx = order[step * self.batch_size : (step + 1) * self.batch_size]
+                idx = idx[rows(len(idx))]
+                yield self.images[idx], self.labels[idx]
+        else:
+            positions = self.shard.eval_positions(n).to(self.device)
+            for step in range(start, len(self)):
+                idx = positions[step * self.batch_size : (step + 1) * self.batch_size]
+                yield self.images[idx], self.labels[idx]

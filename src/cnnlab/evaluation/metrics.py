@@ -6,29 +6,35 @@ numbers match what a Keras user computes; top-k accuracy is a ``topk`` on the lo
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from sklearn.metrics import classification_report, confusion_matrix
 
-from ..data.loader import Preprocess, make_loader
+from ..data.loader import interleave
 
 
 @torch.no_grad()
 def predict_logits(
-    model, data, norm, device="cpu", batch_size=1000, channels_last=True, autocast=nullcontext, max_batches=0
+    model, source, split: str, preprocess, runtime, batch_size: int = 500, view=None, max_batches: int = 0
 ) -> torch.Tensor:
-    """Logits (N, classes) on the CPU, in the dataset's order."""
+    """Logits (N, classes) of a split, float32 on the CPU, in the dataset's order. With several processes each
+    computes its shard and the shards are gathered: every image counted once (``max_batches``: the first
+    batches only, for --dry-run)."""
     model.eval()
-    pre = Preprocess(norm, device, channels_last)
-    loader = make_loader(data, batch_size, device, shuffle=False, max_batches=max_batches)
+    loader = source.loader(split, batch_size, runtime.device, shard=runtime.shard, view=view)
     out = []
-    for images, _ in loader.epoch(0):
-        with autocast():
-            out.append(model(pre(images)).float().cpu())
-    return torch.cat(out)
+    for i, (images, _) in enumerate(loader.epoch(0)):
+        if max_batches and i >= max_batches:
+            break
+        with runtime.autocast():
+            out.append(model(preprocess(images)).float())
+    local = torch.cat(out)
+    n = source.size(split)
+    if max_batches:
+        n = min(n, len(local) * runtime.world_size)
+    return interleave([t.cpu() for t in runtime.gather(local)], n)
 
 
 def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:

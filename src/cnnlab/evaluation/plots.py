@@ -86,3 +86,26 @@ def plot_comparison(with_aug: dict, without: dict, path, title="With and without
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def plot_worst_mistakes(images, probs, labels, classes, path: str | Path, count: int = 16, title: str = "") -> Path:
+    """The most confident wrong predictions (already chosen and ordered by the caller), each titled with the
+    true class and the predicted one with its probability."""
+    n = min(count, len(images))
+    cols = min(n, 8) or 1
+    rows = max(1, -(-n // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, p, label in zip(axes.flat, images[:n], probs[:n], labels[:n]):
+        pixels = image.permute(1, 2, 0).numpy()
+        ax.imshow(pixels[..., 0] if pixels.shape[2] == 1 else pixels, cmap="gray" if pixels.shape[2] == 1 else None)
+        guess = int(p.argmax())
+        ax.set_title(f"{classes[int(label)]} -> {classes[guess]}\n{float(p[guess]):.2f}", fontsize=8, color="darkred")
+    if n == 0:
+        axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
+    fig.suptitle(title or "most confident mistakes (true -> predicted, probability)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -41,6 +41,8 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model: pays off on GPUs; on CPUs compiling costs more than it saves
     threads: int = 0  # 0: PyTorch's choice
     deterministic: bool = False  # GPUs: deterministic kernels, so a seed repeats and a resume is exact (CPUs are)
+    sync_bn: bool = False  # several GPU processes: SyncBatchNorm (else rank 0's statistics are shared)
+    timeout: float = 300.0  # seconds a process waits for the others (rendezvous, collectives) before giving up
     val_split: float = 0.0  # 0: validate on the test set, as the lesson does
     eval_batch_size: int = 500
     checkpoint_every: int = 1  # epochs between resumable checkpoints (0: none)

@@ -1,9 +1,11 @@
 """The training loop: one function, read top to bottom.
 
-``fit`` trains a model on in-memory data with the settings of a ``TrainConfig``: it builds the
-optimizer, walks the epochs, evaluates after each one, calls Keras-style callbacks, writes resumable
-checkpoints, and returns a Keras-style ``History``. Everything that depends on where it runs (device,
-processes, printing, precision) is asked of the ``Runtime``.
+``fit`` trains a model on a data source (see data/source.py) with the settings of a ``TrainConfig``: it
+builds the optimizer, walks the epochs, evaluates after each one, calls Keras-style callbacks, writes
+resumable checkpoints, and returns a Keras-style ``History``. Everything that depends on where it runs
+(device, processes, printing, precision) is asked of the ``Runtime``; with N processes each computes its
+rows of every global batch and DistributedDataParallel averages the gradients, so the steps are those of
+one process.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
-from ..data.loader import Preprocess, epoch_seed, input_norm_of, make_loader
+from ..data.arrays import ArraySource
+from ..data.datasets import ArrayDataset
+from ..data.loader import Preprocess, epoch_seed
+from ..data.source import DataSource
+from ..evaluation.metrics import predict_logits
 from .callbacks import CallbackList, EpochTimer
 from .config import TrainConfig
 from .ema import WeightAverage
@@ -104,17 +110,27 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def evaluate_loss_accuracy(model, loader, preprocess, runtime: Runtime) -> tuple[float, float]:
-    model.eval()
-    totals = torch.zeros(3, device=runtime.device, dtype=torch.float64)  # loss sum, correct, count
-    for images, labels in loader.epoch(0):
-        with runtime.autocast():
-            logits = model(preprocess(images))
-        totals[0] += F.cross_entropy(logits.float(), labels, reduction="sum")
-        totals[1] += (logits.argmax(1) == labels).sum()
-        totals[2] += len(labels)
-    loss_sum, correct, count = runtime.reduce(totals).tolist()
-    return loss_sum / max(count, 1), correct / max(count, 1)
+def evaluate_loss_accuracy(model, source: DataSource, split, preprocess, runtime: Runtime, batch_size, max_batches=0):
+    """Mean loss and accuracy over the whole split (every process's shard, gathered)."""
+    logits = predict_logits(model, source, split, preprocess, runtime, batch_size, max_batches=max_batches)
+    labels = source.labels(split)[: len(logits)]
+    return F.cross_entropy(logits, labels).item(), (logits.argmax(1) == labels).float().mean().item()
+
+
+def as_source(data, validation_data=None) -> DataSource:
+    """What ``fit`` trains on: a data source, or Keras' forms: ``(x, y)`` / an ``ArrayDataset`` with
+    ``validation_data`` the same way."""
+    if isinstance(data, DataSource):
+        if validation_data is not None:
+            raise ValueError("a data source brings its own validation split; do not pass validation_data too")
+        return data
+    if isinstance(data, tuple):
+        return ArraySource.from_arrays(*data, validation_data=validation_data)
+    if isinstance(data, ArrayDataset):
+        if isinstance(validation_data, tuple):
+            validation_data = ArraySource.from_arrays(*validation_data, classes=data.classes).splits["train"]
+        return ArraySource(data, validation_data)
+    raise TypeError(f"fit() takes a DataSource, an ArrayDataset or (x, y), got {type(data).__name__}")
 
 
 class _NonFiniteWatch:
@@ -138,8 +154,8 @@ class _NonFiniteWatch:
 
 def fit(
     model,
-    train_data,
-    val_data=None,
+    data,
+    validation_data=None,
     config: TrainConfig | None = None,
     callbacks=(),
     run_dir=None,
@@ -147,7 +163,10 @@ def fit(
     augment=None,
     runtime: Runtime | None = None,
 ) -> History:
-    """Train ``model`` on ``train_data`` (an ``ArrayDataset``); validate on ``val_data`` after every epoch.
+    """Train ``model`` on ``data``'s "train" split and validate on its "val" split after every epoch.
+
+    ``data`` is a data source (data/source.py), or as in Keras ``(x, y)`` or an ``ArrayDataset`` with
+    ``validation_data`` given the same way (or None).
 
     ``run_dir`` receives resumable checkpoints; with ``resume=True`` training continues from the newest
     complete one there, and ends with the same weights as a run that was never stopped.
@@ -155,35 +174,33 @@ def fit(
     """
     cfg = config or TrainConfig()
     cfg.validate()
-    rt = runtime or Runtime(cfg.device, cfg.precision, cfg.threads)
-    if cfg.batch_size > len(train_data):
-        raise ValueError(f"batch size {cfg.batch_size} is larger than the training set ({len(train_data)} images)")
+    rt = runtime or Runtime(cfg.device, cfg.precision, cfg.threads, cfg.timeout)
+    source = as_source(data, validation_data)
+    n_train = source.size("train")
+    if cfg.batch_size > n_train:
+        raise ValueError(f"batch size {cfg.batch_size} is larger than the training set ({n_train} images)")
+    if cfg.batch_size % rt.world_size:
+        raise ValueError(
+            f"--batch-size {cfg.batch_size} is the global batch and must divide among {rt.world_size} processes"
+        )
+    if cfg.sync_bn and rt.distributed and rt.device.type == "cpu":
+        raise ValueError(
+            "--sync-bn needs GPUs (PyTorch's SyncBatchNorm is GPU-only); on CPUs rank 0's "
+            "BatchNorm statistics are shared before each evaluation instead"
+        )
 
     # --- model, data and optimizer -----------------------------------------------------------------
+    if cfg.sync_bn and rt.distributed:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(rt.device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
-    norm = getattr(model, "cnnlab_input_norm", None) or input_norm_of(train_data)
+    # The model carries the normalisation it was trained with: evaluate, predict and export read it there.
+    norm = getattr(model, "cnnlab_input_norm", None) or source.input_norm()
     model.cnnlab_input_norm = norm
     train_pre = Preprocess(norm, rt.device, cfg.channels_last, augment)
     eval_pre = Preprocess(norm, rt.device, cfg.channels_last)
     limit = 2 if cfg.dry_run else 0
-    train_loader = make_loader(
-        train_data,
-        cfg.batch_size,
-        rt.device,
-        shuffle=True,
-        train=True,
-        seed=cfg.seed,
-        shard=rt.shard,
-        max_batches=limit,
-    )
-    val_loader = None
-    if val_data is not None:
-        val_loader = make_loader(
-            val_data, cfg.eval_batch_size, rt.device, shuffle=False, shard=rt.shard, max_batches=limit
-        )
-    net = rt.wrap(model)
-    if cfg.compile:  # compiled for the steps only; ``model`` (plain keys) is what is saved and evaluated
-        net = torch.compile(net)
+    train_loader = source.loader("train", cfg.batch_size, rt.device, train=True, seed=cfg.seed, shard=rt.shard)
+    validate = source.size("val") > 0
     optimizer = make_optimizer(model, cfg)
     # Keras-style L2: in the optimizer when the model gives its groups (see make_optimizer), else in the loss.
     regularization = getattr(model, "regularization_loss", None)
@@ -191,7 +208,7 @@ def fit(
     # fp16 needs loss scaling against underflow; bf16 and fp32 do not (the scaler is then a no-op).
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.precision == "fp16")
     ema = WeightAverage(model, cfg.ema) if cfg.ema else None
-    steps_per_epoch = len(train_loader)
+    steps_per_epoch = min(len(train_loader), limit) if limit else len(train_loader)
     epochs = 1 if cfg.dry_run else cfg.epochs
     total_steps = epochs * steps_per_epoch
 
@@ -200,37 +217,42 @@ def fit(
     cbs = CallbackList([EpochTimer(), *callbacks], trainer)
 
     # --- resume ------------------------------------------------------------------------------------
+    # Rank 0 reads the checkpoint and hands it to the others (the run directory needs to be on its machine
+    # only); DistributedDataParallel then starts every process from rank 0's weights.
     start_epoch, start_step, resumed_partial = 0, 0, None
-    if resume and run_dir and (found := latest_checkpoint(run_dir)):
+    found = latest_checkpoint(run_dir) if resume and run_dir and rt.is_main else None
+    found = rt.broadcast_object(found)
+    if found:
         folder, model_state, state = found
         model.load_state_dict(model_state)
         optimizer.load_state_dict(state["optimizer"])
         _match_param_layout(optimizer)
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"].get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state(state["rng"]["cuda"], rt.device)
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         if ema is not None and state.get("ema"):
             ema.load_state_dict(state["ema"])
         history = trainer.history = History(state["history"])
         start_epoch, start_step, resumed_partial = state["epoch"], state["step_in_epoch"], state.get("partial")
+        if not rt.is_main:  # the metrics of the steps before the restart are summed over processes once
+            resumed_partial = None
         for cb, cb_state in zip(cbs.callbacks, state.get("callbacks", [])):
             if cb_state and hasattr(cb, "load_state_dict"):
                 cb.load_state_dict(cb_state)
         rt.print(f"resuming from {folder} (epoch {start_epoch + 1}, step {start_step})")
+    net = rt.wrap(model)
+    if cfg.compile:  # compiled for the steps only; ``model`` (plain keys) is what is saved and evaluated
+        net = torch.compile(net)
+    eval_net = model if rt.distributed else net
 
-    def checkpoint(epoch: int, step_in_epoch: int, partial=None) -> None:
+    def checkpoint(epoch: int, step_in_epoch: int, sums=None) -> None:
+        """Called by every process alike; rank 0 writes. Random draws are seeded per step (no RNG state)."""
+        partial = rt.reduce(sums).tolist() if sums is not None else None
         if not (run_dir and rt.is_main):
             return
         state = {
             "epoch": epoch,
             "step_in_epoch": step_in_epoch,
             "optimizer": optimizer.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state(rt.device) if rt.device.type == "cuda" else None,
-            },
             "scaler": scaler.state_dict() if scaler.is_enabled() else None,
             "ema": ema.state_dict() if ema is not None else None,
             "history": history.history,
@@ -268,7 +290,9 @@ def fit(
             )
         )
 
-    check_every_step = rt.device.type == "cpu"  # a host sync per step is free on CPU, costly on a GPU
+    # A host sync per step is free on CPU, costly on a GPU. Processes must agree on a bad step, so they check
+    # it together each step (one small all-reduce that also carries the stop signal).
+    check_every_step = rt.device.type == "cpu" or rt.distributed
     watch = _NonFiniteWatch(rt.device, non_finite)
     # CPU runs repeat exactly anyway; on a GPU that needs deterministic kernels (slower), restored after fit.
     was_deterministic = torch.are_deterministic_algorithms_enabled()
@@ -290,7 +314,12 @@ def fit(
             bar.update(first)
             aug_gen = torch.Generator(device=rt.device) if augment is not None else None
             for step, (images, labels) in enumerate(train_loader.epoch(epoch, first), start=first):
+                if step >= steps_per_epoch:  # --dry-run
+                    break
                 global_step = epoch * steps_per_epoch + step
+                # Dropout's draws, seeded per (step, process): replayed exactly after a restart, any world size.
+                torch.manual_seed(epoch_seed(cfg.seed, global_step, salt=3) + rt.rank)
+                batch_len = train_loader.global_batch_len(step)
                 lr = lr_at(global_step, total_steps, cfg)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -299,13 +328,16 @@ def fit(
                 if aug_gen is not None:  # seeded per step: any step can be replayed after a restart
                     aug_gen.manual_seed(epoch_seed(cfg.seed, global_step, salt=1))
                 with rt.autocast():
-                    logits = net(train_pre(images, aug_gen))
+                    logits = net(train_pre(images, aug_gen, batch_len, rt.shard.rows(batch_len)))
                     loss = F.cross_entropy(logits.float(), labels)
+                    # DDP averages the processes' gradients; an uneven last batch is weighted by its rows.
+                    share = len(labels) * rt.world_size / batch_len
+                    loss_to_step = loss * share if share != 1 else loss
                     if regularization is not None and not l2_by_decay:
                         loss = loss + regularization()
                 finite = None
                 if check_every_step or cfg.nonfinite == "skip":
-                    finite = bool(torch.isfinite(loss))
+                    finite = not rt.any(not bool(torch.isfinite(loss)))
                     if not finite and cfg.nonfinite == "stop":
                         raise non_finite(loss.item(), global_step)
                 else:  # GPU: note the first bad step on the device (no sync) and read it every 50 steps
@@ -314,7 +346,7 @@ def fit(
                         watch.check()
                 optimizer.zero_grad(set_to_none=True)
                 if finite is not False:
-                    scaler.scale(loss).backward()
+                    scaler.scale(loss_to_step).backward()
                     scaler.step(optimizer)
                     scaler.update()
                     if ema is not None:
@@ -328,15 +360,16 @@ def fit(
                 if step % 25 == 0:
                     bar.set_postfix(loss=f"{sums[0].item() / max(sums[2].item(), 1):.4f}", lr=f"{lr:.2e}")
                 done = step + 1
-                if stop_signal:
+                if rt.any(bool(stop_signal)):
                     bar.close()
-                    checkpoint(epoch, done, sums.tolist())
+                    checkpoint(epoch, done, sums)
                     raise TrainingInterrupted(
-                        f"interrupted by {signal.Signals(stop_signal[0]).name} at epoch {epoch + 1}, step {done}; "
+                        f"interrupted by {signal.Signals(stop_signal[0]).name if stop_signal else 'a signal'} "
+                        f"at epoch {epoch + 1}, step {done}; "
                         f"checkpoint written. Resume with: cnnlab train --resume {run_dir}"
                     )
                 if cfg.checkpoint_steps and done % cfg.checkpoint_steps == 0 and done < steps_per_epoch:
-                    checkpoint(epoch, done, sums.tolist())
+                    checkpoint(epoch, done, sums)
             bar.close()
             watch.check()  # before the epoch's metrics and checkpoint
 
@@ -346,10 +379,14 @@ def fit(
             penalty = float(regularization()) if regularization is not None else 0.0
             if l2_by_decay:
                 logs["loss"] += penalty
+            if rt.distributed and not cfg.sync_bn:
+                rt.broadcast_buffers(model)
             # With an average of the weights, validation and the callbacks (saved weights) see the average.
             with ema.swapped_in() if ema is not None else nullcontext():
-                if val_loader is not None:
-                    logs["val_loss"], logs["val_accuracy"] = evaluate_loss_accuracy(net, val_loader, eval_pre, rt)
+                if validate:
+                    logs["val_loss"], logs["val_accuracy"] = evaluate_loss_accuracy(
+                        eval_net, source, "val", eval_pre, rt, cfg.eval_batch_size, limit
+                    )
                     if regularization is not None:
                         logs["val_loss"] += float(regularization()) if ema is not None else penalty
                 logs["lr"] = lr

