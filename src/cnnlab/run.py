@@ -236,6 +236,8 @@ def train_run(
             title = f"{cfg.model} on {source.name}"
             plot_history(history.history, run_dir / "curves.png", title)
             write_evaluation(report, probs, source, "test", run_dir, title + " test")
+            if (marker := elastic_marker(cfg)) is not None:  # finished: a later restart has nothing to resume
+                marker.unlink(missing_ok=True)
     if compare_without and cfg.augment:
         baseline_cfg = cfg.updated(
             augment=None, run_name=f"{run_dir.name}-without-augmentation", out_dir=str(run_dir.parent)

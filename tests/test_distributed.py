@@ -1,0 +1,298 @@
+"""Several processes with PyTorch's launcher (torchrun, gloo on the CPU): the same steps as one process, one
+run directory, resumes across world sizes and after a killed process, two launchers as two machines, and
+faults that end with a message instead of a hang."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import synthetic_digits, write_synthetic_mnist
+
+from cnnlab.checkpoint import read_weights
+
+HERE = Path(__file__).resolve().parent
+WORKER = HERE / "distributed_worker.py"
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
+
+
+def env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def worker(out: Path, mode: str, nproc: int, run_dir: Path | None = None) -> None:
+    args = [str(WORKER), str(out), mode, *([str(run_dir)] if run_dir else [])]
+    cmd = [*TORCHRUN, "--standalone", f"--nproc-per-node={nproc}", *args] if nproc > 1 else [sys.executable, *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env())
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def records(out: Path, mode: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(out.glob(f"record-{mode}-rank*.json"))]
+
+
+def samples_per_step(recs: list[dict]) -> dict[int, list[int]]:
+    """Global step -> the sorted checksums of the images all processes saw in it."""
+    steps: dict[int, list[int]] = {}
+    for rec in recs:
+        for step, sums in rec["seen"].items():
+            steps.setdefault(int(step), []).extend(sums)
+    return {k: sorted(v) for k, v in steps.items()}
+
+
+def loss_per_step(recs: list[dict]) -> dict[int, float]:
+    """Global step -> the mean over processes of their (equal-sized) shards' mean losses: the global loss."""
+    steps = sorted(int(k) for k in recs[0]["losses"])
+    return {s: sum(r["losses"][str(s)] for r in recs) / len(recs) for s in steps}
+
+
+def max_weight_difference(a: Path, b: Path) -> float:
+    wa, wb = read_weights(a)[0], read_weights(b)[0]
+    assert wa.keys() == wb.keys()
+    return max(float((wa[k].float() - wb[k].float()).abs().max()) for k in wa)
+
+
+def test_two_processes_take_the_same_steps_as_one(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    worker(one, "full", 1)
+    worker(two, "full", 2)
+    single, pair = records(one, "full"), records(two, "full")
+    assert len(pair) == 2 and {r["world"] for r in pair} == {2}
+    steps = samples_per_step(single)
+    assert len(steps) == 40  # 2 epochs of 20 global batches of 32
+    assert samples_per_step(pair) == steps  # the same images in every global batch
+    assert all(len(r["seen"]["0"]) == 16 for r in pair)  # each process half of each global batch
+    loss_one, loss_two = loss_per_step(single), loss_per_step(pair)
+    assert max(abs(loss_one[s] - loss_two[s]) for s in range(20)) < 1e-5
+    assert max_weight_difference(one / "weights-full.safetensors", two / "weights-full.safetensors") < 1e-5
+
+
+@pytest.mark.parametrize("first, second", [(2, 1), (1, 2)])
+def test_resume_with_another_number_of_processes(tmp_path, first, second):
+    reference, out = tmp_path / "reference", tmp_path / "out"
+    reference.mkdir(), out.mkdir()
+    worker(reference, "full", 1)
+    worker(out, "stop", first)  # the first epoch, and its checkpoint
+    assert list((out / "run" / "checkpoints").iterdir())
+    worker(out, "resume", second, out / "run")
+    resumed = samples_per_step(records(out, "resume"))
+    expected = samples_per_step(records(reference, "full"))
+    assert sorted(resumed) == list(range(20, 40))  # the second epoch only
+    assert resumed == {s: expected[s] for s in range(20, 40)}  # in the same order as an unbroken run
+    difference = max_weight_difference(reference / "weights-full.safetensors", out / "weights-resume.safetensors")
+    assert difference < 1e-5  # gradients summed in another order across processes: float rounding only
+
+
+# --- the command line under torchrun ---------------------------------------------------------------------
+
+
+def cnnlab(*args: str) -> list[str]:
+    return ["-m", "cnnlab", "train", "lenet5", *args]
+
+
+def train_args(data: Path, out: Path, name: str, epochs: int = 2) -> list[str]:
+    return [
+        "--data-dir",
+        str(data),
+        "--out-dir",
+        str(out),
+        "--name",
+        name,
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "64",
+        "--no-progress",
+        "--no-sample",
+        "--threads",
+        "1",
+    ]
+
+
+def files_of(run: Path) -> set[str]:
+    return {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file() and p.name != ".lock"}
+
+
+def test_cli_two_processes_one_run_directory_and_the_full_test_set(tmp_path):
+    data = write_synthetic_mnist(tmp_path / "data")
+    out = tmp_path / "runs"
+    single = subprocess.run(
+        [sys.executable, *cnnlab(*train_args(data, out, "single"))], capture_output=True, text=True, env=env()
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+    double = subprocess.run(
+        [sys.executable, *cnnlab(*train_args(data, out, "double"), "--nproc", "2")],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=300,
+    )
+    assert double.returncode == 0, double.stderr[-3000:]
+    runs = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert runs == ["double", "single"]  # one directory per run
+    assert not list((out / ".torchrun").iterdir())  # the restart marker is gone once the run is complete
+    assert files_of(out / "double") == files_of(out / "single")  # only rank 0 wrote, and all of it
+    report = json.loads((out / "double" / "report.json").read_text())
+    assert report["n"] == 200 and sum(map(sum, report["confusion_matrix"])) == 200  # every test image once
+    assert double.stdout.count("Total params") == 1  # rank 0 alone prints
+    assert json.loads((out / "double" / "environment.json").read_text())["processes"] == 2
+    first = json.loads((out / "single" / "report.json").read_text())["accuracy"]
+    assert abs(report["accuracy"] - first) <= 0.015  # 200 images: at most three predictions apart
+
+
+def worker_pids(parent: int, local_rank: int) -> list[int]:
+    """Processes under ``parent`` (torchrun) whose environment says LOCAL_RANK=local_rank."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and f"LOCAL_RANK={local_rank}".encode() in environ:
+            found.append(int(entry.name))
+    return found
+
+
+def big_synthetic_mnist(root: Path) -> Path:
+    """4,000 training images: long enough an epoch to kill a process in the middle of a run."""
+    from cnnlab.data.idx import write_idx
+
+    folder = root / "mnist"
+    folder.mkdir(parents=True)
+    for split, n, seed in (("train", 4000, 1), ("t10k", 200, 2)):
+        images, labels = synthetic_digits(n, seed)
+        write_idx(folder / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
+    return root
+
+
+@pytest.mark.slow
+def test_killed_process_restarts_and_the_run_ends_as_an_unbroken_one(tmp_path):
+    data = big_synthetic_mnist(tmp_path / "data")
+    out = tmp_path / "runs"
+    launch = [*TORCHRUN, "--standalone", "--nproc-per-node=2", "--max-restarts=1"]
+    unbroken = subprocess.run(
+        [*launch, *cnnlab(*train_args(data, out, "unbroken", epochs=3))], capture_output=True, text=True, env=env()
+    )
+    assert unbroken.returncode == 0, unbroken.stderr[-3000:]
+    proc = subprocess.Popen(
+        [*launch, *cnnlab(*train_args(data, out, "killed", epochs=3))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env(),
+    )
+    checkpoints = out / "killed" / "checkpoints"
+    deadline = time.time() + 240
+    while not (checkpoints.is_dir() and any(p.name.startswith("step-") for p in checkpoints.iterdir())):
+        assert proc.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.05)
+    victims = worker_pids(proc.pid, local_rank=1)
+    assert victims and (out / "killed" / "metrics.csv").read_text().count("\n") < 4  # mid-run
+    os.kill(victims[0], signal.SIGKILL)
+    log, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, log[-3000:]
+    assert "resuming from" in log  # the restarted attempt continued the run, nobody typed --resume
+    a, b = out / "unbroken" / "weights" / "last.safetensors", out / "killed" / "weights" / "last.safetensors"
+    # Every step is seeded from (seed, step) and two processes' gradient sums are a + b in any order: exact.
+    assert max_weight_difference(a, b) == 0.0
+    assert len((out / "killed" / "metrics.csv").read_text().splitlines()) == 4  # header + 3 epochs
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_launchers_on_one_machine_as_two_nodes(tmp_path):
+    data = write_synthetic_mnist(tmp_path / "data")
+    out = tmp_path / "runs"
+    port = free_port()
+    launch = [*TORCHRUN, "--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}"]
+    nodes = [
+        subprocess.Popen(
+            [*launch, *cnnlab(*train_args(data, out, "two-nodes", epochs=1))],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env(),
+        )
+        for _ in range(2)
+    ]
+    logs = [node.communicate(timeout=300)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], "\n".join(log[-2000:] for log in logs)
+    assert [p.name for p in out.iterdir() if not p.name.startswith(".")] == ["two-nodes"]
+    assert json.loads((out / "two-nodes" / "environment.json").read_text())["processes"] == 2
+    assert json.loads((out / "two-nodes" / "report.json").read_text())["n"] == 200
+
+
+def test_a_node_that_never_joins_ends_the_run_with_a_message(tmp_path):
+    data = write_synthetic_mnist(tmp_path / "data")
+    port = free_port()
+    start = time.time()
+    lonely = subprocess.run(
+        [
+            *TORCHRUN,
+            "--nnodes=2",
+            "--nproc-per-node=1",
+            "--rdzv-backend=c10d",
+            f"--rdzv-endpoint=127.0.0.1:{port}",
+            "--rdzv-conf=join_timeout=5",
+            *cnnlab(*train_args(data, tmp_path / "runs", "alone", epochs=1)),
+        ],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=120,
+    )
+    assert lonely.returncode != 0 and time.time() - start < 90
+    assert "RendezvousTimeoutError" in lonely.stderr or "timed out" in lonely.stderr.lower()
+
+
+def test_a_process_dying_mid_run_ends_it_with_a_message_and_keeps_the_checkpoints(tmp_path):
+    data = big_synthetic_mnist(tmp_path / "data")
+    out = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [sys.executable, *cnnlab(*train_args(data, out, "dies", epochs=3), "--nproc", "2")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
+    checkpoints = out / "dies" / "checkpoints"
+    deadline = time.time() + 240
+    while not (checkpoints.is_dir() and any(p.name.startswith("step-") for p in checkpoints.iterdir())):
+        assert proc.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.05)
+    torchrun = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) == proc.pid]
+    victims = [v for t in torchrun for v in worker_pids(t, local_rank=1)]
+    assert victims
+    os.kill(victims[0], signal.SIGKILL)
+    start = time.time()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode not in (0, None) and time.time() - start < 60  # no hang
+    assert "a training process failed" in err and "--resume" in err
+    assert any(p.name.startswith("step-") for p in checkpoints.iterdir())  # nothing checkpointed is lost
+
+
+def _parent(proc_dir: Path) -> int:
+    try:
+        return int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1
