@@ -1,6 +1,7 @@
-"""A reference that follows Keras' own formula: ImageDataGenerator's apply_affine_transform on one numpy
-image with scipy.ndimage.affine_transform, as keras/src/legacy/preprocessing/image.py does it (re-typed
-from its algorithm, for channels-last images: row axis 0, column axis 1, channel axis 2)."""
+"""Keras' per-image affine path (apply_affine_transform: matrices, then scipy.ndimage.affine_transform per
+channel), re-typed for channels-last images. NOT a test oracle: the tests compare cnnlab with fixtures that
+real Keras wrote (tests/keras_fixtures.py). It is the stand-in that benchmarks/augment_mnist.py times when
+TensorFlow cannot be installed."""
 
 import numpy as np
 from scipy import ndimage
@@ -37,11 +38,8 @@ def keras_affine(x, theta=0, tx=0, ty=0, shear=0, zx=1, zy=1, fill_mode="nearest
     m = transform_matrix_offset_center(m, h, w)
     m[:, [0, 1]] = m[:, [1, 0]]  # col_axis > row_axis: Keras swaps x and y
     m[[0, 1]] = m[[1, 0]]
-    # Keras passes mode=fill_mode; SciPy >= 1.6 renamed the period-n wrap 'grid-wrap' (its 'wrap' now overlaps
-    # the end points), so the reference asks for the behaviour Keras documents: abcd|abcd|abcd.
-    mode = "grid-wrap" if fill_mode == "wrap" else fill_mode
-    channels = [
-        ndimage.affine_transform(x[..., k], m[:2, :2], m[:2, 2], order=1, mode=mode, cval=cval)
+    channels = [  # Keras passes its fill mode to SciPy as it is
+        ndimage.affine_transform(x[..., k], m[:2, :2], m[:2, 2], order=1, mode=fill_mode, cval=cval)
         for k in range(x.shape[2])
     ]
     return np.stack(channels, axis=2)

@@ -1,73 +1,167 @@
-"""Parity of cnnlab.augment with Keras' ImageDataGenerator formula (scipy on one numpy image, as Keras does it).
+"""cnnlab.augment against real Keras and against SciPy.
 
-Tolerance: in float64 the two agree to 1e-9 on 0..255 images everywhere (same matrices, same bilinear
-weights, same edge rules). In float32, the training dtype, sample coordinates carry ~1e-5 px of rounding;
-values then agree within 0.01 except where a coordinate sits on an interpolation edge (the border between
-inside and outside in 'constant' mode, or a floor() boundary): there a 1e-5 px difference can pick the
-other neighbour or cval, so at most 1% of pixels may differ more.
+"Same as Keras" comes from fixtures that real Keras wrote (tests/fixtures/keras_augment, made by
+scripts/make_keras_fixtures.py with Keras 3's ImageDataGenerator; reading them needs no TensorFlow): for every
+option, fill mode and test image, cnnlab's output for Keras' exact transform parameters must be within 0.01 of
+Keras' output, and cnnlab's random parameters must have the distributions of Keras' draws. The resampler's
+numerics are checked against SciPy's ``ndimage.affine_transform`` itself, on random matrices.
+
+Tolerance: the fixture images are 0..255. In float64 cnnlab agrees with Keras to ~2e-5 (Keras' own float32
+steps); in float32, the training dtype, sample coordinates carry ~1e-5 px of rounding, which moves a value at a
+sharp 0-to-255 edge by ~0.003. Whole-pixel shifts, flips and the constant fill's edge stay exact in float32 (the
+edge test is made in pixel units), and brightness, which floors to 8 bits, computes its geometry in float64.
 """
 
 import numpy as np
 import pytest
 import torch
-from keras_reference import keras_affine
+from keras_fixtures import cnnlab_params, compare_draws, meta, run_case, to_nchw, transforms
+from scipy import ndimage
 
-from cnnlab.augment import Augment
+from cnnlab.augment import Augment, affine_sample
 
-
-def structured_image(h=20, w=24, c=3):
-    """Gradients, a bright off-centre rectangle and a diagonal line: every transform shows."""
-    rows, cols = np.mgrid[0:h, 0:w]
-    img = np.stack([rows * 255.0 / h, cols * 255.0 / w, ((rows + cols) % 7) * 30.0], axis=2)[..., :c]
-    img[3:8, 4:15] = 250
-    img[np.arange(min(h, w)), np.arange(min(h, w))] = 5
-    return img
+CASES = [(c["name"], fill) for c in meta()["cases"] for fill in c["fills"]]
+IMAGES = list(meta()["images"])
 
 
-def run(aug, img, dtype=torch.float64, **params):
-    full = {**dict(theta=0.0, tx=0.0, ty=0.0, shear=0.0, zx=1.0, zy=1.0), **params}
-    p = {k: torch.tensor([float(v)], dtype=torch.float64) for k, v in full.items()}
-    p.update(
-        flip_horizontal=torch.tensor([False]), flip_vertical=torch.tensor([False]), channel_shift=None, brightness=None
-    )
-    x = torch.from_numpy(img).permute(2, 0, 1)[None].to(dtype)
-    return aug.apply(x, p)[0].permute(1, 2, 0).double().numpy()
+def case(name):
+    return next(c for c in meta()["cases"] if c["name"] == name)
 
 
-CASES = [
-    dict(theta=17),
-    dict(theta=-30),
-    dict(tx=3.3),
-    dict(ty=-2.2),
-    dict(tx=-5, ty=4),
-    dict(shear=12),
-    dict(zx=1.2, zy=0.85),
-    dict(zx=0.8, zy=0.8),
-    dict(theta=25, tx=2, ty=-1.5, shear=8, zx=0.9, zy=1.1),
-]
+# --- equal to real Keras -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, fill", CASES, ids=[f"{n} [{f}]" for n, f in CASES])
+def test_every_option_and_fill_mode_equals_real_keras(name, fill):
+    for image in IMAGES:
+        keras_out, ours, _ = run_case(case(name), fill, image, torch.float32)
+        assert ours.shape == keras_out.shape
+        assert np.abs(ours - keras_out).max() <= 0.01, (image, np.abs(ours - keras_out).max())
+        keras_out, ours64, _ = run_case(case(name), fill, image, torch.float64)
+        assert np.abs(ours64 - keras_out).max() <= 1e-4, (image, "float64")
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_every_option_equals_real_keras_on_cuda():
+    for name, fill in CASES:
+        for image in IMAGES:
+            keras_out, ours, _ = run_case(case(name), fill, image, torch.float32, "cuda")
+            assert np.abs(ours - keras_out).max() <= 0.01, (name, fill, image)
+
+
+def test_the_fixtures_cover_every_option_and_fill_mode():
+    covered = set()
+    for c in meta()["cases"]:
+        covered |= {k for k, v in c["settings"].items() if v}
+        for params in c["params"].values():
+            covered |= {k for k, v in params.items() if v not in (None, False)}
+    assert {"theta", "tx", "ty", "shear", "zx", "zy", "flip_horizontal", "flip_vertical"} <= covered
+    assert {"channel_shift_intensity", "brightness", "rescale", "cval"} <= covered
+    assert {"samplewise_center", "samplewise_std_normalization"} <= covered
+    assert {"featurewise_center", "featurewise_std_normalization"} <= covered
+    assert {f for c in meta()["cases"] for f in c["fills"]} == {"constant", "nearest", "reflect", "wrap"}
+    shapes = {tuple(s) for s in meta()["images"].values()}
+    assert (1, 28, 28, 1) in shapes and (1, 20, 33, 3) in shapes  # MNIST's size, and colour not square
+    whole = [p for c in meta()["cases"] for p in c["params"].values() if float(p.get("ty", 0.5)).is_integer()]
+    assert whole, "a whole-pixel shift, where the constant and wrap fills meet an edge exactly"
+
+
+@pytest.mark.parametrize("name", ["samplewise std only", "featurewise std only"])
+def test_std_normalization_turns_centring_on_with_a_warning_as_keras_does(name):
+    c = case(name)
+    assert c["keras_warnings"], "Keras warned when the fixture was made"
+    with pytest.warns(UserWarning, match="std_normalization turns .*_center on"):
+        aug = Augment(**c["settings"])
+    kind = name.split()[0]
+    assert getattr(aug.config, f"{kind}_center")
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_fit_finds_keras_featurewise_statistics(image):
+    arrays = transforms()
+    for c in meta()["cases"]:
+        if not (c["settings"].get("featurewise_center") or c["settings"].get("featurewise_std_normalization")):
+            continue
+        fill = c["fills"][0]
+        _, _, aug = run_case(c, fill, image)
+        mean = arrays[f"fit_mean/{c['name']}/{fill}/{image}"].reshape(-1)
+        assert np.allclose(aug.mean.reshape(-1).numpy(), mean, rtol=1e-5, atol=1e-6), c["name"]
+        std = arrays.get(f"fit_std/{c['name']}/{fill}/{image}")
+        if std is not None:
+            assert np.allclose(aug.std.reshape(-1).numpy(), std.reshape(-1), rtol=1e-5, atol=1e-6), c["name"]
+
+
+# --- random parameters distributed as Keras draws them -----------------------------------------------------
+RANDOM = [(r["name"], key) for r in meta()["random"] for key in r["keys"]]
+
+
+@pytest.mark.parametrize("name, key", RANDOM, ids=[f"{n}: {k}" for n, k in RANDOM])
+def test_random_parameters_are_distributed_as_keras_draws_them(name, key):
+    result = compare_draws(name, key)
+    keras, ours = result["keras"], result["ours"]
+    if result["values"] is not None:  # whole-pixel shifts, listed shifts, flips: the same values, as often
+        assert np.allclose(np.unique(ours), result["values"], atol=1e-5)  # fractions of sizes: float32
+    else:
+        spread = keras.max() - keras.min()
+        assert keras.min() - 0.01 * spread <= ours.min() and ours.max() <= keras.max() + 0.01 * spread
+    assert result["pvalue"] > 1e-4, result["counts"] if "counts" in result else result["statistic"]
+
+
+def test_integer_shift_ranges_are_whole_pixels_and_floats_are_ranges():
+    g = torch.Generator().manual_seed(0)
+    p = Augment(width_shift_range=3, height_shift_range=1).random_params(2000, 40, 80, g)
+    assert set(p["ty"].tolist()) == {-2.0, -1.0, 0.0, 1.0, 2.0} and set(p["tx"].tolist()) == {0.0}
+    p = Augment(width_shift_range=3.0, height_shift_range=0.25).random_params(2000, 40, 80, g)
+    assert len(set(p["ty"].tolist())) > 1000 and 2.9 < p["ty"].abs().max() <= 3  # pixels, continuous
+    assert 0.24 * 40 < p["tx"].abs().max() <= 0.25 * 40  # a fraction of the height (tx: Keras' rows)
+
+
+# --- the resampler against SciPy -------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["constant", "nearest", "reflect", "wrap"])
-@pytest.mark.parametrize("params", CASES, ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()))
-def test_parity_with_keras_formula(mode, params):
-    img = structured_image()
-    aug = Augment(fill_mode=mode, cval=7.0)
-    ref = keras_affine(img, fill_mode=mode, cval=7.0, **params)
-    assert np.abs(run(aug, img, **params) - ref).max() < 1e-9
-    diff = np.abs(run(aug, img, torch.float32, **params) - ref)
-    assert (diff > 0.01).mean() <= 0.01, diff.max()
+def test_affine_sample_is_scipy_affine_transform(mode):
+    """Keras hands its fill mode to scipy.ndimage.affine_transform(order=1); on random matrices, in float64,
+    cnnlab's batched resampler gives SciPy's numbers."""
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (11, 17)).astype(np.float64)
+    matrices = []
+    for k in range(64):
+        linear = np.eye(2) + rng.normal(0, 0.4, (2, 2))
+        shift = rng.normal(0, 8, 2) if k % 4 else rng.integers(-30, 30, 2).astype(float)  # some whole pixels
+        matrices.append(np.concatenate([linear if k % 4 else np.eye(2), shift[:, None]], axis=1))
+    ours = affine_sample(
+        torch.from_numpy(img).expand(64, 1, 11, 17), torch.from_numpy(np.stack(matrices)), mode, cval=7.0
+    )
+    for m, out in zip(matrices, ours):
+        ref = ndimage.affine_transform(img, m[:, :2], m[:, 2], order=1, mode=mode, cval=7.0)
+        assert np.abs(out[0].numpy() - ref).max() < 1e-9
+
+
+def test_fill_modes_on_a_strip_as_scipy_draws_them():
+    # A 1x4 strip 'abcd' shifted by two pixels to the right shows what fills the vacated pixels; SciPy's 'wrap'
+    # (what Keras runs) has period n - 1 since SciPy 1.6, its period-n wrap being 'grid-wrap'.
+    strip = np.array([[10.0, 20.0, 30.0, 40.0]])
+    expect = {"nearest": [10, 10, 10, 20], "constant": [99, 99, 10, 20], "reflect": [20, 10, 10, 20]}
+    expect["wrap"] = [20, 30, 10, 20]
+    shift = np.array([[[1.0, 0.0, 0.0], [0.0, 1.0, -2.0]]])
+    for mode, values in expect.items():
+        ours = affine_sample(torch.tensor(strip)[None, None], torch.tensor(shift), mode, cval=99.0)[0, 0, 0]
+        assert ours.tolist() == pytest.approx(values, abs=1e-9), mode
+        scipy = ndimage.affine_transform(strip, shift[0, :, :2], shift[0, :, 2], order=1, mode=mode, cval=99.0)
+        assert scipy[0].tolist() == values, mode
+
+
+# --- batches, seeds and settings ----------------------------------------------------------------------------
+def batch(n=1, image="rgb"):
+    return to_nchw(transforms()[f"input/{image}"]).repeat(n, 1, 1, 1)
 
 
 def test_identity_parameters_give_the_identity():
-    img = structured_image()
-    x = torch.from_numpy(img).permute(2, 0, 1)[None].float()
+    x = batch()
     for aug in (Augment(), Augment(rotation_range=0, zoom_range=0.0, fill_mode="reflect")):
         assert torch.equal(aug(x, torch.Generator().manual_seed(0)), x)
-    assert np.array_equal(run(Augment(), img, zx=1.0), img)
+    assert torch.equal(Augment().apply(x, cnnlab_params({}, 1)), x)
 
 
 def test_same_seed_same_images_and_one_transform_per_image():
-    x = torch.from_numpy(structured_image()).permute(2, 0, 1)[None].float().repeat(6, 1, 1, 1)
+    x = batch(6)
     aug = Augment.lesson()
     a = aug(x, torch.Generator().manual_seed(3))
     b = aug(x, torch.Generator().manual_seed(3))
@@ -76,68 +170,26 @@ def test_same_seed_same_images_and_one_transform_per_image():
     assert all(not torch.equal(a[0], a[i]) for i in range(1, 6))  # each image its own transform
 
 
-def test_fill_modes_look_as_keras_docstring_draws_them():
-    # A 1x4 strip 'abcd' shifted by two pixels to the right shows what fills the vacated pixels.
-    row = np.array([[10.0, 20.0, 30.0, 40.0]])[..., None]  # (H=1, W=4, C=1)
-    # In Keras' axes, tx (height range) moves the image along its width.
-    expect = {
-        "nearest": [10, 10, 10, 20],
-        "constant": [99, 99, 10, 20],
-        "reflect": [20, 10, 10, 20],
-        "wrap": [30, 40, 10, 20],
-    }
-    for mode, values in expect.items():
-        out = run(Augment(fill_mode=mode, cval=99.0), row, tx=-2)
-        assert out[0, :, 0].tolist() == pytest.approx(values, abs=1e-9), mode
-        assert keras_affine(row, tx=-2, fill_mode=mode, cval=99.0)[0, :, 0].tolist() == values, mode
-
-
-def test_shifts_are_fractions_below_one_and_pixels_from_one():
-    aug = Augment(width_shift_range=0.25, height_shift_range=3)
+def test_each_image_gets_its_own_flip_and_channel_shift():
+    x = batch(32)
     g = torch.Generator().manual_seed(0)
-    p = aug.random_params(10_000, 40, 80, g)
-    assert p["ty"].abs().max() <= 0.25 * 80 and p["ty"].abs().max() > 0.24 * 80  # fraction of the width
-    assert p["tx"].abs().max() <= 3 and p["tx"].abs().max() > 2.9  # pixels
-    listed = Augment(width_shift_range=[2, 5]).random_params(1000, 40, 80, g)["ty"]
-    assert set(listed.abs().tolist()) == {2.0, 5.0} and (listed < 0).any()
+    flipped = Augment(horizontal_flip=True)(x, g)
+    assert any(torch.equal(f, x[0].flip(2)) for f in flipped) and any(torch.equal(f, x[0]) for f in flipped)
+    shifted = Augment(channel_shift_range=30)(x, g)
+    assert shifted.min() >= x.min() and shifted.max() <= x.max()
+    assert len({float(s.mean()) for s in shifted}) > 16
+    with pytest.raises(ValueError, match="fit"):
+        Augment(featurewise_center=True)(x, g)
 
 
-def test_zoom_ranges_and_units():
+def test_zoom_ranges_and_shear_units():
     g = torch.Generator().manual_seed(0)
-    p = Augment(zoom_range=0.2).random_params(5000, 28, 28, g)
-    assert 0.8 <= p["zx"].min() < 0.81 and 1.19 < p["zy"].max() <= 1.2
-    assert not torch.equal(p["zx"], p["zy"])  # drawn independently
     p = Augment(zoom_range=[0.5, 0.7]).random_params(1000, 28, 28, g)
-    assert p["zx"].min() >= 0.5 and p["zx"].max() <= 0.7
+    assert p["zx"].min() >= 0.5 and p["zx"].max() <= 0.7 and not torch.equal(p["zx"], p["zy"])
     with pytest.warns(UserWarning, match="degrees.*shear_units='radians'"):
         Augment(shear_range=0.2)
     radians = Augment(shear_range=0.2, shear_units="radians").random_params(5000, 28, 28, g)["shear"]
     assert 11.0 < radians.abs().max() <= 11.46  # 0.2 rad = 11.46 degrees
-
-
-def test_zoom_above_one_shows_more_of_the_scene():
-    img = np.zeros((21, 21, 1))
-    img[8:13, 8:13] = 255  # a centred square of 5x5
-    out = run(Augment(fill_mode="constant"), img, zx=2.0, zy=2.0)
-    assert (out > 127).sum() < 25 / 2  # the square shrinks
-
-
-def test_flips_brightness_channel_shift_and_standardization():
-    x = torch.from_numpy(structured_image()).permute(2, 0, 1)[None].float()
-    g = torch.Generator().manual_seed(0)
-    flipped = Augment(horizontal_flip=True)(x.repeat(32, 1, 1, 1), g)
-    assert any(torch.equal(f, x[0].flip(2)) for f in flipped) and any(torch.equal(f, x[0]) for f in flipped)
-    dim = Augment(brightness_range=[0.5, 0.5])(x, g)
-    assert torch.allclose(dim, x * 0.5)
-    shifted = Augment(channel_shift_range=30)(x, g)
-    assert shifted.min() >= x.min() and shifted.max() <= x.max() and not torch.equal(shifted, x)
-    scaled = Augment(rescale=1 / 255, samplewise_center=True)(x, g)
-    assert abs(float(scaled.mean())) < 1e-5 and float(scaled.max()) < 1.0
-    feature = Augment(featurewise_center=True, featurewise_std_normalization=True).fit(x.repeat(4, 1, 1, 1))
-    out = feature(x, g)
-    assert torch.allclose(out.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4)
-    with pytest.raises(ValueError, match="fit"):
-        Augment(featurewise_center=True)(x, g)
 
 
 def test_bad_settings_are_clear_errors():
@@ -147,9 +199,27 @@ def test_bad_settings_are_clear_errors():
         Augment(rotation=30)
     with pytest.raises(ValueError, match="zoom_range"):
         Augment(zoom_range=[0.5, 0.7, 0.9])
+    with pytest.raises(ValueError, match="width_shift_range must be >= 0"):
+        Augment(width_shift_range=-3)
 
 
 def test_runs_on_the_batch_device_and_dtype():
     x = torch.rand(4, 1, 28, 28) * 255
-    out = Augment.lesson()(x, torch.Generator().manual_seed(0))
-    assert out.shape == x.shape and out.dtype == torch.float32 and out.device == x.device
+    for aug in (Augment.lesson(), Augment.lesson(brightness_range=[0.5, 1.5], fill_mode="wrap")):
+        out = aug(x, torch.Generator().manual_seed(0))
+        assert out.shape == x.shape and out.dtype == torch.float32 and out.device == x.device
+
+
+def test_the_command_line_keeps_keras_int_and_float_shift_ranges(tmp_path, capsys):
+    from cnnlab.cli import _augment_settings, build_parser, main
+
+    args = build_parser().parse_args(["augment-preview", "--width-shift-range", "3", "--height-shift-range", "3.0"])
+    settings = _augment_settings(args)
+    assert settings["width_shift_range"] == 3 and isinstance(settings["width_shift_range"], int)
+    assert isinstance(settings["height_shift_range"], float)
+    image = tmp_path / "img.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((20, 33, 3), np.uint8)).save(image)
+    assert main(["augment-preview", str(image), "--width-shift-range", "-3", "-o", str(tmp_path / "p.png")]) == 2
+    assert "width_shift_range must be >= 0" in capsys.readouterr().err

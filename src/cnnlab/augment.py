@@ -1,19 +1,24 @@
 """Data augmentation with Keras' ``ImageDataGenerator`` semantics, on whole batches, on any device.
 
-The knobs mean what they mean in Keras (keras/src/legacy/preprocessing/image.py,
-``get_random_transform`` and ``apply_affine_transform``):
+The knobs mean what they mean in Keras (keras/src/legacy/preprocessing/image.py, ``get_random_transform``,
+``apply_transform`` and ``standardize``); tests/test_augment.py checks every option against fixtures written
+by real Keras (scripts/make_keras_fixtures.py):
 
 - ``rotation_range``: degrees, theta ~ U(-r, r).
-- ``width_shift_range`` / ``height_shift_range``: a fraction of the width/height when < 1, else pixels;
-  a list draws one of its values with a random sign.
+- ``width_shift_range`` / ``height_shift_range``: a float below 1 is a fraction of the width/height,
+  U(-r, r) * size; a float from 1 is pixels, U(-r, r); an int k is whole pixels, k' * (+-1) with k' drawn
+  from 0..k-1 (so 1 never shifts, 3 shifts by -2..2); a list draws one of its values with a random sign.
 - ``shear_range``: degrees, shear ~ U(-s, s) (Keras >= 2.3; older Keras and many tutorials meant radians:
   ``shear_units="radians"``). The lesson's 0.2 is therefore a 0.2-degree shear, almost nothing.
 - ``zoom_range``: zx and zy drawn independently from [1 - z, 1 + z] (or a given [lo, hi]); the matrix maps
   output to input, so a zoom above 1 shows more of the scene (the content shrinks).
 - ``horizontal_flip`` / ``vertical_flip``: each with p = 0.5.
-- ``fill_mode``: constant (with ``cval``), nearest, reflect (dcba|abcd|dcba), wrap (abcd|abcd|abcd).
-- ``brightness_range``, ``channel_shift_range``, ``rescale``, sample- and feature-wise centring and std
-  normalisation (``fit`` computes the feature-wise statistics).
+- ``fill_mode``: SciPy's edge rules, which Keras passes on: constant (``cval``), nearest, reflect
+  (dcba|abcd|dcba), and wrap as SciPy >= 1.6 reads it: period n - 1, the last pixel overlapping the first
+  (the strip 10 20 30 40 moved right by 2 reads 20 30 10 20).
+- ``brightness_range``: Keras goes through an 8-bit PIL image: floor(floor(x) * b), clipped to 0..255.
+- ``channel_shift_range``, ``rescale``, sample- and feature-wise centring and std normalisation (``fit``
+  computes the feature-wise statistics); std normalisation turns the matching centring on, as in Keras.
 
 The transform is Keras' matrix product rotation @ shift @ shear @ zoom, centred on the image, with the
 same x/y swap that Keras applies before calling scipy (so, as in Keras, ``height_shift_range`` ends up
@@ -26,8 +31,8 @@ Random parameters are drawn per image from a ``torch.Generator``: the same seed 
 
 from __future__ import annotations
 
-import functools
 import math
+import numbers
 import warnings
 from dataclasses import asdict, dataclass
 
@@ -48,8 +53,8 @@ LESSON = dict(
 @dataclass
 class AugmentConfig:
     rotation_range: float = 0.0
-    width_shift_range: float | list = 0.0
-    height_shift_range: float | list = 0.0
+    width_shift_range: int | float | list = 0.0  # an int means whole pixels, as in Keras
+    height_shift_range: int | float | list = 0.0
     shear_range: float = 0.0
     zoom_range: float | list = 0.0
     horizontal_flip: bool = False
@@ -91,6 +96,14 @@ class Augment:
             raise ValueError(f"zoom_range must be a float or [lower, upper], got {z!r}")
         if cfg.brightness_range is not None and len(cfg.brightness_range) != 2:
             raise ValueError(f"brightness_range must be [lower, upper], got {cfg.brightness_range!r}")
+        for name in ("width_shift_range", "height_shift_range"):
+            value = getattr(cfg, name)
+            if (min(value, default=0) if isinstance(value, (list, tuple)) else value) < 0:
+                raise ValueError(f"{name} must be >= 0 (or a list of shifts), got {value!r}")
+        for kind in ("samplewise", "featurewise"):
+            if getattr(cfg, f"{kind}_std_normalization") and not getattr(cfg, f"{kind}_center"):
+                setattr(cfg, f"{kind}_center", True)  # Keras divides centred values only, and says so
+                warnings.warn(f"{kind}_std_normalization turns {kind}_center on, as in Keras", stacklevel=2)
         if cfg.shear_units == "degrees" and 0 < cfg.shear_range < 1:
             warnings.warn(
                 f"shear_range={cfg.shear_range} is read in degrees, as Keras >= 2.3 reads it: a barely visible "
@@ -119,36 +132,37 @@ class Augment:
 
     # --- random parameters -------------------------------------------------------------------------
     def random_params(self, n: int, height: int, width: int, generator=None, device="cpu", dtype=torch.float32) -> dict:
-        """One transform per image, drawn as Keras draws them (uniform ranges; shifts as fractions below 1,
-        pixels from 1, or picked from a list with a random sign)."""
+        """One transform per image, drawn as Keras draws them: uniform ranges; a shift range is a fraction of the
+        size below 1, pixels from 1, whole pixels when an int, or one of a list's values with a random sign."""
         cfg = self.config
 
-        def shift_bound(rng, size):  # a list is drawn apart, below
-            if isinstance(rng, (list, tuple)) or not rng:
+        def uniform_bound(rng, size):  # ints and lists are drawn apart, below
+            if isinstance(rng, (list, tuple, numbers.Integral)) or not rng:
                 return 0.0
             return rng * size if rng < 1 else rng
 
-        def listed_shift(rng, size):
-            values = torch.tensor(rng, dtype=dtype, device=device)
-            pick = values[torch.randint(len(rng), (n,), generator=generator, device=device)]
+        def discrete_shift(rng, size):
+            """Keras' ``np.random.choice(rng) * np.random.choice([-1, 1])``: choice(k) of an int k is 0..k-1."""
+            values = list(range(rng)) if isinstance(rng, numbers.Integral) else list(rng)
+            pick = torch.tensor(values, dtype=dtype, device=device)
+            pick = pick[torch.randint(len(values), (n,), generator=generator, device=device)]
             sign = torch.randint(2, (n,), generator=generator, device=device) * 2 - 1
-            out = pick * sign
-            return out * size if max(rng) < 1 else out
+            fraction = isinstance(rng, (list, tuple)) and max(rng) < 1  # an int k >= 1 is pixels
+            return pick * sign * (size if fraction else 1)
 
         # The six continuous parameters in one draw, row k uniform in [low_k, high_k] (a zero-width range gives
         # its constant exactly): one random call and one multiply-add instead of a dozen small tensor ops.
         shear = cfg.shear_range * (180 / math.pi if cfg.shear_units == "radians" else 1.0)
-        tx = shift_bound(cfg.height_shift_range, height)  # Keras: tx from the height range, ty from the width
-        ty = shift_bound(cfg.width_shift_range, width)
+        tx = uniform_bound(cfg.height_shift_range, height)  # Keras: tx from the height range, ty from the width
+        ty = uniform_bound(cfg.width_shift_range, width)
         low = torch.tensor([-cfg.rotation_range, -tx, -ty, -shear, self.zoom[0], self.zoom[0]], dtype=dtype)
         high = torch.tensor([cfg.rotation_range, tx, ty, shear, self.zoom[1], self.zoom[1]], dtype=dtype)
         u = torch.rand(6, n, generator=generator, device=device, dtype=dtype)
         drawn = torch.addcmul(low.to(device)[:, None], u, (high - low).to(device)[:, None])
         params = dict(zip(("theta", "tx", "ty", "shear", "zx", "zy"), drawn.unbind(0)))
-        if isinstance(cfg.height_shift_range, (list, tuple)):
-            params["tx"] = listed_shift(cfg.height_shift_range, height)
-        if isinstance(cfg.width_shift_range, (list, tuple)):
-            params["ty"] = listed_shift(cfg.width_shift_range, width)
+        for key, rng, size in (("tx", cfg.height_shift_range, height), ("ty", cfg.width_shift_range, width)):
+            if rng and isinstance(rng, (list, tuple, numbers.Integral)):
+                params[key] = discrete_shift(rng, size)
 
         def coin(enabled):
             return torch.rand(n, generator=generator, device=device) < 0.5 if enabled else None
@@ -189,10 +203,18 @@ class Augment:
         """The transform of ``params`` on a float batch (N, C, H, W), in Keras' order: affine, channel shift,
         horizontal flip, vertical flip, brightness."""
         n, c, h, w = x.shape
+        brightness = params.get("brightness")
         if _is_identity(params):
             out = x.clone()
         else:
-            out = affine_sample(x, self.sampling_matrices(params, h, w), self.config.fill_mode, self.config.cval)
+            # Brightness goes through 8 bits, so a value that SciPy computes (in float64) as exactly 128 or 255
+            # must not come out as 127.99998 (floored to 127) or 255.00002 (outside 0..255, which makes Keras
+            # stretch the whole image first): with brightness the geometry runs in float64 and is then rounded
+            # to x's dtype, as SciPy's result is rounded to Keras' float32. In float32 a third of the pixels of
+            # the test images came out a grey level or more off.
+            work = x.double() if brightness is not None else x
+            matrices = self.sampling_matrices(params, h, w)
+            out = affine_sample(work, matrices, self.config.fill_mode, self.config.cval).to(x.dtype)
         if params.get("channel_shift") is not None:
             lo = out.amin(dim=(1, 2, 3), keepdim=True)
             hi = out.amax(dim=(1, 2, 3), keepdim=True)
@@ -201,9 +223,8 @@ class Augment:
             out = torch.where(params["flip_horizontal"].view(n, 1, 1, 1), out.flip(3), out)
         if params.get("flip_vertical") is not None:
             out = torch.where(params["flip_vertical"].view(n, 1, 1, 1), out.flip(2), out)
-        if params.get("brightness") is not None:
-            # Keras goes through PIL's ImageEnhance.Brightness: a blend with black, clipped to 0..255.
-            out = (out * params["brightness"].view(n, 1, 1, 1).to(out.dtype)).clamp(0, 255)
+        if brightness is not None:
+            out = pil_brightness(out, brightness)
         return out
 
     def standardize(self, x: torch.Tensor) -> torch.Tensor:
@@ -253,64 +274,85 @@ def _is_identity(params: dict) -> bool:
 
 
 def affine_sample(x: torch.Tensor, matrices: torch.Tensor, fill_mode: str, cval: float = 0.0) -> torch.Tensor:
-    """Bilinear resampling of x (N, C, H, W): output pixel (r, c) takes input (r', c') = M @ (r, c, 1).
+    """Bilinear resampling of x (N, C, H, W): output pixel (r, c) takes input (r', c') = M @ (r, c, 1), with
+    SciPy's order=1 edge rules (the ones Keras asks SciPy for), all through ``grid_sample``'s vectorised kernel:
 
-    Three of scipy's edge rules are exactly ``grid_sample``'s (a vectorised kernel, several times faster than
-    gathering by hand): 'nearest' is border padding on pixel centres; 'reflect' (half-sample symmetric) is
-    reflection padding about the pixel edges (align_corners=False); 'constant' is bilinear inside [0, n-1] and
-    cval outside, without blending. 'wrap' (period n) has no counterpart there and is gathered by hand.
+    - 'nearest' is border padding on pixel centres;
+    - 'reflect' (half-sample symmetric) is reflection padding about the pixel edges (align_corners=False);
+    - 'constant' is bilinear inside [0, n-1] and cval outside, without blending;
+    - 'wrap' maps each coordinate into [0, n-1] as SciPy does (period n - 1, see ``wrap_like_scipy``), then
+      samples with border padding.
+
+    For 'constant' and 'wrap' the test against the edges is made in pixel units: an integer coordinate (a whole
+    pixel shift, a flip) is then exact in float32, as it is in SciPy's float64, and lands on the same side.
     """
     n, c, h, w = x.shape
-    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32  # of the coordinates
     matrices = matrices.to(dtype)
-    if fill_mode == "wrap":
-        src = matrices @ _pixel_grid(h, w, x.device, dtype)  # (N, 2, H*W): input (row, col) of each output pixel
-        return _gather_bilinear_wrap(x, src[:, 0], src[:, 1])
-    # grid_sample wants, per output pixel, the input's (x = col, y = row) in [-1, 1]; fold that scaling into
-    # the matrices so that one batched product writes the grid in the layout grid_sample reads.
+    rows = torch.arange(h, device=x.device, dtype=dtype)
+    cols = torch.arange(w, device=x.device, dtype=dtype)
+    # grid_sample wants, per output pixel, the input's (x = col, y = row) in [-1, 1].
     if fill_mode == "reflect":  # pixel edges -0.5 and n - 0.5 map to -1 and 1
         sx, sy, bx, by, align, padding = 2 / w, 2 / h, 1 / w - 1, 1 / h - 1, False, "reflection"
     else:  # pixel centres 0 and n - 1 map to -1 and 1
         sx, sy, bx, by, align, padding = 2 / max(w - 1, 1), 2 / max(h - 1, 1), -1.0, -1.0, True, "border"
-    # Rows swapped to (x, y), scaled and offset in one multiply-add: (N, 2, 3).
     scale = torch.tensor([[sx], [sy]], dtype=dtype, device=x.device)
-    offset = torch.tensor([[0.0, 0.0, bx], [0.0, 0.0, by]], dtype=dtype, device=x.device)
-    to_unit = torch.addcmul(offset, matrices.flip(1), scale)
-    # Per pixel, x = a*row + b*col + c (and so for y): a row term (N, 2, H) plus a column term (N, 2, W), added
-    # by broadcasting into (N, 2, H, W), which grid_sample reads through a permuted view. About 4x faster here
-    # than a batched matrix product with an inner size of 3, or than writing (N, H, W, 2) directly.
-    rows = torch.arange(h, device=x.device, dtype=dtype)
-    cols = torch.arange(w, device=x.device, dtype=dtype)
-    row_term = to_unit[:, :, 0:1] * rows
-    col_term = torch.addcmul(to_unit[:, :, 2:3], to_unit[:, :, 1:2], cols)
-    grid = (row_term.unsqueeze(3) + col_term.unsqueeze(2)).to(x.dtype).permute(0, 2, 3, 1)  # (N, H, W, 2)
+    offset = torch.tensor([[bx], [by]], dtype=dtype, device=x.device)
+    outside = None
+    if fill_mode in ("nearest", "reflect"):
+        # Continuous edge rules: fold the scaling into the matrices, rows swapped to (x, y), so that the grid
+        # comes out of one broadcast sum in the layout grid_sample reads.
+        matrices = matrices.flip(1) * scale
+        matrices[:, :, 2:3] += offset
+    # Per pixel, a*row + b*col + c: a row term (N, 2, H) plus a column term (N, 2, W), added by broadcasting
+    # into (N, 2, H, W). About 4x faster here than a batched matrix product with an inner size of 3.
+    row_term = matrices[:, :, 0:1] * rows
+    col_term = torch.addcmul(matrices[:, :, 2:3], matrices[:, :, 1:2], cols)
+    coords = row_term.unsqueeze(3) + col_term.unsqueeze(2)
+    if fill_mode == "constant":  # (row, col) in pixels
+        limits = torch.tensor([h - 1, w - 1], dtype=dtype, device=x.device).view(1, 2, 1, 1)
+        outside = ((coords < 0) | (coords > limits)).any(dim=1, keepdim=True)
+    elif fill_mode == "wrap":
+        coords = torch.stack([wrap_like_scipy(coords[:, 0], h), wrap_like_scipy(coords[:, 1], w)], dim=1)
+    if fill_mode in ("constant", "wrap"):
+        coords = torch.addcmul(offset.unsqueeze(2), coords.flip(1), scale.unsqueeze(2))  # to (x, y) in [-1, 1]
+    grid = coords.to(x.dtype).permute(0, 2, 3, 1)  # (N, H, W, 2), a view
     out = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=align)
-    if fill_mode == "constant":  # scipy's 'constant': outside [0, n-1] is cval, with no blending at the edge
-        outside = (grid.abs() > 1).any(dim=-1).unsqueeze(1)
+    if outside is not None:  # SciPy's 'constant': outside [0, n-1] is cval, with no blending at the edge
         out = torch.where(outside, torch.as_tensor(cval, dtype=x.dtype, device=x.device), out)
     return out
 
 
-@functools.lru_cache(maxsize=16)
-def _pixel_grid(h: int, w: int, device, dtype) -> torch.Tensor:
-    """(3, H*W): every output pixel's (row, col, 1), built once per size."""
-    rows = torch.arange(h, device=device, dtype=dtype).view(h, 1).expand(h, w).reshape(-1)
-    cols = torch.arange(w, device=device, dtype=dtype).view(1, w).expand(h, w).reshape(-1)
-    return torch.stack([rows, cols, torch.ones(h * w, device=device, dtype=dtype)])
+def wrap_like_scipy(coord: torch.Tensor, n: int) -> torch.Tensor:
+    """SciPy's ``mode="wrap"`` (ni_interpolation.c, map_coordinate), which is what Keras' fill_mode="wrap" runs:
+    since SciPy 1.6 it wraps with period n - 1, the last pixel overlapping the first. A coordinate below 0 goes to
+    (0, n-1], one above n - 1 to [0, n-1), one inside stays. (SciPy's period-n wrap is called 'grid-wrap'.)
+    At a multiple of n - 1 the value jumps between the two end pixels: whole-pixel coordinates are exact in
+    float32 too, but a fractional one within float32 rounding (~1e-5 px) of a multiple may land on the other side."""
+    if n <= 1:
+        return torch.zeros_like(coord)
+    period = n - 1
+    below = coord + period * (torch.trunc(-coord / period) + 1)
+    above = coord - period * torch.trunc(coord / period)
+    return torch.where(coord < 0, below, torch.where(coord > period, above, coord))
 
 
-def _gather_bilinear_wrap(x: torch.Tensor, r: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """Bilinear sampling with period-n wrapping (a b c d | a b c d | a b c d), by hand."""
-    n, c, h, w = x.shape
-    r0, q0 = r.floor(), q.floor()
-    fr, fq = (r - r0).unsqueeze(1), (q - q0).unsqueeze(1)
-    r0, q0 = r0.long(), q0.long()
-    flat = x.reshape(n, c, h * w)
-    out = 0
-    for dr, dq, weight in ((0, 0, (1 - fr) * (1 - fq)), (0, 1, (1 - fr) * fq), (1, 0, fr * (1 - fq)), (1, 1, fr * fq)):
-        index = (torch.remainder(r0 + dr, h) * w + torch.remainder(q0 + dq, w)).unsqueeze(1).expand(n, c, h * w)
-        out = out + weight.to(x.dtype) * torch.gather(flat, 2, index)
-    return out.reshape(n, c, h, w)
+def pil_brightness(x: torch.Tensor, brightness: torch.Tensor) -> torch.Tensor:
+    """Keras' ``apply_brightness_shift(x, b, scale=False)`` on a batch: the image becomes an 8-bit PIL image
+    (values truncated; an image reaching outside 0..255 is first stretched to 0..255 by its min and max),
+    ``ImageEnhance.Brightness`` blends it with black (PIL: ``(UINT8)(float b * v)``, clipped to 0..255), and a
+    stretched image is mapped back. Computed in float32 in Keras' order of operations, as Keras and PIL do."""
+    n = x.shape[0]
+    x32 = x.float()
+    b = brightness.view(n, 1, 1, 1).float()
+    lo = x32.amin(dim=(1, 2, 3), keepdim=True)
+    hi = x32.amax(dim=(1, 2, 3), keepdim=True)
+    stretch = (lo < 0) | (hi > 255)
+    span = hi - lo
+    stretched = (x32 - lo) / torch.where(span > 0, span, torch.ones_like(span)) * 255
+    eight_bit = torch.where(stretch, stretched, x32).trunc()
+    blended = (b * eight_bit).trunc().clamp(0, 255)
+    return torch.where(stretch, blended / 255 * span + lo, blended).to(x.dtype)
 
 
 def preview_grid(

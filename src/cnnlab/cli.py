@@ -312,10 +312,18 @@ def cmd_compute(args) -> int:
     return 0
 
 
+def int_or_float(text: str) -> int | float:
+    """'3' -> 3, '0.1' or '3.0' -> a float: Keras reads an int shift range as whole pixels, a float as a range."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
 AUGMENT_FLAGS = {  # Keras ImageDataGenerator argument -> its type on the command line
     "rotation_range": float,
-    "width_shift_range": float,
-    "height_shift_range": float,
+    "width_shift_range": int_or_float,
+    "height_shift_range": int_or_float,
     "shear_range": float,
     "zoom_range": float,
     "channel_shift_range": float,
