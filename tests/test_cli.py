@@ -84,6 +84,35 @@ def test_evaluate_reproduces_the_training_report(trained_run, capsys):
     assert f"top-1 accuracy: {saved['accuracy']:.4f}" in out
 
 
+def test_evaluate_on_new_labelled_data_writes_its_own_report(trained_run, tmp_path, capsys):
+    """Keras' model.evaluate(x, y): new IDX files, or image files in class folders, prepared as training did."""
+    from conftest import synthetic_digits
+
+    from cnnlab.data.idx import write_idx
+
+    run_dir, _ = trained_run
+    before = (run_dir / "report.json").read_bytes()
+    images, labels = synthetic_digits(120, seed=9)
+    (tmp_path / "new").mkdir()
+    write_idx(tmp_path / "new" / "digits-images-idx3-ubyte.gz", images)
+    write_idx(tmp_path / "new" / "digits-labels-idx1-ubyte.gz", labels)
+    capsys.readouterr()
+    assert main(["evaluate", str(run_dir), "--data", str(tmp_path / "new")]) == 0
+    out = capsys.readouterr().out
+    folder = run_dir / f"eval-{tmp_path.name}_new"
+    report = json.loads((folder / "report.json").read_text())
+    assert report["n"] == 120 and report["accuracy"] > 0.9 and f"top-1 accuracy: {report['accuracy']:.4f}" in out
+    for name in ("report.txt", "confusion_matrix.png", "mistakes.png"):
+        assert (folder / name).is_file(), name
+    assert (run_dir / "report.json").read_bytes() == before  # the training report is never overwritten
+    pictures = tmp_path / "pictures"
+    for i, (image, label) in enumerate(zip(images[:40], labels[:40])):
+        (pictures / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(pictures / str(label) / f"{i}.png")
+    assert main(["evaluate", str(run_dir), "--data", str(pictures)]) == 0
+    assert json.loads((run_dir / f"eval-{tmp_path.name}_pictures" / "report.json").read_text())["n"] == 40
+
+
 def test_predict_classifies_image_files_of_any_size_and_colour(trained_run, tmp_path, capsys):
     run_dir, _ = trained_run
     # Class 3 is a bar at rows 10-12 of 28; drawn dark on light, in colour, at 4x size.

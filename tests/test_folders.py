@@ -251,6 +251,11 @@ def test_train_predict_and_kaggle_submission(kaggle, tmp_path, capsys):
         assert main([str(a) for a in args]) == 0
         return list(csv.reader(open(tmp_path / name)))
 
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data", str(kaggle), "--cache-dir", str(tmp_path / "cache")]) == 0
+    out = capsys.readouterr().out
+    assert "10-crop (corners + centre, mirrored)" in out and "(24 images)" in out
+    assert (run / f"eval-{tmp_path.name}_train" / "mistakes.png").is_file()
     rows = submit("sub.csv")
     assert rows[0] == ["id", "label"] and [r[0] for r in rows[1:]] == ["1", "2", "3", "10"]
     p_dog = {int(r[0]): float(r[1]) for r in rows[1:]}

@@ -187,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--weights", default="last", choices=["last", "best"])
     p.add_argument("--data-dir", help="where the run's own dataset's files are")
+    p.add_argument("--cache-dir", help="image folders: where the decoded cache goes")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=_positive_int)
 
@@ -430,7 +431,9 @@ def cmd_train(args, argv: list[str]) -> int:
 def cmd_evaluate(args) -> int:
     from .inference import evaluate_run
 
-    report, out_dir = evaluate_run(args.run_dir, args.weights, args.data, args.data_dir, args.device, args.batch_size)
+    report, out_dir = evaluate_run(
+        args.run_dir, args.weights, args.data, args.data_dir, args.device, args.batch_size, args.cache_dir
+    )
     print(report.format())
     if out_dir is not None:
         print(f"\nwrote {out_dir}/: report.txt, report.json, confusion_matrix.png, mistakes.png")

@@ -124,6 +124,7 @@ def evaluate_run(
     data_dir: str | None = None,
     device: str = "auto",
     batch_size: int | None = None,
+    cache_dir: str | None = None,
     echo=print,
 ) -> tuple[Report, Path | None]:
     """A run's report on its own test split, or with ``data`` on new labelled images (a folder with Kaggle
@@ -134,7 +135,7 @@ def evaluate_run(
     runtime = Runtime(device, cfg.precision)
     batch_size = batch_size or cfg.eval_batch_size
     if data:
-        source = open_eval_source(data, info["data"], info["classes"], cfg.cache_dir, echo)
+        source = open_eval_source(data, info["data"], info["classes"], cache_dir or cfg.cache_dir, echo)
         out_dir = run_dir / f"eval-{slug(data)}"
     else:
         if data_dir:

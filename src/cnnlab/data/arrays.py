@@ -160,8 +160,8 @@ def as_array_dataset(x, y, classes=None, what: str = "x"):
     """Images and labels in any of the layouts Keras users hold them in, as an ``ArrayDataset``."""
     from .datasets import ArrayDataset
 
-    x = torch.as_tensor(np.asarray(x))
-    y = torch.as_tensor(np.asarray(y)).reshape(-1)
+    x = torch.tensor(np.asarray(x))  # a copy: the caller's array stays theirs
+    y = torch.tensor(np.asarray(y)).reshape(-1)
     if x.ndim == 3:
         x = x.unsqueeze(1)
     if x.ndim != 4:
