@@ -383,12 +383,24 @@ def _image_tensor(path, info: dict, invert: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_files(run_dir: str | Path, paths, weights: str = "last", top: int = 3, invert: str = "auto"):
-    """[(path, [(class, probability), ...])] for each image file, best first."""
-    model, info = load_run_model(run_dir, weights)
-    batch = torch.stack([_image_tensor(p, info, invert) for p in paths])
-    pre = Preprocess(model.cnnlab_input_norm, "cpu", channels_last=False)
-    probs = torch.softmax(model(pre(batch)).float(), dim=1)
+def predict_files(
+    run_dir: str | Path, paths, weights: str = "last", top: int = 3, invert: str = "auto", runtime: str = "auto"
+):
+    """[(path, [(class, probability), ...])] for each image file, best first; ``runtime``: auto, onnx or torch."""
+    # --- onnxruntime on the run's ONNX export when `runtime` asks for it (the rule: export.onnx_predictor_for_run)
+    from .export import onnx_predictor_for_run
+
+    predictor = onnx_predictor_for_run(run_dir, weights, runtime)
+    if predictor is not None:
+        info = predictor.info  # the export carries model.json's classes, input size and image pipeline
+        batch = torch.stack([_image_tensor(p, info, invert) for p in paths])
+        probs = torch.from_numpy(predictor.predict_proba(batch.numpy()))
+    # --- PyTorch eager
+    else:
+        model, info = load_run_model(run_dir, weights)
+        batch = torch.stack([_image_tensor(p, info, invert) for p in paths])
+        pre = Preprocess(model.cnnlab_input_norm, "cpu", channels_last=False)
+        probs = torch.softmax(model(pre(batch)).float(), dim=1)
     classes = info["classes"]
     out = []
     for path, p in zip(paths, probs):
