@@ -295,3 +295,8 @@ def test_a_missing_extra_or_a_broken_file_is_one_clear_line(tiny_run, tmp_path, 
         assert main(["predict", str(tiny_run), image, "--runtime", "onnx"]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "model.onnx: not a readable ONNX model" in err
+
+
+def test_a_kaggle_submission_refuses_the_onnx_runtime(tmp_path, capsys):
+    assert main(["predict", str(tmp_path), "--kaggle", str(tmp_path), "--runtime", "onnx"]) == 2
+    assert "--kaggle submission (10-crop) runs in PyTorch" in capsys.readouterr().err

@@ -297,7 +297,7 @@ def onnx_predictor_for_run(run_dir, weights: str = "last", runtime: str = "auto"
         if AUTO_RUNTIME.get(read_json(run_dir / "model.json")["model"], "onnx") != "onnx":
             return None
     else:
-        require("onnx", "onnxscript", "onnxruntime")
+        require("onnxruntime")  # exporting needs onnx and onnxscript too: export_run asks for them when it must
     weights_file = run_dir / "weights" / f"{weights}.safetensors"
     if path.is_file() and weights_file.is_file():
         predictor = OnnxPredictor(path)
