@@ -8,8 +8,12 @@ Both sides do what ``cnnlab predict`` does with a batch of uint8 images (N, C, H
     default graph optimisations, through ``OnnxPredictor.predict_proba``.
 Same thread count for both (``--threads``, default PyTorch's). Each measurement is a pair run back to back,
 its order alternating from pair to pair; the ratio onnxruntime / PyTorch is taken within each pair, and the
-range over the pairs is reported. Loading: PyTorch builds the model and reads its safetensors weights,
-onnxruntime opens an InferenceSession.
+range over the pairs is reported. Loading: PyTorch builds the model and reads its safetensors weights;
+onnxruntime hashes the weights file (predict's check that the export is current) and opens an InferenceSession.
+
+Measure on a quiet machine: with other processes on the cores, PyTorch's OpenMP threads wait at every barrier
+for a descheduled partner (LeNet-5 at batch 1 took 140 ms a call instead of 0.6 ms on 2 cores under a load
+of 8), and the comparison says nothing.
 
     python benchmarks/inference_speed.py [--pairs 5] [--seconds 2] [--threads N] [--out FILE.json]
     python benchmarks/inference_speed.py --quick      # smoke check: one short pair, results to a temp folder
@@ -31,7 +35,7 @@ import numpy as np
 import torch
 
 from cnnlab import create_model
-from cnnlab.checkpoint import load_weights_into, save_weights
+from cnnlab.checkpoint import load_weights_into, save_weights, sha256_file
 from cnnlab.data.loader import InputNorm, Preprocess
 from cnnlab.export import OnnxPredictor, export_onnx
 
@@ -45,6 +49,9 @@ BATCHES = (1, 64)
 
 def images_per_second(predict, batch: int, seconds: float) -> float:
     """Repeat ``predict`` for at least ``seconds`` (at least once); images per second."""
+    # Both runtimes share this process: let the other one's worker threads finish their spin-wait (OpenMP's,
+    # onnxruntime's) before the clock starts, so that they do not take cores from this timing.
+    time.sleep(0.3)
     n, start = 0, time.perf_counter()
     while True:
         predict()
@@ -70,9 +77,14 @@ def measure_model(name: str, folder: Path, pairs: int, seconds: float, threads: 
     def load_onnx():
         return OnnxPredictor(onnx_path, threads=threads)
 
+    def load_onnx_as_predict():  # predict also checks that the export holds the run's current weights
+        sha256_file(weights)
+        return load_onnx()
+
     result = {"input_size": list(size), "load_seconds": {"torch": [], "onnxruntime": []}, "batches": {}}
     for i in range(pairs):  # loading, back to back, alternating order
-        for runtime, load in (("torch", load_torch), ("onnxruntime", load_onnx))[:: 1 if i % 2 == 0 else -1]:
+        loaders = (("torch", load_torch), ("onnxruntime", load_onnx_as_predict))
+        for runtime, load in loaders[:: 1 if i % 2 == 0 else -1]:
             start = time.perf_counter()
             load()
             result["load_seconds"][runtime].append(time.perf_counter() - start)
