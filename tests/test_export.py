@@ -291,10 +291,12 @@ def test_a_missing_extra_or_a_broken_file_is_one_clear_line(tiny_run, tmp_path, 
         assert main(["predict", str(tiny_run), image]) == 0  # auto without onnxruntime: PyTorch, silently
         assert capsys.readouterr().err == ""
 
-    if HAVE_EXTRA:  # a damaged file is named, not a traceback
+    if HAVE_EXTRA:  # a damaged file is named, not a traceback; auto passes it by
         assert main(["predict", str(tiny_run), image, "--runtime", "onnx"]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "model.onnx: not a readable ONNX model" in err
+        assert main(["predict", str(tiny_run), image]) == 0
+        assert "not a readable ONNX model" in capsys.readouterr().err
 
 
 def test_a_kaggle_submission_refuses_the_onnx_runtime(tmp_path, capsys):

@@ -3,16 +3,17 @@
 The exported file takes raw pixels and gives probabilities, so that a deployment needs nothing of cnnlab:
 
     input   "pixels"         float32 (N, C, H, W), values 0-255: the uint8 image cast to float, RGB for colour
-                             (grey models: one channel, white digit on black as in MNIST); N is dynamic
+                             (grey models: one channel, like the training images: MNIST's are white on black);
+                             N is dynamic
     output  "probabilities"  float32 (N, num_classes): softmax over the classes, in the order of "classes"
 
 Inside the graph: the run's input normalisation ``(x / 255 - mean) / std`` (the training set's statistics),
 the network in eval mode (dropout off, BatchNorm's running statistics), and the softmax. Probabilities, not
 logits: a Keras user's ``model.predict`` gives them (the lesson's networks end in softmax), and so does
 ``cnnlab predict``. How an image file becomes that input (resize, centre crop) is in the metadata under
-"pipeline"; the same keys as the run's model.json ("classes", "input_size", "input_norm", "model", "options")
-and "weights_sha256" (the safetensors file exported) are stored as JSON strings in the ONNX file's
-metadata_props, and in a pt2 archive as its extra file "cnnlab.json".
+"pipeline"; it and the other keys of the run's model.json ("classes", "input_size", "input_norm", "model",
+"options"), "weights" and "weights_sha256" (the safetensors file exported) and the two conventions are in the
+ONNX file's metadata_props (lists and dicts as JSON), and in a pt2 archive in its extra file "cnnlab.json".
 
 ONNX: ``torch.onnx.export(..., dynamo=True)`` (torch.export underneath, onnxscript's translations), one
 self-contained file (AlexNet's 61M weights make ~245 MB, under protobuf's 2 GB limit).
@@ -47,7 +48,7 @@ EXTRA_HINT = "pip install 'cnnlab[export]'"
 
 INPUT_CONVENTION = (
     "pixels: float32 (N, C, H, W), raw values 0-255 (uint8 image cast to float; RGB for colour, grey models "
-    "one channel, white on black as MNIST); normalised inside the graph"
+    "one channel like the training images, MNIST's white on black); normalised inside the graph"
 )
 OUTPUT_CONVENTION = "probabilities: float32 (N, num_classes), softmax inside the graph, order of 'classes'"
 # ONNX metadata_props are strings: these keys hold JSON, the others (model, weights, versions...) plain text
@@ -57,7 +58,7 @@ JSON_KEYS = ("classes", "input_size", "input_norm", "options", "pipeline")
 # (images/s, batch 1 and 64, PyTorch eager vs onnxruntime, back to back on a quiet machine). A model not in
 # the table uses onnxruntime when it is installed and the run holds a current ONNX export, else PyTorch.
 # `auto` never exports by itself (a 245 MB file and seconds of work the user did not ask for).
-AUTO_RUNTIME: dict[str, str] = {}
+AUTO_RUNTIME: dict[str, str] = {}  # model name -> "onnx" or "torch"
 
 
 class ExportError(ValueError):
@@ -300,7 +301,13 @@ def onnx_predictor_for_run(run_dir, weights: str = "last", runtime: str = "auto"
         require("onnxruntime")  # exporting needs onnx and onnxscript too: export_run asks for them when it must
     weights_file = run_dir / "weights" / f"{weights}.safetensors"
     if path.is_file() and weights_file.is_file():
-        predictor = OnnxPredictor(path)
+        try:
+            predictor = OnnxPredictor(path)
+        except ExportError as e:
+            if runtime == "onnx":
+                raise
+            echo(f"{e}: predicting in PyTorch")  # auto: an unreadable file is no current export
+            return None
         if predictor.metadata.get("weights_sha256") == sha256_file(weights_file):
             return predictor
         if runtime == "auto":
