@@ -8,6 +8,7 @@
                                         --nproc N, or torchrun, for several processes)
     cnnlab evaluate RUN_DIR [--data D]  classification report on the test set, or on new labelled data
     cnnlab predict RUN_DIR IMAGE...     classify image files
+    cnnlab export RUN_DIR               ONNX (or --format pt2) for inference runtimes: raw pixels in, probabilities out
 
 Bad input ends in one line, ``cnnlab: error: ...``, naming the file or option, and exit status 2.
 """
@@ -210,6 +211,19 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="grey models: invert dark-on-light images (auto: by the border's brightness)",
     )
+    p.add_argument(
+        "--runtime",
+        choices=["auto", "onnx", "torch"],
+        default="auto",
+        help="image files: onnxruntime on RUN/model.onnx (exported if missing), PyTorch, or auto: onnxruntime "
+        "when installed and a current export exists (see cnnlab.export.AUTO_RUNTIME)",
+    )
+
+    p = sub.add_parser("export", help="export a run's model for inference runtimes: ONNX or torch.export (pt2)")
+    p.add_argument("run_dir")
+    p.add_argument("--format", choices=["onnx", "pt2"], default="onnx")
+    p.add_argument("-o", "--output", metavar="PATH", help="default: RUN_DIR/model.onnx (model-best.onnx for best)")
+    p.add_argument("--weights", default="last", choices=["last", "best"])
     return parser
 
 
@@ -443,6 +457,8 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from .inference import kaggle_submission, predict_files
 
+    if args.kaggle and args.runtime == "onnx":
+        raise ValueError("--runtime onnx classifies image files; a --kaggle submission (10-crop) runs in PyTorch")
     if args.kaggle:
         path = kaggle_submission(
             args.run_dir,
@@ -461,11 +477,19 @@ def cmd_predict(args) -> int:
         raise ValueError("give image files to classify, or --kaggle FOLDER")
 
     ranked_files = predict_files(
-        args.run_dir, args.images, args.weights, args.top, args.invert, args.device, args.batch_size
+        args.run_dir, args.images, args.weights, args.top, args.invert, args.device, args.batch_size, args.runtime
     )
     for path, ranked in ranked_files:
         best = ", ".join(f"{c} {p:.3f}" for c, p in ranked)
         print(f"{path}: {best}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import INPUT_CONVENTION, OUTPUT_CONVENTION, export_run
+
+    path = export_run(args.run_dir, args.format, args.output, args.weights)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)\ninput  {INPUT_CONVENTION}\noutput {OUTPUT_CONVENTION}")
     return 0
 
 
@@ -477,6 +501,7 @@ COMMANDS = {
     "compute": cmd_compute,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
+    "export": cmd_export,
 }
 
 
@@ -488,6 +513,7 @@ def main(argv=None) -> int:
     from .data import DatasetNotFoundError, IdxError
     from .data.folders import BadImage, FolderError
     from .data.images import ImageError
+    from .export import MissingExtra
     from .train import NonFiniteLoss, TrainingInterrupted
 
     try:
@@ -498,6 +524,9 @@ def main(argv=None) -> int:
         print(f"cnnlab: {e}", file=sys.stderr)
         return 130
     except DatasetNotFoundError as e:  # several lines on purpose: every place looked at
+        print(f"cnnlab: error: {e}", file=sys.stderr)
+        return 2
+    except MissingExtra as e:  # an optional package: the message says which and how to install it
         print(f"cnnlab: error: {e}", file=sys.stderr)
         return 2
     except (ValueError, IdxError, ImageError, BadImage, FolderError, CheckpointError, NonFiniteLoss, OSError) as e:

@@ -159,21 +159,42 @@ def slug(path: str | Path) -> str:
 
 @torch.no_grad()
 def predict_files(
-    run_dir, paths, weights: str = "last", top: int = 3, invert: str = "auto", device: str = "cpu", batch_size=64
+    run_dir,
+    paths,
+    weights: str = "last",
+    top: int = 3,
+    invert: str = "auto",
+    device: str = "cpu",
+    batch_size: int = 64,
+    runtime: str = "auto",
 ):
-    """[(path, [(class, probability), ...])] for each image file, best first."""
-    model, info = load_run(run_dir, weights)
-    runtime = Runtime(device, run_config(run_dir).precision)
-    model.to(runtime.device)
+    """[(path, [(class, probability), ...])] for each image file, best first. ``runtime``: onnxruntime on the
+    run's ONNX export, PyTorch, or auto (see export.onnx_predictor_for_run)."""
+    from .export import onnx_predictor_for_run
+
+    predictor = onnx_predictor_for_run(run_dir, weights, runtime)
+    if predictor is not None:
+        info = predictor.info  # the export carries model.json's classes, input size and data description
+
+        def predict(batch):
+            return torch.from_numpy(predictor.predict_proba(batch.numpy()))
+
+    else:
+        model, info = load_run(run_dir, weights)
+        rt = Runtime(device, run_config(run_dir).precision)
+        model.to(rt.device)
+        pre = Preprocess(model.cnnlab_input_norm, rt.device, channels_last=False)
+
+        def predict(batch):
+            with rt.autocast():
+                return torch.softmax(model(pre(batch.to(rt.device))).float(), dim=1).cpu()
+
     read = read_file(info["data"], invert)
-    pre = Preprocess(model.cnnlab_input_norm, runtime.device, channels_last=False)
     classes = info["classes"]
     out = []
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
-        batch = torch.stack([read(p) for p in chunk]).to(runtime.device)
-        with runtime.autocast():
-            probs = torch.softmax(model(pre(batch)).float(), dim=1).cpu()
+        probs = predict(torch.stack([read(p) for p in chunk]))
         for path, p in zip(chunk, probs):
             values, idx = p.topk(min(top, len(classes)))
             out.append((str(path), [(classes[i], float(v)) for v, i in zip(values, idx.tolist())]))

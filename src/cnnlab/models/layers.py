@@ -27,6 +27,8 @@ class Tanh(nn.Tanh):
     """``nn.Tanh`` with a faster CPU forward pass; on other devices, or when not training, the stock op."""
 
     def forward(self, x):
+        if torch.compiler.is_exporting():  # an exported graph (ONNX, pt2) holds plain tanh; its runtime picks a kernel
+            return torch.tanh(x)
         if x.device.type == "cpu" and x.dtype == torch.float32 and torch.is_grad_enabled() and x.requires_grad:
             return _TanhViaSigmoid.apply(x)
         if x.device.type == "cpu" and x.dtype == torch.float32:
@@ -46,7 +48,8 @@ class AvgPool2d(nn.AvgPool2d):
     def forward(self, x):
         k = self.kernel_size
         if (
-            x.device.type == "cpu"
+            not torch.compiler.is_exporting()  # an exported graph says average pool, not this CPU kernel choice
+            and x.device.type == "cpu"
             and x.dtype == torch.float32  # in bf16 the stock kernel wins
             and x.dim() == 4
             and x.shape[-1] >= 16
