@@ -9,6 +9,8 @@
     cnnlab train MODEL [--epochs ...]   train and write a run directory (--resume RUN_DIR continues one)
     cnnlab evaluate RUN_DIR             classification report and top-1/top-5 on the test set
     cnnlab predict RUN_DIR IMAGE...     classify image files
+    cnnlab report RUN_DIR [RUN_DIR...]  rebuild a run's report.html, or one page comparing several runs
+    cnnlab runs [FOLDER]                a table of the runs in a folder: model, data, epochs, accuracy, time
 
 Bad input ends in one line, ``cnnlab: error: ...``, naming the file or option, and exit status 2.
 """
@@ -184,7 +186,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="grey models: invert dark-on-light images (auto: by the border's brightness)",
     )
+    _add_report_parsers(sub)
     return parser
+
+
+def _add_report_parsers(sub) -> None:
+    p = sub.add_parser("report", help="rebuild a run's report.html, or write one page comparing several runs")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument(
+        "-o", "--output", help="where the page goes (one run: RUN_DIR/report.html; several: comparison.html)"
+    )
+    p = sub.add_parser("runs", help="a table of the runs in a folder: model, data, epochs, accuracy, time, state")
+    p.add_argument("folder", nargs="?", default="runs", help="a folder of run directories (default: runs)")
 
 
 def cmd_models(args) -> int:
@@ -418,6 +431,25 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .evaluation.html_report import build_comparison, build_report
+
+    if len(args.run_dirs) == 1:
+        path = build_report(args.run_dirs[0], args.output)
+    else:
+        path = build_comparison(args.run_dirs, args.output or "comparison.html")
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from .evaluation.html_report import format_runs_table, list_runs
+
+    records = list_runs(args.folder)
+    print(format_runs_table(records) if records else f"no run directories in {args.folder}")
+    return 0
+
+
 COMMANDS = {
     "models": cmd_models,
     "summary": cmd_summary,
@@ -427,6 +459,8 @@ COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
+    "report": cmd_report,
+    "runs": cmd_runs,
 }
 
 
