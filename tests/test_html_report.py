@@ -366,7 +366,7 @@ def browser_probe(page: Path, tmp: Path) -> dict:
     """What a real browser loaded of ``page``: images, broken images, fetched resources, sections, height."""
     probed = tmp / f"probe-{page.name}"
     probed.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
-    result = chromium("--dump-dom", probed.as_uri(), tmp=tmp)
+    result = chromium("--dump-dom", "--window-size=1280,1000", probed.as_uri(), tmp=tmp)
     found = re.search(r'<pre id="cnnlab-probe">(.*?)</pre>', result.stdout, re.S)
     assert found, f"chromium printed no probe result (exit {result.returncode}): {result.stderr[-2000:]}"
     import html

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import platform
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,8 +148,11 @@ class RunRecord:
         return values[-1] if values else None
 
     def test_accuracy(self) -> float | None:
-        value = (self.report or {}).get("accuracy")
-        return float(value) if value is not None else None
+        """From report.json, or the line that ``Report.format`` ends report.txt with (older runs have only that)."""
+        if self.report and self.report.get("accuracy") is not None:
+            return float(self.report["accuracy"])
+        found = re.search(r"(?:top-1 accuracy|accuracy, centre crop): ([0-9.]+)", self.text("report.txt") or "")
+        return float(found.group(1)) if found else None
 
     def total_params(self) -> str | None:
         for line in (self.text("summary.txt") or "").splitlines():
@@ -274,12 +278,14 @@ def format_seconds(seconds: float | None) -> str:
 
 
 def _number(value) -> str:
-    if isinstance(value, bool) or value is None:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
         return json.dumps(value)
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        return f"{value:.4g}" if value and (abs(value) < 1e-3 or abs(value) >= 1e5) else f"{value:.4f}".rstrip("0")
+        return f"{value:.6g}"
     if isinstance(value, (list, dict)):
         return json.dumps(value)
     return str(value)
@@ -332,11 +338,11 @@ h1 { font-size: 24px; margin: 0 0 4px; }
 h2 { font-size: 18px; margin: 0 0 10px; border-bottom: 1px solid #dde3ea; padding-bottom: 4px; }
 .sub { color: #5a6577; margin: 0 0 14px; }
 section { background: #fff; border: 1px solid #dde3ea; border-radius: 8px; padding: 14px 18px; margin: 0 0 16px; }
-nav { margin: 0 0 16px; font-size: 13px; }
-nav a { color: #2457a5; text-decoration: none; margin-right: 12px; }
-.cards { display: flex; flex-wrap: wrap; gap: 10px; margin: 0 0 16px; }
-.card { background: #fff; border: 1px solid #dde3ea; border-radius: 8px; padding: 8px 14px; min-width: 120px; }
-.card b { display: block; font-size: 19px; }
+nav { margin: 0 0 16px; font-size: 13px; display: flex; flex-wrap: wrap; gap: 4px 14px; }
+nav a { color: #2457a5; text-decoration: none; white-space: nowrap; }
+.cards { display: grid; grid-template-columns: repeat(4, 1fr); gap: 10px; margin: 0 0 16px; }
+.card { background: #fff; border: 1px solid #dde3ea; border-radius: 8px; padding: 8px 12px; }
+.card b { display: block; font-size: 18px; overflow-wrap: anywhere; }
 .card span { color: #5a6577; font-size: 12px; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(360px, 1fr)); gap: 16px; align-items: start; }
 img { max-width: 100%; height: auto; display: block; }
@@ -395,7 +401,7 @@ def _cards(record: RunRecord) -> str:
         ("data", record.data_label),
         ("epochs", f"{record.epochs_done}" + (f" / {record.epochs_planned}" if record.epochs_planned else "")),
         ("test accuracy", f"{record.test_accuracy():.4f}" if record.test_accuracy() is not None else "-"),
-        ("best val accuracy", f"{best[0]:.4f} (epoch {best[1]})" if best else "-"),
+        (f"best val accuracy (epoch {best[1]})" if best else "best val accuracy", f"{best[0]:.4f}" if best else "-"),
         ("training time", format_seconds(record.seconds) if record.history else "-"),
         ("parameters", record.total_params() or "-"),
         ("state", record.status()),
@@ -424,7 +430,8 @@ def _data_notes(record: RunRecord) -> list[str]:
         line = f"input {h}x{w}x{c}"
         norm = model.get("input_norm") or {}
         if norm:
-            line += f", normalised with mean {norm.get('mean')} and std {norm.get('std')} (of the 0-1 pixel scale)"
+            mean, std = (", ".join(f"{v:.4g}" for v in norm.get(k, [])) for k in ("mean", "std"))
+            line += f", normalised with mean ({mean}) and std ({std}) on the 0-1 pixel scale"
         notes.append(line)
     pipeline = model.get("pipeline") or {}
     if pipeline.get("kind") == "folder":
