@@ -192,6 +192,7 @@ def test_an_alexnet_run_from_the_benchmark_results(alexnet_run):
     assert "shorter side to 256, centre crop, then 227 crops" in page
     assert '<tr class="best"><td>36</td>' in page  # val_accuracy 0.85 at epoch 36
     assert "alexnet_bn on dogs-vs-cats-small/train" in page
+    assert load_run(alexnet_run).test_accuracy() == 0.83 and load_run(alexnet_run).ten_crop_accuracy() == 0.835
     assert_self_contained(page)
 
 
@@ -227,6 +228,7 @@ def test_runs_table_lists_finished_unfinished_and_broken_runs(runs_dir, tmp_path
     assert f"{best:.4f}" in lines["plain"] and lines["plain"].endswith("finished")
     assert lines["unfinished"].endswith("unfinished (0 of 2 epochs)")
     assert "broken: config.json could not be read" in lines["broken"]
+    assert lines["augmented"].endswith("finished (dry run)")
     assert format_runs_table(list_runs(folder)).splitlines()[2:] == out.splitlines()[2:]
 
 
@@ -264,6 +266,8 @@ def test_comparison_page_overlays_the_curves_and_lines_up_the_metrics(runs_dir, 
     best_row = re.search(r"<tr><td>best val_accuracy</td>(.*?)</tr>", page).group(1)
     plain_best, plain_epoch = load_run(runs_dir / "plain").best_val_accuracy()
     assert best_row == f"<td>{plain_best:.4f} (epoch {plain_epoch})</td><td>0.8500 (epoch 36)</td>"
+    ten_crop_row = re.search(r"<tr><td>10-crop accuracy</td>(.*?)</tr>", page).group(1)
+    assert ten_crop_row == "<td>-</td><td>0.8350</td>"  # read from the alexnet run's report.txt
 
 
 def test_report_of_one_run_from_the_command_line(runs_dir, capsys):

@@ -149,9 +149,16 @@ class RunRecord:
 
     def test_accuracy(self) -> float | None:
         """From report.json, or the line that ``Report.format`` ends report.txt with (older runs have only that)."""
-        if self.report and self.report.get("accuracy") is not None:
-            return float(self.report["accuracy"])
-        found = re.search(r"(?:top-1 accuracy|accuracy, centre crop): ([0-9.]+)", self.text("report.txt") or "")
+        return self._report_value("accuracy", r"(?:top-1 accuracy|accuracy, centre crop): ([0-9.]+)")
+
+    def ten_crop_accuracy(self) -> float | None:
+        return self._report_value("ten_crop_accuracy", r"10-crop \(corners \+ centre, mirrored\): ([0-9.]+)")
+
+    def _report_value(self, key: str, pattern: str) -> float | None:
+        if self.report is not None:
+            value = self.report.get(key)
+            return float(value) if value is not None else None
+        found = re.search(pattern, self.text("report.txt") or "")
         return float(found.group(1)) if found else None
 
     def total_params(self) -> str | None:
@@ -171,7 +178,7 @@ class RunRecord:
         if broken:
             return "broken: " + "; ".join(broken)
         if self.finished:
-            return "finished"
+            return "finished (dry run)" if (self.config or {}).get("dry_run") else "finished"
         planned = f" of {self.epochs_planned}" if self.epochs_planned else ""
         return f"unfinished ({self.epochs_done}{planned} epochs)"
 
@@ -694,7 +701,7 @@ def _comparison_rows(records: list[RunRecord]):
         ("final val_accuracy", lambda r: acc(r.final("val_accuracy"))),
         ("best val_accuracy", best),
         ("test accuracy", lambda r: acc(r.test_accuracy())),
-        ("10-crop accuracy", lambda r: acc((r.report or {}).get("ten_crop_accuracy"))),
+        ("10-crop accuracy", lambda r: acc(r.ten_crop_accuracy())),
         ("training time", lambda r: format_seconds(r.seconds) if r.history else "-"),
         ("seconds per epoch", mean_epoch),
         ("parameters", lambda r: r.total_params() or "-"),
