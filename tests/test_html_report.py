@@ -131,6 +131,9 @@ def test_environment_and_mistakes_appear_when_recorded(runs_dir, tmp_path):
 
     assert torch.__version__ in environment and "PyTorch threads" in environment
     assert (run / "mistakes.png").read_bytes() in embedded_pngs(page)
+    report = json.loads((run / "report.json").read_text())
+    wrong = round(report["n"] * (1 - report["accuracy"]))
+    assert f"{wrong:,} of {report['n']:,} test images misclassified" in page
 
 
 def test_environment_info_names_versions_device_and_threads():
@@ -301,6 +304,19 @@ def test_worst_mistakes_are_the_most_confident_wrong_predictions():
     assert worst_mistakes(probs, labels, 16).tolist() == [3, 1, 2]
     assert worst_mistakes(probs, labels, 2).tolist() == [3, 1]
     assert worst_mistakes(probs, np.array([0, 1, 1, 1, 1]), 16).tolist() == []
+
+
+def test_a_set_chosen_by_the_caller_keeps_its_order():
+    """Callers that fetch only the chosen images (a folder of JPEGs) pass those: the grid shows them in order."""
+    rng = np.random.default_rng(3)
+    probs, labels = rng.dirichlet(np.ones(10), 500), rng.integers(0, 10, 500)
+    chosen = worst_mistakes(probs, labels, 16)
+    assert len(chosen) == 16 and (probs[chosen].argmax(1) != labels[chosen]).all()
+    confidence = probs[chosen].max(1)
+    assert (np.diff(confidence) <= 0).all()
+    others = np.setdiff1d(np.flatnonzero(probs.argmax(1) != labels), chosen)
+    assert probs[others].max(1).max() <= confidence.min()
+    assert worst_mistakes(probs[chosen], labels[chosen], 16).tolist() == list(range(16))
 
 
 @pytest.mark.parametrize("channels, size", [(1, 28), (3, 64)])

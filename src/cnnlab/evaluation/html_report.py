@@ -607,6 +607,15 @@ def _environment(record: RunRecord) -> str:
     return _key_values(pairs)
 
 
+def _mistakes(record: RunRecord) -> str:
+    picture = _png(record, "mistakes.png", "the most confident wrong predictions")
+    report = record.report or {}
+    if report.get("accuracy") is None or not report.get("n"):
+        return picture
+    wrong = round(report["n"] * (1 - report["accuracy"]))
+    return f"<p>{wrong:,} of {report['n']:,} test images misclassified; the most confident of them:</p>" + picture
+
+
 def _augmentation(record: RunRecord) -> str:
     augment = (record.config or {}).get("augment")
     if record.config is not None and not augment:
@@ -625,7 +634,7 @@ def render_run_page(record: RunRecord) -> str:
         "curves": _png(record, "curves.png", "loss and accuracy per epoch"),
         "evaluation": _evaluation(record),
         "confusion": _png(record, "confusion_matrix.png", "confusion matrix"),
-        "mistakes": _png(record, "mistakes.png", "the most confident wrong predictions"),
+        "mistakes": _mistakes(record),
         "augmentation": _augmentation(record),
         "timing": _timing(record),
         "compute": _compute(record),

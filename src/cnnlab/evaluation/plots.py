@@ -98,22 +98,23 @@ def worst_mistakes(probs, labels, count: int = 16) -> np.ndarray:
 
 
 def plot_worst_mistakes(images, probs, labels, classes, path: str | Path, count: int = 16, title: str = "") -> Path:
-    """A grid of the most confident wrong predictions: each image titled with its true class, the predicted
-    class and the probability given to it (and to the true class). ``images`` are uint8 (N, C, H, W), grey or
-    RGB, in the order of ``probs`` (N, classes) and ``labels`` (N,)."""
+    """A grid of the most confident wrong predictions, each image titled with the predicted class and its
+    probability, and the true class with the probability given to it.
+
+    ``images`` are uint8 (N, C, H, W), grey or RGB (NumPy or a CPU tensor), in the order of ``probs`` (N, classes)
+    and ``labels`` (N,). They may be a whole split, or only the examples the caller already chose with
+    ``worst_mistakes`` (a data source then fetches only those): the wrong ones among them are shown, most
+    confident first, so a chosen set keeps its order."""
     images = np.asarray(images)
     probs, labels = np.asarray(probs, dtype=np.float64), np.asarray(labels).astype(np.int64)
     if not (len(images) == len(probs) == len(labels)):
         raise ValueError(f"{len(images)} images, {len(probs)} rows of probabilities and {len(labels)} labels differ")
     chosen = worst_mistakes(probs, labels, count)
-    errors = int((probs.argmax(1) != labels).sum())
     heading = title or "Most confident mistakes"
-    heading += f" ({len(chosen)} of {errors:,} wrong out of {len(labels):,})"
     if len(chosen) == 0:
         fig, ax = plt.subplots(figsize=(6, 1.6))
         ax.axis("off")
-        ax.text(0.5, 0.5, f"no mistakes on {len(labels):,} images", ha="center", va="center", fontsize=12)
-        fig.suptitle(heading, fontsize=10)
+        ax.text(0.5, 0.5, f"no mistakes among {len(labels):,} images", ha="center", va="center", fontsize=12)
     else:
         columns = min(len(chosen), 8)
         rows = -(-len(chosen) // columns)
@@ -132,7 +133,7 @@ def plot_worst_mistakes(images, probs, labels, classes, path: str | Path, count:
                 fontsize=8,
                 color="darkred",
             )
-        fig.suptitle(heading, fontsize=10)
+    fig.suptitle(heading, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
