@@ -9,6 +9,8 @@
     cnnlab evaluate RUN_DIR [--data D]  classification report on the test set, or on new labelled data
     cnnlab predict RUN_DIR IMAGE...     classify image files
     cnnlab export RUN_DIR               ONNX (or --format pt2) for inference runtimes: raw pixels in, probabilities out
+    cnnlab report RUN_DIR [RUN_DIR...]  rebuild a run's report.html, or one page comparing several runs
+    cnnlab runs [FOLDER]                a table of the runs in a folder: model, data, epochs, accuracy, time
 
 Bad input ends in one line, ``cnnlab: error: ...``, naming the file or option, and exit status 2.
 """
@@ -224,7 +226,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["onnx", "pt2"], default="onnx")
     p.add_argument("-o", "--output", metavar="PATH", help="default: RUN_DIR/model.onnx (model-best.onnx for best)")
     p.add_argument("--weights", default="last", choices=["last", "best"])
+    _add_report_parsers(sub)
     return parser
+
+
+def _add_report_parsers(sub) -> None:
+    p = sub.add_parser("report", help="rebuild a run's report.html, or write one page comparing several runs")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument(
+        "-o", "--output", help="where the page goes (one run: RUN_DIR/report.html; several: comparison.html)"
+    )
+    p = sub.add_parser("runs", help="a table of the runs in a folder: model, data, epochs, accuracy, time, state")
+    p.add_argument("folder", nargs="?", default="runs", help="a folder of run directories (default: runs)")
 
 
 def cmd_models(args) -> int:
@@ -493,6 +506,25 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .evaluation.html_report import build_comparison, build_report
+
+    if len(args.run_dirs) == 1:
+        path = build_report(args.run_dirs[0], args.output)
+    else:
+        path = build_comparison(args.run_dirs, args.output or "comparison.html")
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from .evaluation.html_report import format_runs_table, list_runs
+
+    records = list_runs(args.folder)
+    print(format_runs_table(records) if records else f"no run directories in {args.folder}")
+    return 0
+
+
 COMMANDS = {
     "models": cmd_models,
     "summary": cmd_summary,
@@ -502,6 +534,8 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
     "export": cmd_export,
+    "report": cmd_report,
+    "runs": cmd_runs,
 }
 
 

@@ -88,24 +88,80 @@ def plot_comparison(with_aug: dict, without: dict, path, title="With and without
     return Path(path)
 
 
+def worst_mistakes(probs, labels, count: int = 16) -> np.ndarray:
+    """Indices of the ``count`` most confident wrong predictions, most confident first."""
+    probs, labels = np.asarray(probs, dtype=np.float64), np.asarray(labels)
+    predicted = probs.argmax(1)
+    wrong = np.flatnonzero(predicted != labels)
+    confidence = probs[wrong, predicted[wrong]]
+    return wrong[np.argsort(-confidence, kind="stable")][:count]
+
+
 def plot_worst_mistakes(images, probs, labels, classes, path: str | Path, count: int = 16, title: str = "") -> Path:
-    """The most confident wrong predictions (already chosen and ordered by the caller), each titled with the
-    true class and the predicted one with its probability."""
-    n = min(count, len(images))
-    cols = min(n, 8) or 1
-    rows = max(1, -(-n // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.9 * rows), squeeze=False)
-    for ax in axes.flat:
+    """A grid of the most confident wrong predictions, each image titled with the predicted class and its
+    probability, and the true class with the probability given to it.
+
+    ``images`` are uint8 (N, C, H, W), grey or RGB (NumPy or a CPU tensor), in the order of ``probs`` (N, classes)
+    and ``labels`` (N,). They may be a whole split, or only the examples the caller already chose with
+    ``worst_mistakes`` (a data source then fetches only those): the wrong ones among them are shown, most
+    confident first, so a chosen set keeps its order."""
+    images = np.asarray(images)
+    probs, labels = np.asarray(probs, dtype=np.float64), np.asarray(labels).astype(np.int64)
+    if not (len(images) == len(probs) == len(labels)):
+        raise ValueError(f"{len(images)} images, {len(probs)} rows of probabilities and {len(labels)} labels differ")
+    chosen = worst_mistakes(probs, labels, count)
+    heading = title or "Most confident mistakes"
+    if len(chosen) == 0:
+        fig, ax = plt.subplots(figsize=(6, 1.6))
         ax.axis("off")
-    for ax, image, p, label in zip(axes.flat, images[:n], probs[:n], labels[:n]):
-        pixels = image.permute(1, 2, 0).numpy()
-        ax.imshow(pixels[..., 0] if pixels.shape[2] == 1 else pixels, cmap="gray" if pixels.shape[2] == 1 else None)
-        guess = int(p.argmax())
-        ax.set_title(f"{classes[int(label)]} -> {classes[guess]}\n{float(p[guess]):.2f}", fontsize=8, color="darkred")
-    if n == 0:
-        axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
-    fig.suptitle(title or "most confident mistakes (true -> predicted, probability)", fontsize=9)
+        ax.text(0.5, 0.5, f"no mistakes among {len(labels):,} images", ha="center", va="center", fontsize=12)
+    else:
+        columns = min(len(chosen), 8)
+        rows = -(-len(chosen) // columns)
+        fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.6, rows * 2.0 + 0.5), squeeze=False)
+        for ax in axes.flat:
+            ax.axis("off")
+        for ax, i in zip(axes.flat, chosen):
+            tile = images[i]
+            if tile.shape[0] == 1:
+                ax.imshow(tile[0], cmap="gray", vmin=0, vmax=255)
+            else:
+                ax.imshow(np.ascontiguousarray(tile.transpose(1, 2, 0)).astype(np.uint8))
+            pred, true = int(probs[i].argmax()), int(labels[i])
+            ax.set_title(
+                f"predicted {classes[pred]}: {probs[i, pred]:.2f}\ntrue {classes[true]}: {probs[i, true]:.2f}",
+                fontsize=8,
+                color="darkred",
+            )
+    fig.suptitle(heading, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def plot_runs(histories: dict, path, title: str = "Runs compared"):
+    """Several runs' curves overlaid, one colour per run: loss, accuracy, val_loss and val_accuracy per epoch.
+    ``histories`` maps a run's name to its history; ``path`` is a file name or a binary file object (PNG)."""
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7.5), sharex=True)
+    keys = ("loss", "accuracy", "val_loss", "val_accuracy")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (name, history) in enumerate(histories.items()):
+        color = colors[index % len(colors)]
+        for key, ax in zip(keys, axes.flat):
+            values = history.get(key) or []
+            if values:
+                ax.plot(np.arange(1, len(values) + 1), values, "o-", ms=3, color=color, label=name)
+    for key, ax in zip(keys, axes.flat):
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("epoch")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=9, frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.04 + 0.03 * ((len(labels) - 1) // 3), 1, 1))
+    fig.savefig(path, dpi=100, format="png")
+    plt.close(fig)
+    return path
