@@ -7,7 +7,8 @@ evaluates it on the test set and writes everything a person wants to look at aft
       config.json          the resolved configuration (``cnnlab train --resume`` reads it back)
       model.json           model name and options, classes, input normalisation: enough to rebuild it
       summary.txt          the Keras-style summary
-      metrics.csv          one row per epoch
+      metrics.csv          one row per epoch (Keras' CSVLogger: epochs from 0, columns sorted)
+      logs/train/, logs/validation/   TensorBoard event files, when the tensorboard package is installed
       weights/last.safetensors, weights/best.safetensors   (with JSON metadata in the header)
       checkpoints/step-N/  resumable checkpoints (weights, optimizer, RNG, history; manifest with checksums)
       curves.png           loss and accuracy per epoch
@@ -31,7 +32,7 @@ from .data.loader import InputNorm, Preprocess, input_norm_of
 from .evaluation import make_report, plot_confusion, plot_history, predict_logits
 from .models import create_model, get_model_entry
 from .summary import summary
-from .train import CSVLogger, EarlyStopping, ModelCheckpoint, Runtime, TrainConfig, fit
+from .train import Runtime, TrainConfig, fit, run_directory_callbacks
 
 
 class RunError(ValueError):
@@ -226,12 +227,7 @@ def train_run(
             if not resume:
                 echo(table.format())
         echo(f"run directory: {run_dir}")
-        callbacks = [
-            CSVLogger(run_dir / "metrics.csv"),
-            ModelCheckpoint(run_dir / "weights", metadata=info),
-            *([EarlyStopping(patience=cfg.early_stopping)] if cfg.early_stopping else []),
-            *callbacks,
-        ]
+        callbacks = [*run_directory_callbacks(run_dir, info, cfg.early_stopping), *callbacks]
         augment = None
         if cfg.augment:
             from .augment import Augment
