@@ -15,13 +15,56 @@ def test_every_model_builds_and_runs_at_its_input_size(name):
     assert torch.isfinite(out).all()
 
 
+def running_statistics(model) -> int:
+    """BatchNorm's moving mean and variance: what Keras counts as non-trainable parameters."""
+    return sum(b.numel() for name, b in model.named_buffers() if name.endswith(("running_mean", "running_var")))
+
+
 @pytest.mark.parametrize("name", list_models())
-def test_every_model_summary_counts_match_its_parameters(name):
+def test_every_model_summary_counts_match_pytorchs_parameters_and_buffers(name):
     model = create_model(name)
     table = summary(model)
-    assert table.trainable_params == sum(p.numel() for p in model.parameters())
-    assert table.total_params >= table.trainable_params
-    assert sum(r.params for r in table.rows) == table.total_params
+    assert table.trainable_params == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert table.non_trainable_params == running_statistics(model)
+
+
+@pytest.mark.parametrize(
+    "name, options, total, non_trainable",
+    [
+        ("alexnet_bn", {"num_classes": 2}, 58_327_810, 19_136),  # the lesson's Keras summary
+        ("alexnet", {}, 60_965_224, 0),  # the 2012 paper's network, 1,000 classes
+    ],
+)
+def test_alexnet_parameter_counts_are_pinned(name, options, total, non_trainable):
+    model = create_model(name, **options)
+    table = summary(model)
+    assert (table.total_params, table.non_trainable_params) == (total, non_trainable)
+    assert f"Total params: {total:,}" in table.format()
+
+
+def test_alexnet_bn_trains_in_bf16_on_the_cpu():
+    """A few steps in bf16 autocast on the real architecture: the logits are bf16, the weights stay finite,
+    and the cross-entropy on a repeated batch falls at every step (dropout and L2 off, so that it is the
+    cross-entropy alone, without noise)."""
+    from cnnlab import TrainConfig, fit
+    from cnnlab.data import ArrayDataset
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (4, 3, 227, 227), generator=g, dtype=torch.uint8)
+    data = ArrayDataset(images, torch.tensor([0, 1, 0, 1]), ("cat", "dog"))
+    torch.manual_seed(0)
+    model = create_model("alexnet_bn", num_classes=2, dropout_conv=0.0, dropout_fc=0.0, l2=0.0)
+    dtypes = []
+    model.classifier[-1].register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    cfg = TrainConfig(
+        epochs=4, batch_size=4, lr=1e-4, precision="bf16", schedule="constant", warmup=0.0, device="cpu",
+        progress=False, checkpoint_every=0,
+    )  # fmt: skip
+    history = fit(model, data, None, cfg)
+    losses = history["loss"]  # one step per epoch: the same four images each time
+    assert dtypes == [torch.bfloat16] * 4
+    assert all(b < a for a, b in zip(losses, losses[1:])) and losses[-1] < 0.01 * losses[0], losses
+    assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
 def test_lenet5_has_the_lessons_61706_parameters_and_shapes():

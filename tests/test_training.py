@@ -124,48 +124,156 @@ def test_non_finite_loss_stops_with_epoch_and_step(synthetic_dataset):
         fit(model, train, val, _cfg(epochs=2))
 
 
-def test_weight_average_follows_keras_rule_with_tensorflows_warm_up():
+def test_weight_average_starts_from_the_first_step_and_then_is_pytorchs_ema():
+    """Keras' use_ema: the first update copies the weights; once the warm-up is over (momentum 0.5 from the 9th
+    update on) each update is PyTorch's EMA (torch.optim.swa_utils); during the warm-up it follows faster."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
     from cnnlab.train.ema import WeightAverage
 
+    torch.manual_seed(0)
     layer = torch.nn.Linear(3, 2)
-    ema = WeightAverage(layer, momentum=0.9)
-    expected = None
+    flat = lambda tensors: torch.cat([t.detach().flatten() for t in tensors])  # noqa: E731
+    ema = WeightAverage(layer, momentum=0.5)
+    plain = AveragedModel(layer, multi_avg_fn=get_ema_multi_avg_fn(0.5))  # no warm-up
+    previous = None  # the average before the update
     for k in range(30):
         with torch.no_grad():
             for p in layer.parameters():
-                p.add_(torch.randn_like(p))
+                p.add_(torch.randn_like(p) + 1.0)  # drifting weights: an average lags behind them
         ema.update()
-        w = torch.cat([p.detach().flatten() for p in layer.parameters()])
-        m = min(0.9, (1 + k) / (10 + k)) if k else 0.0  # the first update copies the weights
-        expected = w.clone() if expected is None else m * expected + (1 - m) * w
-        torch.testing.assert_close(torch.cat([a.flatten() for a in ema.average]), expected)
-    raw = torch.cat([p.detach().flatten() for p in layer.parameters()])
+        now = flat(layer.parameters())
+        if k >= 8:  # from here on, one PyTorch EMA step from the same starting point
+            with torch.no_grad():
+                for a, b in zip(plain.module.parameters(), previous):
+                    a.copy_(b)
+        plain.update_parameters(layer)
+        if k == 0:
+            torch.testing.assert_close(flat(ema.average), now)
+        elif k < 8:  # warm-up: a smaller momentum, so the average is nearer the current weights
+            assert (flat(ema.average) - now).norm() < (flat(plain.module.parameters()) - now).norm()
+        else:
+            torch.testing.assert_close(flat(ema.average), flat(plain.module.parameters()))
+        previous = [a.clone() for a in ema.average]
+    raw, average = flat(layer.parameters()), flat(ema.average)
     with ema.swapped_in():
-        torch.testing.assert_close(torch.cat([p.detach().flatten() for p in layer.parameters()]), expected)
-    assert torch.equal(torch.cat([p.detach().flatten() for p in layer.parameters()]), raw)
+        assert torch.equal(flat(layer.parameters()), average)
+    assert torch.equal(flat(layer.parameters()), raw)
 
 
 def test_fit_with_ema_validates_and_returns_the_average(synthetic_dataset):
+    from cnnlab.train.ema import WeightAverage
+
     train, val = synthetic_dataset
 
-    class Shadow(Callback):  # keeps its own average of the raw weights the steps produce
+    class Shadow(Callback):  # its own WeightAverage of the raw weights each step produces
         def on_train_begin(self, logs=None):
-            self.avg, self.k = None, 0
+            self.copy = create_model("lenet5")
+            self.avg = WeightAverage(self.copy, 0.95)
 
         def on_batch_end(self, batch, logs=None):
-            w = torch.cat([p.detach().flatten() for p in self.trainer.model.parameters()]).double()
-            m = min(0.95, (1 + self.k) / (10 + self.k)) if self.k else 0.0
-            self.avg = w if self.avg is None else m * self.avg + (1 - m) * w
-            self.k += 1
+            self.copy.load_state_dict(self.model.state_dict())
+            self.avg.update()
 
         def on_epoch_end(self, epoch, logs=None):  # the model holds the average while callbacks run
-            now = torch.cat([p.detach().flatten() for p in self.trainer.model.parameters()]).double()
-            torch.testing.assert_close(now, self.avg, atol=1e-5, rtol=1e-4)
+            now = torch.cat([p.detach().flatten() for p in self.model.parameters()])
+            torch.testing.assert_close(now, torch.cat([a.flatten() for a in self.avg.average]))
 
     torch.manual_seed(0)
     model = create_model("lenet5")
     shadow = Shadow()
     history = fit(model, train, val, _cfg(epochs=3, ema=0.95), callbacks=[shadow])
-    final = torch.cat([p.detach().flatten() for p in model.parameters()]).double()
-    torch.testing.assert_close(final, shadow.avg, atol=1e-5, rtol=1e-4)
+    final = torch.cat([p.detach().flatten() for p in model.parameters()])
+    torch.testing.assert_close(final, torch.cat([a.flatten() for a in shadow.avg.average]))
+    raw_last = torch.cat([p.detach().flatten() for p in shadow.copy.parameters()])
+    assert not torch.allclose(final, raw_last)  # the average, not the last step's weights
     assert history["val_accuracy"][-1] >= 0.9
+
+
+# --- Keras' L2 (kernel_regularizer=l2(c)) with every optimizer ------------------------------------------------
+
+
+class TinyAlexNetBN(torch.nn.Module):
+    """AlexNet-BN's L2 interface, its own methods, on a network small enough for a few exact steps: two kernels
+    with different coefficients, biases and BatchNorm without penalty."""
+
+    from cnnlab.models.alexnet import AlexNetBN
+
+    regularization_loss = AlexNetBN.regularization_loss
+    l2_groups = AlexNetBN.l2_groups
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 4, 5, stride=2), nn.ReLU(), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(3), nn.Flatten()
+        )
+        self.classifier = nn.Linear(36, 10)
+        self._l2 = [(self.features[0].weight, 0.05), (self.classifier.weight, 0.02)]
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+@pytest.mark.parametrize("optimizer, weight_decay", [("adam", 0.0), ("sgd", 0.0), ("adamw", 0.0), ("adamw", 0.01)])
+def test_l2_penalty_reaches_the_weights_with_every_optimizer(synthetic_dataset, optimizer, weight_decay):
+    """Three steps of fit equal three steps of the textbook Keras port: c * sum(w^2) added to the loss and
+    differentiated by autograd, the optimizer's own weight decay (AdamW's decoupled) beside it."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from cnnlab.data.loader import Preprocess, input_norm_of
+
+    train = synthetic_dataset[0].subset(range(64))  # one batch: every step sees the same images
+    torch.manual_seed(0)
+    model = TinyAlexNetBN()
+    start = copy.deepcopy(model)
+    cfg = _cfg(
+        epochs=3, batch_size=64, lr=0.01, optimizer=optimizer, weight_decay=weight_decay, schedule="constant",
+        warmup=0.0, channels_last=False, device="cpu",
+    )  # fmt: skip
+    fit(model, train, None, cfg)
+
+    x = Preprocess(input_norm_of(train), "cpu", channels_last=False)(train.images)
+
+    def reference(with_penalty: bool):
+        ref = copy.deepcopy(start)
+        kinds = {
+            "adam": lambda ps: torch.optim.Adam(ps, lr=0.01, weight_decay=weight_decay),
+            "adamw": lambda ps: torch.optim.AdamW(ps, lr=0.01, weight_decay=weight_decay),
+            "sgd": lambda ps: torch.optim.SGD(ps, lr=0.01, momentum=0.9, weight_decay=weight_decay),
+        }
+        opt = kinds[optimizer](ref.parameters())
+        for _ in range(3):
+            loss = F.cross_entropy(ref(x), train.labels)
+            if with_penalty:
+                loss = loss + 0.05 * ref.features[0].weight.square().sum() + 0.02 * ref.classifier.weight.square().sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return torch.cat([p.detach().flatten() for p in ref.parameters()])
+
+    got = torch.cat([p.detach().flatten() for p in model.parameters()])
+    torch.testing.assert_close(got, reference(True), rtol=1e-4, atol=1e-5)
+    assert (got - reference(False)).abs().max() > 1e-3  # the penalty matters here: without it, this would fail
+
+
+def test_alexnet_bn_l2_groups_give_the_gradient_of_its_keras_penalty():
+    """On the real 58M-parameter model: the L2 groups that fit uses (2c * w) equal autograd's gradient of the
+    penalty as Keras adds it (0.0002 on every conv and dense kernel, l2_block3 on the three 3x3 convolutions)."""
+    from cnnlab.train.loop import add_l2_gradient, l2_gradient_groups
+
+    torch.manual_seed(0)
+    model = create_model("alexnet_bn", l2_block3=0.002)
+    params = dict(model.named_parameters())
+    grads = torch.autograd.grad(model.regularization_loss_with_grad(), list(params.values()), materialize_grads=True)
+    expected = dict(zip(params, grads))
+    for p in params.values():
+        p.grad = torch.zeros_like(p)
+    add_l2_gradient(l2_gradient_groups(model, TrainConfig(optimizer="adamw")))
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, expected[name], rtol=1e-5, atol=0, msg=name)
+    # The lesson's table: 0.0002 on conv1, l2_block3 (here 0.002) on conv3; nothing on biases and BatchNorm.
+    for name, c in (("features.0.weight", 2e-4), ("features.10.weight", 2e-3), ("features.0.bias", 0.0)):
+        torch.testing.assert_close(expected[name], 2 * c * params[name].detach())

@@ -9,8 +9,8 @@ look at afterwards. It knows data only through the data interface (data/source.p
       config.json          the resolved configuration (``cnnlab train --resume`` reads it back)
       model.json           model name and options, classes, input normalisation, the data's description
       summary.txt          the Keras-style summary
-      environment.json     torch version, device, processes, threads
-      metrics.csv          one row per epoch
+      metrics.csv          one row per epoch (Keras' CSVLogger: epochs from 0, columns sorted)
+      logs/train/, logs/validation/   TensorBoard event files, when the tensorboard package is installed
       weights/last.safetensors, weights/best.safetensors   (with JSON metadata in the header)
       checkpoints/step-N/  resumable checkpoints (weights, optimizer, history; manifest with checksums)
       curves.png           loss and accuracy per epoch
@@ -33,7 +33,7 @@ from .evaluation import plot_history
 from .inference import RunError, evaluate_source, write_evaluation
 from .models import create_model, get_model_entry
 from .summary import summary
-from .train import CSVLogger, EarlyStopping, ModelCheckpoint, Runtime, TrainConfig, fit
+from .train import Runtime, TrainConfig, fit, run_directory_callbacks
 
 
 def resolve_config(model: str, overrides: dict | None = None, config_file: dict | None = None) -> TrainConfig:
@@ -201,12 +201,7 @@ def train_run(
             if not resume:
                 echo(table.format())
         echo(f"run directory: {run_dir}" + (f" ({rt.world_size} processes)" if rt.distributed else ""))
-        callbacks = [
-            CSVLogger(run_dir / "metrics.csv"),
-            ModelCheckpoint(run_dir / "weights", metadata=info),
-            *([EarlyStopping(patience=cfg.early_stopping)] if cfg.early_stopping else []),
-            *callbacks,
-        ]
+        callbacks = [*run_directory_callbacks(run_dir, info, cfg.early_stopping), *callbacks]
         augment = None
         if cfg.augment:
             from .augment import Augment

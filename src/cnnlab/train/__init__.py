@@ -1,6 +1,17 @@
-"""Training: the loop (``fit``), its configuration, callbacks, and the runtime that owns devices."""
+"""Training: the loop (``fit``), its configuration, Keras' callbacks, and the runtime that owns devices."""
 
-from .callbacks import Callback, CSVLogger, EarlyStopping, EpochTimer, ModelCheckpoint
+from .callbacks import (
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    EpochTimer,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ReduceLROnPlateau,
+    TensorBoard,
+    TerminateOnNaN,
+    run_directory_callbacks,
+)
 from .config import TrainConfig
 from .loop import CheckpointWriteError, History, NonFiniteLoss, TrainingInterrupted, fit
 from .runtime import Runtime
@@ -10,7 +21,12 @@ __all__ = [
     "CSVLogger",
     "EarlyStopping",
     "EpochTimer",
+    "LearningRateScheduler",
     "ModelCheckpoint",
+    "ReduceLROnPlateau",
+    "TensorBoard",
+    "TerminateOnNaN",
+    "run_directory_callbacks",
     "TrainConfig",
     "History",
     "NonFiniteLoss",

@@ -1,37 +1,95 @@
-"""Keras-style callbacks: hooks at the start and end of training, epochs and batches.
+"""Keras' callbacks with Keras' names, defaults and meanings, and state that survives a resume.
 
-``logs`` is a plain dict, as in Keras: after an epoch it holds loss, accuracy, val_loss, val_accuracy,
-lr and seconds. A callback may set ``trainer.stop_training = True`` (as Keras' ``model.stop_training``).
+Each class follows Keras 3's source (``keras/src/callbacks/*.py``; the file is named in each class) and
+says where it differs. As in Keras, a callback sees:
+
+- ``self.model``: the ``nn.Module`` being trained; ``self.model.stop_training = True`` stops training
+  after the current batch (Keras' ``Model.stop_training``; ``fit`` sets it to False when it starts).
+- ``self.params``: ``{"verbose": 0 or 1, "epochs": E, "steps": steps per epoch}``.
+- ``logs``: a plain dict; after an epoch it holds loss, accuracy, val_loss, val_accuracy, lr (the learning
+  rate of the epoch's last step; Keras calls it ``learning_rate``) and seconds.
+
+and one thing Keras has no word for, ``self.trainer`` (the training loop's state): ``.optimizer``,
+``.history``, ``.runtime`` (devices, rank 0, printing) and the learning rate rule below.
+
+**The learning rate.** ``fit`` gives every step the rate of its own schedule (``TrainConfig``: warm-up,
+then cosine, linear, step or constant). Callbacks change it through ``self.trainer`` with two operations,
+both saved in checkpoints and restored on resume:
+
+- ``trainer.learning_rate = x`` (Keras' ``optimizer.learning_rate = x``): every later step uses ``x``;
+  ``fit``'s schedule no longer applies. ``LearningRateScheduler`` does this at the start of each epoch.
+- ``trainer.scale_learning_rate(f)``: every later step uses ``f`` times the rate it would have had, the
+  schedule's shape kept. ``ReduceLROnPlateau`` does this; with ``schedule="constant"`` (and no warm-up)
+  that is exactly Keras' ``optimizer.learning_rate = old * factor``.
+
+So the rate of a step is ``(override if set else schedule(step)) * scale``.
+
+**Resume.** Every callback has ``state_dict()`` and ``load_state_dict(state)`` (the base class: nothing to
+keep). ``fit`` saves the states in each checkpoint and, when it resumes, loads them right after
+``on_train_begin`` (which resets a callback as in Keras), so patience, plateau counters, best values,
+the CSV file and the TensorBoard logs continue exactly where the checkpoint left them.
+
 Batch hooks are called only when some callback overrides them, so the common case costs nothing per step.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib.util
+import inspect
 import math
+import operator
 import time
+import warnings
 from pathlib import Path
+
+import numpy as np
+
+# Metrics whose larger values are better; Keras knows this from each metric's direction.
+_INCREASING_METRICS = ("accuracy",)
 
 
 class Callback:
-    trainer = None  # set by fit(): gives access to .model, .history, .stop_training, .runtime
+    """Keras' ``keras.callbacks.Callback`` (keras/src/callbacks/callback.py)."""
+
+    model = None  # the nn.Module being trained, set by fit()
+    params: dict = {}  # {"verbose", "epochs", "steps"}, set by fit()
+    trainer = None  # the loop's state: optimizer, history, runtime, learning rate (see the module's docstring)
+
+    def set_trainer(self, trainer, params: dict) -> None:
+        self.trainer, self.model, self.params = trainer, trainer.model, params
 
     def on_train_begin(self, logs=None): ...
     def on_train_end(self, logs=None): ...
     def on_epoch_begin(self, epoch, logs=None): ...
     def on_epoch_end(self, epoch, logs=None): ...
+
+    # As in Keras 3, the train-batch hooks call the older on_batch_* names by default.
+    def on_train_batch_begin(self, batch, logs=None):
+        self.on_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_batch_end(batch, logs)
+
     def on_batch_begin(self, batch, logs=None): ...
     def on_batch_end(self, batch, logs=None): ...
 
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps of this callback (JSON values and tensors); nothing by default."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from ``state_dict()``'s output; called after ``on_train_begin`` when resuming."""
+
 
 class CallbackList:
-    def __init__(self, callbacks, trainer):
+    def __init__(self, callbacks, trainer, params: dict):
         self.callbacks = list(callbacks)
         for cb in self.callbacks:
-            cb.trainer = trainer
+            cb.set_trainer(trainer, params)
+        batch_hooks = ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end")
         self.wants_batches = any(
-            type(cb).on_batch_begin is not Callback.on_batch_begin or type(cb).on_batch_end is not Callback.on_batch_end
-            for cb in self.callbacks
+            getattr(type(cb), hook) is not getattr(Callback, hook) for cb in self.callbacks for hook in batch_hooks
         )
 
     def __getattr__(self, hook):
@@ -40,6 +98,55 @@ class CallbackList:
                 getattr(cb, hook)(*args, **kwargs)
 
         return call
+
+    def state_dicts(self) -> list[dict]:
+        return [{"callback": type(cb).__name__, "state": cb.state_dict()} for cb in self.callbacks]
+
+    def load_state_dicts(self, saved: list) -> None:
+        """Give each callback the state saved for the callback of its class in the same place among those of
+        its class (the 2nd ModelCheckpoint gets the 2nd saved one), so that a callback added or dropped on
+        resume (TensorBoard installed since, say) does not shift the others' states."""
+        by_class: dict[str, list[dict]] = {}
+        for entry in saved:
+            if entry:  # checkpoints of older versions saved None for callbacks without state
+                by_class.setdefault(entry["callback"], []).append(entry["state"])
+        seen: dict[str, int] = {}
+        for cb in self.callbacks:
+            name = type(cb).__name__
+            k = seen[name] = seen.get(name, -1) + 1
+            states = by_class.get(name, [])
+            if k < len(states):
+                cb.load_state_dict(states[k])
+
+
+def _numeric(logs: dict) -> dict:
+    return {k: v for k, v in logs.items() if isinstance(v, (int, float))}
+
+
+def _improvement_op(monitor: str, mode: str, who: str):
+    """``operator.lt`` (smaller is better) or ``operator.gt``, as Keras' ``MonitorCallback._set_monitor_op``
+    (keras/src/callbacks/monitor_callback.py): "auto" infers the direction from the metric's name."""
+    if mode == "min":
+        return operator.lt
+    if mode == "max":
+        return operator.gt
+    name = monitor.removeprefix("val_")
+    if name == "loss":
+        return operator.lt
+    if name in _INCREASING_METRICS:
+        return operator.gt
+    raise ValueError(
+        f"{who} callback received monitor={monitor}, but cnnlab cannot tell whether that metric should be "
+        "maximized or minimized. Pass mode='max' in order to monitor the highest value, or mode='min' for the "
+        "lowest."
+    )
+
+
+def _checked_mode(mode: str, who: str) -> str:
+    if mode not in ("auto", "min", "max"):
+        warnings.warn(f"{who} mode {mode} is unknown, fallback to auto mode.", stacklevel=3)
+        return "auto"
+    return mode
 
 
 class EpochTimer(Callback):
@@ -52,78 +159,518 @@ class EpochTimer(Callback):
         logs["seconds"] = time.perf_counter() - self._start
 
 
-class CSVLogger(Callback):
-    """One row per epoch; appends when resuming so the file holds the whole run."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if not self.trainer.runtime.is_main:
-            return
-        row = {"epoch": epoch + 1, **{k: v for k, v in logs.items() if isinstance(v, (int, float))}}
-        fresh = not self.path.exists() or epoch == 0
-        if not fresh:
-            # On resume, drop rows of epochs that are being redone.
-            with open(self.path, newline="") as f:
-                kept = [r for r in csv.DictReader(f) if int(r["epoch"]) <= epoch]
-            fieldnames = list(row)
-        else:
-            kept, fieldnames = [], list(row)
-        with open(self.path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fieldnames, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(kept + [row])
-
-
 class EarlyStopping(Callback):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
+    """Stop training when ``monitor`` has stopped improving (keras/src/callbacks/early_stopping.py).
 
-    def __init__(self, monitor="val_loss", patience=3, min_delta=0.0, mode="auto"):
-        self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
-        self.mode = mode if mode != "auto" else ("max" if "acc" in monitor else "min")
-        self.best, self.wait = None, 0
+    Keras' rules, kept: the first monitored epoch always sets ``best``; each epoch adds one to ``wait``
+    and an improvement (by more than ``min_delta``, and over ``baseline`` when one is given) sets it back
+    to 0; training stops at the end of an epoch where ``wait >= patience``, never after the first epoch;
+    epochs before ``start_from_epoch`` are not looked at. ``restore_best_weights`` puts back the weights
+    (``state_dict``: buffers too, as Keras' ``get_weights``) of the best epoch when training ends, also
+    when it ran to the end. Its state (wait, best, best epoch and weights) is saved in checkpoints.
+    """
+
+    def __init__(
+        self,
+        monitor="val_loss",
+        min_delta=0,
+        patience=0,
+        verbose=0,
+        mode="auto",
+        baseline=None,
+        restore_best_weights=False,
+        start_from_epoch=0,
+    ):
+        self.monitor = monitor
+        self.min_delta = abs(min_delta)
+        self.patience = patience
+        self.verbose = verbose
+        self.mode = _checked_mode(mode, "EarlyStopping")
+        self.baseline = baseline
+        self.restore_best_weights = restore_best_weights
+        self.start_from_epoch = start_from_epoch
+        self.monitor_op = None
+        self.on_train_begin()
+
+    def on_train_begin(self, logs=None):
+        self.wait, self.stopped_epoch, self.best, self.best_weights, self.best_epoch = 0, 0, None, None, 0
+
+    def _is_improvement(self, value, reference) -> bool:
+        if reference is None:
+            return True
+        delta = -self.min_delta if self.monitor_op is operator.lt else self.min_delta
+        return self.monitor_op(value - delta, reference)
 
     def on_epoch_end(self, epoch, logs=None):
-        value = logs.get(self.monitor)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
+        if self.monitor_op is None:
+            self.monitor_op = _improvement_op(self.monitor, self.mode, "EarlyStopping")
+        current = (logs or {}).get(self.monitor)
+        if current is None:
+            warnings.warn(
+                f"Early stopping conditioned on metric `{self.monitor}` which is not available. "
+                f"Available metrics are: {','.join(logs or {})}",
+                stacklevel=2,
+            )
             return
-        better = self.best is None or (
-            value > self.best + self.min_delta if self.mode == "max" else value < self.best - self.min_delta
-        )
-        if better:
-            self.best, self.wait = value, 0
-        else:
-            self.wait += 1
-            if self.wait >= self.patience:
-                self.trainer.stop_training = True
+        if epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights, self.best_epoch = self._weights(), epoch
+        self.wait += 1
+        if self._is_improvement(current, self.best):
+            self.best, self.best_epoch = current, epoch
+            if self.restore_best_weights:
+                self.best_weights = self._weights()
+            if self.baseline is None or self._is_improvement(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose > 0:
+            self.trainer.runtime.print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose > 0:
                 self.trainer.runtime.print(
-                    f"early stopping: {self.monitor} has not improved for {self.patience} epochs"
+                    f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}."
                 )
+            self.model.load_state_dict(self.best_weights)
+
+    def _weights(self) -> dict:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def state_dict(self) -> dict:
+        return {
+            "wait": self.wait,
+            "stopped_epoch": self.stopped_epoch,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "best_weights": self.best_weights,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.wait, self.stopped_epoch, self.best = state["wait"], state["stopped_epoch"], state["best"]
+        self.best_epoch, self.best_weights = state["best_epoch"], state["best_weights"]
 
 
 class ModelCheckpoint(Callback):
-    """Weights of the last epoch (``last.safetensors``) and of the best by ``monitor`` (``best.safetensors``)."""
+    """Save the weights after every epoch, or only the best (keras/src/callbacks/model_checkpoint.py).
 
-    def __init__(self, folder, monitor="val_accuracy", mode="auto", metadata=None):
-        self.folder = Path(folder)
+    ``filepath`` may hold Python format fields filled from ``epoch`` (counted from 1, as Keras does) and the
+    logs: ``"weights/{epoch:02d}-{val_loss:.2f}.safetensors"``. Files are safetensors, never pickles:
+    ``save_weights_only=True`` writes the weights (and the epoch's logs in the header);
+    ``save_weights_only=False`` (Keras' "whole model") adds what rebuilds the model, as a run's
+    ``model.json`` holds it: the registry name, its options and the input normalisation, so that
+    ``create_model(meta["model"], **meta["options"])`` and ``load_weights_into`` give it back.
+    ``save_best_only`` saves when ``monitor`` improved on the best so far (which ``initial_value_threshold``
+    can set); ``save_freq`` is ``"epoch"`` or a number of batches. ``metadata`` (a cnnlab addition) goes
+    into every file's header. Only rank 0 writes. Its best value is saved in checkpoints.
+    """
+
+    def __init__(
+        self,
+        filepath,
+        monitor="val_loss",
+        verbose=0,
+        save_best_only=False,
+        save_weights_only=False,
+        mode="auto",
+        save_freq="epoch",
+        initial_value_threshold=None,
+        metadata=None,
+    ):
+        self.filepath = str(filepath)
         self.monitor = monitor
-        self.mode = mode if mode != "auto" else ("max" if "acc" in monitor else "min")
-        self.metadata = metadata or {}
-        self.best = None
+        self.verbose = verbose
+        self.save_best_only = save_best_only
+        self.save_weights_only = save_weights_only
+        self.mode = _checked_mode(mode, "ModelCheckpoint")
+        self.save_freq = save_freq
+        self.best = initial_value_threshold
+        self.metadata = dict(metadata or {})
+        self.monitor_op = None
+        self._batches_seen_since_last_saving = 0
+        self._last_batch_seen = 0
+        self._current_epoch = 0
+        if save_freq != "epoch" and not (isinstance(save_freq, int) and save_freq > 0):
+            raise ValueError(f"Unrecognized save_freq: {save_freq}. Expected save_freq are 'epoch' or integer values")
+        if not self.filepath.endswith(".safetensors"):
+            raise ValueError(
+                f"ModelCheckpoint: the filepath must end in .safetensors (cnnlab saves weights only as safetensors, "
+                f"which cannot run code when loaded). Received: filepath={self.filepath}"
+            )
+
+    def on_train_begin(self, logs=None):
+        if not self.save_weights_only and getattr(self.model, "cnnlab_name", None) is None:
+            raise ValueError(
+                "ModelCheckpoint(save_weights_only=False) records how to rebuild the model, which only models "
+                "made by cnnlab.create_model carry; use save_weights_only=True for other modules"
+            )
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current_epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        # Keras' _should_save_on_batch: a batch number that does not grow means a new epoch.
+        added = batch + 1 if batch <= self._last_batch_seen else batch - self._last_batch_seen
+        self._batches_seen_since_last_saving += added
+        self._last_batch_seen = batch
+        if self._batches_seen_since_last_saving >= self.save_freq:
+            self._batches_seen_since_last_saving = 0
+            self._save(self._current_epoch, batch, logs or {})
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.save_freq == "epoch":
+            self._save(epoch, None, logs or {})
+
+    def _save(self, epoch: int, batch: int | None, logs: dict) -> None:
+        if self.monitor_op is None:
+            self.monitor_op = _improvement_op(self.monitor, self.mode, "ModelCheckpoint")
+            if self.best is None:
+                self.best = math.inf if self.monitor_op is operator.lt else -math.inf
+        try:
+            fields = {"epoch": epoch + 1, **logs} if batch is None else {"epoch": epoch + 1, "batch": batch + 1, **logs}
+            path = Path(self.filepath.format(**fields))
+        except KeyError as e:
+            raise KeyError(f'Failed to format this callback filepath: "{self.filepath}". Reason: {e}') from None
+        if not self._should_save(epoch, logs, path):
+            return
         if not self.trainer.runtime.is_main:
             return
         from ..checkpoint import save_weights
 
-        self.folder.mkdir(parents=True, exist_ok=True)
-        model = self.trainer.model
-        meta = {**self.metadata, "epoch": epoch + 1, **{k: v for k, v in logs.items() if isinstance(v, (int, float))}}
-        save_weights(self.folder / "last.safetensors", model, meta)
-        value = logs.get(self.monitor)
-        if value is None:
+        meta = {} if self.save_weights_only else _model_description(self.model)
+        meta.update(self.metadata)
+        meta.update({"epoch": epoch + 1, **({"batch": batch + 1} if batch is not None else {}), **_numeric(logs)})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_weights(path, self.model, meta)
+
+    def _should_save(self, epoch: int, logs: dict, path: Path) -> bool:
+        if not self.save_best_only:
+            if self.verbose > 0:
+                self.trainer.runtime.print(f"\nEpoch {epoch + 1}: saving model to {path}")
+            return True
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(f"Can save best model only with {self.monitor} available.", stacklevel=3)
+            return True
+        if self.monitor_op(current, self.best):
+            if self.verbose > 0:
+                self.trainer.runtime.print(
+                    f"\nEpoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to {current:.5f}, "
+                    f"saving model to {path}"
+                )
+            self.best = current
+            return True
+        if self.verbose > 0:
+            self.trainer.runtime.print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
+        return False
+
+    def state_dict(self) -> dict:
+        return {
+            "best": self.best,
+            "batches_seen_since_last_saving": self._batches_seen_since_last_saving,
+            "last_batch_seen": self._last_batch_seen,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = state["best"]
+        self._batches_seen_since_last_saving = state["batches_seen_since_last_saving"]
+        self._last_batch_seen = state["last_batch_seen"]
+
+
+def _model_description(model) -> dict:
+    """What rebuilds a registry model (its run's model.json): name, options and input normalisation."""
+    return {
+        "model": model.cnnlab_name,
+        "options": model.cnnlab_options,
+        "input_norm": model.cnnlab_input_norm.to_dict(),
+    }
+
+
+class ReduceLROnPlateau(Callback):
+    """Reduce the learning rate when a metric has stopped improving
+    (keras/src/callbacks/reduce_lr_on_plateau.py).
+
+    Keras' rules, kept: "auto" mode maximises a monitor whose name holds "acc", else minimises; an
+    improvement beats the best by more than ``min_delta``; after ``patience`` epochs without one the rate
+    becomes ``max(lr * factor, min_lr)`` if it is above ``min_lr``, and ``cooldown`` epochs follow in which
+    ``wait`` stays 0. The reduction is ``trainer.scale_learning_rate`` (see the module's docstring): the
+    rate every later step uses, ``fit``'s schedule included, is multiplied by ``new_lr / lr``, where
+    ``lr`` is the rate of the epoch's last step. Its counters and best value are saved in checkpoints
+    (the reduced rate is in the trainer's state).
+    """
+
+    def __init__(
+        self,
+        monitor="val_loss",
+        factor=0.1,
+        patience=10,
+        verbose=0,
+        mode="auto",
+        min_delta=1e-4,
+        cooldown=0,
+        min_lr=0.0,
+    ):
+        if factor >= 1.0:
+            raise ValueError(f"ReduceLROnPlateau does not support a factor >= 1.0. Received factor={factor}")
+        self.monitor, self.factor, self.patience, self.verbose = monitor, factor, patience, verbose
+        self.min_delta, self.cooldown, self.min_lr = min_delta, cooldown, min_lr
+        if mode not in ("auto", "min", "max"):
+            warnings.warn(f"Learning rate reduction mode {mode} is unknown, fallback to auto mode.", stacklevel=2)
+            mode = "auto"
+        self.mode = mode
+        self._reset()
+
+    def _reset(self) -> None:
+        self.minimize = self.mode == "min" or (self.mode == "auto" and "acc" not in self.monitor)
+        self.best = math.inf if self.minimize else -math.inf
+        self.cooldown_counter = 0
+        self.wait = 0
+
+    def _improved(self, current, best) -> bool:
+        return current < best - self.min_delta if self.minimize else current > best + self.min_delta
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+
+    def in_cooldown(self) -> bool:
+        return self.cooldown_counter > 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is None:
+            warnings.warn(
+                f"Learning rate reduction is conditioned on metric `{self.monitor}` which is not available. "
+                f"Available metrics are: {','.join(logs or {})}.",
+                stacklevel=2,
+            )
             return
-        if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
-            self.best = value
-            save_weights(self.folder / "best.safetensors", model, meta)
+        if self.in_cooldown():
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._improved(current, self.best):
+            self.best, self.wait = current, 0
+        elif not self.in_cooldown():
+            self.wait += 1
+            if self.wait >= self.patience:
+                old_lr = self.trainer.learning_rate
+                if old_lr > self.min_lr:
+                    new_lr = max(old_lr * self.factor, self.min_lr)
+                    self.trainer.scale_learning_rate(new_lr / old_lr)
+                    if self.verbose > 0:
+                        self.trainer.runtime.print(
+                            f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new_lr}."
+                        )
+                    self.cooldown_counter = self.cooldown
+                    self.wait = 0
+
+    def state_dict(self) -> dict:
+        return {"wait": self.wait, "cooldown_counter": self.cooldown_counter, "best": self.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.wait, self.cooldown_counter, self.best = state["wait"], state["cooldown_counter"], state["best"]
+
+
+class LearningRateScheduler(Callback):
+    """At the start of each epoch, the learning rate becomes ``schedule(epoch, lr)``
+    (keras/src/callbacks/learning_rate_scheduler.py).
+
+    ``epoch`` counts from 0; ``lr`` is the rate in use: before the first call, ``TrainConfig.lr`` (Keras:
+    the optimizer's initial rate), after it the rate the schedule set (times any ``ReduceLROnPlateau``
+    reduction since). The rate then holds for the whole epoch: it replaces ``fit``'s own schedule (see the
+    module's docstring). ``schedule(epoch)``, Keras' older one-argument form, works too. The result must
+    be a float, as in Keras. Resuming in the middle of an epoch does not apply the schedule twice.
+    """
+
+    def __init__(self, schedule, verbose=0):
+        self.schedule = schedule
+        self.verbose = verbose
+        self.takes_lr = len(inspect.signature(schedule).parameters) >= 2
+        self._last_epoch = None  # the epoch whose rate is set: a resume inside it must not set it again
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self._last_epoch:
+            return
+        trainer = self.trainer
+        lr = trainer.learning_rate if trainer.lr_override is not None else trainer.initial_learning_rate
+        new_lr = self.schedule(epoch, lr) if self.takes_lr else self.schedule(epoch)
+        if not isinstance(new_lr, (float, np.floating)):
+            raise ValueError(f"The output of the `schedule` function should be a float. Got: {new_lr}")
+        trainer.learning_rate = float(new_lr)
+        self._last_epoch = epoch
+        if self.verbose > 0:
+            trainer.runtime.print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {new_lr}.")
+
+    def state_dict(self) -> dict:
+        return {"last_epoch": self._last_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._last_epoch = state["last_epoch"]
+
+
+class TerminateOnNaN(Callback):
+    """Stop training when a batch's loss is NaN or infinite (keras/src/callbacks/terminate_on_nan.py).
+
+    ``fit`` already stops with an error naming the step when a loss is not finite (``nonfinite="stop"``,
+    the default, stricter than Keras, which trains on); this callback is Keras' graceful stop for runs
+    with ``nonfinite="skip"``: ``stop_training`` after the batch (``raise_error=True``: an error at once).
+    """
+
+    def __init__(self, raise_error: bool = False):
+        self.raise_error = raise_error
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and (math.isnan(loss) or math.isinf(loss)):
+            if self.raise_error:
+                raise RuntimeError(
+                    f"NaN or Inf loss encountered at batch {batch}. Loss value: {loss}. Terminating training "
+                    "immediately."
+                )
+            self.trainer.runtime.print(f"Batch {batch}: Invalid loss, terminating training")
+            self.model.stop_training = True
+
+
+class CSVLogger(Callback):
+    """One row per epoch (keras/src/callbacks/csv_logger.py): ``epoch`` (counted from 0, as Keras writes it)
+    then the logs' keys in sorted order (with ``val_`` columns added when there are none, as Keras does).
+    ``append=False`` starts the file afresh when training starts, ``append=True`` adds to it (a header only
+    if the file is empty). Its state is the file's length after the last row written: a resumed run cuts the
+    file back to the checkpoint's rows and goes on, so the file holds every epoch exactly once.
+    """
+
+    def __init__(self, filename, separator=",", append=False):
+        self.filename = Path(filename)
+        self.sep = separator
+        self.append = append
+        self.keys = None
+        self._size = None  # bytes of the file after the last row this run wrote
+        self._cut_to = None  # before the next row: cut the file to this length (0: start afresh)
+
+    def on_train_begin(self, logs=None):
+        self.keys = None
+        self._cut_to = None if self.append else 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.trainer.runtime.is_main:
+            return
+        logs = logs or {}
+        if self.keys is None:
+            self.keys = sorted(logs)
+            if self.keys and not any(k.startswith("val_") for k in self.keys):
+                self.keys += ["val_" + k for k in self.keys]
+
+        class Dialect(csv.excel):
+            delimiter = self.sep
+
+        with open(self.filename, "a+", newline="") as f:
+            if self._cut_to is not None:
+                f.truncate(self._cut_to)
+                self._cut_to = None
+            f.seek(0, 2)
+            writer = csv.DictWriter(f, fieldnames=["epoch", *self.keys], dialect=Dialect)
+            if f.tell() == 0:
+                writer.writeheader()
+            writer.writerow({"epoch": epoch, **{k: _csv_value(logs.get(k, "NA")) for k in self.keys}})
+            f.flush()
+            self._size = f.tell()
+
+    def state_dict(self) -> dict:
+        return {"size": self._size, "keys": self.keys}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.keys = state["keys"]
+        if state["size"] is not None:
+            self._size = self._cut_to = state["size"]
+
+
+def _csv_value(v):
+    if isinstance(v, str) or not isinstance(v, (list, tuple, np.ndarray)):
+        return v
+    return f'"[{", ".join(map(str, v))}]"'
+
+
+class TensorBoard(Callback):
+    """Epoch scalars for TensorBoard in Keras' layout (keras/src/callbacks/tensorboard.py):
+    ``log_dir/train/`` and ``log_dir/validation/`` event files holding ``epoch_loss``, ``epoch_accuracy``,
+    ``epoch_learning_rate`` (and ``epoch_seconds``) at step = epoch (from 0); the validation file holds the
+    ``val_`` metrics under the same tags, so TensorBoard draws train and validation on one chart. Written
+    with PyTorch's ``SummaryWriter`` (the ``tensorboard`` package: ``pip install cnnlab[tensorboard]``), by
+    rank 0 only. A resumed run starts its writers with ``purge_step`` = the first epoch it redoes, so
+    TensorBoard hides the epochs that the killed run logged after its checkpoint.
+    """
+
+    def __init__(self, log_dir="logs"):
+        if importlib.util.find_spec("tensorboard") is None:
+            raise ImportError(
+                "the TensorBoard callback needs the tensorboard package: pip install 'cnnlab[tensorboard]' "
+                "(or pip install tensorboard)"
+            )
+        self.log_dir = Path(log_dir)
+        self._writers: dict = {}
+        self._next_epoch = 0
+        self._purge_step = None
+
+    def on_train_begin(self, logs=None):
+        self._writers, self._purge_step = {}, None
+
+    def _writer(self, name: str):
+        if name not in self._writers:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writers[name] = SummaryWriter(str(self.log_dir / name), purge_step=self._purge_step)
+        return self._writers[name]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._next_epoch = epoch + 1
+        if not self.trainer.runtime.is_main:
+            return
+        scalars = _numeric(logs or {})
+        train = {("learning_rate" if k == "lr" else k): v for k, v in scalars.items() if not k.startswith("val_")}
+        val = {k.removeprefix("val_"): v for k, v in scalars.items() if k.startswith("val_")}
+        for name, values in (("train", train), ("validation", val)):
+            if values:
+                writer = self._writer(name)
+                for k, v in values.items():
+                    writer.add_scalar("epoch_" + k, v, global_step=epoch)
+                writer.flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+
+    def state_dict(self) -> dict:
+        return {"next_epoch": self._next_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._next_epoch = self._purge_step = state["next_epoch"]
+
+
+def tensorboard_available() -> bool:
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def run_directory_callbacks(run_dir, metadata: dict, early_stopping: int = 0) -> list[Callback]:
+    """The callbacks behind a run directory: ``metrics.csv``, ``weights/last.safetensors`` (every epoch),
+    ``weights/best.safetensors`` (the best ``val_accuracy``: a run directory keeps the most accurate
+    weights, while the public ``ModelCheckpoint`` defaults to Keras' ``val_loss``), ``EarlyStopping`` on
+    ``val_loss`` with ``--early-stopping PATIENCE``, and TensorBoard logs in ``logs/`` (Keras' examples'
+    folder name) when the tensorboard package is installed."""
+    run_dir = Path(run_dir)
+    weights = str(run_dir / "weights").replace("{", "{{").replace("}", "}}")  # a path, not a format
+    callbacks: list[Callback] = [
+        CSVLogger(run_dir / "metrics.csv"),
+        ModelCheckpoint(weights + "/last.safetensors", metadata=metadata),
+        ModelCheckpoint(weights + "/best.safetensors", monitor="val_accuracy", save_best_only=True, metadata=metadata),
+    ]
+    if early_stopping:
+        callbacks.append(EarlyStopping(monitor="val_loss", patience=early_stopping, verbose=1))
+    if tensorboard_available():
+        callbacks.append(TensorBoard(run_dir / "logs"))
+    return callbacks

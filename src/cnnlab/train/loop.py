@@ -60,15 +60,41 @@ class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite; the message names the epoch and step."""
 
 
+# Keras-style L2 (``kernel_regularizer=l2(c)``: c * sum(w^2) added to the loss) on a model that lists its
+# penalties (``l2_groups``: parameters by coefficient) reaches the weights as its gradient, 2c * w, with every
+# optimizer, without autograd over the weights (a quarter of each CPU step for AlexNet-BN's 58M weights):
+# - Adam, SGD: as their coupled ``weight_decay=2c`` per group, which adds exactly 2c * w to the gradient
+#   inside the (fused) optimizer kernel: free.
+# - AdamW: its ``weight_decay`` is decoupled (a different update), so ``add_l2_gradient`` adds 2c * w to the
+#   gradients before the step: one in-place add per regularised kernel (8 in AlexNet-BN), the same gradient
+#   as the penalty in the loss, and ``--weight-decay`` keeps AdamW's decoupled meaning beside it.
+
+
 def l2_in_optimizer(model, cfg: TrainConfig) -> bool:
-    """Whether the model's Keras-style L2 penalties (``l2_groups``) go into the optimizer as coupled weight
-    decay (Adam, SGD) rather than into the loss (AdamW's decay is decoupled: a different gradient)."""
+    """Whether the model's Keras-style L2 penalties go into the optimizer as coupled weight decay (Adam, SGD)."""
     return hasattr(model, "l2_groups") and cfg.optimizer in ("adam", "sgd")
+
+
+def l2_gradient_groups(model, cfg: TrainConfig) -> list[tuple[float, list[torch.Tensor]]]:
+    """The (coefficient, parameters) whose L2 gradient ``fit`` adds itself before each step (AdamW)."""
+    if not hasattr(model, "l2_groups") or l2_in_optimizer(model, cfg):
+        return []
+    return [(c, ps) for c, ps in model.l2_groups() if c]
+
+
+@torch.no_grad()
+def add_l2_gradient(groups: list[tuple[float, list[torch.Tensor]]]) -> None:
+    """grad += 2c * w: the gradient of c * sum(w^2), Keras' l2(c)."""
+    for c, params in groups:
+        for p in params:
+            if p.grad is not None:
+                p.grad.add_(p, alpha=2 * c)
 
 
 def make_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer of ``cfg``. A model with Keras-style L2 penalties (``l2_groups``) gets them as coupled
-    weight decay 2c per parameter group (Adam, SGD): the same gradient as adding c * sum(w^2) to the loss."""
+    weight decay 2c per parameter group (Adam, SGD): the same gradient as adding c * sum(w^2) to the loss
+    (AdamW: see ``add_l2_gradient``)."""
     if l2_in_optimizer(model, cfg):
         params = [{"params": ps, "weight_decay": 2 * c + cfg.weight_decay} for c, ps in model.l2_groups()]
     else:
@@ -202,9 +228,10 @@ def fit(
     train_loader = source.loader("train", cfg.batch_size, rt.device, train=True, seed=cfg.seed, shard=rt.shard)
     validate = source.size("val") > 0
     optimizer = make_optimizer(model, cfg)
-    # Keras-style L2: in the optimizer when the model gives its groups (see make_optimizer), else in the loss.
+    # Keras-style L2 reaches the gradient in the optimizer (Adam, SGD) or through add_l2_gradient (AdamW);
+    # its value (regularization_loss) is only added to the logged losses, as Keras reports them.
+    l2_gradient = l2_gradient_groups(model, cfg)
     regularization = getattr(model, "regularization_loss", None)
-    l2_by_decay = l2_in_optimizer(model, cfg)
     # fp16 needs loss scaling against underflow; bf16 and fp32 do not (the scaler is then a no-op).
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.precision == "fp16")
     ema = WeightAverage(model, cfg.ema) if cfg.ema else None
@@ -213,13 +240,14 @@ def fit(
     total_steps = epochs * steps_per_epoch
 
     history = History()
-    trainer = _Trainer(model, optimizer, history, rt)
-    cbs = CallbackList([EpochTimer(), *callbacks], trainer)
+    trainer = _Trainer(model, optimizer, history, rt, lambda step: lr_at(step, total_steps, cfg), cfg.lr)
+    params = {"verbose": int(cfg.progress), "epochs": epochs, "steps": steps_per_epoch}  # Keras' Callback.params
+    cbs = CallbackList([EpochTimer(), *callbacks], trainer, params)
 
     # --- resume ------------------------------------------------------------------------------------
     # Rank 0 reads the checkpoint and hands it to the others (the run directory needs to be on its machine
     # only); DistributedDataParallel then starts every process from rank 0's weights.
-    start_epoch, start_step, resumed_partial = 0, 0, None
+    start_epoch, start_step, resumed_partial, callback_states = 0, 0, None, []
     found = latest_checkpoint(run_dir) if resume and run_dir and rt.is_main else None
     found = rt.broadcast_object(found)
     if found:
@@ -235,9 +263,9 @@ def fit(
         start_epoch, start_step, resumed_partial = state["epoch"], state["step_in_epoch"], state.get("partial")
         if not rt.is_main:  # the metrics of the steps before the restart are summed over processes once
             resumed_partial = None
-        for cb, cb_state in zip(cbs.callbacks, state.get("callbacks", [])):
-            if cb_state and hasattr(cb, "load_state_dict"):
-                cb.load_state_dict(cb_state)
+        callback_states = state.get("callbacks") or []  # loaded after on_train_begin, which resets callbacks
+        if state.get("trainer"):
+            trainer.load_state_dict(state["trainer"])
         rt.print(f"resuming from {folder} (epoch {start_epoch + 1}, step {start_step})")
     net = rt.wrap(model)
     if cfg.compile:  # compiled for the steps only; ``model`` (plain keys) is what is saved and evaluated
@@ -257,7 +285,8 @@ def fit(
             "ema": ema.state_dict() if ema is not None else None,
             "history": history.history,
             "partial": partial,
-            "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in cbs.callbacks],
+            "callbacks": cbs.state_dicts(),
+            "trainer": trainer.state_dict(),
         }
         tag = f"step-{epoch * steps_per_epoch + step_in_epoch:09d}"
         try:
@@ -302,11 +331,15 @@ def fit(
     if ema is not None:
         rt.print(f"validating and keeping a moving average of the weights (ema {cfg.ema}; --ema 0 turns it off)")
     cbs.on_train_begin({})
+    cbs.load_state_dicts(callback_states)
     try:
         for epoch in range(start_epoch, epochs):
+            if trainer.stop_training:  # a callback stopped it (before a resume too: the checkpoint says so)
+                break
             model.train()
-            cbs.on_epoch_begin(epoch, {})
             first = start_step if epoch == start_epoch else 0
+            trainer.step = epoch * steps_per_epoch + first
+            cbs.on_epoch_begin(epoch, {})
             sums = torch.zeros(3, device=rt.device, dtype=torch.float64)  # loss sum, correct, count
             if first and resumed_partial is not None:  # the metrics of the steps done before the restart
                 sums += torch.tensor(resumed_partial, dtype=torch.float64, device=rt.device)
@@ -316,15 +349,15 @@ def fit(
             for step, (images, labels) in enumerate(train_loader.epoch(epoch, first), start=first):
                 if step >= steps_per_epoch:  # --dry-run
                     break
-                global_step = epoch * steps_per_epoch + step
+                global_step = trainer.step = epoch * steps_per_epoch + step
                 # Dropout's draws, seeded per (step, process): replayed exactly after a restart, any world size.
                 torch.manual_seed(epoch_seed(cfg.seed, global_step, salt=3) + rt.rank)
                 batch_len = train_loader.global_batch_len(step)
-                lr = lr_at(global_step, total_steps, cfg)
+                lr = trainer.learning_rate  # the schedule's, unless a callback changed it
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 if cbs.wants_batches:
-                    cbs.on_batch_begin(step, {})
+                    cbs.on_train_batch_begin(step, {})
                 if aug_gen is not None:  # seeded per step: any step can be replayed after a restart
                     aug_gen.manual_seed(epoch_seed(cfg.seed, global_step, salt=1))
                 with rt.autocast():
@@ -333,8 +366,6 @@ def fit(
                     # DDP averages the processes' gradients; an uneven last batch is weighted by its rows.
                     share = len(labels) * rt.world_size / batch_len
                     loss_to_step = loss * share if share != 1 else loss
-                    if regularization is not None and not l2_by_decay:
-                        loss = loss + regularization()
                 finite = None
                 if check_every_step or cfg.nonfinite == "skip":
                     finite = not rt.any(not bool(torch.isfinite(loss)))
@@ -347,6 +378,9 @@ def fit(
                 optimizer.zero_grad(set_to_none=True)
                 if finite is not False:
                     scaler.scale(loss_to_step).backward()
+                    if l2_gradient:
+                        scaler.unscale_(optimizer)  # fp16: the L2 gradient is added to true-scale gradients
+                        add_l2_gradient(l2_gradient)
                     scaler.step(optimizer)
                     scaler.update()
                     if ema is not None:
@@ -355,7 +389,7 @@ def fit(
                     sums[1] += (logits.argmax(1) == labels).sum()
                     sums[2] += len(labels)
                 if cbs.wants_batches:
-                    cbs.on_batch_end(step, {"loss": loss.item(), "lr": lr})
+                    cbs.on_train_batch_end(step, {"loss": loss.item(), "lr": lr})
                 bar.update(1)
                 if step % 25 == 0:
                     bar.set_postfix(loss=f"{sums[0].item() / max(sums[2].item(), 1):.4f}", lr=f"{lr:.2e}")
@@ -370,6 +404,8 @@ def fit(
                     )
                 if cfg.checkpoint_steps and done % cfg.checkpoint_steps == 0 and done < steps_per_epoch:
                     checkpoint(epoch, done, sums)
+                if trainer.stop_training:  # Keras stops after the batch, then validates and ends the epoch
+                    break
             bar.close()
             watch.check()  # before the epoch's metrics and checkpoint
 
@@ -377,8 +413,7 @@ def fit(
             logs = {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1)}
             # Keras reports losses with the L2 penalty in them; computed once, at the epoch's final weights.
             penalty = float(regularization()) if regularization is not None else 0.0
-            if l2_by_decay:
-                logs["loss"] += penalty
+            logs["loss"] += penalty
             if rt.distributed and not cfg.sync_bn:
                 rt.broadcast_buffers(model)
             # With an average of the weights, validation and the callbacks (saved weights) see the average.
@@ -399,10 +434,10 @@ def fit(
                     for k, v in logs.items()
                 )
             )
-            if cfg.checkpoint_every and ((epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == epochs):
+            if cfg.checkpoint_every and (
+                (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == epochs or trainer.stop_training
+            ):
                 checkpoint(epoch + 1, 0)
-            if trainer.stop_training:
-                break
     finally:
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
@@ -427,8 +462,45 @@ def _match_param_layout(optimizer) -> None:
 
 
 class _Trainer:
-    """What callbacks see as ``self.trainer`` (Keras gives them ``self.model``)."""
+    """What callbacks see as ``self.trainer`` beside Keras' ``self.model``: the optimizer, the history, the
+    runtime, whether to stop, and the learning rate rule (see cnnlab.train.callbacks): the rate of a step is
+    ``(lr_override if set else schedule(step)) * lr_scale``. Its state is saved in every checkpoint."""
 
-    def __init__(self, model, optimizer, history, runtime):
+    def __init__(self, model, optimizer, history, runtime, schedule, initial_learning_rate: float):
         self.model, self.optimizer, self.history, self.runtime = model, optimizer, history, runtime
-        self.stop_training = False
+        self.schedule = schedule  # step -> fit's own learning rate
+        self.initial_learning_rate = initial_learning_rate  # TrainConfig.lr, Keras' initial rate
+        self.lr_override: float | None = None
+        self.lr_scale = 1.0
+        self.step = 0  # the global step being run (or about to run)
+        model.stop_training = False  # Keras' Model.stop_training: callbacks set it to stop after the batch
+
+    @property
+    def stop_training(self) -> bool:
+        return self.model.stop_training
+
+    @stop_training.setter
+    def stop_training(self, value: bool) -> None:
+        self.model.stop_training = value
+
+    @property
+    def learning_rate(self) -> float:
+        """The rate of the current step (at an epoch's end: its last step, as Keras' optimizer reports it)."""
+        base = self.lr_override if self.lr_override is not None else self.schedule(self.step)
+        return base * self.lr_scale
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        """Keras' ``optimizer.learning_rate = value``: every later step uses ``value``, not the schedule."""
+        self.lr_override, self.lr_scale = float(value), 1.0
+
+    def scale_learning_rate(self, factor: float) -> None:
+        """Every later step uses ``factor`` times the rate it would have had."""
+        self.lr_scale *= factor
+
+    def state_dict(self) -> dict:
+        return {"lr_override": self.lr_override, "lr_scale": self.lr_scale, "stop_training": self.stop_training}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.lr_override, self.lr_scale = state["lr_override"], state["lr_scale"]
+        self.stop_training = state["stop_training"]
