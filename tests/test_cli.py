@@ -65,7 +65,7 @@ def test_train_writes_a_complete_run_directory(trained_run, capsys):
     ):
         assert (run_dir / name).is_file(), name
     rows = (run_dir / "metrics.csv").read_text().splitlines()
-    assert rows[0].startswith("epoch,loss,accuracy,val_loss,val_accuracy") and len(rows) == 3
+    assert rows[0] == "epoch,accuracy,loss,lr,seconds,val_accuracy,val_loss" and len(rows) == 3  # Keras CSVLogger
     compute = json.loads((run_dir / "compute.json").read_text())
     assert compute["train_flops"] == 3 * 833_040 * 600 * 2 + 833_040 * 200 * 2  # 2 epochs, 600 train, 200 val
     assert compute["achieved_flops_per_s"] > 0 and compute["pfs_days"] == compute["train_flops"] / 8.64e19

@@ -223,7 +223,7 @@ def test_l2_penalty_reaches_the_weights_with_every_optimizer(synthetic_dataset, 
 
     import torch.nn.functional as F
 
-    from cnnlab.data.loader import Preprocess, input_norm_of
+    from cnnlab.data.loader import InputNorm, Preprocess
 
     train = synthetic_dataset[0].subset(range(64))  # one batch: every step sees the same images
     torch.manual_seed(0)
@@ -235,7 +235,7 @@ def test_l2_penalty_reaches_the_weights_with_every_optimizer(synthetic_dataset, 
     )  # fmt: skip
     fit(model, train, None, cfg)
 
-    x = Preprocess(input_norm_of(train), "cpu", channels_last=False)(train.images)
+    x = Preprocess(InputNorm.of(train.images), "cpu", channels_last=False)(train.images)
 
     def reference(with_penalty: bool):
         ref = copy.deepcopy(start)
