@@ -16,11 +16,12 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
+from ..checkpoint import list_checkpoints, resume_point, save_checkpoint
 from ..data.loader import Preprocess, epoch_seed, input_norm_of, make_loader
 from .callbacks import CallbackList, EpochTimer
 from .config import TrainConfig
 from .ema import WeightAverage
+from .recipes import config_for
 from .runtime import Runtime
 
 
@@ -43,7 +44,12 @@ class History:
 
 
 class TrainingInterrupted(Exception):
-    """SIGINT/SIGTERM arrived; a checkpoint was written. The message says how to resume."""
+    """SIGINT/SIGTERM arrived; a checkpoint was written. The message says how to resume; ``signum`` is the
+    signal, so that the command exits 128 + signum as a shell expects (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = int(signum)
 
 
 class CheckpointWriteError(OSError):
@@ -152,8 +158,10 @@ def fit(
     ``run_dir`` receives resumable checkpoints; with ``resume=True`` training continues from the newest
     complete one there, and ends with the same weights as a run that was never stopped.
     ``augment`` is a batch transform ``f(x, generator=g)`` applied to training batches (see cnnlab.augment).
+    Without ``config`` a model made by ``create_model`` trains with its recipe, as ``cnnlab train NAME`` does
+    (``config_for(model, epochs=2)`` changes one setting of it).
     """
-    cfg = config or TrainConfig()
+    cfg = config or config_for(model)
     cfg.validate()
     rt = runtime or Runtime(cfg.device, cfg.precision, cfg.threads)
     if cfg.batch_size > len(train_data):
@@ -201,8 +209,9 @@ def fit(
 
     # --- resume ------------------------------------------------------------------------------------
     start_epoch, start_step, resumed_partial = 0, 0, None
-    if resume and run_dir and (found := latest_checkpoint(run_dir)):
+    if found := resume_point(run_dir, resume, rt.print):  # None for a new run; says what it skipped
         folder, model_state, state = found
+        _same_data(folder, state.get("data"), {"train_images": len(train_data), "steps_per_epoch": steps_per_epoch})
         model.load_state_dict(model_state)
         optimizer.load_state_dict(state["optimizer"])
         _match_param_layout(optimizer)
@@ -218,7 +227,11 @@ def fit(
         for cb, cb_state in zip(cbs.callbacks, state.get("callbacks", [])):
             if cb_state and hasattr(cb, "load_state_dict"):
                 cb.load_state_dict(cb_state)
-        rt.print(f"resuming from {folder} (epoch {start_epoch + 1}, step {start_step})")
+        rt.print(
+            f"resuming from {folder} (epoch {start_epoch + 1}, step {start_step})"
+            if start_epoch < epochs
+            else f"{folder}: all {epochs} epochs are done; nothing left to train"
+        )
 
     def checkpoint(epoch: int, step_in_epoch: int, partial=None) -> None:
         if not (run_dir and rt.is_main):
@@ -235,6 +248,7 @@ def fit(
             "ema": ema.state_dict() if ema is not None else None,
             "history": history.history,
             "partial": partial,
+            "data": {"train_images": len(train_data), "steps_per_epoch": steps_per_epoch},
             "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else None for cb in cbs.callbacks],
         }
         tag = f"step-{epoch * steps_per_epoch + step_in_epoch:09d}"
@@ -333,7 +347,8 @@ def fit(
                     checkpoint(epoch, done, sums.tolist())
                     raise TrainingInterrupted(
                         f"interrupted by {signal.Signals(stop_signal[0]).name} at epoch {epoch + 1}, step {done}; "
-                        f"checkpoint written. Resume with: cnnlab train --resume {run_dir}"
+                        f"checkpoint written. Resume with: cnnlab train --resume {run_dir}",
+                        stop_signal[0],
                     )
                 if cfg.checkpoint_steps and done % cfg.checkpoint_steps == 0 and done < steps_per_epoch:
                     checkpoint(epoch, done, sums.tolist())
@@ -374,6 +389,19 @@ def fit(
         ema.copy_to_model()
     cbs.on_train_end({"history": history.history})
     return history
+
+
+def _same_data(folder, saved: dict | None, now: dict) -> None:
+    """A resume continues on the data the run trained on: a different count of images (another folder, the
+    MNIST sample instead of the full set) would silently continue a different run."""
+    if saved is not None and saved != now:
+        from ..checkpoint import CheckpointError
+
+        raise CheckpointError(
+            f"{folder}: the run trained on {saved['train_images']:,} images ({saved['steps_per_epoch']} steps an "
+            f"epoch); the data found now has {now['train_images']:,} ({now['steps_per_epoch']}). A resume needs "
+            "the run's own data (--data-dir to say where it is)"
+        )
 
 
 def _match_param_layout(optimizer) -> None:
