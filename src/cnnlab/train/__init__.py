@@ -1,8 +1,9 @@
 """Training: the loop (``fit``), its configuration, callbacks, and the runtime that owns devices."""
 
 from .callbacks import Callback, CSVLogger, EarlyStopping, EpochTimer, ModelCheckpoint
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 from .loop import CheckpointWriteError, History, NonFiniteLoss, TrainingInterrupted, fit
+from .recipes import config_for, resolve_config
 from .runtime import Runtime
 
 __all__ = [
@@ -12,6 +13,9 @@ __all__ = [
     "EpochTimer",
     "ModelCheckpoint",
     "TrainConfig",
+    "ConfigError",
+    "config_for",
+    "resolve_config",
     "History",
     "NonFiniteLoss",
     "CheckpointWriteError",

@@ -349,6 +349,8 @@ def check_augment(settings: dict, where: str) -> None:
         problem = check_value(value, hints[key])
         if problem:
             raise ConfigError(f"{where}.{key} {problem}")
+        if isinstance(value, (list, tuple)) and not value:
+            raise ConfigError(f"{where}.{key} is []; expected a number or a non-empty list")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Augment's advice is for training time, not for this check
