@@ -273,5 +273,6 @@ def test_val_dir_is_used_and_its_classes_must_match(kaggle, tmp_path):
     data = load_folder_data(cfg, echo=lambda *a: None)
     assert len(data.train) == 24 and len(data.val) == 6 and not data.val.augment
     save(val / "bird.0.jpg")
+    save(val / "bird.1.jpg")  # one bird alone would be refused as a misnamed file (a class of one image)
     with pytest.raises(FolderError, match="classes .* differ"):
         load_folder_data(cfg, echo=lambda *a: None)
