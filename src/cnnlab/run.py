@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import atomic_write_json, load_weights_into
+from .checkpoint import atomic_write_json, atomic_write_text, load_weights_into  # a full disk names the file
 from .data.datasets import DatasetNotFoundError, load_idx_dataset, load_mnist_sample, stratified_split
 from .data.images import ImageError, image_to_tensor, open_image
 from .data.loader import InputNorm, Preprocess, input_norm_of
@@ -156,7 +156,7 @@ def train_run(
         if runtime.is_main:
             atomic_write_json(run_dir / "config.json", cfg.to_dict())
             atomic_write_json(run_dir / "model.json", info)
-            (run_dir / "summary.txt").write_text(table.format() + "\n")
+            atomic_write_text(run_dir / "summary.txt", table.format() + "\n")
             if not resume:
                 echo(table.format())
         echo(f"run directory: {run_dir}")
@@ -225,7 +225,7 @@ def write_comparison(run_dir: Path, with_aug: dict, with_report, without: dict, 
         f"{sum(without['seconds']) / len(without['seconds']):.1f}",
     ]
     text = "\n".join(lines)
-    (run_dir / "comparison.txt").write_text(text + "\n")
+    atomic_write_text(run_dir / "comparison.txt", text + "\n")
     plot_comparison(with_aug, without, run_dir / "comparison.png")
     echo("\n" + text)
 
@@ -257,7 +257,7 @@ def evaluate_model(model, test, norm, runtime, cfg: TrainConfig, run_dir: Path |
         )
         report.ten_crop_accuracy = float((ten.argmax(1) == labels).float().mean())
     if run_dir is not None:
-        (run_dir / "report.txt").write_text(report.format() + "\n")
+        atomic_write_text(run_dir / "report.txt", report.format() + "\n")
         atomic_write_json(run_dir / "report.json", report.to_dict())
         plot_confusion(
             report.confusion,
