@@ -287,6 +287,14 @@ def test_user_errors_are_one_line_naming_the_problem(args, message, run_main, tm
     assert err.startswith("cnnlab: error: ") and err.count("\n") == 1 and message in err, err
 
 
+def test_a_num_classes_option_that_does_not_match_the_data_is_named(finished_run, tmp_path, run_main):
+    code, _, err = run_main(
+        "train", "lenet5", "--option", "num_classes=3", "--data-dir", finished_run[1], "--out-dir", tmp_path / "runs",
+        "--dry-run", "--no-progress",
+    )  # fmt: skip
+    assert code == 2 and "--option num_classes=3, but the data has 10 classes (0, 1, 2, 3, 4, ...)" in err, err
+
+
 def test_stray_file_names_in_a_kaggle_folder_are_refused_naming_files_and_classes(tmp_path):
     with pytest.raises(FolderError, match=r"dgo\.5\.jpg would each be a class of one image.*cat \(4\), dgo \(1\)"):
         scan_folder(_kaggle(tmp_path / "typo", ["dgo.5.jpg"]))

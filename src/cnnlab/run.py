@@ -31,7 +31,7 @@ from .models import create_model, get_model_entry
 from .runs import RunError, RunLock, dataset_label, new_run_dir, read_model_info, read_run_config
 from .summary import summary
 from .train import CSVLogger, EarlyStopping, ModelCheckpoint, Runtime, TrainConfig, fit
-from .train.recipes import resolve_config  # noqa: F401  (moved; imported from here by the benchmarks)
+from .train.recipes import check_classes, resolve_config  # noqa: F401  (resolve_config: the benchmarks import it here)
 
 
 @dataclass
@@ -137,6 +137,7 @@ def train_run(
         for key, value in (("num_classes", data.train.num_classes), ("in_chans", data.train.image_size[0])):
             if key in known:  # what the data says, unless the user said otherwise
                 options.setdefault(key, value)
+        check_classes(options, data.train.classes)
         model = create_model(cfg.model, **options)
         norm = input_norm_of(data.train)
         model.cnnlab_input_norm = norm

@@ -137,3 +137,14 @@ def check_fits_data(cfg: TrainConfig) -> None:
     except InputSizeError as e:
         source = f"the training crop (--crop {cfg.crop})" if cfg.data else f"{cfg.dataset}'s 28x28x1 images"
         raise InputSizeError(f"{e}; its input here is {source}") from None
+
+
+def check_classes(options: dict, classes) -> None:
+    """A model option ``num_classes`` must match the data's classes: fewer outputs than labels fail deep in the
+    loss, more would train outputs that no label ever asks for."""
+    if "num_classes" in options and options["num_classes"] != len(classes):
+        shown = ", ".join(map(str, classes[:5])) + (", ..." if len(classes) > 5 else "")
+        raise ConfigError(
+            f"--option num_classes={options['num_classes']}, but the data has {len(classes)} classes ({shown}); "
+            "leave the option out and the model takes the data's"
+        )
