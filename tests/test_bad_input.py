@@ -170,14 +170,14 @@ def test_broken_files_in_a_folder_are_skipped_named_and_counted(tmp_path):
 
 
 CLI_CASES = [
-    (["train", "lenet5", "--epochs", "-3"], "epochs must be at least 1"),
-    (["train", "lenet5", "--batch-size", "0"], "batch size must be at least 1"),
-    (["train", "lenet5", "--lr", "-1"], "learning rate must be positive"),
-    (["train", "lenet5", "--val-split", "1.5"], "val split must be in [0, 1)"),
+    (["train", "lenet5", "--epochs", "-3"], "--epochs is -3; expected a whole number >= 1"),
+    (["train", "lenet5", "--batch-size", "0"], "--batch-size is 0; expected a whole number >= 1"),
+    (["train", "lenet5", "--lr", "-1"], "--lr is -1.0; expected a number > 0"),
+    (["train", "lenet5", "--val-split", "1.5"], "--val-split is 1.5; expected a number in [0, 1)"),
     (["train", "lenet9"], "unknown model 'lenet9'"),
-    (["train", "lenet5", "--name", "../escape"], "run name must be a plain folder name"),
+    (["train", "lenet5", "--name", "../escape"], '--name is "../escape"; expected a plain folder name'),
     (["train", "lenet5", "--option", "bogus=1"], "has no option bogus"),
-    (["train", "--resume", "/nonexistent/run"], "not a run directory to resume"),
+    (["train", "--resume", "/nonexistent/run"], "/nonexistent/run: no such run directory"),
     (["train"], "name a model to train"),
     (["summary", "lenet5", "--input", "28x28x1x9"], "size must look like 28x28x1"),
     (["advise", "INPUT => CONV => => FC"], "pattern error at position 18"),
@@ -268,7 +268,8 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, m
         fit(create_model("lenet5"), train, val, TrainConfig(epochs=3, batch_size=64, progress=False), run_dir=tmp_path)
     names = [p.name for p in (tmp_path / "checkpoints").iterdir()]
     assert names == ["step-000000003"]  # no half-written folder left behind
-    assert ck.latest_checkpoint(tmp_path)[0].name == "step-000000003"
+    found, skipped = ck.latest_checkpoint(tmp_path)
+    assert found[0].name == "step-000000003" and skipped == []
 
 
 def test_nonfinite_skip_option_skips_the_step_and_keeps_training():

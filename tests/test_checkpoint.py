@@ -129,6 +129,6 @@ def test_damaged_newest_checkpoint_falls_back_to_previous(tmp_path):
     assert len(folders) == 2
     weights = folders[-1] / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-10])
-    with pytest.warns(UserWarning, match="checksum mismatch"):
-        found = latest_checkpoint(tmp_path)
+    found, skipped = latest_checkpoint(tmp_path)
     assert found[0] == folders[0]
+    assert len(skipped) == 1 and folders[-1].name in skipped[0] and "checksum mismatch" in skipped[0]

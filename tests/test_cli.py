@@ -133,7 +133,7 @@ def test_dry_run_and_bad_options_give_one_line_errors(synthetic_mnist_dir, tmp_p
     assert ok.returncode == 0, ok.stderr
     assert "Epoch 1/1" in ok.stderr + ok.stdout
     cases = [
-        (["train", "lenet5", "--epochs", "-1"], "epochs must be at least 1"),
+        (["train", "lenet5", "--epochs", "-1"], "--epochs is -1; expected a whole number >= 1"),
         (["train", "lenet9"], "unknown model 'lenet9'"),
         (
             [

@@ -287,5 +287,6 @@ def test_val_dir_is_used_and_its_classes_must_match(kaggle, tmp_path):
     source = folder_source(kaggle, tmp_path, val_dir=str(val))
     assert source.size("train") == 24 and source.size("val") == 6 and source.size("test") == 6
     save(val / "bird.0.jpg")
+    save(val / "bird.1.jpg")  # one bird alone would be refused as a misnamed file (a class of one image)
     with pytest.raises(FolderError, match="classes .* differ"):
         folder_source(kaggle, tmp_path, val_dir=str(val))

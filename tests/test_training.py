@@ -102,7 +102,7 @@ def test_schedule_warms_up_then_decays():
 
 def test_bad_settings_are_clear_errors(synthetic_dataset):
     train, val = synthetic_dataset
-    with pytest.raises(ValueError, match="epochs must be at least 1"):
+    with pytest.raises(ValueError, match="epochs is 0; expected a whole number >= 1"):
         fit(create_model("lenet5"), train, val, _cfg(epochs=0))
     with pytest.raises(ValueError, match="batch size 10000 is larger than the training set"):
         fit(create_model("lenet5"), train, val, _cfg(batch_size=10_000))

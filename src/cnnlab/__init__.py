@@ -2,7 +2,7 @@
 
 from .models import create_model, list_models
 from .summary import summary
-from .train import Callback, History, TrainConfig, fit
+from .train import Callback, History, TrainConfig, config_for, fit
 
 
 def evaluate(model, data, **kwargs):
@@ -19,6 +19,7 @@ __all__ = [
     "summary",
     "fit",
     "evaluate",
+    "config_for",
     "Callback",
     "History",
     "TrainConfig",

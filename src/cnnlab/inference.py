@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointError, atomic_write_json, load_weights_into, read_json
+from .checkpoint import atomic_write_json, load_weights_into
 from .data.arrays import ArraySource
 from .data.datasets import ArrayDataset
 from .data.loader import InputNorm, Preprocess
@@ -21,25 +21,14 @@ from .data.source import DataSource, open_eval_source, open_source, read_file
 from .evaluation import make_report, plot_confusion
 from .evaluation.metrics import Report, predict_logits
 from .models import create_model
+from .runs import RunError, read_model_info, read_run_config
 from .train import Runtime, TrainConfig
-
-
-class RunError(ValueError):
-    """A run directory is missing, locked or incomplete; the message names it."""
 
 
 def load_run(run_dir: str | Path, weights: str = "last"):
     """The trained model of a run directory, in eval mode, with its info (classes, normalisation, data)."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunError(f"{run_dir}: no such run directory")
-    try:
-        info = read_json(run_dir / "model.json")
-    except CheckpointError as e:
-        raise RunError(f"{run_dir}: not a cnnlab run directory ({e})") from None
-    missing = [k for k in ("model", "options", "classes", "input_norm", "data") if k not in info]
-    if missing:
-        raise RunError(f"{run_dir / 'model.json'}: incomplete (no {', '.join(missing)}); not written by cnnlab train?")
+    info = read_model_info(run_dir)
     model = create_model(info["model"], **info["options"])
     path = run_dir / "weights" / f"{weights}.safetensors"
     if not path.exists():
@@ -50,7 +39,7 @@ def load_run(run_dir: str | Path, weights: str = "last"):
 
 
 def run_config(run_dir: str | Path) -> TrainConfig:
-    return TrainConfig.from_dict(read_json(Path(run_dir) / "config.json"))
+    return read_run_config(run_dir)
 
 
 # --- evaluation ----------------------------------------------------------------------------------------
@@ -125,6 +114,7 @@ def evaluate_run(
     device: str = "auto",
     batch_size: int | None = None,
     cache_dir: str | None = None,
+    allow_sample: bool = False,
     echo=print,
 ) -> tuple[Report, Path | None]:
     """A run's report on its own test split, or with ``data`` on new labelled images (a folder with Kaggle
@@ -140,7 +130,10 @@ def evaluate_run(
     else:
         if data_dir:
             cfg.data_dir = data_dir
-        source = open_source(cfg, allow_sample=False, echo=echo)
+        source = open_source(cfg, allow_sample=allow_sample, echo=echo)
+        for note in source.notes:  # what was evaluated: the sample instead of full MNIST, skipped files
+            if not note.startswith("validation:"):
+                echo(note)
         out_dir = None
     report, probs = evaluate_source(model, source, "test", runtime, batch_size, cfg.channels_last)
     if out_dir is not None:

@@ -15,87 +15,28 @@ look at afterwards. It knows data only through the data interface (data/source.p
       checkpoints/step-N/  resumable checkpoints (weights, optimizer, history; manifest with checksums)
       curves.png           loss and accuracy per epoch
       report.txt, report.json, confusion_matrix.png, mistakes.png   the final evaluation on the test split
+      notes.txt, augment_preview.png (with augmentation)
+      report.html          all of the above on one self-contained page (``cnnlab report RUN`` rebuilds it)
 """
 
 from __future__ import annotations
 
 import os
-import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .checkpoint import atomic_write_json
+from .checkpoint import atomic_write_json, atomic_write_text  # a full disk names the file
 from .data.source import DataSource, open_source
 from .evaluation import plot_history
-from .inference import RunError, evaluate_source, write_evaluation
+from .inference import evaluate_source, write_evaluation
 from .models import create_model, get_model_entry
+from .runs import RunLock, new_run_dir
 from .summary import summary
 from .train import Runtime, TrainConfig, fit, run_directory_callbacks
-
-
-def resolve_config(model: str, overrides: dict | None = None, config_file: dict | None = None) -> TrainConfig:
-    entry = get_model_entry(model)
-    values = {**TrainConfig().to_dict(), **entry.train_defaults, **(config_file or {}), "model": model}
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    if values.get("data"):
-        values["dataset"] = "folder"
-    cfg = TrainConfig.from_dict(values)
-    cfg.validate()
-    unknown = sorted(set(cfg.model_options) - set(entry.options()))
-    if unknown:  # before any data is loaded
-        raise ValueError(
-            f"model {model!r} has no option {', '.join(unknown)}; its options: " + ", ".join(entry.options())
-        )
-    return cfg
-
-
-class RunLock:
-    """One writer per run directory: an exclusive, non-blocking lock on ``RUN_DIR/.lock``."""
-
-    def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / ".lock"
-        self.fd = None
-
-    def __enter__(self):
-        import fcntl
-
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(self.fd)
-            raise RunError(
-                f"{self.path.parent}: another training process (pid {holder}) is writing to this run"
-            ) from None
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
-        return self
-
-    def __exit__(self, *exc):
-        os.close(self.fd)
-
-
-def dataset_label(cfg: TrainConfig) -> str:
-    """'mnist', or 'dogs-vs-cats-small/train' for an image folder."""
-    if cfg.data:
-        path = Path(cfg.data).resolve()
-        return f"{path.parent.name}/{path.name}"
-    return cfg.dataset
-
-
-def new_run_dir(cfg: TrainConfig) -> Path:
-    name = cfg.run_name or f"{cfg.model}-{dataset_label(cfg).replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = Path(cfg.out_dir) / name
-    suffix = 1
-    while run_dir.exists() and not cfg.run_name:
-        suffix += 1
-        run_dir = Path(cfg.out_dir) / f"{name}-{suffix}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+from .train.recipes import check_classes, resolve_config  # noqa: F401  (resolve_config: the benchmarks import it here)
 
 
 def claim_run_dir(cfg: TrainConfig, run_dir: Path | None, resume: bool, rt: Runtime) -> tuple[Path, bool]:
@@ -133,24 +74,14 @@ def build_model(cfg: TrainConfig, source: DataSource) -> torch.nn.Module:
     for key, value in (("num_classes", len(source.classes)), ("in_chans", source.image_size[0])):
         if key in known:
             options.setdefault(key, value)
+    check_classes(options, source.classes)
     return create_model(cfg.model, **options)
 
 
 def environment(rt: Runtime) -> dict:
-    import platform
+    from .evaluation.html_report import environment_info
 
-    from . import __version__
-
-    return {
-        "cnnlab": __version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "device": str(rt.device),
-        "device_name": torch.cuda.get_device_name(rt.device) if rt.device.type == "cuda" else platform.processor(),
-        "processes": rt.world_size,
-        "threads_per_process": torch.get_num_threads(),
-        "precision": rt.precision,
-    }
+    return environment_info(rt.device, torch.get_num_threads())
 
 
 @dataclass
@@ -197,7 +128,7 @@ def train_run(
             atomic_write_json(run_dir / "config.json", cfg.to_dict())
             atomic_write_json(run_dir / "model.json", info)
             atomic_write_json(run_dir / "environment.json", environment(rt))
-            (run_dir / "summary.txt").write_text(table.format() + "\n")
+            atomic_write_text(run_dir / "summary.txt", table.format() + "\n")
             if not resume:
                 echo(table.format())
         echo(f"run directory: {run_dir}" + (f" ({rt.world_size} processes)" if rt.distributed else ""))
@@ -231,6 +162,16 @@ def train_run(
             title = f"{cfg.model} on {source.name}"
             plot_history(history.history, run_dir / "curves.png", title)
             write_evaluation(report, probs, source, "test", run_dir, title + " test")
+            atomic_write_text(run_dir / "notes.txt", "\n".join(source.notes) + "\n")
+            if augment is not None:  # the lesson's picture: one training image and its augmented copies
+                from .augment import preview_grid
+
+                preview_grid(
+                    source.images("train", [0])[0], augment, 18, run_dir / "augment_preview.png", seed=cfg.seed
+                )
+            from .evaluation.html_report import build_report
+
+            build_report(run_dir)
             if (marker := elastic_marker(cfg)) is not None:  # finished: a later restart has nothing to resume
                 marker.unlink(missing_ok=True)
     if compare_without and cfg.augment:
@@ -263,6 +204,6 @@ def write_comparison(run_dir: Path, with_aug: dict, with_report, without: dict, 
         f"{sum(without['seconds']) / len(without['seconds']):.1f}",
     ]
     text = "\n".join(lines)
-    (run_dir / "comparison.txt").write_text(text + "\n")
+    atomic_write_text(run_dir / "comparison.txt", text + "\n")
     plot_comparison(with_aug, without, run_dir / "comparison.png")
     echo("\n" + text)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,7 +88,39 @@ def scan_folder(root: str | Path, allow_unlabelled: bool = False) -> FolderListi
         )
     if len(classes) < 2:
         raise FolderError(f"{root}: only one class ({classes[0]}) found; training needs at least two")
+    check_class_names(root, files, labels, classes, layout)
     return FolderListing(root, files, labels, classes, layout, ignored)
+
+
+def check_class_names(root: Path, files: list[Path], labels: list[int], classes: tuple[str, ...], layout: str):
+    """Refuse classes that look like naming slips rather than classes, naming the files and the classes.
+
+    Classes that differ only in case (``Dog.9.jpg`` beside ``dog.*.jpg``) are refused rather than folded
+    together: folding would guess the label of a misnamed file silently, and on a case-sensitive file system
+    ``Dog`` and ``dog`` may be meant apart; a rename settles it. In Kaggle's layout, where every file name
+    carries its label, a class of one file is a misnamed file far more often than a class."""
+    per_label = Counter(labels)
+    counts = {c: per_label[i] for i, c in enumerate(classes)}
+    listed = ", ".join(f"{c} ({n})" for c, n in counts.items())
+    by_fold: dict[str, list[str]] = {}
+    for c in classes:
+        by_fold.setdefault(c.casefold(), []).append(c)
+    clashes = [names for names in by_fold.values() if len(names) > 1]
+    if clashes:
+        names = clashes[0]
+        minority = min(names, key=counts.get)
+        where = [str(f.relative_to(root)) for f, y in zip(files, labels) if classes[y] == minority][:3]
+        raise FolderError(
+            f"{root}: classes {' and '.join(repr(n) for n in names)} differ only in case ({', '.join(where)}"
+            f"{', ...' if counts[minority] > 3 else ''}); rename to one spelling. Classes: {listed}"
+        )
+    singles = [c for c, n in counts.items() if n == 1]
+    if layout == "kaggle" and singles and max(counts.values()) > 1:
+        stray = [str(f.relative_to(root)) for f, y in zip(files, labels) if classes[y] in singles]
+        raise FolderError(
+            f"{root}: {', '.join(stray[:5])}{', ...' if len(stray) > 5 else ''} would each be a class of one "
+            f"image (a misnamed file? Kaggle's names are CLASS.N.jpg); rename or remove. Classes: {listed}"
+        )
 
 
 def decode(path: str | Path, size: int) -> np.ndarray:

@@ -101,12 +101,7 @@ class AlexNetBN(nn.Module):
         return sorted(groups.items(), key=lambda kv: kv[0])
 
 
-@register_model(
-    input_size=(3, 227, 227),
-    train_defaults=dict(
-        epochs=40, batch_size=64, lr=1e-3, optimizer="adam", schedule="cosine", warmup=0.05, precision="bf16"
-    ),
-)
+@register_model(input_size=(3, 227, 227))  # its training recipe: train/recipes.py
 def alexnet_bn(
     num_classes: int = 2,
     in_chans: int = 3,
@@ -182,19 +177,7 @@ class AlexNet2012(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register_model(
-    input_size=(3, 227, 227),
-    train_defaults=dict(
-        epochs=90,
-        batch_size=128,
-        lr=0.01,
-        optimizer="sgd",
-        momentum=0.9,
-        weight_decay=5e-4,
-        schedule="step",
-        warmup=0.0,
-    ),
-)
+@register_model(input_size=(3, 227, 227))  # its training recipe: train/recipes.py
 def alexnet(num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5) -> nn.Module:
     """AlexNet as in the 2012 paper: grouped convolutions, LRN, overlapping pooling (60,965,224 parameters)."""
     return AlexNet2012(num_classes, in_chans, dropout)

@@ -41,24 +41,7 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register_model(
-    input_size=(1, 28, 28),
-    # Chosen by measurement (benchmarks/lenet5_mnist.py): batch 128 with a one-cycle schedule reaches
-    # the lesson's accuracy in fewer seconds than its batch 32 at a constant 1e-3; validating a moving
-    # average of the weights (Keras' use_ema, momentum 0.99) reaches 98.5% one epoch sooner again.
-    # 5 epochs rather than 4: over seeds 1-5 and 42 every run ends >= 98.8% (98.89-99.11%); with 4, seed 4
-    # ended at 98.70%.
-    train_defaults=dict(
-        dataset="mnist",
-        epochs=5,
-        batch_size=128,
-        lr=4e-3,
-        optimizer="adam",
-        schedule="cosine",
-        warmup=0.05,
-        ema=0.99,
-    ),
-)
+@register_model(input_size=(1, 28, 28))  # its training recipe: train/recipes.py
 def lenet5(num_classes: int = 10, in_chans: int = 1, img_size: int = 28, init: str = "keras") -> nn.Module:
     """LeNet-5 (LeCun et al., 1998) as in the lesson's Keras code: tanh, average pooling, 61,706 parameters.
 

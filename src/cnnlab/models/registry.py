@@ -2,16 +2,18 @@
 
 A model is registered with the decorator ``@register_model``; its builder takes keyword options
 (``num_classes``, ``in_chans``, ...) and returns an ``nn.Module``. Each entry also carries the input
-size the network is designed for and the training defaults that reproduce the lesson's numbers,
-so that ``cnnlab train NAME`` needs no flags.
+size the network is designed for. Architectures only: training settings live in ``train/recipes.py``.
+``check_input_size`` tells, before anything runs, whether a built network takes an input size, and if not,
+which sizes it does take (found by running it on PyTorch's meta device: shapes only, no memory, no time).
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 
@@ -21,7 +23,6 @@ class ModelEntry:
     builder: Callable[..., nn.Module]
     input_size: tuple[int, int, int]  # (channels, height, width) the network is designed for
     description: str
-    train_defaults: dict = field(default_factory=dict)
 
     def options(self) -> dict:
         """The builder's keyword options and their defaults."""
@@ -32,16 +33,14 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(*, input_size: tuple[int, int, int], train_defaults: dict | None = None):
+def register_model(*, input_size: tuple[int, int, int]):
     """Register ``fn`` under its own name; its docstring's first line is the description."""
 
     def decorator(fn: Callable[..., nn.Module]):
         if fn.__name__ in _REGISTRY:
             raise ValueError(f"model {fn.__name__!r} is registered twice")
         doc = (fn.__doc__ or "").strip().splitlines()
-        _REGISTRY[fn.__name__] = ModelEntry(
-            fn.__name__, fn, tuple(input_size), doc[0] if doc else "", dict(train_defaults or {})
-        )
+        _REGISTRY[fn.__name__] = ModelEntry(fn.__name__, fn, tuple(input_size), doc[0] if doc else "")
         return fn
 
     return decorator
@@ -73,3 +72,77 @@ def create_model(name: str, **options) -> nn.Module:
     model.cnnlab_name = name
     model.cnnlab_options = {**known, **options}
     return model
+
+
+# --- which input sizes a built network takes ---------------------------------------------------------------
+
+
+class InputSizeError(ValueError):
+    """A network cannot take an input size; the message says which sizes it takes."""
+
+
+def _runs_at(model: nn.Module, size: tuple[int, int, int]) -> bool:
+    """Whether ``model`` runs on a (2, C, H, W) input, traced on the meta device with meta copies of its
+    weights (the real ones are not touched; a batch of 2 keeps BatchNorm in training mode happy)."""
+    meta = {k: torch.empty_like(v, device="meta") for k, v in [*model.named_parameters(), *model.named_buffers()]}
+    try:
+        torch.func.functional_call(model, meta, (torch.empty(2, *size, device="meta"),))
+    except (RuntimeError, ValueError, IndexError):
+        return False
+    return True
+
+
+def accepted_input_sizes(model: nn.Module, limit: int = 1024) -> tuple[int, range, range] | None:
+    """(channels, heights, widths) that ``model`` takes, each with the other side at a size that works, or
+    None when no square input up to ``limit`` works. A layer's output size never shrinks as its input grows,
+    so the sizes that give the final map a dense layer needs form one interval: its ends are found by
+    bisection from a size that works (a few dozen meta runs instead of one per size)."""
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    entry = _REGISTRY.get(getattr(model, "cnnlab_name", ""))
+    design = [getattr(model, "cnnlab_options", {}).get("img_size"), entry.input_size[1] if entry else None]
+    for c in [convs[0].in_channels] if convs else [1, 3]:
+        side = next((s for s in [*filter(None, design), *range(1, limit + 1)] if _runs_at(model, (c, s, s))), None)
+        if side is not None:
+            break
+    else:
+        return None
+
+    def interval(runs) -> range:
+        lo, hi = 1, side  # first size that runs: in [lo, hi]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if runs(mid) else (mid + 1, hi)
+        first = lo
+        lo, hi = side, limit  # last size that runs: in [lo, hi]
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if runs(mid) else (lo, mid - 1)
+        return range(first, lo + 1)
+
+    heights = interval(lambda h: _runs_at(model, (c, h, side)))
+    widths = interval(lambda w: _runs_at(model, (c, side, w)))
+    return c, heights, widths
+
+
+def _span(sizes: range, limit: int = 1024) -> str:
+    if sizes.stop > limit:
+        return f"{sizes.start} or more"
+    return str(sizes.start) if len(sizes) == 1 else f"{sizes.start}-{sizes.stop - 1}"
+
+
+def check_input_size(model: nn.Module, input_size: tuple[int, int, int], what: str | None = None) -> None:
+    """Raise ``InputSizeError`` naming the sizes ``model`` takes if it cannot take ``input_size`` (C, H, W)."""
+    if _runs_at(model, tuple(input_size)):
+        return
+    name = what or getattr(model, "cnnlab_name", type(model).__name__)
+    c, h, w = input_size
+    accepted = accepted_input_sizes(model)
+    if accepted is None:
+        raise InputSizeError(f"{name} cannot take a {h}x{w}x{c} input, nor any square input up to 1024x1024")
+    channels, heights, widths = accepted
+    takes = f"{_span(heights)} x {_span(widths)} x {channels} (height x width x channels)"
+    hint = ""
+    options = getattr(model, "cnnlab_options", {})
+    if "img_size" in options:
+        hint = f"; its img_size option ({options['img_size']}) sets the size: --option img_size=N"
+    raise InputSizeError(f"{name} takes inputs of {takes}, not {h}x{w}x{c}{hint}")

@@ -12,8 +12,9 @@ from .callbacks import (
     TerminateOnNaN,
     run_directory_callbacks,
 )
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 from .loop import CheckpointWriteError, History, NonFiniteLoss, TrainingInterrupted, fit
+from .recipes import config_for, resolve_config
 from .runtime import Runtime
 
 __all__ = [
@@ -28,6 +29,9 @@ __all__ = [
     "TerminateOnNaN",
     "run_directory_callbacks",
     "TrainConfig",
+    "ConfigError",
+    "config_for",
+    "resolve_config",
     "History",
     "NonFiniteLoss",
     "CheckpointWriteError",

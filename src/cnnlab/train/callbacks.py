@@ -150,13 +150,28 @@ def _checked_mode(mode: str, who: str) -> str:
 
 
 class EpochTimer(Callback):
-    """Seconds per epoch, as the lesson prints them; added to the logs as ``seconds``."""
+    """Seconds per epoch, as the lesson prints them; added to the logs as ``seconds``.
+
+    A checkpoint inside an epoch keeps the seconds spent on it so far (``state_dict``), so that an epoch
+    resumed after a kill reports the time its steps took before and after the restart, not only after."""
+
+    def __init__(self):
+        self._start = None
+        self._carried = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
+        self._start = time.perf_counter() - self._carried
+        self._carried = 0.0
 
     def on_epoch_end(self, epoch, logs=None):
         logs["seconds"] = time.perf_counter() - self._start
+        self._start = None
+
+    def state_dict(self) -> dict:
+        return {"seconds": time.perf_counter() - self._start if self._start is not None else 0.0}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._carried = float(state.get("seconds", 0.0))
 
 
 class EarlyStopping(Callback):

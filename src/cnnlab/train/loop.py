@@ -18,7 +18,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
+from ..checkpoint import list_checkpoints, resume_point, save_checkpoint
 from ..data.arrays import ArraySource
 from ..data.datasets import ArrayDataset
 from ..data.loader import Preprocess, epoch_seed
@@ -27,6 +27,7 @@ from ..evaluation.metrics import predict_logits
 from .callbacks import CallbackList, EpochTimer
 from .config import TrainConfig
 from .ema import WeightAverage
+from .recipes import config_for
 from .runtime import Runtime
 
 
@@ -49,7 +50,12 @@ class History:
 
 
 class TrainingInterrupted(Exception):
-    """SIGINT/SIGTERM arrived; a checkpoint was written. The message says how to resume."""
+    """SIGINT/SIGTERM arrived; a checkpoint was written. The message says how to resume; ``signum`` is the
+    signal, so that the command exits 128 + signum as a shell expects (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = int(signum)
 
 
 class CheckpointWriteError(OSError):
@@ -197,8 +203,10 @@ def fit(
     ``run_dir`` receives resumable checkpoints; with ``resume=True`` training continues from the newest
     complete one there, and ends with the same weights as a run that was never stopped.
     ``augment`` is a batch transform ``f(x, generator=g)`` applied to training batches (see cnnlab.augment).
+    Without ``config`` a model made by ``create_model`` trains with its recipe, as ``cnnlab train NAME`` does
+    (``config_for(model, epochs=2)`` changes one setting of it).
     """
-    cfg = config or TrainConfig()
+    cfg = config or config_for(model)
     cfg.validate()
     rt = runtime or Runtime(cfg.device, cfg.precision, cfg.threads, cfg.timeout)
     source = as_source(data, validation_data)
@@ -245,13 +253,14 @@ def fit(
     cbs = CallbackList([EpochTimer(), *callbacks], trainer, params)
 
     # --- resume ------------------------------------------------------------------------------------
-    # Rank 0 reads the checkpoint and hands it to the others (the run directory needs to be on its machine
-    # only); DistributedDataParallel then starts every process from rank 0's weights.
+    # Rank 0 reads the checkpoint (saying what it skipped) and hands it to the others: the run directory needs
+    # to be on its machine only; DistributedDataParallel then starts every process from rank 0's weights.
     start_epoch, start_step, resumed_partial, callback_states = 0, 0, None, []
-    found = latest_checkpoint(run_dir) if resume and run_dir and rt.is_main else None
+    found = resume_point(run_dir, resume, rt.print) if rt.is_main else None  # None for a new run
     found = rt.broadcast_object(found)
     if found:
         folder, model_state, state = found
+        _same_data(folder, state.get("data"), {"train_images": n_train, "steps_per_epoch": steps_per_epoch})
         model.load_state_dict(model_state)
         optimizer.load_state_dict(state["optimizer"])
         _match_param_layout(optimizer)
@@ -266,7 +275,11 @@ def fit(
         callback_states = state.get("callbacks") or []  # loaded after on_train_begin, which resets callbacks
         if state.get("trainer"):
             trainer.load_state_dict(state["trainer"])
-        rt.print(f"resuming from {folder} (epoch {start_epoch + 1}, step {start_step})")
+        rt.print(
+            f"resuming from {folder} (epoch {start_epoch + 1}, step {start_step})"
+            if start_epoch < epochs
+            else f"{folder}: all {epochs} epochs are done; nothing left to train"
+        )
     net = rt.wrap(model)
     if cfg.compile:  # compiled for the steps only; ``model`` (plain keys) is what is saved and evaluated
         net = torch.compile(net)
@@ -285,6 +298,7 @@ def fit(
             "ema": ema.state_dict() if ema is not None else None,
             "history": history.history,
             "partial": partial,
+            "data": {"train_images": n_train, "steps_per_epoch": steps_per_epoch},
             "callbacks": cbs.state_dicts(),
             "trainer": trainer.state_dict(),
         }
@@ -400,7 +414,8 @@ def fit(
                     raise TrainingInterrupted(
                         f"interrupted by {signal.Signals(stop_signal[0]).name if stop_signal else 'a signal'} "
                         f"at epoch {epoch + 1}, step {done}; "
-                        f"checkpoint written. Resume with: cnnlab train --resume {run_dir}"
+                        f"checkpoint written. Resume with: cnnlab train --resume {run_dir}",
+                        stop_signal[0] if stop_signal else signal.SIGTERM,
                     )
                 if cfg.checkpoint_steps and done % cfg.checkpoint_steps == 0 and done < steps_per_epoch:
                     checkpoint(epoch, done, sums)
@@ -446,6 +461,19 @@ def fit(
         ema.copy_to_model()
     cbs.on_train_end({"history": history.history})
     return history
+
+
+def _same_data(folder, saved: dict | None, now: dict) -> None:
+    """A resume continues on the data the run trained on: a different count of images (another folder, the
+    MNIST sample instead of the full set) would silently continue a different run."""
+    if saved is not None and saved != now:
+        from ..checkpoint import CheckpointError
+
+        raise CheckpointError(
+            f"{folder}: the run trained on {saved['train_images']:,} images ({saved['steps_per_epoch']} steps an "
+            f"epoch); the data found now has {now['train_images']:,} ({now['steps_per_epoch']}). A resume needs "
+            "the run's own data (--data-dir to say where it is)"
+        )
 
 
 def _match_param_layout(optimizer) -> None:

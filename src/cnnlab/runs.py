@@ -1,0 +1,239 @@
+"""A run directory belongs to one run: its name, its lock, its files, and the rules for reusing a name.
+
+    runs/NAME/            one training run, never two: a new run on an existing name is refused
+                          (``--resume`` continues it, ``--overwrite`` moves it aside to NAME.old-TIME)
+      .lock               one writer at a time (``RunLock``)
+      config.json         the resolved configuration; a resume trains with exactly this
+      model.json          model name and options, classes, input normalisation: enough to rebuild it
+
+A resume continues the run that is there with its own configuration. The flags it takes change where and how
+fast it runs, never what it computes (``RESUME_MAY_CHANGE``); any other flag that differs from the saved value
+is refused with the reason. ``--epochs`` in particular: the learning-rate schedule spans the run's epochs, so
+more epochs would change every step from here on; train a new run instead.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from .checkpoint import CheckpointError, read_json
+from .train.config import FLAG_NAMES, TrainConfig, check_values
+
+
+class RunError(ValueError):
+    """A run directory is missing, locked, taken or incomplete; the message names it."""
+
+
+class RunLock:
+    """One writer per run directory: an exclusive, non-blocking lock on ``RUN_DIR/.lock``.
+
+    ``writer=False`` only checks that nobody writes (and keeps others out while held) without creating or
+    changing a file of the run: used when looking at, or moving aside, a run that is not ours."""
+
+    def __init__(self, run_dir: Path, writer: bool = True):
+        self.path = Path(run_dir) / ".lock"
+        self.writer = writer
+        self.fd = None
+
+    def __enter__(self):
+        import fcntl
+
+        if not self.writer and not self.path.is_file():
+            return self  # no writer ever locked it
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT if self.writer else os.O_RDONLY, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(self.fd)
+            raise RunError(
+                f"{self.path.parent}: another training process (pid {holder}) is writing to this run"
+            ) from None
+        if self.writer:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)
+
+
+def dataset_label(cfg: TrainConfig) -> str:
+    """'mnist', or 'dogs-vs-cats-small/train' for an image folder."""
+    if cfg.data:
+        path = Path(cfg.data).resolve()
+        return f"{path.parent.name}/{path.name}"
+    return cfg.dataset
+
+
+# --- naming a new run -------------------------------------------------------------------------------------
+
+
+def _refuse_taken(run_dir: Path) -> None:
+    """Raise the message for a name that is taken: locked by a live writer, or a finished/stopped run."""
+    if run_dir.is_dir():
+        with RunLock(run_dir, writer=False):  # raises 'another training process ...' while one is writing
+            pass
+    what = "a run"
+    try:
+        saved = read_json(run_dir / "config.json")
+        what = f"a run ({saved.get('model', '?')}, epochs={saved.get('epochs', '?')})"
+    except CheckpointError:
+        if not run_dir.is_dir():
+            what = "a file"
+        elif any(run_dir.iterdir()):
+            what = "a folder"
+        else:
+            what = "an empty folder"
+    raise RunError(
+        f"{run_dir}: {what} named {run_dir.name!r} is already there. Continue it with "
+        f"'cnnlab train --resume {run_dir}', choose another --name, or pass --overwrite to move it aside "
+        f"(to {run_dir.name}.old-TIME; nothing is deleted) and start a new run"
+    )
+
+
+def _check_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise RunError(f"{out}: --out-dir is a file, not a folder for run directories")
+
+
+def check_name_free(cfg: TrainConfig, also: tuple[str, ...] = ()) -> None:
+    """Refuse, before anything is loaded, a named run whose folder (or one of ``also``'s names) exists."""
+    _check_out_dir(Path(cfg.out_dir))
+    if not cfg.run_name:
+        return
+    for name in (cfg.run_name, *also):
+        run_dir = Path(cfg.out_dir) / name
+        if run_dir.exists() or run_dir.is_symlink():
+            _refuse_taken(run_dir)
+
+
+def set_aside(run_dir: Path) -> Path | None:
+    """``--overwrite``: move an existing run to ``NAME.old-YYYYmmdd-HHMMSS`` (never while a process writes
+    to it); returns the new place, or None when nothing was there."""
+    run_dir = Path(run_dir)
+    if not (run_dir.exists() or run_dir.is_symlink()):
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = run_dir.with_name(f"{run_dir.name}.old-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = run_dir.with_name(f"{run_dir.name}.old-{stamp}-{n}")
+    if run_dir.is_dir() and not run_dir.is_symlink():
+        with RunLock(run_dir, writer=False):
+            os.rename(run_dir, target)
+    else:
+        os.rename(run_dir, target)
+    return target
+
+
+def new_run_dir(cfg: TrainConfig) -> Path:
+    """Create and claim the run's folder: ``--name`` exactly (refused if it exists), else MODEL-DATA-TIME
+    with a suffix until free. ``mkdir`` without ``exist_ok`` claims it, so two processes never share one."""
+    out = Path(cfg.out_dir)
+    _check_out_dir(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.run_name:
+        run_dir = out / cfg.run_name
+        try:
+            run_dir.mkdir()
+        except FileExistsError:
+            _refuse_taken(run_dir)
+        return run_dir
+    name = f"{cfg.model}-{dataset_label(cfg).replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for suffix in range(1, 10_000):
+        run_dir = out / (name if suffix == 1 else f"{name}-{suffix}")
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+    raise RunError(f"{out}: no free run name for {name}")
+
+
+# --- the files of a run -----------------------------------------------------------------------------------
+
+
+def read_run_config(run_dir: str | Path) -> TrainConfig:
+    """A run's ``config.json``, every value checked (a hand-edited file gets a message naming it)."""
+    run_dir = Path(run_dir)
+    path = run_dir / "config.json"
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir}: no such run directory")
+    if not path.is_file():
+        raise RunError(f"{run_dir}: not a run directory (no config.json)")
+    try:
+        saved = read_json(path)
+    except CheckpointError as e:
+        raise RunError(str(e)) from None
+    if not isinstance(saved, dict):
+        raise RunError(f"{path}: holds no configuration (one JSON object expected)")
+    return TrainConfig.from_dict(saved, str(path))
+
+
+MODEL_INFO_KEYS = {"model": str, "options": dict, "classes": list, "input_size": list, "input_norm": dict, "data": dict}
+
+
+def read_model_info(run_dir: str | Path) -> dict:
+    """A run's ``model.json`` (model name and options, classes, input size, normalisation), its keys checked."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir}: no such run directory")
+    path = run_dir / "model.json"
+    try:
+        info = read_json(path)
+    except CheckpointError as e:
+        raise RunError(f"{run_dir}: not a cnnlab run directory ({e})") from None
+    if not isinstance(info, dict):
+        raise RunError(f"{path}: damaged (one JSON object expected)")
+    missing = [k for k in MODEL_INFO_KEYS if k not in info]
+    if missing:
+        raise RunError(f"{path}: damaged or not written by cnnlab: no {', '.join(missing)}")
+    wrong = [k for k, kind in MODEL_INFO_KEYS.items() if not isinstance(info[k], kind)]
+    norm = info["input_norm"]
+    if not wrong and not all(isinstance(norm.get(k), list) for k in ("mean", "std")):
+        wrong = ["input_norm"]
+    if wrong:
+        raise RunError(f"{path}: damaged: {', '.join(wrong)} has the wrong kind of value")
+    return info
+
+
+# --- resuming ---------------------------------------------------------------------------------------------
+
+# What a resume may change: where the files are and how fast it runs, never what is computed.
+RESUME_MAY_CHANGE = ("progress", "threads", "device", "compile", "data_dir", "cache_dir")
+
+
+def resume_config(run_dir: str | Path, flags: dict, model: str | None = None) -> TrainConfig:
+    """The saved configuration of ``run_dir`` with the flags a resume may change; any other flag that differs
+    from the saved value is refused, naming it (``flags``: None means not given)."""
+    saved = read_run_config(run_dir)
+    given = {k: v for k, v in flags.items() if v is not None}
+    check_values(given, "flag")
+    if model is not None and model != saved.model:
+        raise RunError(f"{run_dir}: a run of {saved.model}, not {model}; resume it without naming a model")
+    if "model_options" in given:
+        given["model_options"] = {**saved.model_options, **given["model_options"]}
+    refused = sorted(k for k, v in given.items() if k not in RESUME_MAY_CHANGE and v != getattr(saved, k))
+    if refused:
+        changes = ", ".join(f"{_flag(k)} {given[k]!r} (the run has {getattr(saved, k)!r})" for k in refused)
+        why = (
+            " (the learning-rate schedule spans the run's epochs: more epochs change every step from here on)"
+            if "epochs" in refused
+            else ""
+        )
+        raise RunError(
+            f"{run_dir}: a resume continues the run as it was configured and cannot change {changes}{why}. "
+            f"It takes only {', '.join(map(_flag, RESUME_MAY_CHANGE))}; for other settings train a new run "
+            "(--name NEW)"
+        )
+    allowed = {k: v for k, v in given.items() if k in RESUME_MAY_CHANGE}
+    return TrainConfig.from_dict({**saved.to_dict(), **allowed}, str(Path(run_dir) / "config.json"))
+
+
+def _flag(key: str) -> str:
+    return FLAG_NAMES.get(key, "--" + key.replace("_", "-"))

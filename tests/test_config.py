@@ -1,0 +1,210 @@
+"""The typed configuration: every value from a flag or a config file is checked before anything is loaded.
+
+The property-based tests feed random JSON values for every key and check that the result is either a
+configuration that the code which consumes it accepts (optimizer, schedule, seeds, augmentation, model, a
+resume's JSON round trip) or a ConfigError whose one-line message names the key and that the command line
+turns into exit 2, never a traceback."""
+
+import dataclasses
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from cnnlab import create_model, fit
+from cnnlab.augment import Augment, AugmentConfig
+from cnnlab.cli import user_error_message
+from cnnlab.models import list_models
+from cnnlab.train.config import FIELDS, ConfigError, TrainConfig, check_values, load_config_file
+from cnnlab.train.loop import lr_at, make_optimizer
+from cnnlab.train.recipes import RECIPES, config_for, resolve_config
+
+ISSUE_CASES = {  # issue 11: each was a traceback or silently taken
+    "epochs": ("2", 'config.json: "epochs" is "2" (text); expected a whole number >= 1'),
+    "lr": ("0.001", '"lr" is "0.001" (text); expected a number > 0'),
+    "batch_size": (None, '"batch_size" is null; expected a whole number >= 1'),
+    "augment": ("yes", '"augment" is "yes" (text); expected an object {...} or null'),
+    "model_options": ([1, 2], '"model_options" is [1, 2] (a list); expected an object {...}'),
+    "eval_batch_size": (0, '"eval_batch_size" is 0; expected a whole number >= 1'),
+    "channels_last": ("no", '"channels_last" is "no" (text); expected true or false'),
+}
+
+
+@pytest.mark.parametrize("key", ISSUE_CASES)
+def test_the_issues_config_values_are_refused_naming_key_value_and_expectation(tmp_path, key):
+    value, message = ISSUE_CASES[key]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({key: value}))
+    with pytest.raises(ConfigError) as err:
+        load_config_file(path)
+    assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_whole_numbers_and_booleans_are_strict():
+    for values in ({"epochs": 1.5}, {"epochs": True}, {"channels_last": 1}, {"channels_last": "false"}):
+        with pytest.raises(ConfigError, match=next(iter(values))):
+            check_values(values, "c.json")
+    check_values({"epochs": 2, "lr": 1, "channels_last": False, "augment": None}, "c.json")  # an int is a number
+
+
+def test_augmentation_settings_are_checked_against_augment_config():
+    with pytest.raises(ConfigError, match="no setting 'rotation'"):
+        check_values({"augment": {"rotation": 30}}, "flag")
+    with pytest.raises(ConfigError, match=r"augment.horizontal_flip is \"yes\""):
+        check_values({"augment": {"horizontal_flip": "yes"}}, "flag")
+    with pytest.raises(ConfigError, match="fill_mode must be one of"):
+        check_values({"augment": {"fill_mode": "mirror"}}, "flag")
+    check_values({"augment": {"rotation_range": 30, "zoom_range": [0.8, 1.2]}}, "flag")
+
+
+def test_devices_that_do_not_exist_here_name_those_that_do():
+    for name in ("tpu", "cuda:x", *(() if torch.cuda.is_available() else ("cuda", "cuda:0"))):
+        with pytest.raises(ConfigError, match="expected a device that exists here: auto, cpu"):
+            check_values({"device": name}, "flag")
+
+
+def test_flags_and_files_are_named_as_the_user_wrote_them(tmp_path):
+    with pytest.raises(ConfigError, match=r"^--threads is -2; expected a whole number in \[0, 4,096\]$"):
+        resolve_config("lenet5", {"threads": -2})
+    with pytest.raises(ConfigError, match=r'^--name is "\.\./x"'):
+        resolve_config("lenet5", {"run_name": "../x"})
+    with pytest.raises(ConfigError, match=r'^f\.json: "crop" is 300; expected at most image_size'):
+        resolve_config("lenet5", {}, {"crop": 300}, file_label="f.json")
+
+
+def test_precedence_defaults_recipe_file_flags():
+    cfg = resolve_config("lenet5", {"lr": 0.5}, {"lr": 0.1, "epochs": 9, "model_options": {"init": "torch"}})
+    assert (cfg.lr, cfg.epochs, cfg.ema, cfg.warmup) == (0.5, 9, 0.99, 0.05)  # flag, file, recipe, recipe
+    assert (TrainConfig().ema, TrainConfig().warmup) != (0.99, 0.05)  # the recipe is above the defaults
+    merged = resolve_config("lenet5", {"model_options": {"img_size": 32}}, {"model_options": {"init": "torch"}})
+    assert merged.model_options == {"init": "torch", "img_size": 32}  # options merge key by key
+
+
+def test_every_recipe_is_a_valid_configuration_of_a_registered_model():
+    assert set(RECIPES) <= set(list_models())
+    for name in list_models():
+        cfg = resolve_config(name)
+        for key, value in RECIPES.get(name, {}).items():
+            assert getattr(cfg, key) == value
+
+
+def test_fit_without_a_config_trains_with_the_models_recipe(synthetic_dataset):
+    train, val = synthetic_dataset
+    model = create_model("lenet5")
+    assert config_for(model) == resolve_config("lenet5")
+    history = fit(model, train.subset(range(256)), val.subset(range(128)), callbacks=[])
+    assert len(history["loss"]) == RECIPES["lenet5"]["epochs"] != TrainConfig().epochs
+
+
+# --- property-based: random JSON for every key --------------------------------------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
+NUMBERS = st.integers(-3, 300) | st.floats(-1.5, 2.5) | st.sampled_from([0, 1, 2**32, 10**6, 1e-3])
+AUGMENT = st.dictionaries(
+    st.sampled_from([*AugmentConfig.__dataclass_fields__, "rotation"]),
+    NUMBERS | st.booleans() | st.lists(NUMBERS, max_size=3) | st.sampled_from(["nearest", "wrap", "radians", "x"]),
+    max_size=4,
+)
+OPTIONS = st.dictionaries(st.sampled_from(["num_classes", "in_chans", "img_size", "init", "bogus"]), JSON | NUMBERS)
+
+
+def plausible(key: str):
+    """Values near valid ones for ``key`` (so that many examples are valid), and any JSON value."""
+    default = FIELDS[key].default if FIELDS[key].default is not dataclasses.MISSING else None
+    rule = FIELDS[key].metadata.get("rule")
+    near = [st.just(default)]
+    if isinstance(default, bool):
+        near.append(st.booleans())
+    elif isinstance(default, (int, float)):
+        near.append(NUMBERS)
+    if hasattr(rule, "choices"):
+        near.append(st.sampled_from(rule.choices))
+    if key == "augment":
+        near.append(AUGMENT)
+    if key == "model_options":
+        near.append(OPTIONS)
+    if key == "device":
+        near.append(st.sampled_from(["auto", "cpu", "cuda", "cuda:1", "mps", "tpu"]))
+    return st.one_of(*near, JSON)
+
+
+CONFIGS = st.lists(st.sampled_from(sorted(FIELDS)), min_size=1, max_size=6, unique=True).flatmap(
+    lambda keys: st.fixed_dictionaries({k: plausible(k) for k in keys})
+)
+
+
+def assert_usable(cfg: TrainConfig) -> None:
+    """What the code that consumes a configuration does with it, on a small scale."""
+    again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict(), allow_nan=False)), "config.json")
+    assert again == cfg  # a resume reads back exactly what was accepted
+    make_optimizer(torch.nn.Linear(2, 2), cfg)
+    for step in (0, 5, 99):
+        assert math.isfinite(lr_at(step, 100, cfg)) and lr_at(step, 100, cfg) >= 0
+    torch.Generator().manual_seed(cfg.seed)
+    np.random.RandomState(cfg.seed)
+    with torch.device("meta"):
+        create_model(cfg.model, **cfg.model_options)
+    if cfg.augment is not None:
+        aug = Augment(**cfg.augment)
+        x = torch.rand(2, 3, 8, 10) * 255
+        if cfg.augment.get("featurewise_center") or cfg.augment.get("featurewise_std_normalization"):
+            aug.fit(x)
+        assert aug(x, generator=torch.Generator().manual_seed(0)).shape == x.shape
+
+
+EXAMPLES = int(os.environ.get("CNNLAB_HYPOTHESIS_EXAMPLES", 400))  # each; seeded (derandomize)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(key=st.sampled_from(sorted(FIELDS)), data=st.data())
+def test_one_random_value_for_any_key_is_valid_or_one_message_naming_that_key(key, data):
+    value = data.draw(plausible(key))
+    try:
+        cfg = resolve_config("lenet5", {}, {key: value}, file_label="c.json")
+    except ConfigError as e:
+        message = user_error_message(e)
+        assert message is not None and "\n" not in message and key in message, (key, value, message)
+        event("refused: ConfigError naming the key")
+        return
+    event("valid: consumers accept it")
+    assert_usable(cfg)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(values=CONFIGS)
+def test_random_config_files_are_valid_or_one_message_naming_a_key(values):
+    try:
+        cfg = resolve_config("lenet5", {}, values, file_label="c.json")
+    except ConfigError as e:
+        message = user_error_message(e)
+        assert message is not None and "\n" not in message, (values, message)
+        assert any(k in message for k in values), (values, message)
+        event("refused: ConfigError naming a key")
+        return
+    event("valid: consumers accept it" + (" (with augmentation)" if cfg.augment else ""))
+    assert_usable(cfg)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True)
+@given(augment=AUGMENT, options=OPTIONS)
+def test_random_augmentation_and_model_options_are_valid_or_one_message(augment, options):
+    values = {"augment": augment, "model_options": options}
+    try:
+        cfg = resolve_config("lenet5", {}, values, file_label="c.json")
+    except ConfigError as e:
+        message = user_error_message(e)
+        assert message is not None and "\n" not in message, (values, message)
+        assert "augment" in message or "model_options" in message, (values, message)
+        event("refused: ConfigError naming augment or model_options")
+        return
+    event("valid: consumers accept it")
+    assert_usable(cfg)

