@@ -49,11 +49,11 @@ def synthetic_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def write_synthetic_mnist(root: Path) -> Path:
+def write_synthetic_mnist(root: Path, train: int = 600) -> Path:
     """A folder laid out like MNIST's (root/mnist/*.gz) holding a small synthetic dataset; returns root."""
     folder = root / "mnist"
     folder.mkdir(parents=True)
-    for split, n, seed in (("train", 600, 1), ("t10k", 200, 2)):
+    for split, n, seed in (("train", train, 1), ("t10k", 200, 2)):
         images, labels = synthetic_digits(n, seed)
         write_idx(folder / f"{split}-images-idx3-ubyte.gz", images)
         write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)

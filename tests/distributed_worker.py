@@ -23,6 +23,7 @@ from conftest import shared_data_dir, synthetic_digits  # noqa: E402
 from cnnlab import Callback, TrainConfig, create_model, fit  # noqa: E402
 from cnnlab.checkpoint import save_weights  # noqa: E402
 from cnnlab.data import ArrayDataset, ArraySource, load_idx_dataset  # noqa: E402
+from cnnlab.train.runtime import shutdown  # noqa: E402
 
 EPOCHS, BATCH = 2, 32
 
@@ -111,6 +112,7 @@ def main() -> None:
     (out / f"record-{mode}-rank{rank}.json").write_text(json.dumps(record))
     if rank == 0:
         save_weights(out / f"weights-{mode}.safetensors", model)
+    shutdown()  # leave the process group before exiting, as the command line does
 
 
 if __name__ == "__main__":

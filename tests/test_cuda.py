@@ -77,7 +77,9 @@ def test_image_folder_batches_arrive_on_the_gpu_as_uint8(tmp_path):
     for i in range(8):
         for name, colour in (("cat", (220, 40, 40)), ("dog", (40, 40, 220))):
             Image.new("RGB", (64, 48), colour).save(tmp_path / f"{name}.{i}.jpg")
-    cfg = TrainConfig(data=str(tmp_path), image_size=40, crop=32, cache_dir=str(tmp_path / "cache"), progress=False)
+    cfg = TrainConfig(
+        dataset="folder", data=str(tmp_path), image_size=40, crop=32, cache_dir=str(tmp_path / "cache"), progress=False
+    )
     source = FolderSource.open(cfg, echo=lambda *a: None)
     images, labels = next(iter(source.loader("train", 8, torch.device("cuda"), train=True, seed=1).epoch(0)))
     assert images.device.type == "cuda" and images.dtype == torch.uint8 and labels.device.type == "cuda"

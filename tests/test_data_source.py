@@ -35,7 +35,9 @@ def folder_source(tmp_path) -> FolderSource:
     for i in range(15):
         for name in ("cat", "dog"):
             Image.fromarray(rng.integers(0, 256, (36, 44, 3), dtype=np.uint8)).save(folder / f"{name}.{i}.png")
-    cfg = TrainConfig(data=str(folder), image_size=36, crop=32, cache_dir=str(tmp_path / "cache"), progress=False)
+    cfg = TrainConfig(
+        dataset="folder", data=str(folder), image_size=36, crop=32, cache_dir=str(tmp_path / "cache"), progress=False
+    )
     return FolderSource.open(cfg, echo=lambda *a: None)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import synthetic_digits, write_synthetic_mnist
+from conftest import write_synthetic_mnist
 
 from cnnlab.checkpoint import read_weights
 
@@ -121,7 +121,13 @@ def train_args(data: Path, out: Path, name: str, epochs: int = 2) -> list[str]:
 
 
 def files_of(run: Path) -> set[str]:
-    return {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file() and p.name != ".lock"}
+    """The run's files; a TensorBoard event file by its folder (its name holds the time, host and pid)."""
+    names = set()
+    for p in run.rglob("*"):
+        if p.is_file() and p.name != ".lock":
+            name = str(p.relative_to(run))
+            names.add(str(p.parent.relative_to(run)) + "/events" if "tfevents" in p.name else name)
+    return names
 
 
 def test_cli_two_processes_one_run_directory_and_the_full_test_set(tmp_path):
@@ -170,15 +176,15 @@ def worker_pids(parent: int, local_rank: int) -> list[int]:
 
 def big_synthetic_mnist(root: Path) -> Path:
     """4,000 training images: long enough an epoch to kill a process in the middle of a run."""
-    from cnnlab.data.idx import write_idx
+    return write_synthetic_mnist(root, train=4000)
 
-    folder = root / "mnist"
-    folder.mkdir(parents=True)
-    for split, n, seed in (("train", 4000, 1), ("t10k", 200, 2)):
-        images, labels = synthetic_digits(n, seed)
-        write_idx(folder / f"{split}-images-idx3-ubyte.gz", images)
-        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
-    return root
+
+def wait_for_first_checkpoint(proc: subprocess.Popen, run: Path) -> None:
+    checkpoints = run / "checkpoints"
+    deadline = time.time() + 240
+    while not (checkpoints.is_dir() and any(p.name.startswith("step-") for p in checkpoints.iterdir())):
+        assert proc.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.05)
 
 
 @pytest.mark.slow
@@ -197,11 +203,7 @@ def test_killed_process_restarts_and_the_run_ends_as_an_unbroken_one(tmp_path):
         text=True,
         env=env(),
     )
-    checkpoints = out / "killed" / "checkpoints"
-    deadline = time.time() + 240
-    while not (checkpoints.is_dir() and any(p.name.startswith("step-") for p in checkpoints.iterdir())):
-        assert proc.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
-        time.sleep(0.05)
+    wait_for_first_checkpoint(proc, out / "killed")
     victims = worker_pids(proc.pid, local_rank=1)
     assert victims and (out / "killed" / "metrics.csv").read_text().count("\n") < 4  # mid-run
     os.kill(victims[0], signal.SIGKILL)
@@ -275,11 +277,8 @@ def test_a_process_dying_mid_run_ends_it_with_a_message_and_keeps_the_checkpoint
         text=True,
         env=env(),
     )
+    wait_for_first_checkpoint(proc, out / "dies")
     checkpoints = out / "dies" / "checkpoints"
-    deadline = time.time() + 240
-    while not (checkpoints.is_dir() and any(p.name.startswith("step-") for p in checkpoints.iterdir())):
-        assert proc.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
-        time.sleep(0.05)
     torchrun = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) == proc.pid]
     victims = [v for t in torchrun for v in worker_pids(t, local_rank=1)]
     assert victims

@@ -25,7 +25,9 @@ def save(path, color=(200, 30, 30), size=(64, 48), mode="RGB"):
 
 
 def folder_source(folder, tmp_path, **options) -> FolderSource:
-    cfg = TrainConfig(data=str(folder), image_size=40, crop=32, cache_dir=str(tmp_path / "cache"), progress=False)
+    cfg = TrainConfig(
+        dataset="folder", data=str(folder), image_size=40, crop=32, cache_dir=str(tmp_path / "cache"), progress=False
+    )
     return FolderSource.open(cfg.updated(**options), echo=lambda *a: None)
 
 

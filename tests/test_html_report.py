@@ -7,6 +7,7 @@ and render to a screenshot; those tests skip, saying why, where chromium is not 
 from __future__ import annotations
 
 import base64
+import csv
 import io
 import json
 import re
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cnnlab.cli import main
@@ -99,14 +101,14 @@ def test_the_page_has_every_section_with_the_runs_numbers(runs_dir):
         assert f'<section id="{anchor}">' in page and f"<h2>{heading}</h2>" in page, anchor
     report = json.loads((run / "report.json").read_text())
     metrics = (run / "metrics.csv").read_text().splitlines()
-    best_val = max(float(row.split(",")[4]) for row in metrics[1:])
+    best_val = max(float(row["val_accuracy"]) for row in csv.DictReader(metrics))
     assert f"{report['accuracy']:.4f}" in page and f"{best_val:.4f}" in page
     assert "Total params: 61,706" in page  # the Keras-style summary
     assert page.count('<td class="bar">') == 2  # a timing row per epoch
     assert "augmentation was off" in page
-    assert "petaflop/s-days" in page and "not recorded" in page  # compute.json read; no environment.json yet
+    assert "petaflop/s-days" in page and torch.__version__ in page  # compute.json and environment.json read
     assert_self_contained(page)
-    assert len(embedded_pngs(page)) == 2  # curves and confusion matrix; no mistakes.png was written
+    assert len(embedded_pngs(page)) == 3  # curves, confusion matrix, mistakes
 
 
 def test_embedded_images_are_the_runs_files_byte_for_byte(runs_dir):
@@ -151,6 +153,7 @@ def test_environment_info_names_versions_device_and_threads():
 def test_augmentation_preview_is_asked_for_when_augmentation_was_on(runs_dir, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(runs_dir / "augmented", run)
+    (run / "augment_preview.png").unlink()  # as a run that did not keep its preview
     page = build_report(run).read_text()
     section = page[page.index('<section id="augmentation">') : page.index('<section id="timing">')]
     assert "not recorded" in section and "was off" not in section
@@ -183,7 +186,7 @@ def test_unreadable_files_are_named_on_the_page(runs_dir, tmp_path):
     page = build_report(run).read_text()
     assert "compute.json: could not be read" in page
     assert "curves.png: could not be read (not a PNG file)" in page
-    assert len(embedded_pngs(page)) == 1  # the confusion matrix only
+    assert len(embedded_pngs(page)) == 2  # the confusion matrix and the mistakes; not the damaged curves
     assert load_run(run).history["loss"] == [0.5]
     assert "broken: compute.json could not be read" in page
 

@@ -157,4 +157,5 @@ class Runtime:
 def shutdown() -> None:
     """Leave the process group at the end of a command (a no-op in a single process)."""
     if dist.is_initialized():
+        dist.barrier()  # nobody leaves while another process still talks to it
         dist.destroy_process_group()
