@@ -58,7 +58,10 @@ JSON_KEYS = ("classes", "input_size", "input_norm", "options", "data")
 # (images/s, batch 1 and 64, PyTorch eager vs onnxruntime, back to back on a quiet machine). A model not in
 # the table uses onnxruntime when it is installed and the run holds a current ONNX export, else PyTorch.
 # `auto` never exports by itself (a 245 MB file and seconds of work the user did not ask for).
-AUTO_RUNTIME: dict[str, str] = {}  # model name -> "onnx" or "torch"
+# Model name -> the runtime ``predict --runtime auto`` uses when a current export exists. Measured back to back
+# on a 2-core AMD EPYC (benchmarks/results/inference_speed.json): onnxruntime was faster in every pair,
+# LeNet-5 5.6-5.7x at batch 1 and 1.6-2.2x at 64, AlexNet-BN 1.5-1.6x and 1.4x. Models not listed: onnx too.
+AUTO_RUNTIME: dict[str, str] = {"lenet5": "onnx", "alexnet_bn": "onnx"}
 
 
 class ExportError(ValueError):
