@@ -223,3 +223,22 @@ def test_augment_preview_and_augmented_training(synthetic_mnist_dir, tmp_path, c
     )
     saved = json.loads((out / "aug" / "config.json").read_text())["augment"]
     assert saved["rotation_range"] == 30 and saved["zoom_range"] == 0.1 and saved["fill_mode"] == "nearest"
+
+
+def test_a_run_written_before_the_data_interface_still_predicts(trained_run, tmp_path, capsys):
+    """model.json of earlier versions held "pipeline" instead of "data"; such runs keep working."""
+    import shutil
+
+    run_dir, _ = trained_run
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old, ignore=shutil.ignore_patterns(".lock"))
+    info = json.loads((old / "model.json").read_text())
+    info["pipeline"] = {"kind": "array"}
+    del info["data"]
+    (old / "model.json").write_text(json.dumps(info))
+    grey = np.zeros((28, 28), np.uint8)
+    grey[2 * 7 + 4 : 2 * 7 + 7, 4:24] = 230
+    Image.fromarray(grey).save(tmp_path / "seven.png")
+    capsys.readouterr()
+    assert main(["predict", str(old), str(tmp_path / "seven.png"), "--runtime", "torch"]) == 0
+    assert capsys.readouterr().out.split(": ")[1].startswith("7 ")

@@ -190,6 +190,10 @@ def read_model_info(run_dir: str | Path) -> dict:
         raise RunError(f"{run_dir}: not a cnnlab run directory ({e})") from None
     if not isinstance(info, dict):
         raise RunError(f"{path}: damaged (one JSON object expected)")
+    if "data" not in info and isinstance(info.get("pipeline"), dict):  # written before the data interface
+        info["data"] = {"dataset": info.get("dataset"), "input_size": info.get("input_size"), **info["pipeline"]}
+        if info["data"]["kind"] != "folder":
+            info["data"]["kind"] = "array"
     missing = [k for k in MODEL_INFO_KEYS if k not in info]
     if missing:
         raise RunError(f"{path}: damaged or not written by cnnlab: no {', '.join(missing)}")

@@ -108,7 +108,8 @@ class CallbackList:
         resume (TensorBoard installed since, say) does not shift the others' states."""
         by_class: dict[str, list[dict]] = {}
         for entry in saved:
-            if entry:  # checkpoints of older versions saved None for callbacks without state
+            # Checkpoints of older versions saved None, or a bare state by position: nothing to match by class.
+            if isinstance(entry, dict) and "callback" in entry:
                 by_class.setdefault(entry["callback"], []).append(entry["state"])
         seen: dict[str, int] = {}
         for cb in self.callbacks:
