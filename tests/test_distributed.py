@@ -191,7 +191,9 @@ def wait_for_first_checkpoint(proc: subprocess.Popen, run: Path) -> None:
 def test_killed_process_restarts_and_the_run_ends_as_an_unbroken_one(tmp_path):
     data = big_synthetic_mnist(tmp_path / "data")
     out = tmp_path / "runs"
-    launch = [*TORCHRUN, "--standalone", "--nproc-per-node=2", "--max-restarts=1"]
+    # Two restarts allowed: once (1 in ~5 runs on a loaded 2-core machine) the restarted gloo group failed to
+    # connect (a refused connection to its peer) and needed one more attempt; the result stays exact.
+    launch = [*TORCHRUN, "--standalone", "--nproc-per-node=2", "--max-restarts=2"]
     unbroken = subprocess.run(
         [*launch, *cnnlab(*train_args(data, out, "unbroken", epochs=3))], capture_output=True, text=True, env=env()
     )
