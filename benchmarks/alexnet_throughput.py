@@ -28,6 +28,7 @@ from cnnlab import create_model
 from cnnlab.data.cache import open_cache
 from cnnlab.data.folders import scan_folder
 from cnnlab.data.imagedata import CropLoader, FolderSplit
+from cnnlab.evaluation.html_report import cpu_name
 from cnnlab.run import resolve_config
 from cnnlab.train.loop import make_optimizer
 from cnnlab.train.runtime import Runtime
@@ -180,14 +181,6 @@ def cpu_flags() -> str:
         return next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "")
     except OSError:
         return ""
-
-
-def cpu_name() -> str:
-    try:
-        line = next((line for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
-    except OSError:
-        return "unknown"
-    return line.split(":", 1)[-1].strip() or "unknown"
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -86,13 +85,9 @@ def main() -> None:
     import torch
 
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"cnnlab-step-time-{os.getpid()}.json"
-    result = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__}
-    try:
-        result["cpu"] = next(
-            line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
+    from cnnlab.evaluation.html_report import cpu_name
+
+    result = {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__}
     for model_name in args.models:
         pairs = []
         for _ in range(args.pairs):

@@ -37,6 +37,7 @@ import torch
 from cnnlab import create_model
 from cnnlab.checkpoint import load_weights_into, save_weights, sha256_file
 from cnnlab.data.loader import InputNorm, Preprocess
+from cnnlab.evaluation.html_report import cpu_name
 from cnnlab.export import OnnxPredictor, export_onnx
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -232,14 +233,6 @@ def plot(result: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def cpu_name() -> str:
-    try:
-        line = next((line for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
-    except OSError:
-        return "unknown"
-    return line.split(":", 1)[-1].strip() or "unknown"
 
 
 if __name__ == "__main__":

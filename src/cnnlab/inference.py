@@ -97,7 +97,7 @@ def evaluate(model, data, batch_size: int = 500, device: str = "auto", precision
     """Keras' ``model.evaluate``: the classification report of a trained model on labelled data: a data
     source (its "test" split), an ``ArrayDataset``, or ``(x, y)`` arrays."""
     if isinstance(data, tuple):
-        data = ArraySource.from_arrays(*data, classes=getattr(model, "cnnlab_classes", None))
+        data = ArraySource.from_arrays(*data)
     elif isinstance(data, ArrayDataset):
         data = ArraySource(data, data)
     if getattr(model, "cnnlab_input_norm", None) is None:

@@ -140,8 +140,6 @@ def train_run(
             augment = Augment(**cfg.augment)
             echo("augmentation: " + ", ".join(f"{k}={v}" for k, v in cfg.augment.items()))
         history = fit(model, source, None, cfg, callbacks, run_dir=run_dir, resume=resume, runtime=rt, augment=augment)
-        if rt.distributed and not cfg.sync_bn:
-            rt.broadcast_buffers(model)
         # Every process evaluates its shard of the test split; rank 0 writes the report.
         report, probs = evaluate_source(
             model, source, "test", rt, cfg.eval_batch_size, cfg.channels_last, 2 if cfg.dry_run else 0

@@ -58,7 +58,7 @@ def environment_info(device, threads: int | None = None) -> dict:
         "numpy": np.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "threads": threads or 0,
         "torch_threads": torch.get_num_threads(),
@@ -70,7 +70,8 @@ def environment_info(device, threads: int | None = None) -> dict:
     }
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The processor's model name (Linux), else what the platform says: recorded with every run and benchmark."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

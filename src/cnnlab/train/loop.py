@@ -380,9 +380,10 @@ def fit(
                     # DDP averages the processes' gradients; an uneven last batch is weighted by its rows.
                     share = len(labels) * rt.world_size / batch_len
                     loss_to_step = loss * share if share != 1 else loss
-                finite = None
-                if check_every_step or cfg.nonfinite == "skip":
-                    finite = not rt.any(not bool(torch.isfinite(loss)))
+                finite, stopping = None, bool(stop_signal)
+                if check_every_step or cfg.nonfinite == "skip":  # one all-reduce a step carries both flags
+                    bad, stopping = rt.any(not bool(torch.isfinite(loss)), stopping)
+                    finite = not bad
                     if not finite and cfg.nonfinite == "stop":
                         raise non_finite(loss.item(), global_step)
                 else:  # GPU: note the first bad step on the device (no sync) and read it every 50 steps
@@ -408,7 +409,7 @@ def fit(
                 if step % 25 == 0:
                     bar.set_postfix(loss=f"{sums[0].item() / max(sums[2].item(), 1):.4f}", lr=f"{lr:.2e}")
                 done = step + 1
-                if rt.any(bool(stop_signal)):
+                if stopping:
                     bar.close()
                     checkpoint(epoch, done, sums)
                     raise TrainingInterrupted(
@@ -459,6 +460,8 @@ def fit(
         torch.use_deterministic_algorithms(was_deterministic)
     if ema is not None:  # as Keras does at the end of fit: the model keeps the average
         ema.copy_to_model()
+    if rt.distributed and not cfg.sync_bn:  # the model fit returns is the same on every process
+        rt.broadcast_buffers(model)
     cbs.on_train_end({"history": history.history})
     return history
 

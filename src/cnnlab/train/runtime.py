@@ -100,11 +100,13 @@ class Runtime:
         dist.all_gather(out, t.contiguous())
         return out
 
-    def any(self, flag: bool) -> bool:
-        """True on every process when it is true on any (a stop signal seen by one process stops all alike)."""
+    def any(self, *flags: bool) -> tuple[bool, ...]:
+        """Each flag, true on every process when it is true on any (a stop signal seen by one process stops all
+        alike), in one all-reduce for all of them."""
         if not self.distributed:
-            return flag
-        return bool(self.reduce(torch.tensor([int(flag)], device=self.device), dist.ReduceOp.MAX).item())
+            return flags
+        seen = self.reduce(torch.tensor([int(f) for f in flags], device=self.device), dist.ReduceOp.MAX)
+        return tuple(bool(v) for v in seen.tolist())
 
     def broadcast_object(self, obj):
         """Rank 0's ``obj`` on every process (small Python values: a run directory's name)."""
