@@ -460,11 +460,6 @@ def cmd_train(args, argv: list[str]) -> int:
     import dataclasses
     import os
 
-    if args.nproc and "RANK" not in os.environ:  # start PyTorch's launcher, which runs this command N times
-        from .train.distributed import launch
-
-        return launch(argv, args.nproc, args.max_restarts)
-
     from .run import train_run
     from .train import TrainConfig
     from .train.runtime import shutdown
@@ -486,9 +481,17 @@ def cmd_train(args, argv: list[str]) -> int:
                 raise ValueError(f"{flag} does not go with --resume: a resume continues the run with its own settings")
         run_dir = Path(args.resume)
         cfg = _resume_config(run_dir, overrides, args.model)
+    else:
+        run_dir = None
+        cfg = _new_run_config(args, overrides, given)
+    if args.nproc and "RANK" not in os.environ:  # checked here, then PyTorch's launcher runs this command N times
+        from .train.distributed import check_processes, launch
+
+        check_processes(cfg, args.nproc)
+        return launch(argv, args.nproc, args.max_restarts)
+    if run_dir is not None:
         result = train_run(cfg, run_dir=run_dir, resume=True, allow_sample=not args.no_sample)
     else:
-        cfg = _new_run_config(args, overrides, given)
         result = train_run(cfg, allow_sample=not args.no_sample, compare_without=args.compare_without)
     shutdown()
     if int(os.environ.get("RANK", 0)) == 0:

@@ -39,6 +39,19 @@ def launch(argv: list[str], nproc: int, max_restarts: int = 0) -> int:
     return status
 
 
+def check_processes(cfg, nproc: int) -> None:
+    """What would stop every process at once, said once before starting them (fit checks it again, for torchrun)."""
+    from .runtime import pick_device
+
+    if cfg.batch_size % nproc:
+        raise ValueError(f"--batch-size {cfg.batch_size} is the global batch and must divide among {nproc} processes")
+    if cfg.sync_bn and pick_device(cfg.device).type == "cpu":
+        raise ValueError(
+            "--sync-bn needs GPUs (PyTorch's SyncBatchNorm is GPU-only); on CPUs rank 0's "
+            "BatchNorm statistics are shared before each evaluation instead"
+        )
+
+
 def strip_flags(argv: list[str], flags) -> list[str]:
     """``argv`` without ``--flag VALUE`` and ``--flag=VALUE`` for each of ``flags``."""
     out, skip = [], False
