@@ -297,3 +297,16 @@ def _parent(proc_dir: Path) -> int:
         return int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
         return -1
+
+
+def test_nproc_says_once_what_would_stop_every_process(tmp_path, capsys):
+    from cnnlab.cli import main
+
+    data = write_synthetic_mnist(tmp_path / "data")
+    base = ["train", "lenet5", "--data-dir", str(data), "--out-dir", str(tmp_path / "runs"), "--no-progress"]
+    assert main([*base, "--nproc", "3"]) == 2  # batch 128 does not divide among 3
+    assert "must divide among 3 processes" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main([*base, "--nproc", "2", "--sync-bn"]) == 2
+        assert "--sync-bn needs GPUs" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # nothing started
