@@ -144,6 +144,7 @@ SEED = Range(0, 2**32 - 1)  # what NumPy's and scikit-learn's seeds accept
 @dataclass
 class TrainConfig:
     model: str = setting("lenet5")
+    recipe: str = setting("")  # a named preset on top of the model's recipe (recipes.PRESETS); "": none
     model_options: dict = setting({})  # checked against the model's builder (recipes.check_model_options)
     dataset: str = setting("mnist", OneOf(("mnist", "fashion-mnist", "folder")))  # "folder" comes with ``data``
     data_dir: str | None = setting(None, NotEmpty())  # where the IDX datasets' files are
@@ -162,6 +163,7 @@ class TrainConfig:
     schedule: str = setting("cosine", OneOf(("cosine", "linear", "step", "constant")))  # after a linear warm-up
     warmup: float = setting(0.15, FRACTION)  # fraction of all steps
     ema: float = setting(0.0, FRACTION)  # Keras' ema_momentum: validate a moving average of the weights (0: off)
+    label_smoothing: float = setting(0.0, Range(0, 1))  # Keras' CategoricalCrossentropy(label_smoothing=...)
     final_lr: float = setting(0.0, Range(0, 1))  # fraction of lr reached at the end (cosine, linear)
     seed: int = setting(42, SEED)
     device: str = setting("auto", Device())

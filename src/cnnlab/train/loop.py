@@ -141,12 +141,23 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     return cfg.lr * factor
 
 
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Keras' categorical cross-entropy from logits, with its ``label_smoothing``: the targets are
+    (1 - s) * one_hot + s / classes. PyTorch's ``label_smoothing`` is the same rule (tests/test_losses.py
+    checks the values against Keras' own output)."""
+    return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+
+
 @torch.no_grad()
-def evaluate_loss_accuracy(model, source: DataSource, split, preprocess, runtime: Runtime, batch_size, max_batches=0):
-    """Mean loss and accuracy over the whole split (every process's shard, gathered)."""
+def evaluate_loss_accuracy(
+    model, source: DataSource, split, preprocess, runtime: Runtime, batch_size, max_batches=0, label_smoothing=0.0
+):
+    """Mean loss and accuracy over the whole split (every process's shard, gathered). As in Keras, the loss is
+    the training loss, label smoothing included."""
     logits = predict_logits(model, source, split, preprocess, runtime, batch_size, max_batches=max_batches)
     labels = source.labels(split)[: len(logits)]
-    return F.cross_entropy(logits, labels).item(), (logits.argmax(1) == labels).float().mean().item()
+    loss = classification_loss(logits, labels, label_smoothing)
+    return loss.item(), (logits.argmax(1) == labels).float().mean().item()
 
 
 def as_source(data, validation_data=None) -> DataSource:
@@ -376,7 +387,7 @@ def fit(
                     aug_gen.manual_seed(epoch_seed(cfg.seed, global_step, salt=1))
                 with rt.autocast():
                     logits = net(train_pre(images, aug_gen, batch_len, rt.shard.rows(batch_len)))
-                    loss = F.cross_entropy(logits.float(), labels)
+                    loss = classification_loss(logits, labels, cfg.label_smoothing)
                     # DDP averages the processes' gradients; an uneven last batch is weighted by its rows.
                     share = len(labels) * rt.world_size / batch_len
                     loss_to_step = loss * share if share != 1 else loss
@@ -436,7 +447,7 @@ def fit(
             with ema.swapped_in() if ema is not None else nullcontext():
                 if validate:
                     logs["val_loss"], logs["val_accuracy"] = evaluate_loss_accuracy(
-                        eval_net, source, "val", eval_pre, rt, cfg.eval_batch_size, limit
+                        eval_net, source, "val", eval_pre, rt, cfg.eval_batch_size, limit, cfg.label_smoothing
                     )
                     if regularization is not None:
                         logs["val_loss"] += float(regularization()) if ema is not None else penalty
