@@ -1,3 +1,4 @@
+import csv
 import json
 import subprocess
 import sys
@@ -72,6 +73,14 @@ def test_train_writes_a_complete_run_directory(trained_run, capsys):
     report = json.loads((run_dir / "report.json").read_text())
     assert report["accuracy"] > 0.9 and len(report["confusion_matrix"]) == 10
     assert (run_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    with open(run_dir / "predictions.csv", newline="") as f:  # one row per test image, image by image
+        rows = list(csv.DictReader(f))
+    assert len(rows) == report["n"] and list(rows[0]) == ["position", "label", "predicted", "probability"]
+    right = sum(r["label"] == r["predicted"] for r in rows)
+    assert right / len(rows) == pytest.approx(report["accuracy"])
+    for true, row in enumerate(report["confusion_matrix"]):  # rows: true class, columns: predicted
+        for predicted, count in enumerate(row):
+            assert sum(r["label"] == str(true) and r["predicted"] == str(predicted) for r in rows) == count
 
 
 def test_evaluate_reproduces_the_training_report(trained_run, capsys):

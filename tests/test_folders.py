@@ -197,7 +197,8 @@ def test_evaluation_reports_the_centre_crop_and_the_average_of_ten_views(tmp_pat
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 2))
     model.register_forward_hook(lambda m, args, out: seen.append(args[0].clone()))
     model.cnnlab_input_norm = InputNorm((0.5,) * 3, (0.25,) * 3)
-    report, centre = evaluate_source(model, source, "test", Runtime("cpu"), batch_size=8, channels_last=False)
+    report, views = evaluate_source(model, source, "test", Runtime("cpu"), batch_size=8, channels_last=False)
+    centre = views["centre crop"]
     assert sum(len(x) for x in seen) == 10 * n  # ten views; the centre crop is one of them, computed once
     pixels = torch.cat(seen).view(10, n, 3, 32, 32)
     assert len({tuple(v.flatten()[:64].tolist()) for v in pixels}) == 10  # ten different windows
@@ -208,6 +209,7 @@ def test_evaluation_reports_the_centre_crop_and_the_average_of_ten_views(tmp_pat
     labels = source.labels("test")
     assert report.accuracy == pytest.approx(float((centre.argmax(1) == labels).float().mean()))
     assert report.ten_crop_accuracy == pytest.approx(float((ten.argmax(1) == labels).float().mean()))
+    assert torch.allclose(views["10-crop"], ten)
 
 
 def test_train_predict_and_kaggle_submission(kaggle, tmp_path, capsys):

@@ -54,8 +54,8 @@ def evaluate_source(
     batch_size: int = 500,
     channels_last: bool = True,
     max_batches: int = 0,
-) -> tuple[Report, torch.Tensor]:
-    """The classification report of ``split`` and the probabilities it was made from.
+) -> tuple[Report, dict[str, torch.Tensor]]:
+    """The classification report of ``split`` and the probabilities of each group of views, by name.
 
     Each of the source's evaluation views is predicted once; a group of views (10-crop) averages their
     probabilities. The first group is the report's; the others are added to it by name."""
@@ -74,23 +74,45 @@ def evaluate_source(
     if "10-crop" in averaged:
         report.ten_crop_accuracy = float((averaged["10-crop"].argmax(1) == labels).float().mean())
     report.skipped = list(source.skipped)
-    return report, main
+    return report, averaged
 
 
-def write_evaluation(report: Report, probs, source: DataSource, split: str, out_dir: Path, title: str) -> None:
-    """report.txt, report.json, confusion_matrix.png and mistakes.png (the most confident errors) in ``out_dir``."""
+def write_evaluation(
+    report: Report, view_probs: dict[str, torch.Tensor], source: DataSource, split: str, out_dir: Path, title: str
+) -> None:
+    """report.txt, report.json, predictions.csv, confusion_matrix.png and mistakes.png (the most confident
+    errors of the report's views) in ``out_dir``."""
     from .evaluation.plots import plot_worst_mistakes
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.txt").write_text(report.format() + "\n")
     atomic_write_json(out_dir / "report.json", report.to_dict())
-    plot_confusion(report.confusion, report.classes, out_dir / "confusion_matrix.png", title)
+    probs = next(iter(view_probs.values()))
     labels = source.labels(split)[: len(probs)]
+    write_predictions(view_probs, labels, report.classes, out_dir / "predictions.csv")
+    plot_confusion(report.confusion, report.classes, out_dir / "confusion_matrix.png", title)
     wrong = (probs.argmax(1) != labels).nonzero().flatten()
     worst = wrong[probs[wrong].max(1).values.argsort(descending=True)][:16]
     plot_worst_mistakes(
         source.images(split, worst), probs[worst], labels[worst], report.classes, out_dir / "mistakes.png", title=title
     )
+
+
+def write_predictions(view_probs: dict[str, torch.Tensor], labels, classes, path: Path) -> None:
+    """One row per image, in the split's order: its label, then each view group's prediction and probability.
+    Two runs on the same split compare image by image from these (a paired test is far less noisy than two
+    accuracies, each with its own interval: benchmarks/paired_comparison.py)."""
+    suffixes = [f"_{name.replace(' ', '_')}" if name else "" for name in view_probs]  # "_10-crop"; one view: ""
+    columns = ["position", "label"] + [k + suffix for suffix in suffixes for k in ("predicted", "probability")]
+    rows = [columns]
+    per_view = [(p.argmax(1).tolist(), p.max(1).values.tolist()) for p in view_probs.values()]
+    for i, label in enumerate(labels.tolist()):
+        row = [i, classes[label]]
+        for predicted, probability in per_view:
+            row += [classes[predicted[i]], f"{probability[i]:.6f}"]
+        rows.append(row)
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
 
 
 def evaluate(model, data, batch_size: int = 500, device: str = "auto", precision: str = "fp32") -> Report:
