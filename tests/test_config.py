@@ -22,7 +22,7 @@ from cnnlab.cli import user_error_message
 from cnnlab.models import list_models
 from cnnlab.train.config import FIELDS, ConfigError, TrainConfig, check_values, load_config_file
 from cnnlab.train.loop import lr_at, make_optimizer
-from cnnlab.train.recipes import RECIPES, config_for, resolve_config
+from cnnlab.train.recipes import PRESETS, RECIPES, config_for, resolve_config
 
 ISSUE_CASES = {  # issue 11: each was a traceback or silently taken
     "epochs": ("2", 'config.json: "epochs" is "2" (text); expected a whole number >= 1'),
@@ -83,6 +83,29 @@ def test_precedence_defaults_recipe_file_flags():
     assert (TrainConfig().ema, TrainConfig().warmup) != (0.99, 0.05)  # the recipe is above the defaults
     merged = resolve_config("lenet5", {"model_options": {"img_size": 32}}, {"model_options": {"init": "torch"}})
     assert merged.model_options == {"init": "torch", "img_size": 32}  # options merge key by key
+
+
+def test_a_named_recipe_sits_between_the_models_recipe_and_files_and_flags():
+    small = resolve_config("alexnet_bn", {"recipe": "small-data"})
+    for key, value in PRESETS["small-data"]["alexnet_bn"].items():
+        assert getattr(small, key) == value
+    assert small.recipe == "small-data" and small.batch_size == RECIPES["alexnet_bn"]["batch_size"]
+    flagged = resolve_config("alexnet_bn", {"recipe": "small-data", "epochs": 3}, {"epochs": 5})
+    assert flagged.epochs == 3  # flags over files over the preset
+    assert resolve_config("alexnet_bn", None, {"recipe": "small-data", "epochs": 5}).epochs == 5
+
+
+def test_a_recipe_name_that_the_model_lacks_is_refused_naming_those_it_has():
+    with pytest.raises(ConfigError, match=r"--recipe 'small-data' is not a recipe for lenet5; lenet5's recipes: record"):
+        resolve_config("lenet5", {"recipe": "small-data"})
+    with pytest.raises(ConfigError, match="pattern has no named recipes"):
+        resolve_config("pattern", {"recipe": "record"})
+
+
+def test_every_named_recipe_is_a_valid_configuration():
+    for preset, models in PRESETS.items():
+        for model in models:
+            assert resolve_config(model, {"recipe": preset}).recipe == preset
 
 
 def test_every_recipe_is_a_valid_configuration_of_a_registered_model():

@@ -123,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a run named --name already exists: move it aside (to NAME.old-TIME; nothing is deleted) and start anew",
     )
     p.add_argument("--config", metavar="FILE.json", help="settings file (flags override it; may name the model)")
+    p.add_argument(
+        "--recipe",
+        metavar="NAME",
+        help="a named preset on top of the model's recipe: alexnet_bn small-data, lenet5 record (cnnlab recipes)",
+    )
     p.add_argument("--dataset", choices=["mnist", "fashion-mnist"])
     p.add_argument("--data-dir", help="folder holding the dataset's files (or its subfolder)")
     p.add_argument(
@@ -146,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="MOMENTUM",
         help="validate and keep a moving average of the weights (Keras' use_ema/ema_momentum; 0: off)",
+    )
+    p.add_argument(
+        "--label-smoothing",
+        type=float,
+        help="Keras' CategoricalCrossentropy(label_smoothing=...): targets (1 - s) * one-hot + s / classes",
     )
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps")

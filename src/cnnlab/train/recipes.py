@@ -1,8 +1,9 @@
-"""Per-model training recipes, and the one function that merges every source of settings.
+"""Per-model training recipes and named presets, and the one function that merges every source of settings.
 
-Precedence, lowest first: ``TrainConfig``'s defaults < the model's recipe (here) < a ``--config`` file <
-command-line flags. ``cnnlab train NAME`` and ``cnnlab.fit(model, ...)`` without a config both train with the
-recipe, so that the Python API trains like the command line. Every value is checked (``config.check_values``)
+Precedence, lowest first: ``TrainConfig``'s defaults < the model's recipe (here) < a named preset
+(``--recipe small-data``, here) < a ``--config`` file < command-line flags. ``cnnlab train NAME`` and
+``cnnlab.fit(model, ...)`` without a config both train with the recipe, so that the Python API trains like
+the command line. Every value is checked (``config.check_values``)
 before anything is loaded, and the model's options against its builder's signature.
 """
 
@@ -41,10 +42,34 @@ RECIPES: dict[str, dict] = {
 }
 
 
-def recipe(model: str) -> dict:
-    """The training settings that ``cnnlab train MODEL`` uses beyond TrainConfig's defaults ({} if none)."""
+# Named presets, ``--recipe NAME``: settings on top of a model's recipe, each one chosen by measurement (the
+# ablation tables in benchmarks/README.md). The model's own recipe stays the lesson's.
+PRESETS: dict[str, dict[str, dict]] = {
+    "small-data": {
+        "alexnet_bn": dict(),
+    },
+    "record": {
+        "lenet5": dict(),
+    },
+}
+
+
+def recipe(model: str, preset: str = "") -> dict:
+    """The training settings that ``cnnlab train MODEL [--recipe PRESET]`` uses beyond TrainConfig's defaults."""
     get_model_entry(model)  # an unknown model is an error here too
-    return dict(RECIPES.get(model, {}))
+    settings = dict(RECIPES.get(model, {}))
+    if preset:
+        settings.update(preset_settings(model, preset))
+    return settings
+
+
+def preset_settings(model: str, preset: str) -> dict:
+    """A named preset's settings for ``model``; an unknown name, or one without settings for it, is refused."""
+    for_model = sorted(name for name, models in PRESETS.items() if model in models)
+    if preset not in PRESETS or model not in PRESETS[preset]:
+        have = f"{model}'s recipes: {', '.join(for_model)}" if for_model else f"{model} has no named recipes"
+        raise ConfigError(f"--recipe {preset!r} is not a recipe for {model}; {have}")
+    return dict(PRESETS[preset][model])
 
 
 def resolve_config(
@@ -63,7 +88,8 @@ def resolve_config(
     check_values(config_file, file_label)
     check_values(flags, "flag")
     options = {**config_file.get("model_options", {}), **flags.get("model_options", {})}
-    values = {**TrainConfig().to_dict(), **recipe(model), **config_file, **flags, "model": model}
+    preset = flags.get("recipe", config_file.get("recipe", ""))
+    values = {**TrainConfig().to_dict(), **recipe(model, preset), **config_file, **flags, "model": model}
     values["model_options"] = options
     if values.get("data"):
         values["dataset"] = "folder"
