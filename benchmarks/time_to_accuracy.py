@@ -1,0 +1,119 @@
+"""Wall time to reach given accuracies, read from finished (or running) run directories.
+
+Recipes are compared by the user's clock, not by epochs: for each run this prints the seconds of training
+(and per-epoch validation) until its validation accuracy first reached each target, from the run's
+``metrics.csv`` (one row per epoch, Keras' CSVLogger, with the epoch's wall seconds). Start-up (reading
+the data, building the model) and the final evaluation are not counted; they are the same for every recipe
+of a model. The final 10-crop accuracy of an image-folder run comes from its ``report.json``, with its 95%
+interval: on the 200-image validation split of the Dogs vs. Cats sample one standard error is ~2.7 points.
+
+    python benchmarks/time_to_accuracy.py runs/lenet5 runs/lenet5-record
+    python benchmarks/time_to_accuracy.py runs/alex-* --targets 0.80 0.83 0.85 --plot tta.png
+
+Default targets: LeNet-5 98.5% and 99.0% (MNIST test set), AlexNet-BN 80%, 83% and 85% (held-out images).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+from pathlib import Path
+
+DEFAULT_TARGETS = {"lenet5": (0.985, 0.99), "alexnet_bn": (0.80, 0.83, 0.85)}
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% interval of an accuracy measured on n images (Wilson's score interval: right near 0 and 1 too)."""
+    if n == 0:
+        return (math.nan, math.nan)
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def read_run(run_dir: Path) -> dict:
+    config = json.loads((run_dir / "config.json").read_text())
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise SystemExit(f"{run_dir}/metrics.csv: no epochs yet")
+    elapsed, curve = 0.0, []
+    for row in rows:
+        elapsed += float(row["seconds"])
+        curve.append((int(row["epoch"]) + 1, elapsed, float(row["val_accuracy"])))
+    run = {"run": str(run_dir), "model": config["model"], "recipe": config.get("recipe", ""), "curve": curve}
+    report = run_dir / "report.json"
+    if report.exists():
+        r = json.loads(report.read_text())
+        run["final"] = {"accuracy": r["accuracy"], "ten_crop": r.get("ten_crop_accuracy"), "n": r["n"]}
+    return run
+
+
+def time_to(curve, target: float):
+    """(epoch, seconds) at which the validation accuracy first reached ``target``, or None."""
+    for epoch, seconds, accuracy in curve:
+        if accuracy >= target:
+            return epoch, seconds
+    return None
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", type=Path, help="run directories (runs/NAME)")
+    p.add_argument("--targets", nargs="+", type=float, help="accuracies as fractions (default: by model)")
+    p.add_argument("--plot", type=Path, help="also draw validation accuracy against wall time to this PNG")
+    p.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
+    args = p.parse_args(argv)
+
+    runs = [read_run(r) for r in args.runs]
+    results = []
+    for run in runs:
+        targets = args.targets or DEFAULT_TARGETS.get(run["model"], (0.9,))
+        epochs, total, best = len(run["curve"]), run["curve"][-1][1], max(a for _, _, a in run["curve"])
+        label = run["run"] + (f" (--recipe {run['recipe']})" if run["recipe"] else "")
+        print(f"{label}: {run['model']}, {epochs} epochs in {total:.0f} s, best validation {best:.2%}")
+        reached = {}
+        for t in targets:
+            hit = time_to(run["curve"], t)
+            reached[f"{t:.4g}"] = None if hit is None else {"epoch": hit[0], "seconds": round(hit[1], 1)}
+            print(f"  to {t:.1%}: " + (f"{hit[1]:7.1f} s (epoch {hit[0]})" if hit else "not reached"))
+        final = run.get("final")
+        if final and final.get("n"):
+            for name in ("accuracy", "ten_crop"):
+                if final.get(name) is not None:
+                    lo, hi = wilson_interval(round(final[name] * final["n"]), final["n"])
+                    shown = "final centre crop" if name == "accuracy" else "final 10-crop"
+                    print(f"  {shown}: {final[name]:.2%} (95% interval {lo:.1%}-{hi:.1%}, {final['n']} images)")
+        results.append({**{k: run[k] for k in ("run", "model", "recipe")}, "seconds": total, "reached": reached,
+                        "final": final, "curve": run["curve"]})
+
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7.5, 4.5))
+        for run in runs:
+            _, seconds, accuracy = zip(*run["curve"])
+            ax.plot([s / 60 for s in seconds], [100 * a for a in accuracy], marker="o", ms=3, label=run["run"])
+        for t in sorted({t for r in results for t in map(float, r["reached"])}):
+            ax.axhline(100 * t, color="grey", lw=0.8, ls="--")
+        ax.set_xlabel("wall time (minutes, training + per-epoch validation)")
+        ax.set_ylabel("validation accuracy (%)")
+        ax.set_title("time to accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=120)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
