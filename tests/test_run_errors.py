@@ -269,6 +269,8 @@ CASES = [
     (["train", "lenet5", "--crop", "20"], "--crop is for image folders; it does nothing without --data"),
     (["train", "lenet5", "--momentum", "0.5"], "--momentum is for --optimizer sgd; it does nothing with adam"),
     (["train", "lenet5", "--compare-without"], "--compare-without compares training with and without augmentation"),
+    (["train", "lenet5", "--clean-epochs", "2"], "--clean-epochs ends augmented training with unaugmented epochs"),
+    (["train", "lenet5", "--clean-epochs", "-1"], "--clean-epochs is -1"),
     (["train", "lenet5", "--overwrite"], "--overwrite replaces a run named with --name"),
     (["train", "lenet5", "--option", "num_classes=0"], "--option num_classes is 0; expected a whole number >= 1"),
     (["train", "lenet5", "--option", "init=foo"], "lenet5 refuses these options (init must be 'keras' or 'torch'"),

@@ -277,3 +277,23 @@ def test_alexnet_bn_l2_groups_give_the_gradient_of_its_keras_penalty():
     # The lesson's table: 0.0002 on conv1, l2_block3 (here 0.002) on conv3; nothing on biases and BatchNorm.
     for name, c in (("features.0.weight", 2e-4), ("features.10.weight", 2e-3), ("features.0.bias", 0.0)):
         torch.testing.assert_close(expected[name], 2 * c * params[name].detach())
+
+
+def test_clean_epochs_end_augmented_training_on_unaugmented_images(synthetic_dataset):
+    train, val = synthetic_dataset
+    seen = []  # the epoch of every augmented batch
+
+    class EpochNoter(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+    noter = EpochNoter()
+
+    def augment(x, generator=None, draw=None, rows=None):
+        seen.append(noter.epoch)
+        return x
+
+    torch.manual_seed(0)
+    fit(create_model("lenet5"), train, val, _cfg(epochs=3, clean_epochs=1), callbacks=[noter], augment=augment)
+    steps = len(train) // 64 + (len(train) % 64 > 0)
+    assert seen == [0] * steps + [1] * steps  # the third epoch: none

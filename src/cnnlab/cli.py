@@ -202,6 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with augmentation: also train without it and write the lesson's comparison",
     )
+    p.add_argument(
+        "--clean-epochs",
+        type=int,
+        metavar="N",
+        help="with augmentation: train the last N epochs on unaugmented images, the distribution tested on",
+    )
     _add_augment_args(p)
 
     p = sub.add_parser("augment-preview", help="a PNG grid of an image and its augmented copies (the lesson's picture)")
@@ -546,6 +552,8 @@ def _new_run_config(args, overrides: dict, given: set):
             raise ValueError(f"--{k} is for --optimizer sgd; it does nothing with {cfg.optimizer}")
     if args.compare_without and not cfg.augment:
         raise ValueError("--compare-without compares training with and without augmentation: add --augment")
+    if cfg.clean_epochs and not cfg.augment:
+        raise ValueError("--clean-epochs ends augmented training with unaugmented epochs: add --augment")
     check_fits_data(cfg)
     also = (f"{cfg.run_name}-without-augmentation",) if args.compare_without and cfg.run_name else ()
     if args.overwrite and not cfg.run_name:

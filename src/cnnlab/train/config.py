@@ -181,6 +181,7 @@ class TrainConfig:
     early_stopping: int = setting(0, AT_LEAST_0)  # patience in epochs on val_loss (0: off)
     nonfinite: str = setting("stop", OneOf(("stop", "skip")))  # what a NaN/inf loss does
     augment: dict | None = setting(None)  # augmentation settings (cnnlab.augment.AugmentConfig), None: none
+    clean_epochs: int = setting(0, AT_LEAST_0)  # the last N epochs train without ``augment`` (folders keep crops)
     out_dir: str = setting("runs", NotEmpty())
     run_name: str = setting("", PlainName())
     dry_run: bool = setting(False)  # two batches of one epoch, to check that everything runs
