@@ -21,17 +21,17 @@ import json
 import math
 from pathlib import Path
 
+from scipy.stats import binomtest
+
 DEFAULT_TARGETS = {"lenet5": (0.985, 0.99), "alexnet_bn": (0.80, 0.83, 0.85)}
 
 
-def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+def wilson_interval(correct: int, n: int) -> tuple[float, float]:
     """95% interval of an accuracy measured on n images (Wilson's score interval: right near 0 and 1 too)."""
     if n == 0:
         return (math.nan, math.nan)
-    p = correct / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
+    ci = binomtest(correct, n).proportion_ci(0.95, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def read_run(run_dir: Path) -> dict:
@@ -87,8 +87,15 @@ def main(argv=None) -> int:
                     lo, hi = wilson_interval(round(final[name] * final["n"]), final["n"])
                     shown = "final centre crop" if name == "accuracy" else "final 10-crop"
                     print(f"  {shown}: {final[name]:.2%} (95% interval {lo:.1%}-{hi:.1%}, {final['n']} images)")
-        results.append({**{k: run[k] for k in ("run", "model", "recipe")}, "seconds": total, "reached": reached,
-                        "final": final, "curve": run["curve"]})
+        results.append(
+            {
+                **{k: run[k] for k in ("run", "model", "recipe")},
+                "seconds": total,
+                "reached": reached,
+                "final": final,
+                "curve": run["curve"],
+            }
+        )
 
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
