@@ -55,7 +55,7 @@ def run(train, test, batch: int, compiled: bool, args) -> dict:
         "compile": compiled,
         "curve": clock.curve,
         "seconds_to_target": seconds_to(clock.curve, args.target),
-        "first_epoch_seconds": clock.curve[0][0],
+        "first_epoch_seconds": clock.curve[0][1],
     }
 
 

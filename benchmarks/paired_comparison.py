@@ -15,26 +15,26 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import sys
 from pathlib import Path
 
 from scipy.stats import binomtest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from time_to_accuracy import wilson_interval  # noqa: E402
+from time_to_accuracy import wilson_interval  # beside this script
 
 
-def read_predictions(run_dir: Path, view: str) -> tuple[list[str], list[str]]:
+def read_predictions(run_dir: Path, view: str | None) -> tuple[list[str], list[str], str]:
+    """(labels, predictions, view) of one view: "10-crop" or "centre crop" (image folders); None: the first."""
     path = run_dir / "predictions.csv"
     if not path.exists():
         raise SystemExit(f"{path}: not found (runs evaluated by cnnlab before predictions.csv existed lack it)")
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    column = f"predicted_{view.replace(' ', '_')}" if view else "predicted"
-    if column not in rows[0]:
-        views = [c.removeprefix("predicted_") for c in rows[0] if c.startswith("predicted_")]
-        raise SystemExit(f"{path}: no view {view!r}; it has {', '.join(views)}")
-    return [r["label"] for r in rows], [r[column] for r in rows]
+    columns = [c for c in rows[0] if c.startswith("predicted")]
+    views = {c.removeprefix("predicted").removeprefix("_").replace("_", " "): c for c in columns}
+    if view is None:
+        view = next(iter(views))
+    if view not in views:
+        raise SystemExit(f"{path}: no view {view!r}; it has " + ", ".join(repr(v) for v in views))
+    return [r["label"] for r in rows], [r[views[view]] for r in rows], view
 
 
 def compare(base: list[bool], other: list[bool]) -> dict:
@@ -58,10 +58,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("base", type=Path, help="the run the others are compared with")
     p.add_argument("runs", nargs="+", type=Path)
-    p.add_argument("--view", default="10-crop", help="which prediction: '10-crop' or 'centre crop' (folders)")
+    p.add_argument("--view", help="image folders: '10-crop' or 'centre crop' (default: the first the runs have)")
     args = p.parse_args(argv)
 
-    labels, predicted = read_predictions(args.base, args.view)
+    labels, predicted, view = read_predictions(args.base, args.view)
     base_right = [a == b for a, b in zip(labels, predicted)]
     n = len(labels)
 
@@ -69,10 +69,11 @@ def main(argv=None) -> int:
         lo, hi = wilson_interval(sum(right), n)
         return f"{sum(right) / n:6.1%} [{lo:.1%}, {hi:.1%}]"
 
-    print(f"{n} images, view {args.view!r}; accuracy [95% interval]; difference to {args.base} [paired 95%]")
+    shown = repr(view) if view else "the only one"
+    print(f"{n} images, view {shown}; accuracy [95% interval]; difference to {args.base} [paired 95%]")
     print(f"{str(args.base):40s} {accuracy(base_right)}")
     for run in args.runs:
-        other_labels, other_predicted = read_predictions(run, args.view)
+        other_labels, other_predicted, _ = read_predictions(run, view)
         if other_labels != labels:
             raise SystemExit(f"{run}: evaluated on other images than {args.base}; a paired comparison needs the same")
         right = [a == b for a, b in zip(labels, other_predicted)]

@@ -108,7 +108,8 @@ def main(argv=None) -> int:
         fig, ax = plt.subplots(figsize=(7.5, 4.5))
         for run in runs:
             _, seconds, accuracy = zip(*run["curve"])
-            ax.plot([s / 60 for s in seconds], [100 * a for a in accuracy], marker="o", ms=3, label=run["run"])
+            minutes, percent = [s / 60 for s in seconds], [100 * a for a in accuracy]
+            ax.plot(minutes, percent, marker="o", ms=3, label=Path(run["run"]).name)
         for t in sorted({t for r in results for t in map(float, r["reached"])}):
             ax.axhline(100 * t, color="grey", lw=0.8, ls="--")
         ax.set_xlabel("wall time (minutes, training + per-epoch validation)")

@@ -89,13 +89,20 @@ def _weights(model):
     return torch.cat([t.flatten().float() for t in model.state_dict().values()])
 
 
-@pytest.mark.parametrize("stop_after_steps", [4, 6])  # at an epoch boundary, and inside an epoch
-def test_resume_in_process_gives_identical_weights(tmp_path, stop_after_steps):
+# At an epoch boundary, inside an epoch; with augmentation and a last clean epoch (4 steps an epoch): cut
+# before the clean epoch and inside it.
+@pytest.mark.parametrize("stop_after_steps, augmented", [(4, False), (6, False), (6, True), (10, True)])
+def test_resume_in_process_gives_identical_weights(tmp_path, stop_after_steps, augmented):
+    from cnnlab.augment import Augment
+
     train, val = _data()
     cfg = TrainConfig(epochs=3, batch_size=64, progress=False, seed=3, checkpoint_steps=2, deterministic=True)
+    augment = Augment.lesson() if augmented else None
+    if augmented:
+        cfg = cfg.updated(clean_epochs=1)
     torch.manual_seed(0)
     full = create_model("lenet5")
-    fit(full, train, val, cfg, run_dir=tmp_path / "full")
+    fit(full, train, val, cfg, run_dir=tmp_path / "full", augment=augment)
 
     class StopAt(Exception):
         pass
@@ -113,10 +120,10 @@ def test_resume_in_process_gives_identical_weights(tmp_path, stop_after_steps):
 
     torch.manual_seed(0)
     with pytest.raises(StopAt):
-        fit(create_model("lenet5"), train, val, cfg, callbacks=[Crash()], run_dir=tmp_path / "cut")
+        fit(create_model("lenet5"), train, val, cfg, callbacks=[Crash()], run_dir=tmp_path / "cut", augment=augment)
     torch.manual_seed(123)  # a different fresh init: everything must come from the checkpoint
     resumed = create_model("lenet5")
-    history = fit(resumed, train, val, cfg, run_dir=tmp_path / "cut", resume=True)
+    history = fit(resumed, train, val, cfg, run_dir=tmp_path / "cut", resume=True, augment=augment)
     assert torch.equal(_weights(full), _weights(resumed))
     assert len(history["val_accuracy"]) == 3
 

@@ -96,10 +96,27 @@ def test_a_named_recipe_sits_between_the_models_recipe_and_files_and_flags():
 
 
 def test_a_recipe_name_that_the_model_lacks_is_refused_naming_those_it_has():
-    with pytest.raises(ConfigError, match=r"--recipe 'small-data' is not a recipe for lenet5; lenet5's recipes: record"):
+    with pytest.raises(ConfigError, match=r"--recipe 'small-data' is not a recipe for lenet5; lenet5's recipes: rec"):
         resolve_config("lenet5", {"recipe": "small-data"})
+    with pytest.raises(ConfigError, match=r'^run.json: "recipe" \'small-data\' is not a recipe for lenet5'):
+        resolve_config("lenet5", None, {"recipe": "small-data"}, "run.json")  # named where it was written
     with pytest.raises(ConfigError, match="pattern has no named recipes"):
         resolve_config("pattern", {"recipe": "record"})
+
+
+def test_a_presets_augmentation_changes_key_by_key_and_a_file_can_turn_it_off():
+    small = resolve_config("alexnet_bn", {"recipe": "small-data"}).augment
+    tweaked = resolve_config("alexnet_bn", {"recipe": "small-data", "augment": {"rotation_range": 10.0}}).augment
+    assert tweaked == {**small, "rotation_range": 10.0} and small["rotation_range"] == 30
+    assert resolve_config("alexnet_bn", None, {"recipe": "small-data", "augment": None}).augment is None
+
+
+def test_clean_epochs_need_augmented_epochs_before_them_and_say_where_they_came_from():
+    with pytest.raises(ConfigError, match=r'^--recipe record: "clean_epochs" is 5: that leaves none of the 5 epochs'):
+        resolve_config("lenet5", {"recipe": "record", "epochs": 5})
+    with pytest.raises(ConfigError, match=r'^run.json: "clean_epochs" ends augmented training with unaugmented epochs'):
+        resolve_config("lenet5", None, {"clean_epochs": 2}, "run.json")
+    assert resolve_config("lenet5", {"recipe": "record", "epochs": 6}).clean_epochs == 5
 
 
 def test_every_named_recipe_is_a_valid_configuration():

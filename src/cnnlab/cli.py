@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--recipe",
         metavar="NAME",
-        help="a preset on top of the model's recipe: alexnet_bn small-data, lenet5 record (a wrong name lists all)",
+        help="a named preset on top of the model's recipe (alexnet_bn: small-data; lenet5: record)",
     )
     p.add_argument("--dataset", choices=["mnist", "fashion-mnist"])
     p.add_argument("--data-dir", help="folder holding the dataset's files (or its subfolder)")
@@ -552,8 +552,6 @@ def _new_run_config(args, overrides: dict, given: set):
             raise ValueError(f"--{k} is for --optimizer sgd; it does nothing with {cfg.optimizer}")
     if args.compare_without and not cfg.augment:
         raise ValueError("--compare-without compares training with and without augmentation: add --augment")
-    if cfg.clean_epochs and not cfg.augment:
-        raise ValueError("--clean-epochs ends augmented training with unaugmented epochs: add --augment")
     check_fits_data(cfg)
     also = (f"{cfg.run_name}-without-augmentation",) if args.compare_without and cfg.run_name else ()
     if args.overwrite and not cfg.run_name:

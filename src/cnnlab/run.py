@@ -174,7 +174,7 @@ def train_run(
                 marker.unlink(missing_ok=True)
     if compare_without and cfg.augment:
         baseline_cfg = cfg.updated(
-            augment=None, run_name=f"{run_dir.name}-without-augmentation", out_dir=str(run_dir.parent)
+            augment=None, clean_epochs=0, run_name=f"{run_dir.name}-without-augmentation", out_dir=str(run_dir.parent)
         )
         echo(f"\ntraining the same settings without augmentation, for the comparison: {baseline_cfg.run_name}")
         baseline = train_run(baseline_cfg, allow_sample=allow_sample, echo=echo)

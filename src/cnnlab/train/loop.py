@@ -372,7 +372,7 @@ def fit(
             bar.update(first)
             # The last clean_epochs see unaugmented images (no generator: Preprocess does not augment), so the
             # model ends on the distribution it is tested on; chosen by measurement (benchmarks/README.md).
-            augmenting = augment is not None and epoch < epochs - cfg.clean_epochs
+            augmenting = augment is not None and epoch < cfg.epochs - cfg.clean_epochs  # a --dry-run augments
             aug_gen = torch.Generator(device=rt.device) if augmenting else None
             for step, (images, labels) in enumerate(train_loader.epoch(epoch, first), start=first):
                 if step >= steps_per_epoch:  # --dry-run

@@ -47,7 +47,7 @@ RECIPES: dict[str, dict] = {
 # ablation tables in benchmarks/README.md). The model's own recipe stays the lesson's.
 PRESETS: dict[str, dict[str, dict]] = {
     "small-data": {
-        "alexnet_bn": dict(),
+        "alexnet_bn": dict(augment=dict(LESSON, horizontal_flip=True)),
     },
     # LeNet-5 at the record: the lesson's augmentation for 35 epochs, then 5 on unaugmented images (the
     # distribution it is tested on), label smoothing 0.1 and a slower weight average (its horizon ~2 epochs).
@@ -59,21 +59,21 @@ PRESETS: dict[str, dict[str, dict]] = {
 }
 
 
-def recipe(model: str, preset: str = "") -> dict:
+def recipe(model: str, preset: str = "", origin: str = "--recipe") -> dict:
     """The training settings that ``cnnlab train MODEL [--recipe PRESET]`` uses beyond TrainConfig's defaults."""
     get_model_entry(model)  # an unknown model is an error here too
     settings = dict(RECIPES.get(model, {}))
     if preset:
-        settings.update(preset_settings(model, preset))
+        settings.update(preset_settings(model, preset, origin))
     return settings
 
 
-def preset_settings(model: str, preset: str) -> dict:
+def preset_settings(model: str, preset: str, origin: str = "--recipe") -> dict:
     """A named preset's settings for ``model``; an unknown name, or one without settings for it, is refused."""
     for_model = sorted(name for name, models in PRESETS.items() if model in models)
     if preset not in PRESETS or model not in PRESETS[preset]:
         have = f"{model}'s recipes: {', '.join(for_model)}" if for_model else f"{model} has no named recipes"
-        raise ConfigError(f"--recipe {preset!r} is not a recipe for {model}; {have}")
+        raise ConfigError(f"{origin} {preset!r} is not a recipe for {model}; {have}")
     return dict(PRESETS[preset][model])
 
 
@@ -83,23 +83,31 @@ def resolve_config(
     config_file: dict | None = None,
     file_label: str = "config file",
 ) -> TrainConfig:
-    """TrainConfig's defaults < ``model``'s recipe < ``config_file`` < ``overrides`` (flags; None: not given).
+    """TrainConfig's defaults < ``model``'s recipe < a named preset (``recipe``, from the file or a flag) <
+    ``config_file`` < ``overrides`` (flags; None: not given).
 
     Each source is checked on its own, so that a message names where the bad value came from (``--epochs``
-    or ``FILE: "epochs"``); model options merge key by key (a flag's ``--option`` adds to the file's).
+    or ``FILE: "epochs"``); model options and augmentation settings merge key by key (``--rotation-range 10``
+    changes one setting of a preset's augmentation; a file's ``"augment": null`` turns it off).
     """
     config_file = dict(config_file or {})
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}
     check_values(config_file, file_label)
     check_values(flags, "flag")
     options = {**config_file.get("model_options", {}), **flags.get("model_options", {})}
+    preset_origin = "--recipe" if "recipe" in flags else f'{file_label}: "recipe"'
     preset = flags.get("recipe", config_file.get("recipe", ""))
-    values = {**TrainConfig().to_dict(), **recipe(model, preset), **config_file, **flags, "model": model}
+    base = recipe(model, preset, preset_origin)
+    values = {**TrainConfig().to_dict(), **base, **config_file, **flags, "model": model}
     values["model_options"] = options
+    values["augment"] = _merged_augment(base, config_file, flags)
     if values.get("data"):
         values["dataset"] = "folder"
     cfg = TrainConfig(**values)
-    cfg.validate("TrainConfig", origins={**{k: file_label for k in config_file}, **{k: "flag" for k in flags}})
+    origins = {**{k: f"--recipe {preset}" for k in base if preset}, **{k: file_label for k in config_file}}
+    origins.update({k: "flag" for k in flags})
+    cfg.validate("TrainConfig", origins=origins)
+    _check_clean_epochs(cfg, _Namer("TrainConfig", origins)("clean_epochs"))
     check_model_options(model, config_file.get("model_options", {}), file_label)
     check_model_options(model, flags.get("model_options", {}), "flag")
     check_model_options(model, options, "flag")  # together: the builder's own checks on the combination
@@ -113,6 +121,28 @@ def config_for(model, **overrides) -> TrainConfig:
     if name is None:
         return TrainConfig(**overrides) if overrides else TrainConfig()
     return resolve_config(name, overrides)
+
+
+def _merged_augment(base: dict, config_file: dict, flags: dict) -> dict | None:
+    """Augmentation settings merged key by key (recipe/preset < file < flags); an explicit None turns it off."""
+    merged = base.get("augment")
+    for source in (config_file, flags):
+        if "augment" in source:
+            given = source["augment"]
+            merged = None if given is None else {**(merged or {}), **given}
+    return merged
+
+
+def _check_clean_epochs(cfg: TrainConfig, name: str) -> None:
+    if not cfg.clean_epochs:
+        return
+    if not cfg.augment:
+        raise ConfigError(f"{name} ends augmented training with unaugmented epochs: add --augment")
+    if cfg.clean_epochs >= cfg.epochs:
+        raise ConfigError(
+            f"{name} is {cfg.clean_epochs}: that leaves none of the {cfg.epochs} epochs augmented "
+            f"(give fewer clean epochs, or more --epochs)"
+        )
 
 
 def check_model_options(model: str, options: dict, origin: str) -> None:
