@@ -86,13 +86,12 @@ def test_precedence_defaults_recipe_file_flags():
 
 
 def test_a_named_recipe_sits_between_the_models_recipe_and_files_and_flags():
-    small = resolve_config("alexnet_bn", {"recipe": "small-data"})
-    for key, value in PRESETS["small-data"]["alexnet_bn"].items():
-        assert getattr(small, key) == value
-    assert small.recipe == "small-data" and small.batch_size == RECIPES["alexnet_bn"]["batch_size"]
-    flagged = resolve_config("alexnet_bn", {"recipe": "small-data", "epochs": 3}, {"epochs": 5})
-    assert flagged.epochs == 3  # flags over files over the preset
-    assert resolve_config("alexnet_bn", None, {"recipe": "small-data", "epochs": 5}).epochs == 5
+    record = resolve_config("lenet5", {"recipe": "record"})
+    assert (record.recipe, record.epochs, record.ema) == ("record", 40, 0.999)  # the preset's, over the recipe's
+    assert record.batch_size == RECIPES["lenet5"]["batch_size"]  # what the preset leaves is the model's recipe
+    flagged = resolve_config("lenet5", {"recipe": "record", "epochs": 30}, {"epochs": 20})
+    assert flagged.epochs == 30  # flags over files over the preset
+    assert resolve_config("lenet5", None, {"recipe": "record", "epochs": 20}).epochs == 20
 
 
 def test_a_recipe_name_that_the_model_lacks_is_refused_naming_those_it_has():
@@ -100,15 +99,16 @@ def test_a_recipe_name_that_the_model_lacks_is_refused_naming_those_it_has():
         resolve_config("lenet5", {"recipe": "small-data"})
     with pytest.raises(ConfigError, match=r'^run.json: "recipe" \'small-data\' is not a recipe for lenet5'):
         resolve_config("lenet5", None, {"recipe": "small-data"}, "run.json")  # named where it was written
-    with pytest.raises(ConfigError, match="pattern has no named recipes"):
-        resolve_config("pattern", {"recipe": "record"})
+    with pytest.raises(ConfigError, match="alexnet_bn has no named recipes"):
+        resolve_config("alexnet_bn", {"recipe": "record"})
 
 
 def test_a_presets_augmentation_changes_key_by_key_and_a_file_can_turn_it_off():
-    small = resolve_config("alexnet_bn", {"recipe": "small-data"}).augment
-    tweaked = resolve_config("alexnet_bn", {"recipe": "small-data", "augment": {"rotation_range": 10.0}}).augment
-    assert tweaked == {**small, "rotation_range": 10.0} and small["rotation_range"] == 30
-    assert resolve_config("alexnet_bn", None, {"recipe": "small-data", "augment": None}).augment is None
+    record = resolve_config("lenet5", {"recipe": "record"}).augment
+    tweaked = resolve_config("lenet5", {"recipe": "record", "augment": {"rotation_range": 10.0}}).augment
+    assert tweaked == {**record, "rotation_range": 10.0} and record["rotation_range"] == 30
+    off = resolve_config("lenet5", None, {"recipe": "record", "augment": None, "clean_epochs": 0})
+    assert off.augment is None
 
 
 def test_clean_epochs_need_augmented_epochs_before_them_and_say_where_they_came_from():

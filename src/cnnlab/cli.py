@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--recipe",
         metavar="NAME",
-        help="a named preset on top of the model's recipe (alexnet_bn: small-data; lenet5: record)",
+        help="a named preset on top of the model's recipe (lenet5: record)",
     )
     p.add_argument("--dataset", choices=["mnist", "fashion-mnist"])
     p.add_argument("--data-dir", help="folder holding the dataset's files (or its subfolder)")
