@@ -32,7 +32,18 @@ from cnnlab.run import resolve_config
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
-KERAS_SNIPPET = r"""
+# The lesson's LeNet-5 in Keras, for the snippets that run Keras in its own environment.
+KERAS_LENET = """
+model = keras.Sequential([
+    keras.Input((28, 28, 1)),
+    keras.layers.Conv2D(6, 5, padding="same", activation="tanh"), keras.layers.AveragePooling2D(2),
+    keras.layers.Conv2D(16, 5, activation="tanh"), keras.layers.AveragePooling2D(2), keras.layers.Flatten(),
+    keras.layers.Dense(120, activation="tanh"), keras.layers.Dense(84, activation="tanh"),
+    keras.layers.Dense(10, activation="softmax")])
+"""
+
+KERAS_SNIPPET = (
+    r"""
 import json, sys, time, gzip, numpy as np
 from tensorflow import keras
 from keras.src.legacy.preprocessing.image import ImageDataGenerator
@@ -46,18 +57,31 @@ start = time.perf_counter()
 for i in range(len(flow)):
     flow[i]
 transform = time.perf_counter() - start
-model = keras.Sequential([
-    keras.Input((28, 28, 1)),
-    keras.layers.Conv2D(6, 5, padding="same", activation="tanh"), keras.layers.AveragePooling2D(2),
-    keras.layers.Conv2D(16, 5, activation="tanh"), keras.layers.AveragePooling2D(2), keras.layers.Flatten(),
-    keras.layers.Dense(120, activation="tanh"), keras.layers.Dense(84, activation="tanh"),
-    keras.layers.Dense(10, activation="softmax")])
-model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+"""
+    + KERAS_LENET
+    + r"""model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 start = time.perf_counter()
 model.fit(aug.flow(x / 255.0, y, batch_size=32, seed=0), epochs=1, verbose=0)
 train = time.perf_counter() - start
 print(json.dumps({"transform_seconds": transform, "train_epoch_seconds": train, "keras": keras.__version__}))
 """
+)
+
+
+def venv_python(venv: Path, *installs: list[str], what: str) -> str | None:
+    """The Python of a venv beside the benchmarks, made once: each of ``installs`` is one pip install (in
+    order, so that torch comes from its own line first). None, with a message, when it cannot be made."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print(f"creating {venv} with {what} (once)...", flush=True)
+        pip = [str(python), "-m", "pip", "install", "-q"]
+        made = subprocess.run([sys.executable, "-m", "venv", str(venv)]).returncode == 0 and all(
+            subprocess.run([*pip, *packages]).returncode == 0 for packages in installs
+        )
+        if not made:
+            print(f"could not install {what}")
+            return None
+    return str(python)
 
 
 def keras_python(args) -> str | None:
@@ -65,21 +89,10 @@ def keras_python(args) -> str | None:
         return None
     if args.keras_python:
         return args.keras_python
-    venv = HERE / ".keras-venv"
-    python = venv / "bin" / "python"
-    if not python.exists():
-        print(f"creating {venv} with TensorFlow (once)...", flush=True)
-        made = (
-            subprocess.run([sys.executable, "-m", "venv", str(venv)]).returncode == 0
-            and subprocess.run(
-                [str(python), "-m", "pip", "install", "-q", "tensorflow-cpu", "scipy", "pillow"]
-            ).returncode
-            == 0
-        )
-        if not made:
-            print("could not install TensorFlow: using the scipy loop that mirrors Keras instead")
-            return None
-    return str(python)
+    python = venv_python(HERE / ".keras-venv", ["tensorflow-cpu", "scipy", "pillow"], what="TensorFlow")
+    if python is None:
+        print("using the scipy loop that mirrors Keras instead")
+    return python
 
 
 def keras_run(python: str, mnist_dir: Path) -> dict | None:

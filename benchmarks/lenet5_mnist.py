@@ -24,12 +24,12 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from augment_mnist import KERAS_LENET, venv_python  # beside this script
 from time_to_accuracy import time_to  # beside this script: curves are (epoch, seconds, accuracy)
 from torch import nn
 
@@ -108,7 +108,8 @@ def cnnlab_run(train, test, stop_at: float, epochs: int | None, seed: int) -> tu
     return clock.curve, {k: getattr(cfg, k) for k in ("epochs", "batch_size", "lr", "optimizer", "schedule", "ema")}
 
 
-KERAS_SNIPPET = r"""
+KERAS_SNIPPET = (
+    r"""
 import os, sys, json, gzip, time
 os.environ["KERAS_BACKEND"] = "torch"
 import numpy as np, keras, torch
@@ -121,13 +122,9 @@ y = keras.utils.to_categorical(idx(files[1], 8), 10)
 xt = idx(files[2], 16).reshape(-1, 28, 28, 1).astype("float32") / 255.0
 yt = keras.utils.to_categorical(idx(files[3], 8), 10)
 keras.utils.set_random_seed(0)
-model = keras.Sequential([
-    keras.Input((28, 28, 1)),
-    keras.layers.Conv2D(6, 5, padding="same", activation="tanh"), keras.layers.AveragePooling2D(2),
-    keras.layers.Conv2D(16, 5, activation="tanh"), keras.layers.AveragePooling2D(2), keras.layers.Flatten(),
-    keras.layers.Dense(120, activation="tanh"), keras.layers.Dense(84, activation="tanh"),
-    keras.layers.Dense(10, activation="softmax")])
-model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
+"""
+    + KERAS_LENET
+    + r"""model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
 class Clock(keras.callbacks.Callback):
     curve = []
     def on_train_begin(self, logs=None):
@@ -142,28 +139,21 @@ model.fit(x, y, batch_size=32, epochs=max_epochs, validation_data=(xt, yt), call
 print(json.dumps({"curve": Clock.curve, "keras": keras.__version__, "torch": torch.__version__,
                   "threads": torch.get_num_threads(), "backend": keras.backend.backend()}))
 """
+)
 
 
 def keras_python(args) -> str | None:
-    """The Python of an environment with Keras 3 and torch, made once beside this script."""
+    """The Python of an environment with Keras 3 and this torch, made once beside this script."""
     if args.no_keras:
         return None
     if args.keras_python:
         return args.keras_python
-    venv = HERE / ".keras-torch-venv"
-    python = venv / "bin" / "python"
-    if not python.exists():
-        print(f"creating {venv} with keras and torch {torch.__version__.split('+')[0]} (once)...", flush=True)
-        pip = [str(python), "-m", "pip", "install", "-q"]
-        made = (
-            subprocess.run([sys.executable, "-m", "venv", str(venv)]).returncode == 0
-            and subprocess.run([*pip, f"torch=={torch.__version__.split('+')[0]}"]).returncode == 0
-            and subprocess.run([*pip, "keras", "numpy"]).returncode == 0
-        )
-        if not made:
-            print("could not install Keras: the Keras run is skipped")
-            return None
-    return str(python)
+    torch_version = torch.__version__.split("+")[0]
+    installs = [f"torch=={torch_version}"], ["keras", "numpy"]
+    python = venv_python(HERE / ".keras-torch-venv", *installs, what=f"keras and torch {torch_version}")
+    if python is None:
+        print("the Keras run is skipped")
+    return python
 
 
 def keras_run(python: str, data_dir, stop_at: float, max_epochs: int) -> dict | None:
