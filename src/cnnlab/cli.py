@@ -703,9 +703,18 @@ def report_error(e: BaseException) -> int:
     if not isinstance(e, Exception):
         raise e
     traceback.print_exception(e)
+    report = "report it to cnnlab's maintainers with the command line and the traceback above."
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:  # under torchrun: most often a peer died and this one lost it
+        print(
+            f"cnnlab: error in process {os.environ.get('RANK', '?')} of {os.environ['WORLD_SIZE']} "
+            f"({type(e).__name__}). If another process of this run failed first, its report is the cause and "
+            f"this one only lost contact with it; if not, this is a bug in cnnlab: please {report}",
+            file=sys.stderr,
+        )
+        return 1
     print(
         f"cnnlab: internal error ({type(e).__name__}): this is a bug in cnnlab, not in what you asked. Please "
-        "report it to cnnlab's maintainers with the command line and the traceback above.",
+        + report,
         file=sys.stderr,
     )
     return 1

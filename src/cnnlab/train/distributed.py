@@ -7,10 +7,33 @@ reads them and joins the process group. Nothing here pools processes itself: res
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 OWN_FLAGS = ("--nproc", "--max-restarts")  # this launcher's flags, not passed on to the processes
+
+# torchrun (PyTorch 2.4 to at least 2.13) keeps one key-value store for all attempts and hands it to the
+# processes; after a restart a new process can read a dead one's address from it and its process group fails to
+# connect or hangs until --timeout (seen in 4 of 14 restarts on a loaded 2-core machine, 0 of 10 with this set;
+# like pytorch/pytorch#135712). With it, each attempt's rank 0 serves a fresh store, as torchrun did before 2.4.
+FRESH_STORE_PER_ATTEMPT = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+
+
+def restarts_share_one_store() -> bool:
+    """Whether this process was started by a torchrun that may restart it and shares its store across attempts
+    (what a person gets from ``torchrun --max-restarts K`` without the setting above)."""
+    return (
+        os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+        and int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", 0)) > 0
+    )
+
+
+SHARED_STORE_WARNING = (
+    "torchrun may restart these processes but shares one store across attempts: a restarted process group can "
+    "read a dead process's address and fail to connect or hang until --timeout. Start torchrun with "
+    "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in its environment (cnnlab train --nproc N --max-restarts K does)."
+)
 
 
 def launch(argv: list[str], nproc: int, max_restarts: int = 0) -> int:
@@ -27,7 +50,7 @@ def launch(argv: list[str], nproc: int, max_restarts: int = 0) -> int:
         *strip_flags(argv, OWN_FLAGS),
     ]
     try:
-        status = subprocess.call(cmd)
+        status = subprocess.call(cmd, env={**os.environ, **(FRESH_STORE_PER_ATTEMPT if max_restarts else {})})
     except KeyboardInterrupt:  # the processes got the same SIGINT and write their checkpoint
         status = 130
     if status not in (0, 130, 143):

@@ -9,6 +9,7 @@ processes, rank 0's BatchNorm statistics, and whether this process is the one th
 from __future__ import annotations
 
 import os
+import warnings
 from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 
@@ -17,6 +18,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from ..data.loader import Shard
+from .distributed import SHARED_STORE_WARNING, restarts_share_one_store
 
 
 def available_devices() -> list[str]:
@@ -48,6 +50,8 @@ class Runtime:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         if self.world_size > 1 and not dist.is_initialized():
+            if self.rank == 0 and restarts_share_one_store():
+                warnings.warn(SHARED_STORE_WARNING, stacklevel=2)
             # A process that never arrives, or dies, ends the others' collectives after ``timeout`` seconds.
             dist.init_process_group(
                 "nccl" if self.device.type == "cuda" else "gloo", timeout=timedelta(seconds=timeout)
