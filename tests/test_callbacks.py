@@ -622,7 +622,7 @@ def test_sigkill_at_a_random_moment_with_tensorboard_then_resume(tmp_path, unint
         assert proc.poll() is None, proc.stderr.read()[-2000:]
         assert time.time() < deadline
         time.sleep(0.02)
-    time.sleep(random.uniform(0.0, 2.0))
+    time.sleep(random.Random(0).uniform(0.0, 2.0))  # a seeded moment after the first checkpoint
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = subprocess.run([sys.executable, "-c", code, "1"], env=env, capture_output=True, text=True, timeout=300)
