@@ -217,8 +217,8 @@ def wait_for_first_checkpoint(proc: subprocess.Popen, run: Path) -> None:
 def test_killed_process_restarts_and_the_run_ends_as_an_unbroken_one(tmp_path):
     data = big_synthetic_mnist(tmp_path / "data")
     out = tmp_path / "runs"
-    # One restart allowed: with torchrun's store shared across attempts, 4 restarts in 14 on a loaded 2-core
-    # machine read a dead process's address and failed to connect or hung; --nproc gives each attempt its own.
+    # One restart allowed: with torchrun's store shared across attempts, 6 restarts of 8 on a loaded 2-core
+    # machine read a dead process's address and failed or hung; --nproc gives each attempt a store of its own.
     launch = [sys.executable, "-m", "cnnlab", "train", "lenet5", "--nproc", "2", "--max-restarts", "1"]
     unbroken = subprocess.run(
         [*launch, *train_args(data, out, "unbroken", epochs=3)], capture_output=True, text=True, env=env()

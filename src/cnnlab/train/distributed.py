@@ -13,10 +13,10 @@ import sys
 
 OWN_FLAGS = ("--nproc", "--max-restarts")  # this launcher's flags, not passed on to the processes
 
-# torchrun (PyTorch 2.4 to at least 2.13) keeps one key-value store for all attempts and hands it to the
-# processes; after a restart a new process can read a dead one's address from it and its process group fails to
-# connect or hangs until --timeout (seen in 4 of 14 restarts on a loaded 2-core machine, 0 of 10 with this set;
-# like pytorch/pytorch#135712). With it, each attempt's rank 0 serves a fresh store, as torchrun did before 2.4.
+# torchrun (2.13 here; it began sharing in 2024) keeps one key-value store for all attempts and hands it to the
+# processes: after a restart a new process can read a dead one's address from it, and its process group fails to
+# connect or hangs until --timeout (6 restarts of 8 on a loaded 2-core machine, none of 8 with this set:
+# benchmarks/torchrun_restarts.py; like pytorch/pytorch#135712). With it each attempt's rank 0 serves a new store.
 FRESH_STORE_PER_ATTEMPT = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
 
 
