@@ -3,12 +3,13 @@
 Each trial starts ``torchrun --standalone --nproc-per-node 2 --max-restarts 1 -m cnnlab train lenet5`` on 4,000
 random 28x28 images, SIGKILLs local rank 1 once the first checkpoint exists, and waits. It counts as resumed when
 torchrun ends with 0 and the log says "resuming from", failed when torchrun ends otherwise, hung when it is still
-running after --hang-after seconds (then its processes are killed). Trials alternate between torchrun's default
+running after --hang-after seconds (then its processes are killed); a failure keeps its cause (the log's last
+error line). Trials alternate between torchrun's default
 (one store shared by all attempts) and ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` (a fresh store per attempt, what
 ``cnnlab train --nproc N --max-restarts K`` sets). --hogs N busy processes load the cores meanwhile, as a busy
 CI machine does; the race between a restarted process and the dead one's address in the store needs it.
 
-    python benchmarks/torchrun_restarts.py [--trials 10] [--hogs 2] [--json benchmarks/results/torchrun_restarts.json]
+    python benchmarks/torchrun_restarts.py [--trials 8] [--hogs 2] [--json benchmarks/results/torchrun_restarts.json]
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,11 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.data.idx import write_idx
+from cnnlab.train.distributed import FRESH_STORE_PER_ATTEMPT
 
-SETTINGS = {
-    "shared store (torchrun's default)": {},
-    "fresh store per attempt": {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"},
-}
+SETTINGS = {"shared store (torchrun's default)": {}, "fresh store per attempt": FRESH_STORE_PER_ATTEMPT}
 
 
 def random_mnist(root: Path) -> Path:
@@ -62,18 +62,29 @@ def local_rank(pid: int) -> int | None:
 
 
 def kill_tree(pid: int) -> None:
-    """torchrun starts its processes in sessions of their own: a process group kill would miss them."""
-    for child in children(pid):
-        kill_tree(child)
-    with suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    """torchrun starts its processes in sessions of their own: a process group kill would miss them. The root
+    goes first, so that a torchrun with a restart left starts no new ones."""
+    tree, stack = [], [pid]
+    while stack:
+        tree.append(stack.pop())
+        stack += children(tree[-1])
+    for member in tree:
+        with suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)
+
+
+def last_error(log: str) -> str:
+    """The restarted attempt's error: the last exception line of the processes (torchrun's own summary aside)."""
+    errors = [line for line in log.splitlines() if re.match(r"[\w.]*Error: ", line) and "ChildFailedError" not in line]
+    return errors[-1][:300] if errors else "(no error line)"
 
 
 def trial(data: Path, out: Path, extra_env: dict, hang_after: float) -> dict:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "--max-restarts=1"]
     cmd += ["-m", "cnnlab", "train", "lenet5", "--data-dir", str(data), "--out-dir", str(out), "--name", "run"]
     cmd += ["--epochs", "3", "--batch-size", "64", "--no-progress", "--no-sample", "--threads", "1"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **extra_env}
+    env = {k: v for k, v in os.environ.items() if k not in FRESH_STORE_PER_ATTEMPT}  # the setting is the trial's
+    env.update({"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **extra_env})
     log = out.parent / f"{out.name}.log"
     with open(log, "w") as sink:
         proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=env)
@@ -83,18 +94,31 @@ def trial(data: Path, out: Path, extra_env: dict, hang_after: float) -> dict:
                 if proc.poll() is not None or time.time() > deadline:
                     return {"outcome": "no checkpoint", "seconds_after_kill": None}
                 time.sleep(0.05)
-            victim = next(p for p in children(proc.pid) if local_rank(p) == 1)
-            os.kill(victim, signal.SIGKILL)
+            victims = [p for p in children(proc.pid) if local_rank(p) == 1]
+            if not victims:
+                return {"outcome": "no rank 1 to kill", "seconds_after_kill": None}
+            os.kill(victims[0], signal.SIGKILL)
             killed = time.time()
             try:
                 rc = proc.wait(timeout=hang_after)
             except subprocess.TimeoutExpired:
                 return {"outcome": "hung", "seconds_after_kill": round(time.time() - killed, 1)}
-            resumed = rc == 0 and "resuming from" in log.read_text()
-            return {"outcome": "resumed" if resumed else "failed", "seconds_after_kill": round(time.time() - killed, 1)}
+            seconds, text = round(time.time() - killed, 1), log.read_text()
+            if rc != 0:
+                return {"outcome": "failed", "seconds_after_kill": seconds, "cause": last_error(text)}
+            outcome = "resumed" if "resuming from" in text else "finished without resuming"
+            return {"outcome": outcome, "seconds_after_kill": seconds}
         finally:
             kill_tree(proc.pid)
             proc.wait()
+
+
+def cpu_model() -> str:
+    with suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown"
 
 
 def main() -> None:
@@ -115,7 +139,7 @@ def main() -> None:
                     result = {
                         "setting": name,
                         "trial": i,
-                        **trial(data, Path(tmp) / f"{i}-{len(trials)}", extra_env, args.hang_after),
+                        **trial(data, Path(tmp) / f"trial-{len(trials)}", extra_env, args.hang_after),
                     }
                     print(json.dumps(result), flush=True)
                     trials.append(result)
@@ -132,9 +156,12 @@ def main() -> None:
 
         record = {
             "what": "torchrun --max-restarts 1, 2 processes, local rank 1 SIGKILLed after the first checkpoint",
+            "command": " ".join(["python", "benchmarks/torchrun_restarts.py", *sys.argv[1:]]),
+            "trials_per_setting": args.trials,
             "hogs": args.hogs,
             "hang_after_s": args.hang_after,
             "torch": torch.__version__,
+            "cpu": cpu_model(),
             "cpus": os.cpu_count(),
             "counts": counts,
             "trials": trials,

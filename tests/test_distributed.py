@@ -39,8 +39,21 @@ def run_tree(cmd: list[str], timeout: float = 300) -> subprocess.CompletedProces
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-def children(parent: int) -> list[int]:
-    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) == parent]
+@contextmanager
+def killed_on_failure(proc: subprocess.Popen):
+    """Kill ``proc`` and everything under it when the block fails, and show the end of its output: torchrun
+    starts its processes in sessions of their own, so a test that timed out would otherwise leave them computing
+    beside the tests after it. The root goes first, so that a torchrun with restarts left starts no new ones."""
+    try:
+        yield
+    except BaseException:
+        tree = descendants(proc.pid)
+        for pid in [proc.pid, *tree]:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        print("the end of its output:", (out or "")[-3000:], (err or "")[-3000:], sep="\n")
+        raise
 
 
 def descendants(parent: int) -> list[int]:
@@ -48,21 +61,11 @@ def descendants(parent: int) -> list[int]:
     return found + [d for c in found for d in descendants(c)]
 
 
-@contextmanager
-def killed_on_failure(proc: subprocess.Popen):
-    """Kill ``proc`` and everything under it when the block fails: torchrun starts its processes in sessions of
-    their own, so a test that times out would otherwise leave them computing beside the tests after it."""
-    try:
-        yield
-    except BaseException:
-        for pid in [*descendants(proc.pid), proc.pid]:
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        proc.wait()
-        raise
+def children(parent: int) -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and parent_of(p) == parent]
 
 
-def _parent(proc_dir: Path) -> int:
+def parent_of(proc_dir: Path) -> int:
     try:
         return int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
@@ -219,10 +222,8 @@ def test_killed_process_restarts_and_the_run_ends_as_an_unbroken_one(tmp_path):
     out = tmp_path / "runs"
     # One restart allowed: with torchrun's store shared across attempts, 6 restarts of 8 on a loaded 2-core
     # machine read a dead process's address and failed or hung; --nproc gives each attempt a store of its own.
-    launch = [sys.executable, "-m", "cnnlab", "train", "lenet5", "--nproc", "2", "--max-restarts", "1"]
-    unbroken = subprocess.run(
-        [*launch, *train_args(data, out, "unbroken", epochs=3)], capture_output=True, text=True, env=env()
-    )
+    launch = [sys.executable, *cnnlab("--nproc", "2", "--max-restarts", "1")]
+    unbroken = run_tree([*launch, *train_args(data, out, "unbroken", epochs=3)])
     assert unbroken.returncode == 0, unbroken.stderr[-3000:]
     proc = subprocess.Popen(
         [*launch, *train_args(data, out, "killed", epochs=3)],
@@ -321,7 +322,8 @@ def test_a_process_dying_mid_run_ends_it_with_a_message_and_keeps_the_checkpoint
     with killed_on_failure(proc):
         wait_for_first_checkpoint(proc, out / "dies")
         checkpoints = out / "dies" / "checkpoints"
-        victims = [v for t in children(proc.pid) for v in worker_pids(t, local_rank=1)]
+        (torchrun,) = children(proc.pid)
+        victims = worker_pids(torchrun, local_rank=1)
         assert victims
         os.kill(victims[0], signal.SIGKILL)
         start = time.time()

@@ -367,3 +367,18 @@ def test_our_bugs_keep_their_traceback_and_ask_to_be_reported(run_main, monkeypa
         code, _, err = run_main("models")
         assert code == 1 and "Traceback (most recent call last)" in err
         assert "this is a bug in cnnlab, not in what you asked. Please report it" in err
+
+
+def test_under_torchrun_an_error_points_first_at_a_process_that_failed_before(run_main, monkeypatch):
+    import cnnlab.cli as cli
+
+    def lost_peer(args):  # what gloo raises in a process whose peer was killed
+        raise RuntimeError("[../gloo/transport/tcp/pair.cc:537] Read error: Connection reset by peer")
+
+    monkeypatch.setitem(cli.COMMANDS, "models", lost_peer)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    code, _, err = run_main("models")
+    assert code == 1 and "Traceback (most recent call last)" in err and "Connection reset by peer" in err
+    assert "error in rank 1 (of 2 processes, RuntimeError)" in err and '"Root Cause"' in err
+    assert "this is a bug in cnnlab, not in what you asked" not in err

@@ -706,9 +706,10 @@ def report_error(e: BaseException) -> int:
     report = "report it to cnnlab's maintainers with the command line and the traceback above."
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:  # under torchrun: most often a peer died and this one lost it
         print(
-            f"cnnlab: error in process {os.environ.get('RANK', '?')} of {os.environ['WORLD_SIZE']} "
-            f"({type(e).__name__}). If another process of this run failed first, its report is the cause and "
-            f"this one only lost contact with it; if not, this is a bug in cnnlab: please {report}",
+            f"cnnlab: error in rank {os.environ.get('RANK', '?')} (of {os.environ['WORLD_SIZE']} processes, "
+            f"{type(e).__name__}). If another process failed first (torchrun's summary names it under \"Root "
+            'Cause"), its report is the cause and this one only lost contact with it; if not, this is a bug in '
+            f"cnnlab: please {report}",
             file=sys.stderr,
         )
         return 1

@@ -16,13 +16,16 @@ OWN_FLAGS = ("--nproc", "--max-restarts")  # this launcher's flags, not passed o
 # torchrun (2.13 here; it began sharing in 2024) keeps one key-value store for all attempts and hands it to the
 # processes: after a restart a new process can read a dead one's address from it, and its process group fails to
 # connect or hangs until --timeout (6 restarts of 8 on a loaded 2-core machine, none of 8 with this set:
-# benchmarks/torchrun_restarts.py; like pytorch/pytorch#135712). With it each attempt's rank 0 serves a new store.
+# benchmarks/torchrun_restarts.py; like pytorch/pytorch#135712). With it, each attempt's rank 0 serves a new
+# store on a port torchrun picked. Only when restarts are allowed: without them it fixes nothing, and a store
+# outliving every process (torchrun's reason to share) is what a run that ends normally wants.
 FRESH_STORE_PER_ATTEMPT = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
 
 
 def restarts_share_one_store() -> bool:
     """Whether this process was started by a torchrun that may restart it and shares its store across attempts
-    (what a person gets from ``torchrun --max-restarts K`` without the setting above)."""
+    (``torchrun --max-restarts K`` by hand without the setting above, or with the static rendezvous, which
+    always shares). Membership changes under ``--nnodes MIN:MAX`` also restart; they are not counted here."""
     return (
         os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
         and int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", 0)) > 0
@@ -31,8 +34,10 @@ def restarts_share_one_store() -> bool:
 
 SHARED_STORE_WARNING = (
     "torchrun may restart these processes but shares one store across attempts: a restarted process group can "
-    "read a dead process's address and fail to connect or hang until --timeout. Start torchrun with "
-    "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in its environment (cnnlab train --nproc N --max-restarts K does)."
+    "read a dead process's address and fail to connect or hang until --timeout. Use torchrun's c10d rendezvous "
+    "(--standalone, or --rdzv-backend c10d) with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in its environment on "
+    "every machine (cnnlab train --nproc N --max-restarts K does this for you); the static rendezvous "
+    "(--master-addr/--master-port) always shares its store."
 )
 
 
@@ -50,7 +55,8 @@ def launch(argv: list[str], nproc: int, max_restarts: int = 0) -> int:
         *strip_flags(argv, OWN_FLAGS),
     ]
     try:
-        status = subprocess.call(cmd, env={**os.environ, **(FRESH_STORE_PER_ATTEMPT if max_restarts else {})})
+        fresh = FRESH_STORE_PER_ATTEMPT if max_restarts else {}
+        status = subprocess.call(cmd, env={**fresh, **os.environ})  # a value the user exported wins
     except KeyboardInterrupt:  # the processes got the same SIGINT and write their checkpoint
         status = 130
     if status not in (0, 130, 143):
