@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.data.idx import write_idx
+from cnnlab.evaluation.html_report import cpu_name
 from cnnlab.train.distributed import FRESH_STORE_PER_ATTEMPT
 
 SETTINGS = {"shared store (torchrun's default)": {}, "fresh store per attempt": FRESH_STORE_PER_ATTEMPT}
@@ -113,14 +114,6 @@ def trial(data: Path, out: Path, extra_env: dict, hang_after: float) -> dict:
             proc.wait()
 
 
-def cpu_model() -> str:
-    with suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=10, help="trials per setting (they alternate)")
@@ -161,7 +154,7 @@ def main() -> None:
             "hogs": args.hogs,
             "hang_after_s": args.hang_after,
             "torch": torch.__version__,
-            "cpu": cpu_model(),
+            "cpu": cpu_name(),
             "cpus": os.cpu_count(),
             "counts": counts,
             "trials": trials,
