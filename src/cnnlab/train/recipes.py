@@ -57,13 +57,10 @@ PRESETS: dict[str, dict[str, dict]] = {
 }
 
 
-def recipe(model: str, preset: str = "", origin: str = "--recipe") -> dict:
+def recipe(model: str, preset: str = "") -> dict:
     """The training settings that ``cnnlab train MODEL [--recipe PRESET]`` uses beyond TrainConfig's defaults."""
     get_model_entry(model)  # an unknown model is an error here too
-    settings = dict(RECIPES.get(model, {}))
-    if preset:
-        settings.update(preset_settings(model, preset, origin))
-    return settings
+    return {**RECIPES.get(model, {}), **(preset_settings(model, preset) if preset else {})}
 
 
 def preset_settings(model: str, preset: str, origin: str = "--recipe") -> dict:
@@ -93,17 +90,17 @@ def resolve_config(
     check_values(config_file, file_label)
     check_values(flags, "flag")
     options = {**config_file.get("model_options", {}), **flags.get("model_options", {})}
-    preset_origin = "--recipe" if "recipe" in flags else f'{file_label}: "recipe"'
+    sources = {**{k: file_label for k in config_file}, **{k: "flag" for k in flags}}
     preset = flags.get("recipe", config_file.get("recipe", ""))
-    base = recipe(model, preset, preset_origin)
+    preset_values = preset_settings(model, preset, _Namer(file_label, sources)("recipe")) if preset else {}
+    base = {**recipe(model), **preset_values}
     values = {**TrainConfig().to_dict(), **base, **config_file, **flags, "model": model}
     values["model_options"] = options
     values["augment"] = _merged_augment(base, config_file, flags)
     if values.get("data"):
         values["dataset"] = "folder"
     cfg = TrainConfig(**values)
-    origins = {**{k: f"--recipe {preset}" for k in base if preset}, **{k: file_label for k in config_file}}
-    origins.update({k: "flag" for k in flags})
+    origins = {**{k: f"--recipe {preset}" for k in preset_values}, **sources}
     cfg.validate("TrainConfig", origins=origins)
     _check_clean_epochs(cfg, _Namer("TrainConfig", origins)("clean_epochs"))
     check_model_options(model, config_file.get("model_options", {}), file_label)
