@@ -340,6 +340,8 @@ def test_nproc_says_once_what_would_stop_every_process(tmp_path, capsys):
     base = ["train", "lenet5", "--data-dir", str(data), "--out-dir", str(tmp_path / "runs"), "--no-progress"]
     assert main([*base, "--nproc", "3"]) == 2  # batch 128 does not divide among 3
     assert "must divide among 3 processes" in capsys.readouterr().err
+    assert main([*base, "--max-restarts", "2"]) == 2  # without --nproc it would do nothing
+    assert "--max-restarts goes with --nproc N" in capsys.readouterr().err
     if not torch.cuda.is_available():
         assert main([*base, "--nproc", "2", "--sync-bn"]) == 2
         assert "--sync-bn needs GPUs" in capsys.readouterr().err

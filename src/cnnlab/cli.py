@@ -55,11 +55,23 @@ def _model_options(pairs: list[str]) -> dict:
     return out
 
 
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
-    return value
+def _whole_number(low: int, words: str):
+    """An argparse type: an int >= ``low``; anything else gets one line saying what was expected."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {words}, got {text}")
+        return value
+
+    return parse
+
+
+_positive_int = _whole_number(1, "a positive whole number")
+_non_negative_int = _whole_number(0, "a whole number >= 0")
 
 
 def _positive_float(text):
@@ -177,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-restarts",
-        type=int,
+        type=_non_negative_int,
         default=0,
         metavar="K",
         help="with --nproc: restart all processes up to K times after a failure, resuming from the newest checkpoint",
@@ -500,6 +512,8 @@ def cmd_train(args, argv: list[str]) -> int:
     else:
         run_dir = None
         cfg = _new_run_config(args, overrides, given)
+    if args.max_restarts and not args.nproc:  # else silently without effect (torchrun by hand takes its own)
+        raise ValueError("--max-restarts goes with --nproc N (under torchrun by hand, give it to torchrun)")
     if args.nproc and "RANK" not in os.environ:  # checked here, then PyTorch's launcher runs this command N times
         from .train.distributed import check_processes, launch
 
