@@ -21,10 +21,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from .errors import RunError
+
 FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(RunError):
     """A weights or checkpoint file is missing, damaged, or belongs to another model; names the file."""
 
 

@@ -692,24 +692,16 @@ def report_error(e: BaseException) -> int:
     our bug: the traceback, a line asking to report it, and exit 1."""
     import traceback
 
-    from .data import DatasetNotFoundError
-    from .export import MissingExtra
-    from .train import NonFiniteLoss, TrainingInterrupted
+    from .errors import CnnlabError, TrainingInterrupted
 
-    if isinstance(e, TrainingInterrupted):
-        print(f"cnnlab: {e}", file=sys.stderr)
-        return 128 + e.signum
+    if isinstance(e, CnnlabError):  # a user error; DatasetNotFoundError's lines list every place looked at
+        print(f"cnnlab: {'' if isinstance(e, TrainingInterrupted) else 'error: '}{e}", file=sys.stderr)
+        return e.exit_code
     if isinstance(e, KeyboardInterrupt):
         print("cnnlab: interrupted", file=sys.stderr)
         return 130
     if isinstance(e, SystemExit):
         raise e
-    if isinstance(e, (DatasetNotFoundError, NonFiniteLoss)):  # several lines on purpose: every place looked at
-        print(f"cnnlab: error: {e}", file=sys.stderr)
-        return 2
-    if isinstance(e, MissingExtra):  # an optional package: the message says which and how to install it
-        print(f"cnnlab: error: {e}", file=sys.stderr)
-        return 2
     message = user_error_message(e)
     if message is not None:
         print(f"cnnlab: error: {message}", file=sys.stderr)

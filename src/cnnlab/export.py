@@ -41,6 +41,7 @@ from torch import nn
 
 from .checkpoint import sha256_file
 from .data.loader import InputNorm, Preprocess
+from .errors import MissingExtra, RunError
 
 FORMATS = ("onnx", "pt2")
 RUNTIMES = ("auto", "onnx", "torch")
@@ -64,12 +65,8 @@ JSON_KEYS = ("classes", "input_size", "input_norm", "options", "data")
 AUTO_RUNTIME: dict[str, str] = {"lenet5": "onnx", "alexnet_bn": "onnx"}
 
 
-class ExportError(ValueError):
+class ExportError(RunError):
     """A file that cannot be exported to or read as an export; the message names it."""
-
-
-class MissingExtra(ImportError):
-    """An optional package of the ``export`` extra is not installed; the message says how to install it."""
 
 
 def require(*modules: str) -> None:

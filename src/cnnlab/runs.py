@@ -19,11 +19,8 @@ import time
 from pathlib import Path
 
 from .checkpoint import CheckpointError, read_json
+from .errors import RunError
 from .train.config import FLAG_NAMES, TrainConfig, check_values
-
-
-class RunError(ValueError):
-    """A run directory is missing, locked, taken or incomplete; the message names it."""
 
 
 class RunLock:

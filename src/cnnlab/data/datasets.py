@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import atomic_write_bytes
+from ..errors import DataError
 from .idx import IdxError, decompress, read_bytes, read_images_and_labels
 
 SPLIT_FILES = {
@@ -71,7 +72,7 @@ DATASETS: dict[str, IdxDatasetSpec] = {
 }
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(DataError, FileNotFoundError):
     """No copy of a dataset was found or could be downloaded; the message lists every place tried."""
 
 

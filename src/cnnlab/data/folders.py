@@ -21,15 +21,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import DataError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 MAX_PIXELS = 50_000_000  # a larger image is refused as a likely decompression bomb (Pillow's own limit is 89M)
 
 
-class FolderError(ValueError):
+class FolderError(DataError):
     """A folder holds no usable images or labels; the message names it and says what was expected."""
 
 
-class BadImage(ValueError):
+class BadImage(DataError):
     """One image file cannot be used; the message names the file and the problem."""
 
 

@@ -14,13 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
+
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-class IdxError(ValueError):
+class IdxError(DataError):
     """A file is not a valid IDX file of the expected kind; the message names the file."""
 
 

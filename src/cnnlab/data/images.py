@@ -8,8 +8,10 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import DataError
 
-class ImageError(ValueError):
+
+class ImageError(DataError):
     """An image file cannot be read; the message names the file."""
 
 

@@ -25,12 +25,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import RunError
+
 REPORT_FILE = "report.html"
 NOT_RECORDED = "not recorded"
 RUN_FILES = ("config.json", "model.json", "metrics.csv", "summary.txt", "report.json", "report.txt")
 
 
-class ReportError(ValueError):
+class ReportError(RunError):
     """A path given as a run directory is not one; the message names it."""
 
 

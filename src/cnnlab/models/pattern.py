@@ -29,11 +29,12 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from ..errors import UsageError
 from .layers import AvgPool2d, Tanh
 from .registry import register_model
 
 
-class PatternError(ValueError):
+class PatternError(UsageError):
     """Malformed pattern text; the message shows the position and what was expected there."""
 
     def __init__(self, text: str, pos: int, expected: str):

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..errors import UsageError
+
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -77,7 +79,7 @@ def create_model(name: str, **options) -> nn.Module:
 # --- which input sizes a built network takes ---------------------------------------------------------------
 
 
-class InputSizeError(ValueError):
+class InputSizeError(UsageError):
     """A network cannot take an input size; the message says which sizes it takes."""
 
 

@@ -18,8 +18,10 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import UsageError
 
-class ConfigError(ValueError):
+
+class ConfigError(UsageError):
     """A configuration value has the wrong type or is out of range; the message names the key, the value
     and what is expected."""
 

@@ -23,6 +23,7 @@ from ..data.arrays import ArraySource
 from ..data.datasets import ArrayDataset
 from ..data.loader import Preprocess, epoch_seed
 from ..data.source import DataSource
+from ..errors import TrainingError, TrainingInterrupted
 from ..evaluation.metrics import predict_logits
 from .callbacks import CallbackList, EpochTimer
 from .config import TrainConfig
@@ -49,20 +50,11 @@ class History:
         return self.history[key]
 
 
-class TrainingInterrupted(Exception):
-    """SIGINT/SIGTERM arrived; a checkpoint was written. The message says how to resume; ``signum`` is the
-    signal, so that the command exits 128 + signum as a shell expects (130 for SIGINT, 143 for SIGTERM)."""
-
-    def __init__(self, message: str, signum: int = signal.SIGINT):
-        super().__init__(message)
-        self.signum = int(signum)
-
-
-class CheckpointWriteError(OSError):
+class CheckpointWriteError(TrainingError):
     """A checkpoint could not be written (a full disk, say); the message says what is still intact."""
 
 
-class NonFiniteLoss(RuntimeError):
+class NonFiniteLoss(TrainingError):
     """The loss became NaN or infinite; the message names the epoch and step."""
 
 
