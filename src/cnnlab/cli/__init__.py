@@ -25,9 +25,11 @@ it, and exit status 1. SIGINT ends a training run with exit status 130, SIGTERM 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
+from ..errors import CnnlabError, TrainingInterrupted
 from . import (
     advise,
     augment_preview,
@@ -68,26 +70,20 @@ def main(argv=None) -> int:
 
 
 def report_error(e: BaseException) -> int:
-    """One line and exit 2 for an error the user can fix; 128 + signal for an interruption; for anything else,
-    our bug: the traceback, a line asking to report it, and exit 1."""
+    """One line for an error the user can fix (a CnnlabError with its exit code, an OSError naming a file,
+    running out of memory: exit 2); 130 for Ctrl-C; for anything else, our bug: the traceback, a line asking
+    to report it, and exit 1. Sorted by class alone, never by where it was raised."""
     import traceback
 
-    from ..errors import CnnlabError, TrainingInterrupted
-
-    if isinstance(e, CnnlabError):  # a user error; DatasetNotFoundError's lines list every place looked at
-        print(f"cnnlab: {'' if isinstance(e, TrainingInterrupted) else 'error: '}{e}", file=sys.stderr)
-        return e.exit_code
     if isinstance(e, KeyboardInterrupt):
         print("cnnlab: interrupted", file=sys.stderr)
         return 130
-    if isinstance(e, SystemExit):
+    if not isinstance(e, Exception):  # SystemExit and the like are not errors
         raise e
     message = user_error_message(e)
     if message is not None:
-        print(f"cnnlab: error: {message}", file=sys.stderr)
-        return 2
-    if not isinstance(e, Exception):
-        raise e
+        print(f"cnnlab: {'' if isinstance(e, TrainingInterrupted) else 'error: '}{message}", file=sys.stderr)
+        return e.exit_code if isinstance(e, CnnlabError) else 2
     traceback.print_exception(e)
     report = "report it to cnnlab's maintainers with the command line and the traceback above."
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:  # under torchrun: most often a peer died and this one lost it
@@ -107,28 +103,22 @@ def report_error(e: BaseException) -> int:
     return 1
 
 
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
+
+
 def user_error_message(e: BaseException) -> str | None:
-    """The one line for an error the user can fix, or None for one of ours.
+    """The message for an error the user can fix, or None for one of ours.
 
-    A ValueError is the user's when cnnlab raised it on purpose (its message names the file or option); one
-    raised inside a library is an input cnnlab failed to check, a bug. OSErrors (a full disk, a missing or
-    unreadable file) are the user's and name the file. Running out of memory names the way out."""
-    import torch
-
-    if isinstance(e, OSError):
-        name = e.filename or ""
+    A CnnlabError says what to change (DatasetNotFoundError's lines list every place looked at). An OSError
+    that names a file (a missing or unreadable file) or a full disk is the user's to fix. Running out of
+    memory names the flags that use less of it."""
+    if isinstance(e, CnnlabError):
+        return str(e)
+    if isinstance(e, OSError) and (e.filename or e.errno in FULL_DISK):
         reason = e.strerror or str(e) or type(e).__name__
-        return f"{name}: {reason}" if name and str(name) not in reason else reason
-    if isinstance(e, (MemoryError, torch.cuda.OutOfMemoryError)):
-        first = str(e).splitlines()[0] if str(e) else "out of memory"
-        return f"out of memory ({first[:200]}); try a smaller --batch-size or --eval-batch-size"
-    if isinstance(e, ValueError) and _raised_in_cnnlab(e):
-        return str(e).splitlines()[0] if str(e) else type(e).__name__
+        return f"{e.filename}: {reason}" if e.filename and str(e.filename) not in reason else reason
+    torch = sys.modules.get("torch")  # without torch loaded, no error can be torch's
+    if isinstance(e, MemoryError) or (torch is not None and isinstance(e, torch.cuda.OutOfMemoryError)):
+        first = str(e).splitlines()[0][:200] if str(e) else "out of memory"
+        return f"out of memory ({first}); try a smaller --batch-size or --eval-batch-size"
     return None
-
-
-def _raised_in_cnnlab(e: BaseException) -> bool:
-    tb = e.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is not None and tb.tb_frame.f_globals.get("__name__", "").split(".")[0] == "cnnlab"

@@ -15,9 +15,9 @@ HELP = "a PNG grid of an image and its augmented copies (the lesson's picture)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", nargs="?", help="an image file (default: an image of --dataset)")
-    parser.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
-    parser.add_argument("--data-dir")
-    parser.add_argument("--index", type=int, default=0, help="which training image of the dataset")
+    parser.add_argument("--dataset", choices=["mnist", "fashion-mnist"], help="without IMAGE (default: mnist)")
+    parser.add_argument("--data-dir", help="without IMAGE: the folder of the dataset's files")
+    parser.add_argument("--index", type=int, help="without IMAGE: which training image of the dataset (default 0)")
     parser.add_argument("--count", type=positive_int, default=18)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("-o", "--output", default="augment_preview.png")
@@ -26,8 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..augment import LESSON, Augment, preview_grid
+    from ..train.config import check_augment
 
+    idle = [flag for flag in ("dataset", "data_dir", "index") if getattr(args, flag) is not None]
+    if args.image and idle:
+        raise UsageError(f"--{idle[0].replace('_', '-')} picks an image of a dataset; it does nothing with IMAGE")
     settings = augment_settings(args) or dict(LESSON)
+    check_augment(settings, "augmentation")
     aug = Augment.lesson(**settings) if settings.keys() <= LESSON.keys() | {"fill_mode"} else Augment(**settings)
     if args.image:
         from ..data.images import load_any_image
@@ -36,11 +41,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         from ..data import load_idx_dataset
 
-        data = load_idx_dataset(args.dataset, "train", args.data_dir)
-        if not 0 <= args.index < len(data):
-            raise UsageError(f"--index must be in 0..{len(data) - 1}, got {args.index}")
-        image = data.images[args.index]
-        title = f"{args.dataset} training image {args.index} (label {data.classes[int(data.labels[args.index])]})"
+        dataset, index = args.dataset or "mnist", args.index or 0
+        data = load_idx_dataset(dataset, "train", args.data_dir)
+        if not 0 <= index < len(data):
+            raise UsageError(f"--index must be in 0..{len(data) - 1}, got {index}")
+        image = data.images[index]
+        title = f"{dataset} training image {index} (label {data.classes[int(data.labels[index])]})"
     path = preview_grid(image, aug, args.count, args.output, seed=args.seed, title=title)
     print(f"wrote {path}")
     return 0

@@ -93,6 +93,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--timeout", type=float, metavar="SECONDS", help="how long a process waits for the others (default 300)"
     )
     p.add_argument("--val-split", type=float, help="hold out this fraction of the training set (0: use the test set)")
+    p.add_argument("--eval-batch-size", type=int, help="batch size of validation and the test report (500)")
+    p.add_argument("--final-lr", type=float, help="cosine and linear schedules: the fraction of --lr at the end")
     p.add_argument("--early-stopping", type=int, metavar="PATIENCE")
     p.add_argument("--checkpoint-every", type=int, metavar="EPOCHS")
     p.add_argument("--checkpoint-steps", type=int, metavar="STEPS")
