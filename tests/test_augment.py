@@ -211,10 +211,11 @@ def test_runs_on_the_batch_device_and_dtype():
 
 
 def test_the_command_line_keeps_keras_int_and_float_shift_ranges(tmp_path, capsys):
-    from cnnlab.cli import _augment_settings, build_parser, main
+    from cnnlab.cli import build_parser, main
+    from cnnlab.cli._augment import augment_settings
 
     args = build_parser().parse_args(["augment-preview", "--width-shift-range", "3", "--height-shift-range", "3.0"])
-    settings = _augment_settings(args)
+    settings = augment_settings(args)
     assert settings["width_shift_range"] == 3 and isinstance(settings["width_shift_range"], int)
     assert isinstance(settings["height_shift_range"], float)
     image = tmp_path / "img.png"

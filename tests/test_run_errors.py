@@ -360,22 +360,22 @@ def test_interruptions_exit_128_plus_the_signal(capsys):
 def test_our_bugs_keep_their_traceback_and_ask_to_be_reported(run_main, monkeypatch):
     import numpy as np
 
-    import cnnlab.cli as cli
+    import cnnlab.cli.models
 
     for bug in (lambda args: {}["missing"], lambda args: np.zeros((2, 2)).reshape(3)):  # KeyError; numpy's ValueError
-        monkeypatch.setitem(cli.COMMANDS, "models", bug)
+        monkeypatch.setattr(cnnlab.cli.models, "run", bug)
         code, _, err = run_main("models")
         assert code == 1 and "Traceback (most recent call last)" in err
         assert "this is a bug in cnnlab, not in what you asked. Please report it" in err
 
 
 def test_under_torchrun_an_error_points_first_at_a_process_that_failed_before(run_main, monkeypatch):
-    import cnnlab.cli as cli
+    import cnnlab.cli.models
 
     def lost_peer(args):  # what gloo raises in a process whose peer was killed
         raise RuntimeError("[../gloo/transport/tcp/pair.cc:537] Read error: Connection reset by peer")
 
-    monkeypatch.setitem(cli.COMMANDS, "models", lost_peer)
+    monkeypatch.setattr(cnnlab.cli.models, "run", lost_peer)
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     code, _, err = run_main("models")

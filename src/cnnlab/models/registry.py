@@ -56,7 +56,7 @@ def get_model_entry(name: str) -> ModelEntry:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
+        raise UsageError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
 
 
 def create_model(name: str, **options) -> nn.Module:
@@ -65,7 +65,7 @@ def create_model(name: str, **options) -> nn.Module:
     known = entry.options()
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ValueError(
+        raise UsageError(
             f"model {name!r} has no option {', '.join(unknown)}; its options: "
             + ", ".join(f"{k}={v!r}" for k, v in known.items())
         )

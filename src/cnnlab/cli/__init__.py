@@ -1,0 +1,124 @@
+"""The ``cnnlab`` command line: one subcommand per thing a user does with a network, one module per command.
+
+    cnnlab models                       list the registered models
+    cnnlab summary MODEL                Keras-style table: shapes, parameters, MACs
+    cnnlab advise MODEL_OR_PATTERN      the lesson's best practices, checked layer by layer
+    cnnlab compute MODEL [--chart PNG]  FLOPs, training compute in petaflop/s-days, the two eras
+    cnnlab train MODEL [--epochs ...]   train and write a run directory (--resume RUN_DIR continues one;
+                                        --nproc N, or torchrun, for several processes)
+    cnnlab evaluate RUN_DIR [--data D]  classification report on the test set, or on new labelled data
+    cnnlab predict RUN_DIR IMAGE...     classify image files
+    cnnlab export RUN_DIR               ONNX (or --format pt2) for inference runtimes: raw pixels in, probabilities out
+    cnnlab report RUN_DIR [RUN_DIR...]  rebuild a run's report.html, or one page comparing several runs
+    cnnlab runs [FOLDER]                a table of the runs in a folder: model, data, epochs, accuracy, time
+
+A command is one module of this package with ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args)``
+(parsing and messages only; the work lives in the library); adding one is that module plus an entry in
+``COMMANDS``.
+
+Every error a user can cause (a bad option or config value, a missing or damaged file, a full disk, a device
+that is not here, an input size the model does not take) ends in one line, ``cnnlab: error: ...``, naming the
+file or option, and exit status 2. Anything else is a bug of cnnlab's: its traceback, a line asking to report
+it, and exit status 1. SIGINT ends a training run with exit status 130, SIGTERM with 143 (128 + signal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import sys
+
+from ..errors import CnnlabError, TrainingInterrupted
+from . import (
+    advise,
+    augment_preview,
+    compute,
+    evaluate,
+    export,
+    models,
+    predict,
+    report,
+    runs,
+    summary,
+    train,
+)
+
+COMMANDS = (models, summary, advise, compute, train, augment_preview, evaluate, predict, export, report, runs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(prog="cnnlab", description="Classic CNNs (LeNet-5, AlexNet) in PyTorch.")
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_arguments(sub.add_parser(command.NAME, help=command.HELP))
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv  # train --nproc N runs this same command line under PyTorch's launcher
+    command = next(c for c in COMMANDS if c.NAME == args.command)
+    try:
+        return command.run(args)
+    except BaseException as e:  # noqa: BLE001  (sorted below: user errors, interruptions, our bugs)
+        return report_error(e)
+
+
+def report_error(e: BaseException) -> int:
+    """One line for an error the user can fix (a CnnlabError with its exit code, an OSError naming a file,
+    running out of memory: exit 2); 130 for Ctrl-C; for anything else, our bug: the traceback, a line asking
+    to report it, and exit 1. Sorted by class alone, never by where it was raised."""
+    import traceback
+
+    if isinstance(e, KeyboardInterrupt):
+        print("cnnlab: interrupted", file=sys.stderr)
+        return 130
+    if not isinstance(e, Exception):  # SystemExit and the like are not errors
+        raise e
+    message = user_error_message(e)
+    if message is not None:
+        print(f"cnnlab: {'' if isinstance(e, TrainingInterrupted) else 'error: '}{message}", file=sys.stderr)
+        return e.exit_code if isinstance(e, CnnlabError) else 2
+    traceback.print_exception(e)
+    report = "report it to cnnlab's maintainers with the command line and the traceback above."
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:  # under torchrun: most often a peer died and this one lost it
+        print(
+            f"cnnlab: error in rank {os.environ.get('RANK', '?')} (of {os.environ['WORLD_SIZE']} processes, "
+            f"{type(e).__name__}). If another process failed first (torchrun's summary names it under \"Root "
+            'Cause"), its report is the cause and this one only lost contact with it; if not, this is a bug in '
+            f"cnnlab: please {report}",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"cnnlab: internal error ({type(e).__name__}): this is a bug in cnnlab, not in what you asked. Please "
+        + report,
+        file=sys.stderr,
+    )
+    return 1
+
+
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
+
+
+def user_error_message(e: BaseException) -> str | None:
+    """The message for an error the user can fix, or None for one of ours.
+
+    A CnnlabError says what to change (DatasetNotFoundError's lines list every place looked at). An OSError
+    that names a file (a missing or unreadable file) or a full disk is the user's to fix. Running out of
+    memory names the flags that use less of it."""
+    if isinstance(e, CnnlabError):
+        return str(e)
+    if isinstance(e, OSError) and (e.filename or e.errno in FULL_DISK):
+        reason = e.strerror or str(e) or type(e).__name__
+        return f"{e.filename}: {reason}" if e.filename and str(e.filename) not in reason else reason
+    torch = sys.modules.get("torch")  # without torch loaded, no error can be torch's
+    if isinstance(e, MemoryError) or (torch is not None and isinstance(e, torch.cuda.OutOfMemoryError)):
+        first = str(e).splitlines()[0][:200] if str(e) else "out of memory"
+        return f"out of memory ({first}); try a smaller --batch-size or --eval-batch-size"
+    return None

@@ -1,0 +1,68 @@
+"""argparse types shared by the commands: each refuses a bad value with one line saying what was expected."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def parse_size(text: str) -> tuple[int, int, int]:
+    """'28x28x1' or '227x227x3' (H x W x C, as the lesson writes sizes) -> (C, H, W)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 2:
+        parts.append(1)
+    if len(parts) != 3 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"size must look like 28x28x1 (height x width x channels), got {text!r}")
+    h, w, c = parts
+    return c, h, w
+
+
+def key_value(pair: str) -> tuple[str, object]:
+    """--option key=value: the value read as JSON when it parses (numbers, true/false, lists), else as text."""
+    key, sep, value = pair.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"model option must be key=value, got {pair!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def whole_number(low: int, words: str):
+    """An argparse type: an int >= ``low``; anything else gets one line saying what was expected."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be {words}, got {text}")
+        return value
+
+    return parse
+
+
+positive_int = whole_number(1, "a positive whole number")
+non_negative_int = whole_number(0, "a whole number >= 0")
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def int_or_float(text: str) -> int | float:
+    """'3' -> 3, '0.1' or '3.0' -> a float: Keras reads an int shift range as whole pixels, a float as a range."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)

@@ -1,0 +1,52 @@
+"""cnnlab augment-preview [IMAGE]: a PNG grid of an image and its augmented copies (the lesson's picture)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import UsageError
+from ._augment import add_augment_arguments, augment_settings
+from ._types import positive_int
+
+NAME = "augment-preview"
+HELP = "a PNG grid of an image and its augmented copies (the lesson's picture)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image", nargs="?", help="an image file (default: an image of --dataset)")
+    parser.add_argument("--dataset", choices=["mnist", "fashion-mnist"], help="without IMAGE (default: mnist)")
+    parser.add_argument("--data-dir", help="without IMAGE: the folder of the dataset's files")
+    parser.add_argument("--index", type=int, help="without IMAGE: which training image of the dataset (default 0)")
+    parser.add_argument("--count", type=positive_int, default=18)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("-o", "--output", default="augment_preview.png")
+    add_augment_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..augment import LESSON, Augment, preview_grid
+    from ..train.config import check_augment
+
+    idle = [flag for flag in ("dataset", "data_dir", "index") if getattr(args, flag) is not None]
+    if args.image and idle:
+        raise UsageError(f"--{idle[0].replace('_', '-')} picks an image of a dataset; it does nothing with IMAGE")
+    settings = augment_settings(args) or dict(LESSON)
+    check_augment(settings, "augmentation")
+    aug = Augment.lesson(**settings) if settings.keys() <= LESSON.keys() | {"fill_mode"} else Augment(**settings)
+    if args.image:
+        from ..data.images import load_any_image
+
+        image, title = load_any_image(args.image), Path(args.image).name
+    else:
+        from ..data import load_idx_dataset
+
+        dataset, index = args.dataset or "mnist", args.index or 0
+        data = load_idx_dataset(dataset, "train", args.data_dir)
+        if not 0 <= index < len(data):
+            raise UsageError(f"--index must be in 0..{len(data) - 1}, got {index}")
+        image = data.images[index]
+        title = f"{dataset} training image {index} (label {data.classes[int(data.labels[index])]})"
+    path = preview_grid(image, aug, args.count, args.output, seed=args.seed, title=title)
+    print(f"wrote {path}")
+    return 0

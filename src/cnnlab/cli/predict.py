@@ -1,0 +1,71 @@
+"""cnnlab predict RUN_DIR IMAGE...: classify image files, or write a Kaggle submission for a folder."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import UsageError
+from ._types import positive_int
+
+NAME = "predict"
+HELP = "classify image files with a trained run, or write a Kaggle submission"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir")
+    parser.add_argument("images", nargs="*")
+    parser.add_argument(
+        "--kaggle", metavar="FOLDER", help="an unlabelled folder (Kaggle's test1/): write id,label rows"
+    )
+    parser.add_argument("-o", "--output", default="submission.csv", help="the submission file (with --kaggle)")
+    parser.add_argument("--positive", help="the class whose probability is the label (default: the last, e.g. dog)")
+    parser.add_argument("--hard", action="store_true", help="labels 0/1 instead of probabilities")
+    parser.add_argument("--single-crop", action="store_true", help="the centre crop only, not 10-crop averaging")
+    parser.add_argument("--cache-dir")
+    parser.add_argument("--weights", default="last", choices=["last", "best"])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--top", type=positive_int, default=3)
+    parser.add_argument(
+        "--invert",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="grey models: invert dark-on-light images (auto: by the border's brightness)",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=["auto", "onnx", "torch"],
+        default="auto",
+        help="image files: onnxruntime on RUN/model.onnx (exported if missing), PyTorch, or auto: onnxruntime "
+        "when installed and a current export exists (see cnnlab.export.AUTO_RUNTIME)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..inference import kaggle_submission, predict_files
+
+    if args.kaggle and args.runtime == "onnx":
+        raise UsageError("--runtime onnx classifies image files; a --kaggle submission (10-crop) runs in PyTorch")
+    if args.kaggle:
+        path = kaggle_submission(
+            args.run_dir,
+            args.kaggle,
+            args.output,
+            args.weights,
+            args.positive,
+            args.hard,
+            not args.single_crop,
+            args.cache_dir,
+            args.device,
+        )
+        print(f"wrote {path}")
+        return 0
+    if not args.images:
+        raise UsageError("give image files to classify, or --kaggle FOLDER")
+    ranked_files = predict_files(
+        args.run_dir, args.images, args.weights, args.top, args.invert, args.device, args.batch_size, args.runtime
+    )
+    for path, ranked in ranked_files:
+        best = ", ".join(f"{c} {p:.3f}" for c, p in ranked)
+        print(f"{path}: {best}")
+    return 0

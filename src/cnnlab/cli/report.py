@@ -1,0 +1,26 @@
+"""cnnlab report RUN_DIR [RUN_DIR...]: rebuild a run's report.html, or one page comparing several runs."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "report"
+HELP = "rebuild a run's report.html, or write one page comparing several runs"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    parser.add_argument(
+        "-o", "--output", help="where the page goes (one run: RUN_DIR/report.html; several: comparison.html)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..evaluation.html_report import build_comparison, build_report
+
+    if len(args.run_dirs) == 1:
+        path = build_report(args.run_dirs[0], args.output)
+    else:
+        path = build_comparison(args.run_dirs, args.output or "comparison.html")
+    print(f"wrote {path}")
+    return 0
