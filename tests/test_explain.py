@@ -103,7 +103,7 @@ def test_the_filters_figure_of_alexnet_shows_96_colour_kernels():
     model = cnnlab.create_model("alexnet_bn")
     png = Image.open(io.BytesIO(ex.png_bytes(ex.plot_filters(model))))
     assert png.mode == "RGBA" and png.size[0] >= 700
-    assert "96 kernels 11x11x3" in ex.plot_filters(model).axes[0].get_title()
+    assert "conv1 (features.0): 96 kernels 11x11x3" in ex.plot_filters(model).axes[0].get_title()
 
 
 # --- feature maps --------------------------------------------------------------------------------------
@@ -297,3 +297,44 @@ def test_bad_input_is_named(lenet_run, tmp_path):
     (empty / "model.json").write_text((lenet_run / "model.json").read_text())
     with pytest.raises(RunError, match="no weights yet"):
         ex.filters_png(empty)
+
+
+# --- the commands --------------------------------------------------------------------------------------
+
+
+def test_the_commands_write_their_pictures(lenet_run, digits, tmp_path, capsys):
+    from cnnlab.cli import main
+
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"digit{i}.png")
+        Image.fromarray(digits[0][i, 0].numpy()).save(paths[-1])
+    run = str(lenet_run)
+    assert main(["filters", run, "--layer", "conv2", "-o", str(tmp_path / "f.png")]) == 0
+    assert main(["activations", run, str(paths[0]), "-o", str(tmp_path / "a.png")]) == 0
+    assert main(["explain", run, *map(str, paths), "-o", str(tmp_path / "e.png")]) == 0
+    assert main(["explain", run, *map(str, paths[:2]), "--method", "gradcam", "-o", str(tmp_path / "each")]) == 0
+    for name in ("f.png", "a.png", "e.png", "each/digit0-explain.png", "each/digit1-explain.png"):
+        assert Image.open(tmp_path / name).format == "PNG", name
+    one_row, three_rows = Image.open(tmp_path / "each/digit0-explain.png"), Image.open(tmp_path / "e.png")
+    assert three_rows.height > 2.5 * one_row.height and three_rows.width > one_row.width  # rows; two maps vs one
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["filters", "{run}", "--layer", "conv9"], "--layer 'conv9': no convolution of that name"),
+        (["activations", "{run}", "{tmp}/missing.png"], "missing.png: no such image file"),
+        (["explain", "{run}", "{tmp}/missing.png"], "missing.png: no such image file"),
+        (["explain", "{tmp}", "{tmp}/missing.png"], "not a cnnlab run directory"),
+        (["explain", "{run}", "{tmp}/missing.png", "-o", "out.jpg"], "-o out.jpg: give a FILE.png or a FOLDER"),
+        (["explain", "{run}", "{tmp}/missing.png", "--method", "lime"], "unknown method 'lime'"),
+    ],
+)
+def test_bad_input_ends_in_one_line(lenet_run, tmp_path, capsys, argv, message):
+    from cnnlab.cli import main
+
+    argv = [a.format(run=lenet_run, tmp=tmp_path) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cnnlab: error: ") and message in err and "Traceback" not in err

@@ -113,7 +113,8 @@ def plot_filters(model: nn.Module, layer: str | None = None, title: str = "") ->
     if in_channels not in (1, 3):
         ax.set_xlabel(f"input channel (1-{in_channels})")
         ax.set_ylabel(f"kernel (1-{out_channels})")
-    heading = f"{name}: {out_channels} kernels {kh}x{kw}x{in_channels}, each scaled to its own range"
+    alias = f"conv{list(conv_layers(model)).index(name) + 1}"
+    heading = f"{alias} ({name}): {out_channels} kernels {kh}x{kw}x{in_channels}\neach scaled to its own range"
     ax.set_title(f"{title}\n{heading}" if title else heading, fontsize=9)
     return fig
 
@@ -243,6 +244,12 @@ def occlusion(model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> torch
     return maps.sum(1)
 
 
+def check_methods(methods: tuple[str, ...]) -> None:
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise UsageError(f"unknown method {unknown[0]!r}: choose from {', '.join(METHODS)}")
+
+
 @dataclass
 class Explanation:
     image: torch.Tensor  # uint8 (C, H, W), as the model saw it
@@ -265,9 +272,7 @@ def explain(
 ) -> list[Explanation]:
     """Class activation maps of uint8 (N, C, H, W) images for their predicted classes (or ``targets``).
     ``layer``: Grad-CAM's layer by module name (default ``cam_layer``)."""
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise UsageError(f"unknown method {unknown[0]!r}: choose from {', '.join(METHODS)}")
+    check_methods(methods)
     x = prepare(model, images)
     with torch.no_grad():
         probabilities = torch.softmax(model(x).float(), dim=1).cpu()
@@ -349,10 +354,30 @@ def activations_png(run_dir, image_path, weights: str = "last", max_channels: in
     return png_bytes(plot_feature_maps(image, feature_maps(model, image), max_channels, title))
 
 
-def explain_png(run_dir, image_paths, weights: str = "last", methods: tuple[str, ...] = METHODS) -> bytes:
-    """Grad-CAM and occlusion overlays of image files, one row per file."""
+def explain_files(
+    run_dir,
+    image_paths,
+    weights: str = "last",
+    methods: tuple[str, ...] = METHODS,
+    target: str | None = None,
+    layer: str | None = None,
+) -> tuple[list[Explanation], dict]:
+    """The maps of image files for their predicted classes, or all for the class named ``target``; and the
+    run's info (classes, model name)."""
+    check_methods(methods)  # before any work
     model, info = load_run(run_dir, weights)
-    explanations = explain(model, read_images(info, image_paths), methods)
+    images = read_images(info, image_paths)
+    targets = None
+    if target is not None:
+        if target not in info["classes"]:
+            raise UsageError(f"--class {target!r} is not one of the run's classes: {', '.join(info['classes'])}")
+        targets = [info["classes"].index(target)] * len(images)
+    return explain(model, images, methods, targets, layer), info
+
+
+def explain_png(run_dir, image_paths, weights: str = "last", methods: tuple[str, ...] = METHODS, **options) -> bytes:
+    """Grad-CAM and occlusion overlays of image files, one row per file (``options``: see explain_files)."""
+    explanations, info = explain_files(run_dir, image_paths, weights, methods, **options)
     names = [Path(p).name for p in image_paths]
     return png_bytes(plot_explanations(explanations, info["classes"], names=names, title=info["model"]))
 
@@ -384,7 +409,7 @@ def _image_figure(picture: np.ndarray, target_pixels: int) -> Figure:
     """A figure showing ``picture`` pixel-sharp, each pixel enlarged so that its longer side is ~target_pixels."""
     h, w = picture.shape[:2]
     scale = max(1, min(40, target_pixels // max(h, w)))
-    fig = Figure(figsize=(w * scale / 100, h * scale / 100 + 0.6), layout="constrained")
+    fig = Figure(figsize=(max(3.5, w * scale / 100), h * scale / 100 + 0.8), layout="constrained")
     ax = fig.subplots()
     shown = picture[..., 0] if picture.shape[-1] == 1 else picture
     ax.imshow(shown, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -394,10 +419,9 @@ def _image_figure(picture: np.ndarray, target_pixels: int) -> Figure:
 
 
 def _named_module(model: nn.Module, name: str) -> nn.Module:
+    """Any layer by its module name (``features.4``), or a convolution as ``convN``."""
     modules = dict(model.named_modules())
-    if name not in modules:
-        raise UsageError(f"--layer {name!r}: no layer of that name in {type(model).__name__}")
-    return modules[name]
+    return modules[name] if name and name in modules else find_conv(model, name)[1]
 
 
 class _no_inplace:

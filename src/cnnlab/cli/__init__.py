@@ -11,6 +11,9 @@
     cnnlab export RUN_DIR               ONNX (or --format pt2) for inference runtimes: raw pixels in, probabilities out
     cnnlab report RUN_DIR [RUN_DIR...]  rebuild a run's report.html, or one page comparing several runs
     cnnlab runs [FOLDER]                a table of the runs in a folder: model, data, epochs, accuracy, time
+    cnnlab filters RUN_DIR              a convolution's kernels as a grid of images (--layer NAME)
+    cnnlab activations RUN_DIR IMAGE    the feature maps of each convolution and pooling layer for one image
+    cnnlab explain RUN_DIR IMAGE...     where the network looks: Grad-CAM and occlusion overlays
 
 A command is one module of this package with ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args)``
 (parsing and messages only; the work lives in the library); adding one is that module plus an entry in
@@ -31,11 +34,14 @@ import sys
 
 from ..errors import CnnlabError, TrainingInterrupted
 from . import (
+    activations,
     advise,
     augment_preview,
     compute,
     evaluate,
+    explain,
     export,
+    filters,
     models,
     predict,
     report,
@@ -44,7 +50,10 @@ from . import (
     train,
 )
 
-COMMANDS = (models, summary, advise, compute, train, augment_preview, evaluate, predict, export, report, runs)
+COMMANDS = (
+    *(models, summary, advise, compute, train, augment_preview, evaluate, predict, export, report, runs),
+    *(filters, activations, explain),  # look inside a run (cnnlab.explain)
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def parse_size(text: str) -> tuple[int, int, int]:
@@ -66,3 +67,10 @@ def int_or_float(text: str) -> int | float:
         return int(text)
     except ValueError:
         return float(text)
+
+
+def png_path(text: str) -> Path:
+    """-o FILE.png: a picture file's name must say PNG."""
+    if not text.lower().endswith(".png"):
+        raise argparse.ArgumentTypeError(f"must name a .png file, got {text!r}")
+    return Path(text)

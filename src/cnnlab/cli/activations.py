@@ -1,0 +1,26 @@
+"""cnnlab activations RUN_DIR IMAGE: what each convolution and pooling layer outputs for one image."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._types import png_path, positive_int
+
+NAME = "activations"
+HELP = "the feature maps of each convolution and pooling layer for one image, a panel per layer"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir")
+    parser.add_argument("image", help="an image file, read as the run's training read its images")
+    parser.add_argument("-o", "--output", type=png_path, default="activations.png", metavar="FILE.png")
+    parser.add_argument("--max-channels", type=positive_int, default=64, help="channels shown per layer (default 64)")
+    parser.add_argument("--weights", default="last", choices=["last", "best"])
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..explain import activations_png
+
+    args.output.write_bytes(activations_png(args.run_dir, args.image, args.weights, args.max_channels))
+    print(f"wrote {args.output}")
+    return 0

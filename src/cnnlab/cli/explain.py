@@ -1,0 +1,57 @@
+"""cnnlab explain RUN_DIR IMAGE...: where the network looks for its answer (Grad-CAM and occlusion overlays)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import UsageError
+
+NAME = "explain"
+HELP = "where the network looks: Grad-CAM and occlusion maps over image files"
+
+
+def method_list(text: str) -> tuple[str, ...]:
+    """'gradcam,occlusion' -> ('gradcam', 'occlusion'); the library names an unknown one."""
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir")
+    parser.add_argument("images", nargs="+", metavar="IMAGE")
+    parser.add_argument(
+        "-o",
+        "--output",
+        default="explain.png",
+        metavar="FILE.png|FOLDER",
+        help="one picture with a row per image (FILE.png, default explain.png), or a FOLDER with NAME-explain.png "
+        "per image",
+    )
+    parser.add_argument(
+        "--method", type=method_list, default=None, help="gradcam, occlusion, or both (default: gradcam,occlusion)"
+    )
+    parser.add_argument("--class", dest="target", metavar="CLASS", help="explain this class (default: the prediction)")
+    parser.add_argument("--layer", help="Grad-CAM's layer (default: the last convolution block's output)")
+    parser.add_argument("--weights", default="last", choices=["last", "best"])
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..explain import METHODS, explain_files, plot_explanations, png_bytes
+
+    output = Path(args.output)
+    to_folder = output.suffix.lower() != ".png"
+    if to_folder and output.suffix:
+        raise UsageError(f"-o {output}: give a FILE.png or a FOLDER")
+    chosen = args.method or METHODS
+    explanations, info = explain_files(args.run_dir, args.images, args.weights, chosen, args.target, args.layer)
+    names = [Path(p).name for p in args.images]
+    if not to_folder:
+        output.write_bytes(png_bytes(plot_explanations(explanations, info["classes"], names=names)))
+        print(f"wrote {output}")
+        return 0
+    output.mkdir(parents=True, exist_ok=True)
+    for path, explanation, name in zip(args.images, explanations, names):
+        picture = output / f"{Path(path).stem}-explain.png"
+        picture.write_bytes(png_bytes(plot_explanations([explanation], info["classes"], names=[name])))
+        print(f"wrote {picture}")
+    return 0

@@ -1,0 +1,29 @@
+"""cnnlab filters RUN_DIR: a convolution's learned kernels as a grid of images (the AlexNet paper's Figure 3)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._types import png_path
+
+NAME = "filters"
+HELP = "a convolution's kernels as a grid of images, each scaled to its own range (AlexNet's Figure 3)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir")
+    parser.add_argument(
+        "--layer",
+        help="a convolution by module name (features.3) or as convN (default: the first); deeper layers show a "
+        "row per kernel, a tile per input channel",
+    )
+    parser.add_argument("-o", "--output", type=png_path, default="filters.png", metavar="FILE.png")
+    parser.add_argument("--weights", default="last", choices=["last", "best"])
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..explain import filters_png
+
+    args.output.write_bytes(filters_png(args.run_dir, args.layer, args.weights))
+    print(f"wrote {args.output}")
+    return 0
