@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from captum import attr as captum_attr
+from look_inside_runs import lenet_on_mnist_slice
 from PIL import Image
 from torch import nn
 
@@ -25,21 +26,8 @@ from cnnlab.errors import DataError, RunError, UsageError
 
 @pytest.fixture(scope="module")
 def lenet_run(tmp_path_factory, mnist):
-    """LeNet-5 trained for 2 epochs on the first 3,000 real MNIST training digits (a few seconds)."""
-    from cnnlab.cli import main
-    from cnnlab.data.idx import write_idx
-
-    train, test = mnist
-    root = tmp_path_factory.mktemp("explain")
-    folder = root / "data" / "mnist"
-    folder.mkdir(parents=True)
-    for split, data, n in (("train", train, 3000), ("t10k", test, 500)):
-        write_idx(folder / f"{split}-images-idx3-ubyte.gz", data.images[:n, 0].numpy())
-        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", data.labels[:n].numpy().astype(np.uint8))
-    out = root / "runs"
-    args = ["train", "lenet5", "--data-dir", str(root / "data"), "--out-dir", str(out), "--name", "lenet"]
-    assert main([*args, "--epochs", "2", "--no-progress", "--no-sample", "--seed", "0"]) == 0
-    return out / "lenet"
+    """LeNet-5 trained for 2 epochs on the first 3,000 real MNIST training digits (about 15 s)."""
+    return lenet_on_mnist_slice(tmp_path_factory.mktemp("explain"), mnist)
 
 
 @pytest.fixture(scope="module")

@@ -138,12 +138,13 @@ def prepare(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def feature_maps(model: nn.Module, image: torch.Tensor) -> list[FeatureMap]:
-    """The output of every convolution and pooling layer for one uint8 (C, H, W) image, in forward order."""
+def feature_maps(model: nn.Module, image: torch.Tensor, only: set[str] | None = None) -> list[FeatureMap]:
+    """The output of every convolution and pooling layer (or of those named in ``only``) for one uint8 (C, H, W)
+    image, in forward order."""
     maps: list[FeatureMap] = []
     hooks = []
     for name, module in model.named_modules():
-        if isinstance(module, (nn.Conv2d, *POOLING)):
+        if isinstance(module, (nn.Conv2d, *POOLING)) and (only is None or name in only):
 
             def keep(mod, args, output, name=name):
                 # a copy: an in-place ReLU after the convolution would change the tensor afterwards

@@ -14,6 +14,7 @@
     cnnlab filters RUN_DIR              a convolution's kernels as a grid of images (--layer NAME)
     cnnlab activations RUN_DIR IMAGE    the feature maps of each convolution and pooling layer for one image
     cnnlab explain RUN_DIR IMAGE...     where the network looks: Grad-CAM and occlusion overlays
+    cnnlab demo RUN_DIR                 a local web page: draw a digit or drop a photo (pip install 'cnnlab[demo]')
 
 A command is one module of this package with ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args)``
 (parsing and messages only; the work lives in the library); adding one is that module plus an entry in
@@ -38,6 +39,7 @@ from . import (
     advise,
     augment_preview,
     compute,
+    demo,
     evaluate,
     explain,
     export,
@@ -52,7 +54,7 @@ from . import (
 
 COMMANDS = (
     *(models, summary, advise, compute, train, augment_preview, evaluate, predict, export, report, runs),
-    *(filters, activations, explain),  # look inside a run (cnnlab.explain)
+    *(filters, activations, explain, demo),  # look inside a run and try it (cnnlab.explain, cnnlab.demo)
 )
 
 
