@@ -251,7 +251,7 @@ def test_the_explanations_figure_marks_a_mistake():
     image[0, 0, 2:5, 2:5] = 255
     fig = ex.plot_explanations(ex.explain(model, image), ["zero", "one"], labels=[1])
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles == ["true one\npredicted zero 100%", "Grad-CAM", "occlusion"]
+    assert titles == ["true one\npredicted zero 100.0%", "Grad-CAM", "occlusion"]
     assert fig.axes[0].title.get_color() == "crimson"
 
 
@@ -326,3 +326,14 @@ def test_bad_input_ends_in_one_line(lenet_run, tmp_path, capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("cnnlab: error: ") and message in err and "Traceback" not in err
+
+
+def test_the_maps_of_chosen_layers_are_the_same_and_stop_the_forward_pass_early():
+    model = normalised(cnnlab.create_model("lenet5"))
+    image = torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    calls = []
+    model.classifier.register_forward_hook(lambda *a: calls.append(1))
+    (first,) = ex.feature_maps(model, image, only={"features.0"})
+    assert not calls  # the classifier never ran
+    torch.testing.assert_close(first.values, ex.feature_maps(model, image)[0].values)
+    assert calls

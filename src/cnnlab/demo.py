@@ -27,8 +27,7 @@ from .export import onnx_predictor_for_run
 from .inference import load_run
 
 SHOWN_SIDE = 280  # the overlay and the canvas: MNIST's 28 pixels ten times
-# Gradio's canvas opens with no tool chosen ("select the draw tool to start"): the page picks the brush itself,
-# once the canvas has its size (picked earlier, the canvas slides out of place)
+# Gradio's canvas opens with no tool chosen ("select the draw tool to start"): the page picks the brush itself
 SELECT_BRUSH = """() => {
   const pick = setInterval(() => {
     const brush = document.querySelector('#source button[aria-label="Brush"]');
@@ -61,10 +60,12 @@ class RunDemo:
         """Grey images (MNIST): a canvas to draw on; colour ones: a photo to drop."""
         return self.info["input_size"][0] == 1
 
-    def answer(self, path) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    def answer(self, path) -> tuple[dict[str, float], np.ndarray, np.ndarray] | None:
         """({class: probability} of the top classes, Grad-CAM overlay, first-layer feature maps), both pictures
-        RGB uint8."""
+        RGB uint8; None for a blank image (a canvas not drawn on yet, or cleared)."""
         image = self.read(path)
+        if image.min() == image.max():
+            return None
         (explained,) = explain(self.model, image[None], ("gradcam",))
         probabilities = explained.probabilities
         if self.predictor is not None:
@@ -89,28 +90,28 @@ def build_app(demo: RunDemo):
             f"## {name}\n{len(info['classes'])} classes; probabilities from {demo.runtime}, Grad-CAM from PyTorch. "
             + ("Draw a digit: the answer follows each stroke." if demo.draws else "Drop a photo.")
         )
+        # The canvas spans the page's width: in a narrower column, Gradio's canvas slides out of place when the
+        # brush is picked before the layout settles (seen in chromium under load)
+        if demo.draws:
+            source = gr.Sketchpad(
+                type="filepath",
+                format="png",
+                canvas_size=(SHOWN_SIDE, SHOWN_SIDE),
+                brush=gr.Brush(default_size=14, colors=["#000000"], color_mode="fixed"),
+                label="draw a digit",
+                elem_id="source",
+            )
+        else:
+            source = gr.Image(type="filepath", sources=["upload", "clipboard"], label="a photo", elem_id="source")
         with gr.Row():
-            if demo.draws:
-                source = gr.Sketchpad(
-                    type="filepath",
-                    format="png",
-                    canvas_size=(SHOWN_SIDE, SHOWN_SIDE),
-                    brush=gr.Brush(default_size=14, colors=["#000000"], color_mode="fixed"),
-                    label="draw a digit",
-                    elem_id="source",
-                )
-            else:
-                source = gr.Image(type="filepath", sources=["upload", "clipboard"], label="a photo", elem_id="source")
             label = gr.Label(num_top_classes=demo.top, label="prediction", elem_id="prediction")
-        with gr.Row():
             heat = gr.Image(label="Grad-CAM: where it looked", elem_id="gradcam", interactive=False)
-            maps = gr.Image(label=f"feature maps of {demo.first_conv}", elem_id="feature-maps", interactive=False)
+        maps = gr.Image(label=f"feature maps of conv1 ({demo.first_conv})", elem_id="feature-maps", interactive=False)
 
         def update(value):
             path = value.get("composite") if isinstance(value, dict) else value  # the canvas: layers and composite
-            if not path:
-                return None, None, None
-            return demo.answer(path)
+            answer = demo.answer(path) if path else None
+            return answer if answer is not None else (None, None, None)
 
         source.change(update, source, [label, heat, maps], trigger_mode="always_last", show_progress="hidden")
     return app

@@ -137,6 +137,10 @@ def prepare(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return Preprocess(norm, next(model.parameters()).device, channels_last=False)(images)
 
 
+class _AllCaptured(Exception):
+    """Stops a forward pass once every layer asked for has given its output."""
+
+
 @torch.no_grad()
 def feature_maps(model: nn.Module, image: torch.Tensor, only: set[str] | None = None) -> list[FeatureMap]:
     """The output of every convolution and pooling layer (or of those named in ``only``) for one uint8 (C, H, W)
@@ -149,10 +153,14 @@ def feature_maps(model: nn.Module, image: torch.Tensor, only: set[str] | None = 
             def keep(mod, args, output, name=name):
                 # a copy: an in-place ReLU after the convolution would change the tensor afterwards
                 maps.append(FeatureMap(name, type(mod).__name__, output[0].detach().float().cpu().clone()))
+                if only is not None and len(maps) == len(only):
+                    raise _AllCaptured  # the rest of the network is not needed (the demo's first layer)
 
             hooks.append(module.register_forward_hook(keep))
     try:
         model(prepare(model, image[None]))
+    except _AllCaptured:
+        pass
     finally:
         for hook in hooks:
             hook.remove()
@@ -312,7 +320,7 @@ def plot_explanations(
     axes = fig.subplots(max(rows, 1), columns, squeeze=False)
     for r, e in enumerate(explanations):
         p = e.probabilities
-        caption = f"{classes[e.predicted]} {float(p[e.predicted]):.0%}"
+        caption = f"{classes[e.predicted]} {float(p[e.predicted]):.1%}"
         wrong = labels is not None and labels[r] != e.predicted
         if labels is not None:
             caption = f"true {classes[labels[r]]}\npredicted {caption}"
