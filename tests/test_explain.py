@@ -21,7 +21,7 @@ from torch import nn
 import cnnlab
 from cnnlab import explain as ex
 from cnnlab.data.loader import InputNorm
-from cnnlab.errors import DataError, RunError, UsageError
+from cnnlab.errors import DataError, UsageError
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +260,7 @@ def test_an_unknown_method_is_named():
         ex.explain(only_channel_zero_counts(), torch.zeros(1, 2, 12, 12, dtype=torch.uint8), ("lime",))
 
 
-# --- a run directory -----------------------------------------------------------------------------------
+# --- a trained run -------------------------------------------------------------------------------------
 
 
 def test_pictures_of_a_run(lenet_run, digits, tmp_path):
@@ -269,22 +269,16 @@ def test_pictures_of_a_run(lenet_run, digits, tmp_path):
         path = tmp_path / f"digit{i}.png"
         Image.fromarray(255 - digits[0][i, 0].numpy()).save(path)  # dark on light, as a scan: read as training did
         paths.append(path)
-    for png in (ex.filters_png(lenet_run), ex.activations_png(lenet_run, paths[0]), ex.explain_png(lenet_run, paths)):
-        assert Image.open(io.BytesIO(png)).format == "PNG"
     model, info = cnnlab.inference.load_run(lenet_run)
     torch.testing.assert_close(ex.read_images(info, paths), digits[0][:2])
-
-
-def test_bad_input_is_named(lenet_run, tmp_path):
+    pictures = (ex.filters_png(model, info), ex.activations_png(model, info, paths[0]))
+    pictures += (ex.explain_png(model, info, paths), ex.mistakes_png(model, info["classes"], digits[0][:2], [0, 1]))
+    for png in pictures:
+        assert Image.open(io.BytesIO(png)).format == "PNG"
     with pytest.raises(DataError, match="nothere.png: no such image file"):
-        ex.explain_png(lenet_run, [tmp_path / "nothere.png"])
-    with pytest.raises(UsageError, match="--layer 'fc1'"):
-        ex.filters_png(lenet_run, "fc1")
-    empty = tmp_path / "no-weights"
-    empty.mkdir()
-    (empty / "model.json").write_text((lenet_run / "model.json").read_text())
-    with pytest.raises(RunError, match="no weights yet"):
-        ex.filters_png(empty)
+        ex.explain_png(model, info, [tmp_path / "nothere.png"])
+    with pytest.raises(UsageError, match="--class 'cat' is not one of the run's classes: 0, 1, 2"):
+        ex.explain_png(model, info, paths, target="cat")
 
 
 # --- the commands --------------------------------------------------------------------------------------
@@ -317,11 +311,14 @@ def test_the_commands_write_their_pictures(lenet_run, digits, tmp_path, capsys):
         (["explain", "{tmp}", "{tmp}/missing.png"], "not a cnnlab run directory"),
         (["explain", "{run}", "{tmp}/missing.png", "-o", "out.jpg"], "-o out.jpg: give a FILE.png or a FOLDER"),
         (["explain", "{run}", "{tmp}/missing.png", "--method", "lime"], "unknown method 'lime'"),
+        (["filters", "{tmp}/no-weights"], "no-weights/weights/last.safetensors: no weights yet"),
     ],
 )
 def test_bad_input_ends_in_one_line(lenet_run, tmp_path, capsys, argv, message):
     from cnnlab.cli import main
 
+    (tmp_path / "no-weights").mkdir()
+    (tmp_path / "no-weights" / "model.json").write_text((lenet_run / "model.json").read_text())
     argv = [a.format(run=lenet_run, tmp=tmp_path) for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err

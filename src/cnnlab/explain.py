@@ -15,7 +15,8 @@ how much the class score drops. The first is one backward pass and coarse (the b
 needs no gradient, sees the input's resolution and costs one forward pass per patch position.
 
 Every picture is a matplotlib Figure, or an RGB array where a page shows it directly (the demo); ``png_bytes``
-turns a figure into the PNG that a report page embeds. The functions ending in ``_png`` take a run directory.
+turns a figure into the PNG that a report page embeds. The functions ending in ``_png`` take a trained run's
+model and info (``cnnlab.inference.load_run``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from torch import nn
 from .data.loader import Preprocess
 from .data.source import read_file
 from .errors import DataError, UsageError
-from .inference import load_run
 
 POOLING = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool2d, nn.LPPool2d)
 # Layers that map each value to one value: Grad-CAM looks at the last convolution block's output through them
@@ -339,7 +339,9 @@ def plot_explanations(
     return fig
 
 
-# --- a run directory: what the commands and the report page call ---------------------------------------
+# --- a trained run: what the commands and the report page call ------------------------------------------
+# ``model, info = cnnlab.inference.load_run(RUN)``; this module imports nothing above the data layer, so that the
+# report page (evaluation/) and the run (run.py, inference.py) can use it.
 
 
 def read_images(info: dict, paths) -> torch.Tensor:
@@ -351,42 +353,37 @@ def read_images(info: dict, paths) -> torch.Tensor:
     return torch.stack([read(p) for p in paths])
 
 
-def filters_png(run_dir, layer: str | None = None, weights: str = "last") -> bytes:
-    model, info = load_run(run_dir, weights)
-    return png_bytes(plot_filters(model, layer, title=f"{info['model']}: {Path(run_dir).name}"))
+def filters_png(model: nn.Module, info: dict, layer: str | None = None, title: str = "") -> bytes:
+    return png_bytes(plot_filters(model, layer, title=title or info["model"]))
 
 
-def activations_png(run_dir, image_path, weights: str = "last", max_channels: int = 64) -> bytes:
-    model, info = load_run(run_dir, weights)
+def activations_png(model: nn.Module, info: dict, image_path, max_channels: int = 64) -> bytes:
     image = read_images(info, [image_path])[0]
     title = f"{info['model']} on {Path(image_path).name}"
     return png_bytes(plot_feature_maps(image, feature_maps(model, image), max_channels, title))
 
 
 def explain_files(
-    run_dir,
+    model: nn.Module,
+    info: dict,
     image_paths,
-    weights: str = "last",
     methods: tuple[str, ...] = METHODS,
     target: str | None = None,
     layer: str | None = None,
-) -> tuple[list[Explanation], dict]:
-    """The maps of image files for their predicted classes, or all for the class named ``target``; and the
-    run's info (classes, model name)."""
-    check_methods(methods)  # before any work
-    model, info = load_run(run_dir, weights)
-    images = read_images(info, image_paths)
+) -> list[Explanation]:
+    """The maps of image files for their predicted classes, or all for the class named ``target``."""
+    check_methods(methods)
     targets = None
     if target is not None:
         if target not in info["classes"]:
             raise UsageError(f"--class {target!r} is not one of the run's classes: {', '.join(info['classes'])}")
-        targets = [info["classes"].index(target)] * len(images)
-    return explain(model, images, methods, targets, layer), info
+        targets = [info["classes"].index(target)] * len(image_paths)
+    return explain(model, read_images(info, image_paths), methods, targets, layer)
 
 
-def explain_png(run_dir, image_paths, weights: str = "last", methods: tuple[str, ...] = METHODS, **options) -> bytes:
+def explain_png(model: nn.Module, info: dict, image_paths, methods: tuple[str, ...] = METHODS, **options) -> bytes:
     """Grad-CAM and occlusion overlays of image files, one row per file (``options``: see explain_files)."""
-    explanations, info = explain_files(run_dir, image_paths, weights, methods, **options)
+    explanations = explain_files(model, info, image_paths, methods, **options)
     names = [Path(p).name for p in image_paths]
     return png_bytes(plot_explanations(explanations, info["classes"], names=names, title=info["model"]))
 

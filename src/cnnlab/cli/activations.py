@@ -20,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..explain import activations_png
+    from ..inference import load_run
 
-    args.output.write_bytes(activations_png(args.run_dir, args.image, args.weights, args.max_channels))
+    model, info = load_run(args.run_dir, args.weights)
+    args.output.write_bytes(activations_png(model, info, args.image, args.max_channels))
     print(f"wrote {args.output}")
     return 0

@@ -36,14 +36,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..explain import METHODS, explain_files, plot_explanations, png_bytes
+    from ..explain import METHODS, check_methods, explain_files, plot_explanations, png_bytes
+    from ..inference import load_run
 
     output = Path(args.output)
     to_folder = output.suffix.lower() != ".png"
     if to_folder and output.suffix:
         raise UsageError(f"-o {output}: give a FILE.png or a FOLDER")
     chosen = args.method or METHODS
-    explanations, info = explain_files(args.run_dir, args.images, args.weights, chosen, args.target, args.layer)
+    check_methods(chosen)  # before the run is loaded
+    model, info = load_run(args.run_dir, args.weights)
+    explanations = explain_files(model, info, args.images, chosen, args.target, args.layer)
     names = [Path(p).name for p in args.images]
     if not to_folder:
         output.write_bytes(png_bytes(plot_explanations(explanations, info["classes"], names=names)))

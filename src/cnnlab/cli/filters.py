@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ._types import png_path
 
@@ -23,7 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..explain import filters_png
+    from ..inference import load_run
 
-    args.output.write_bytes(filters_png(args.run_dir, args.layer, args.weights))
+    model, info = load_run(args.run_dir, args.weights)
+    title = f"{info['model']}: {Path(args.run_dir).name}"
+    args.output.write_bytes(filters_png(model, info, args.layer, title))
     print(f"wrote {args.output}")
     return 0
