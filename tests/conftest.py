@@ -79,3 +79,11 @@ def synthetic_dataset():
         )
 
     return make(512, 1), make(256, 2)
+
+
+@pytest.fixture(scope="session")
+def lenet_mnist_slice_run(tmp_path_factory, mnist):
+    """A real LeNet-5 run trained for 2 epochs on 3,000 MNIST digits, shared by the look-inside tests."""
+    from look_inside_runs import lenet_on_mnist_slice
+
+    return lenet_on_mnist_slice(tmp_path_factory.mktemp("lenet-mnist-slice"), mnist)

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from look_inside_runs import lenet_on_mnist_slice, lenet_on_photos
+from look_inside_runs import lenet_on_photos
 
 from cnnlab.inference import predict_files
 
 gradio = pytest.importorskip("gradio", reason="cnnlab[demo] (Gradio) is not installed")
+pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")  # Gradio's own use of pandas
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # As the project's machines need: no sandbox as root, and nothing that reaches for the network on its own
@@ -48,8 +49,8 @@ needs_browser = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def mnist_run(tmp_path_factory, mnist):
-    return lenet_on_mnist_slice(tmp_path_factory.mktemp("demo-mnist"), mnist)
+def mnist_run(lenet_mnist_slice_run):
+    return lenet_mnist_slice_run
 
 
 @pytest.fixture(scope="module")

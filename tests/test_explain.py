@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 from captum import attr as captum_attr
-from look_inside_runs import lenet_on_mnist_slice
 from PIL import Image
 from torch import nn
 
@@ -25,9 +24,9 @@ from cnnlab.errors import DataError, UsageError
 
 
 @pytest.fixture(scope="module")
-def lenet_run(tmp_path_factory, mnist):
-    """LeNet-5 trained for 2 epochs on the first 3,000 real MNIST training digits (about 15 s)."""
-    return lenet_on_mnist_slice(tmp_path_factory.mktemp("explain"), mnist)
+def lenet_run(lenet_mnist_slice_run):
+    """LeNet-5 trained for 2 epochs on the first 3,000 real MNIST training digits (conftest.py)."""
+    return lenet_mnist_slice_run
 
 
 @pytest.fixture(scope="module")
