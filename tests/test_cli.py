@@ -182,6 +182,10 @@ BATCH_LARGER_THAN_DATA = pytest.mark.xfail(
         (["train", "lenet5", "--data", "cats", "--dataset", "mnist"], "--dataset is 'mnist'; with data (an image"),
         (["train", "lenet5", "--eval-batch-size", "0"], "--eval-batch-size is 0; expected a whole number >= 1"),
         (["augment-preview", "--width-shift-range", "-3"], "width_shift_range must be >= 0"),
+        (["predict", "run", "x.png", "--hard"], "--hard is for a --kaggle submission; it does nothing for image"),
+        (["predict", "run", "--kaggle", "test1", "--top", "2"], "--top is for image files; it does nothing for a"),
+        (["compute", "--chart", "c.png", "--images", "9", "--epochs", "1"], "--images and --epochs cost a training"),
+        (["evaluate", "run", "--data", "new", "--sample"], "--sample is for the run's own test set; it does nothing"),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else None,
 )

@@ -12,6 +12,7 @@ Settings are merged (defaults < the model's recipe < a preset < file < flags) in
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import math
 import types
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Gt, Le, Lt, MinLen
-from pydantic import AfterValidator, BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from ..errors import UsageError
 
@@ -55,6 +56,13 @@ class Setting:
     needs: Needs | None = None
 
 
+def setting(default, help: str, **about):
+    """A field's default, with its ``Setting`` (help, flag, metavar, choices, needs) among its metadata."""
+    info = Field(default, description=help)
+    info.metadata.append(Setting(help, **about))
+    return info
+
+
 @dataclass(frozen=True)
 class Expect:
     """What a value must be, where the type and its bounds do not say it."""
@@ -73,14 +81,9 @@ SPLIT = Needs(lambda c: not c.val_dir, lambda c: "holds out part of the training
 
 
 def available_devices() -> list[str]:
-    import torch
+    from .runtime import available_devices as here
 
-    found = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        found += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        found.append("mps")
-    return found
+    return ["auto", *here()]
 
 
 def device_problem(name: str) -> str | None:
@@ -139,98 +142,66 @@ class TrainConfig(BaseModel):
         except ValidationError as e:
             raise _config_error(e, values, TrainConfig, _source or Namer("TrainConfig")) from None
 
-    model: Annotated[str, Setting("registered model name (see 'cnnlab models')", flag="MODEL")] = "lenet5"
-    recipe: Annotated[str, Setting("a named preset on top of the model's recipe (lenet5: record)", metavar="NAME")] = ""
-    model_options: Annotated[
-        dict[str, Any], Setting("model option (repeatable)", flag="--option", metavar="KEY=VALUE")
-    ] = {}
-    dataset: Annotated[
-        Literal["mnist", "fashion-mnist", "folder"],
-        Setting("the IDX dataset ('folder' comes with --data)", choices=("mnist", "fashion-mnist")),
-    ] = "mnist"
-    data_dir: Annotated[Folder | None, Setting("folder holding the dataset's files (or its subfolder)", needs=IDX)] = (
-        None
+    model: str = setting("lenet5", "registered model name (see 'cnnlab models')", flag="MODEL")
+    recipe: str = setting("", "a named preset on top of the model's recipe (lenet5: record)", metavar="NAME")
+    model_options: dict[str, Any] = setting({}, "model option (repeatable)", flag="--option", metavar="KEY=VALUE")
+    dataset: Literal["mnist", "fashion-mnist", "folder"] = setting(
+        "mnist", "the IDX dataset ('folder' comes with --data)", choices=("mnist", "fashion-mnist")
     )
-    data: Annotated[
-        Folder | None,
-        Setting("a folder of images: Kaggle's train/ (cat.1.jpg) or class subfolders", metavar="FOLDER"),
-    ] = None
-    val_dir: Annotated[
-        Folder | None,
-        Setting("validation images (default: a stratified split of --data)", metavar="FOLDER", needs=FOLDER),
-    ] = None
-    image_size: Annotated[
-        Positive, Setting("image folders: cache size (shorter side, centre crop; 256)", needs=FOLDER)
-    ] = 256
-    crop: Annotated[Positive, Setting("image folders: training crop size (227)", needs=FOLDER)] = 227
-    cache_dir: Annotated[
-        Folder | None, Setting("image folders: where the decoded cache goes (~/.cache/cnnlab/images)", needs=FOLDER)
-    ] = None
-    epochs: Annotated[Positive, Setting("passes over the training set")] = 6
-    batch_size: Annotated[Positive, Setting("images per step (with --nproc: the global batch)")] = 128
-    optimizer: Annotated[Literal["adam", "adamw", "sgd"], Setting("the optimizer")] = "adam"
-    lr: Annotated[float, Gt(0), Setting("the learning rate after warm-up")] = 3e-3
-    momentum: Annotated[Fraction, Setting("SGD's momentum", needs=SGD)] = 0.9
-    nesterov: Annotated[bool, Setting("SGD with Nesterov momentum", needs=SGD)] = False
-    weight_decay: Annotated[
-        float, Ge(0), Setting("decoupled (adamw) or coupled (adam, sgd), as PyTorch's optimizers take it")
-    ] = 0.0
-    schedule: Annotated[
-        Literal["cosine", "linear", "step", "constant"], Setting("the learning rate after a linear warm-up")
-    ] = "cosine"
-    warmup: Annotated[Fraction, Setting("fraction of the steps spent warming up")] = 0.15
-    ema: Annotated[
-        Fraction,
-        Setting(
-            "validate and keep a moving average of the weights (Keras' use_ema/ema_momentum; 0: off)",
-            metavar="MOMENTUM",
-        ),
-    ] = 0.0
-    label_smoothing: Annotated[
-        Share,
-        Setting("Keras' CategoricalCrossentropy(label_smoothing=...): targets (1 - s) * one-hot + s / classes"),
-    ] = 0.0
-    final_lr: Annotated[Share, Setting("the fraction of --lr reached at the end (cosine, linear)", needs=DECAY)] = 0.0
-    seed: Annotated[int, Ge(0), Le(2**32 - 1), Setting("initialisation, data order, augmentation, splits")] = 42
-    device: Annotated[Device, Setting("auto, cpu, cuda, cuda:1, mps")] = "auto"
-    precision: Annotated[Literal["fp32", "bf16", "fp16"], Setting("autocast precision")] = "fp32"
-    channels_last: Annotated[bool, Setting("channels-last memory format")] = True
-    compile: Annotated[bool, Setting("torch.compile the model (pays off on GPUs, not on CPUs)")] = False
-    threads: Annotated[int, Ge(0), Le(4096), Setting("CPU threads (0: PyTorch's choice)")] = 0
-    deterministic: Annotated[
-        bool, Setting("GPUs: deterministic kernels (exact repeats and resumes, slower); CPU runs are exact anyway")
-    ] = False
-    sync_bn: Annotated[bool, Setting("SyncBatchNorm across GPU processes (else rank 0's statistics are shared)")] = (
-        False
+    data_dir: Folder | None = setting(None, "folder holding the dataset's files (or its subfolder)", needs=IDX)
+    data: Folder | None = setting(
+        None, "a folder of images: Kaggle's train/ (cat.1.jpg) or class subfolders", metavar="FOLDER"
     )
-    timeout: Annotated[
-        float, Gt(0), Setting("how long a process waits for the others (default 300)", metavar="SECONDS")
-    ] = 300.0
-    val_split: Annotated[
-        Fraction,
-        Setting("hold out this fraction of the training data (0: validate on the test set)", needs=SPLIT),
-    ] = 0.0
-    eval_batch_size: Annotated[Positive, Setting("batch size of validation and of the test report (500)")] = 500
-    checkpoint_every: Annotated[Count, Setting("epochs between resumable checkpoints (0: none)", metavar="EPOCHS")] = 1
-    checkpoint_steps: Annotated[Count, Setting("also every N steps inside an epoch (0: never)", metavar="STEPS")] = 0
-    early_stopping: Annotated[
-        Count, Setting("stop after this many epochs without a better val_loss (0: off)", metavar="PATIENCE")
-    ] = 0
-    nonfinite: Annotated[Literal["stop", "skip"], Setting("what a NaN/inf loss does")] = "stop"
-    augment: Annotated[
-        dict[str, Any] | None, Setting("augmentation: Keras ImageDataGenerator's arguments", flag="--augment")
-    ] = None
-    clean_epochs: Annotated[
-        Count,
-        Setting(
-            "with augmentation: train the last N epochs on unaugmented images, the distribution tested on",
-            metavar="N",
-        ),
-    ] = 0
-    out_dir: Annotated[Folder, Setting("where run directories go (default: runs)")] = "runs"
-    run_name: Annotated[PlainName, Setting("run directory name (default: MODEL-DATA-TIME)", flag="--name")] = ""
-    dry_run: Annotated[bool, Setting("two batches of one epoch: check that all runs")] = False
-    progress: Annotated[bool, Setting("no progress bars", flag="--no-progress")] = True
+    val_dir: Folder | None = setting(
+        None, "validation images (default: a stratified split of --data)", metavar="FOLDER", needs=FOLDER
+    )
+    image_size: Positive = setting(256, "image folders: cache size (shorter side, centre crop; 256)", needs=FOLDER)
+    crop: Positive = setting(227, "image folders: training crop size (227)", needs=FOLDER)
+    cache_dir: Folder | None = setting(
+        None, "image folders: where the decoded cache goes (~/.cache/cnnlab/images)", needs=FOLDER
+    )
+    epochs: Positive = setting(6, "passes over the training set")
+    batch_size: Positive = setting(128, "images per step (with --nproc: the global batch)")
+    optimizer: Literal["adam", "adamw", "sgd"] = setting("adam", "the optimizer")
+    lr: Annotated[float, Gt(0)] = setting(3e-3, "the learning rate after warm-up")
+    momentum: Fraction = setting(0.9, "SGD's momentum", needs=SGD)
+    nesterov: bool = setting(False, "SGD with Nesterov momentum", needs=SGD)
+    weight_decay: Annotated[float, Ge(0)] = setting(0.0, "decoupled (adamw) or coupled (adam, sgd), as PyTorch's")
+    schedule: Literal["cosine", "linear", "step", "constant"] = setting("cosine", "the lr after a linear warm-up")
+    warmup: Fraction = setting(0.15, "fraction of the steps spent warming up")
+    ema: Fraction = setting(
+        0.0, "validate and keep a moving average of the weights (Keras' use_ema/ema_momentum; 0: off)",
+        metavar="MOMENTUM",
+    )  # fmt: skip
+    label_smoothing: Share = setting(
+        0.0, "Keras' CategoricalCrossentropy(label_smoothing=...): targets (1 - s) * one-hot + s / classes"
+    )
+    final_lr: Share = setting(0.0, "the fraction of --lr reached at the end (cosine, linear)", needs=DECAY)
+    seed: Annotated[int, Ge(0), Le(2**32 - 1)] = setting(42, "initialisation, data order, augmentation, splits")
+    device: Device = setting("auto", "auto, cpu, cuda, cuda:1, mps")
+    precision: Literal["fp32", "bf16", "fp16"] = setting("fp32", "autocast precision")
+    channels_last: bool = setting(True, "channels-last memory format")
+    compile: bool = setting(False, "torch.compile the model (pays off on GPUs, not on CPUs)")
+    threads: Annotated[int, Ge(0), Le(4096)] = setting(0, "CPU threads (0: PyTorch's choice)")
+    deterministic: bool = setting(False, "GPUs: deterministic kernels (exact repeats, slower); CPUs are exact anyway")
+    sync_bn: bool = setting(False, "SyncBatchNorm across GPU processes (else rank 0's statistics are shared)")
+    timeout: Annotated[float, Gt(0)] = setting(300.0, "how long a process waits for the others", metavar="SECONDS")
+    val_split: Fraction = setting(
+        0.0, "hold out this fraction of the training data (0: validate on the test set)", needs=SPLIT
+    )
+    eval_batch_size: Positive = setting(500, "batch size of validation and of the test report (500)")
+    checkpoint_every: Count = setting(1, "epochs between resumable checkpoints (0: none)", metavar="EPOCHS")
+    checkpoint_steps: Count = setting(0, "also every N steps inside an epoch (0: never)", metavar="STEPS")
+    early_stopping: Count = setting(0, "stop after N epochs without a better val_loss (0: off)", metavar="PATIENCE")
+    nonfinite: Literal["stop", "skip"] = setting("stop", "what a NaN/inf loss does")
+    augment: dict[str, Any] | None = setting(None, "Keras ImageDataGenerator's arguments", flag="--augment")
+    clean_epochs: Count = setting(
+        0, "with augmentation: train the last N epochs on unaugmented images, the distribution tested on", metavar="N"
+    )
+    out_dir: Folder = setting("runs", "where run directories go (default: runs)")
+    run_name: PlainName = setting("", "run directory name (default: MODEL-DATA-TIME)", flag="--name")
+    dry_run: bool = setting(False, "two batches of one epoch: check that all runs")
+    progress: bool = setting(True, "no progress bars", flag="--no-progress")
 
     def to_dict(self) -> dict:
         return self.model_dump()
@@ -430,23 +401,19 @@ def check_values(values: dict, origin: str = "config") -> None:
 NOT_IN_TRAINING = ("featurewise_center", "featurewise_std_normalization")
 
 
+@functools.cache
 def augment_settings_model() -> type[BaseModel]:
     """``cnnlab.augment.AugmentConfig``'s fields and types as a strict pydantic model; a bare ``list`` (a range
     [low, high] or a list of shifts) is a non-empty list of numbers."""
-    if not _AUGMENT:
-        from ..augment import AugmentConfig
+    from ..augment import AugmentConfig
 
-        numbers = Annotated[list[float], MinLen(1)]
-        fields = {
-            key: (_with_lists(hint, numbers), AugmentConfig.__dataclass_fields__[key].default)
-            for key, hint in typing.get_type_hints(AugmentConfig).items()
-            if key not in NOT_IN_TRAINING
-        }
-        _AUGMENT.append(create_model("AugmentSettings", __config__=STRICT, **fields))
-    return _AUGMENT[0]
-
-
-_AUGMENT: list[type[BaseModel]] = []
+    numbers = Annotated[list[float], MinLen(1)]
+    fields = {
+        key: (_with_lists(hint, numbers), AugmentConfig.__dataclass_fields__[key].default)
+        for key, hint in typing.get_type_hints(AugmentConfig).items()
+        if key not in NOT_IN_TRAINING
+    }
+    return create_model("AugmentSettings", __config__=STRICT, **fields)
 
 
 def _with_lists(hint, numbers):
