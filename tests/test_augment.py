@@ -212,7 +212,7 @@ def test_runs_on_the_batch_device_and_dtype():
 
 def test_the_command_line_keeps_keras_int_and_float_shift_ranges(tmp_path, capsys):
     from cnnlab.cli import build_parser, main
-    from cnnlab.cli._augment import augment_settings
+    from cnnlab.cli._settings import augment_settings
 
     args = build_parser().parse_args(["augment-preview", "--width-shift-range", "3", "--height-shift-range", "3.0"])
     settings = augment_settings(args)

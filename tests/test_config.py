@@ -5,10 +5,10 @@ configuration that the code which consumes it accepts (optimizer, schedule, seed
 resume's JSON round trip) or a ConfigError whose one-line message names the key and that the command line
 turns into exit 2, never a traceback."""
 
-import dataclasses
 import json
 import math
 import os
+import typing
 
 import numpy as np
 import pytest
@@ -20,7 +20,15 @@ from cnnlab import create_model, fit
 from cnnlab.augment import Augment, AugmentConfig
 from cnnlab.cli import user_error_message
 from cnnlab.models import list_models
-from cnnlab.train.config import FIELDS, ConfigError, TrainConfig, check_values, load_config_file
+from cnnlab.train.config import (
+    NOT_IN_TRAINING,
+    SETTINGS,
+    ConfigError,
+    TrainConfig,
+    check_values,
+    flag_name,
+    load_config_file,
+)
 from cnnlab.train.loop import lr_at, make_optimizer
 from cnnlab.train.recipes import PRESETS, RECIPES, config_for, resolve_config
 
@@ -74,6 +82,8 @@ def test_flags_and_files_are_named_as_the_user_wrote_them(tmp_path):
     with pytest.raises(ConfigError, match=r'^--name is "\.\./x"'):
         resolve_config("lenet5", {"run_name": "../x"})
     with pytest.raises(ConfigError, match=r'^f\.json: "crop" is 300; expected at most image_size'):
+        resolve_config("lenet5", {}, {"crop": 300, "data": "cats"}, file_label="f.json")
+    with pytest.raises(ConfigError, match=r'^f\.json: "crop" is for image folders; it does nothing without --data'):
         resolve_config("lenet5", {}, {"crop": 300}, file_label="f.json")
 
 
@@ -119,10 +129,13 @@ def test_clean_epochs_need_augmented_epochs_before_them_and_say_where_they_came_
     assert resolve_config("lenet5", {"recipe": "record", "epochs": 6}).clean_epochs == 5
 
 
-def test_every_named_recipe_is_a_valid_configuration():
+def test_a_named_recipe_changes_exactly_its_own_settings_and_trains():
     for preset, models in PRESETS.items():
-        for model in models:
-            assert resolve_config(model, {"recipe": preset}).recipe == preset
+        for model, values in models.items():
+            plain, named = resolve_config(model), resolve_config(model, {"recipe": preset})
+            changed = {k for k in TrainConfig.model_fields if getattr(plain, k) != getattr(named, k)}
+            assert changed == {k for k, v in values.items() if getattr(plain, k) != v} | {"recipe"}
+            assert_usable(named)
 
 
 def test_every_recipe_is_a_valid_configuration_of_a_registered_model():
@@ -141,6 +154,102 @@ def test_fit_without_a_config_trains_with_the_models_recipe(synthetic_dataset):
     assert len(history["loss"]) == RECIPES["lenet5"]["epochs"] != TrainConfig().epochs
 
 
+# --- each setting declared once: its flag, its checks, its record ---------------------------------------------
+
+
+def test_every_setting_has_a_flag_and_every_settings_flag_a_setting():
+    train = build_train_parser()
+    dests = {a.dest for a in train._actions}
+    assert set(TrainConfig.model_fields) <= dests  # MODEL positional, --augment, --option, and one flag each
+    settings_group = next(g for g in train._action_groups if g.title.startswith("settings"))
+    assert {a.dest for a in settings_group._group_actions} <= set(TrainConfig.model_fields)
+    augment_flags = {a.dest for a in train._actions if a.container.title and "augmentation" in a.container.title}
+    assert augment_flags == (set(AugmentConfig.__dataclass_fields__) - set(NOT_IN_TRAINING)) | {"augment"}
+
+
+def build_train_parser():
+    from cnnlab.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return sub.choices["train"]
+
+
+def other_value(key: str):
+    """A valid value for ``key`` that is not its default, chosen from the declaration alone."""
+    field, default = TrainConfig.model_fields[key], TrainConfig.model_fields[key].default
+    if typing.get_origin(field.annotation) is typing.Literal:
+        choices = SETTINGS[key].choices or typing.get_args(field.annotation)
+        return next(c for c in choices if c != default)
+    if isinstance(default, bool):
+        return not default
+    if isinstance(default, int):
+        return default + 1
+    if isinstance(default, float):
+        return 0.5 if default in (0.0, 0.9) else default * 2 if default > 1 else default / 2
+    return {"recipe": "record", "device": "cpu"}.get(key, "somewhere")
+
+
+COMPANIONS = {"FOLDER": ["--data", "cats"], "SGD": ["--optimizer", "sgd"]}
+
+
+@pytest.mark.parametrize("key", sorted(set(TrainConfig.model_fields) - {"model", "model_options", "augment"}))
+def test_each_flag_sets_its_setting(key):
+    """Parse ``--flag VALUE`` with the command line's parser, resolve it as ``cnnlab train`` does: the setting
+    has the value, and config.json records it (flag name, type and destination all from the declaration)."""
+    from cnnlab.cli._settings import given_settings
+    from cnnlab.train import config
+
+    value = other_value(key)
+    flag = flag_name(key)
+    words = [flag] if value is True or flag.startswith("--no-") else [flag.replace("--", "--no-", 1)]
+    if not isinstance(value, bool):
+        words = [flag, str(value)]
+    needs = SETTINGS[key].needs
+    companions = next((COMPANIONS[name] for name in COMPANIONS if needs is getattr(config, name)), [])
+    companions += ["--augment"] if key == "clean_epochs" else []
+    args = build_train_parser().parse_args(["lenet5", *words, *companions])
+    cfg = resolve_config("lenet5", given_settings(args))
+    assert getattr(cfg, key) == value and cfg.record()[key] == value
+
+
+def test_a_bad_value_names_its_source_flag_file_or_preset(monkeypatch, tmp_path):
+    with pytest.raises(ConfigError, match=r"^--epochs is 0; expected a whole number >= 1$"):
+        resolve_config("lenet5", {"epochs": 0})
+    (tmp_path / "f.json").write_text('{"epochs": 0}')
+    with pytest.raises(ConfigError, match=r'^.*f\.json: "epochs" is 0; expected a whole number >= 1$'):
+        load_config_file(tmp_path / "f.json")
+    monkeypatch.setitem(PRESETS, "broken", {"lenet5": {"epochs": 0}})
+    with pytest.raises(ConfigError, match=r'^--recipe broken: "epochs" is 0; expected a whole number >= 1$'):
+        resolve_config("lenet5", {"recipe": "broken"})
+    monkeypatch.setitem(PRESETS, "idle", {"lenet5": {"momentum": 0.5}})
+    with pytest.raises(ConfigError, match=r'^--recipe idle: "momentum" is for --optimizer sgd; it does nothing'):
+        resolve_config("lenet5", {"recipe": "idle"})
+
+
+def test_config_json_records_what_the_run_uses_and_reads_back_the_same():
+    adam = resolve_config("lenet5")
+    assert not {"momentum", "nesterov", "image_size", "crop", "cache_dir", "val_dir"} & set(adam.record())
+    assert TrainConfig.from_dict(json.loads(json.dumps(adam.record()))) == adam  # the rest are the defaults
+    folder = resolve_config("alexnet_bn", {"data": "cats", "val_dir": "val", "optimizer": "sgd"})
+    assert {"momentum", "crop", "val_dir"} <= set(folder.record()) and "val_split" not in folder.record()
+    assert "data_dir" not in folder.record()
+    split = resolve_config("alexnet_bn", {"data": "cats"})
+    assert split.val_split == split.record()["val_split"] == 0.1  # what the folder holds out, not 0
+
+
+def test_a_value_equal_to_the_default_in_an_old_config_json_is_taken():
+    """Runs written before the record omitted unused settings keep every key: --config RUN/config.json works."""
+    old = {**TrainConfig().to_dict(), "model": "lenet5"}
+    assert resolve_config("lenet5", None, old, "old/config.json").momentum == 0.9
+    with pytest.raises(ConfigError, match=r'^old/config.json: "momentum" is for --optimizer sgd'):
+        resolve_config("lenet5", None, {**old, "momentum": 0.5}, "old/config.json")
+
+
+def test_feature_wise_statistics_are_refused_in_training_saying_why():
+    with pytest.raises(ConfigError, match="no setting 'featurewise_center' .training does not fit feature-wise"):
+        check_values({"augment": {"featurewise_center": True}}, "c.json")
+
+
 # --- property-based: random JSON for every key --------------------------------------------------------------
 
 JSON = st.recursive(
@@ -157,17 +266,19 @@ AUGMENT = st.dictionaries(
 OPTIONS = st.dictionaries(st.sampled_from(["num_classes", "in_chans", "img_size", "init", "bogus"]), JSON | NUMBERS)
 
 
+FIELDS = TrainConfig.model_fields
+
+
 def plausible(key: str):
     """Values near valid ones for ``key`` (so that many examples are valid), and any JSON value."""
-    default = FIELDS[key].default if FIELDS[key].default is not dataclasses.MISSING else None
-    rule = FIELDS[key].metadata.get("rule")
+    default = FIELDS[key].default
     near = [st.just(default)]
     if isinstance(default, bool):
         near.append(st.booleans())
     elif isinstance(default, (int, float)):
         near.append(NUMBERS)
-    if hasattr(rule, "choices"):
-        near.append(st.sampled_from(rule.choices))
+    if typing.get_origin(FIELDS[key].annotation) is typing.Literal:
+        near.append(st.sampled_from(typing.get_args(FIELDS[key].annotation)))
     if key == "augment":
         near.append(AUGMENT)
     if key == "model_options":

@@ -125,7 +125,7 @@ def train_run(
         }
         table = summary(model, source.image_size)  # also gives the FLOPs for compute.json
         if rt.is_main:
-            atomic_write_json(run_dir / "config.json", cfg.to_dict())
+            atomic_write_json(run_dir / "config.json", cfg.record())
             atomic_write_json(run_dir / "model.json", info)
             atomic_write_json(run_dir / "environment.json", environment(rt))
             atomic_write_text(run_dir / "summary.txt", table.format() + "\n")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
-from ._augment import add_augment_arguments, augment_settings
+from ._settings import add_augment_arguments, augment_settings
 from ._types import positive_int
 
 NAME = "augment-preview"

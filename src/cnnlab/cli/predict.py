@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kaggle", metavar="FOLDER", help="an unlabelled folder (Kaggle's test1/): write id,label rows"
     )
-    parser.add_argument("-o", "--output", default="submission.csv", help="the submission file (with --kaggle)")
+    parser.add_argument("-o", "--output", help="the submission file (with --kaggle; default: submission.csv)")
     parser.add_argument("--positive", help="the class whose probability is the label (default: the last, e.g. dog)")
     parser.add_argument("--hard", action="store_true", help="labels 0/1 instead of probabilities")
     parser.add_argument("--single-crop", action="store_true", help="the centre crop only, not 10-crop averaging")
@@ -25,32 +25,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default="last", choices=["last", "best"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=positive_int, default=64)
-    parser.add_argument("--top", type=positive_int, default=3)
+    parser.add_argument("--top", type=positive_int, help="image files: the best N classes (default 3)")
     parser.add_argument(
         "--invert",
         choices=["auto", "yes", "no"],
-        default="auto",
-        help="grey models: invert dark-on-light images (auto: by the border's brightness)",
+        help="grey models: invert dark-on-light images (auto, the default: by the border's brightness)",
     )
     parser.add_argument(
         "--runtime",
         choices=["auto", "onnx", "torch"],
-        default="auto",
-        help="image files: onnxruntime on RUN/model.onnx (exported if missing), PyTorch, or auto: onnxruntime "
-        "when installed and a current export exists (see cnnlab.export.AUTO_RUNTIME)",
+        help="image files: onnxruntime on RUN/model.onnx (exported if missing), PyTorch, or auto (the default): "
+        "onnxruntime when installed and a current export exists (see cnnlab.export.AUTO_RUNTIME)",
     )
+
+
+KAGGLE_ONLY = ("output", "positive", "hard", "single_crop", "cache_dir")
+FILES_ONLY = ("top", "invert")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..inference import kaggle_submission, predict_files
 
-    if args.kaggle and args.runtime == "onnx":
-        raise UsageError("--runtime onnx classifies image files; a --kaggle submission (10-crop) runs in PyTorch")
+    _refuse_idle_options(args)
     if args.kaggle:
         path = kaggle_submission(
             args.run_dir,
             args.kaggle,
-            args.output,
+            args.output or "submission.csv",
             args.weights,
             args.positive,
             args.hard,
@@ -60,12 +61,33 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"wrote {path}")
         return 0
-    if not args.images:
-        raise UsageError("give image files to classify, or --kaggle FOLDER")
     ranked_files = predict_files(
-        args.run_dir, args.images, args.weights, args.top, args.invert, args.device, args.batch_size, args.runtime
+        args.run_dir,
+        args.images,
+        args.weights,
+        args.top or 3,
+        args.invert or "auto",
+        args.device,
+        args.batch_size,
+        args.runtime or "auto",
     )
     for path, ranked in ranked_files:
         best = ", ".join(f"{c} {p:.3f}" for c, p in ranked)
         print(f"{path}: {best}")
     return 0
+
+
+def _refuse_idle_options(args: argparse.Namespace) -> None:
+    """Image files and a --kaggle folder take different options; one given to the other mode would do nothing."""
+    if args.kaggle and args.images:
+        raise UsageError("give image files to classify, or --kaggle FOLDER, not both")
+    if not args.kaggle and not args.images:
+        raise UsageError("give image files to classify, or --kaggle FOLDER")
+    if args.kaggle and args.runtime == "onnx":
+        raise UsageError("--runtime onnx classifies image files; a --kaggle submission (10-crop) runs in PyTorch")
+    idle = [k for k in (FILES_ONLY if args.kaggle else KAGGLE_ONLY) if getattr(args, k) not in (None, False)]
+    if idle:
+        mode = "a --kaggle submission (10-crop, in PyTorch)" if args.kaggle else "image files"
+        what = "image files" if args.kaggle else "a --kaggle submission"
+        flag = "-o/--output" if idle[0] == "output" else "--" + idle[0].replace("_", "-")
+        raise UsageError(f"{flag} is for {what}; it does nothing for {mode}")

@@ -1,22 +1,29 @@
-"""Training configuration: typed values, each checked against its field's type and range in one place.
+"""Training settings, each declared once: its type, range and default (a pydantic model in strict mode), its
+help and flag (``Setting``), and when it does something (``Needs``). From that one declaration come the
+``cnnlab train`` flags (cli/_settings.py), the checks of every value from a flag, a ``--config`` file, a
+preset, a run's ``config.json`` or Python, and ``config.json`` itself (``TrainConfig.record``).
 
-Every value, from a flag, a ``--config`` JSON file, a run's saved ``config.json`` or Python, passes through
-``check_values`` before anything is loaded: its type comes from the dataclass annotation, its range from the
-field's ``rule``. A bad value ends in one ``ConfigError`` that names the key, the value and what is expected.
-JSON's types are taken as they are: ``"2"`` is text, not a number; ``"no"`` is text, not false; ``1.5`` is
-not a whole number. Settings are merged (defaults < the model's recipe < file < flags) in ``recipes.py``.
+A bad value ends in one ``ConfigError`` that names where it came from (``--epochs``, ``FILE: "epochs"``,
+``--recipe record: "epochs"``), the value and what is expected. JSON's types are taken as they are: ``"2"``
+is text, not a number; ``true`` is not 1; ``1.5`` is not a whole number; NaN and infinities are refused.
+Settings are merged (defaults < the model's recipe < a preset < file < flags) in ``recipes.py``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
+import functools
 import json
 import math
 import types
 import typing
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from annotated_types import Ge, Gt, Le, Lt, MinLen
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from ..errors import UsageError
 
@@ -26,90 +33,57 @@ class ConfigError(UsageError):
     and what is expected."""
 
 
-# --- rules: the range of a field, beside its type -----------------------------------------------------
-
-
-def _number(x) -> str:
-    return f"{x:,}" if isinstance(x, int) else f"{x:g}"
+# --- what is declared beside a type: help, flag, and when the setting does something ------------------------
 
 
 @dataclass(frozen=True)
-class Range:
-    """low <= value (< or <=) high; ``None`` leaves a side open."""
+class Needs:
+    """A setting that does something only when ``applies(cfg)``; given otherwise, it is refused: ``why(cfg)``."""
 
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-
-    def allows(self, value) -> bool:
-        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
-            return False
-        return self.high is None or (value < self.high if self.high_open else value <= self.high)
-
-    def describe(self) -> str:
-        low, high = (_number(x) if x is not None else "" for x in (self.low, self.high))
-        if self.high is None:
-            return f"{'>' if self.low_open else '>='} {low}"
-        if self.low is None:
-            return f"{'<' if self.high_open else '<='} {high}"
-        return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
-
-    def expected(self, type_text: str) -> str:
-        return f"{type_text} {self.describe()}"
+    applies: Callable[[TrainConfig], bool]
+    why: Callable[[TrainConfig], str]
 
 
 @dataclass(frozen=True)
-class OneOf:
-    choices: tuple[str, ...]
+class Setting:
+    """A setting as the command line shows it. ``flag``: '' for ``--key-name``; ``choices``: narrower on the
+    command line than in a file (``folder`` comes with ``--data``)."""
 
-    def allows(self, value) -> bool:
-        return value in self.choices
-
-    def describe(self) -> str:
-        return "one of " + ", ".join(map(str, self.choices))
-
-    def expected(self, type_text: str) -> str:
-        return self.describe()
+    help: str
+    flag: str = ""
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    needs: Needs | None = None
 
 
-class PlainName:
-    """A folder name inside ``out_dir``: no path separators, not '.' or '..'."""
-
-    def allows(self, value) -> bool:
-        return value not in (".", "..") and "/" not in value and "\\" not in value
-
-    def expected(self, type_text: str) -> str:
-        return "a plain folder name (no '/', not '.' or '..')"
+def setting(default, help: str, **about):
+    """A field's default, with its ``Setting`` (help, flag, metavar, choices, needs) among its metadata."""
+    info = Field(default, description=help)
+    info.metadata.append(Setting(help, **about))
+    return info
 
 
-class NotEmpty:
-    def allows(self, value) -> bool:
-        return value != ""
+@dataclass(frozen=True)
+class Expect:
+    """What a value must be, where the type and its bounds do not say it."""
 
-    def expected(self, type_text: str) -> str:
-        return f"{type_text}: a path, not empty"
+    describe: Callable[[], str]
 
 
-class Device:
-    """A device that exists here: auto, cpu, cuda, cuda:N, mps."""
-
-    def allows(self, value) -> bool:
-        return device_problem(value) is None
-
-    def expected(self, type_text: str) -> str:
-        return "a device that exists here: " + ", ".join(available_devices())
+FOLDER = Needs(lambda c: bool(c.data), lambda c: "is for image folders; it does nothing without --data")
+IDX = Needs(lambda c: not c.data, lambda c: "is where the IDX datasets' files are; it does nothing with --data")
+SGD = Needs(lambda c: c.optimizer == "sgd", lambda c: f"is for --optimizer sgd; it does nothing with {c.optimizer}")
+DECAY = Needs(
+    lambda c: c.schedule in ("cosine", "linear"),
+    lambda c: f"is where the cosine and linear schedules end; it does nothing with --schedule {c.schedule}",
+)
+SPLIT = Needs(lambda c: not c.val_dir, lambda c: "holds out part of the training data; it does nothing with --val-dir")
 
 
 def available_devices() -> list[str]:
-    import torch
+    from .runtime import available_devices as here
 
-    found = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        found += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        found.append("mps")
-    return found
+    return ["auto", *here()]
 
 
 def device_problem(name: str) -> str | None:
@@ -131,106 +105,176 @@ def device_problem(name: str) -> str | None:
     return None
 
 
-def setting(default, rule=None):
-    """A dataclass field with a rule for its range: ``rule.allows(value)``, ``rule.expected(type_text)``."""
-    if isinstance(default, dict):
-        return field(default_factory=lambda: dict(default), metadata={"rule": rule})
-    return field(default=default, metadata={"rule": rule})
+def _refuse(problem: Callable[[Any], str | None]) -> AfterValidator:
+    def check(value):
+        if (text := problem(value)) is not None:
+            raise ValueError(text)
+        return value
+
+    return AfterValidator(check)
 
 
-AT_LEAST_0, AT_LEAST_1, ABOVE_0 = Range(0), Range(1), Range(0, low_open=True)
-FRACTION = Range(0, 1, high_open=True)  # [0, 1)
-SEED = Range(0, 2**32 - 1)  # what NumPy's and scikit-learn's seeds accept
+def _plain_name(name: str) -> str | None:
+    return "" if name in (".", "..") or "/" in name or "\\" in name else None
 
 
-@dataclass
-class TrainConfig:
-    model: str = setting("lenet5")
-    recipe: str = setting("")  # a named preset on top of the model's recipe (recipes.PRESETS); "": none
-    model_options: dict = setting({})  # checked against the model's builder (recipes.check_model_options)
-    dataset: str = setting("mnist", OneOf(("mnist", "fashion-mnist", "folder")))  # "folder" comes with ``data``
-    data_dir: str | None = setting(None, NotEmpty())  # where the IDX datasets' files are
-    data: str | None = setting(None, NotEmpty())  # a folder of images (Kaggle's train/ or class subfolders)
-    val_dir: str | None = setting(None, NotEmpty())  # validation images (else a stratified split of ``data``)
-    image_size: int = setting(256, AT_LEAST_1)  # image folders: cached at this size (shorter side, centre crop)
-    crop: int = setting(227, AT_LEAST_1)  # image folders: random training crops, the centre crop to validate
-    cache_dir: str | None = setting(None, NotEmpty())  # image folders: the decoded cache (~/.cache/cnnlab/images)
-    epochs: int = setting(6, AT_LEAST_1)
-    batch_size: int = setting(128, AT_LEAST_1)
-    optimizer: str = setting("adam", OneOf(("adam", "adamw", "sgd")))
-    lr: float = setting(3e-3, ABOVE_0)
-    momentum: float = setting(0.9, FRACTION)  # sgd
-    nesterov: bool = setting(False)  # sgd
-    weight_decay: float = setting(0.0, AT_LEAST_0)  # decoupled (adamw) or coupled (adam/sgd), as PyTorch's
-    schedule: str = setting("cosine", OneOf(("cosine", "linear", "step", "constant")))  # after a linear warm-up
-    warmup: float = setting(0.15, FRACTION)  # fraction of all steps
-    ema: float = setting(0.0, FRACTION)  # Keras' ema_momentum: validate a moving average of the weights (0: off)
-    label_smoothing: float = setting(0.0, Range(0, 1))  # Keras' CategoricalCrossentropy(label_smoothing=...)
-    final_lr: float = setting(0.0, Range(0, 1))  # fraction of lr reached at the end (cosine, linear)
-    seed: int = setting(42, SEED)
-    device: str = setting("auto", Device())
-    precision: str = setting("fp32", OneOf(("fp32", "bf16", "fp16")))  # autocast
-    channels_last: bool = setting(True)
-    compile: bool = setting(False)  # torch.compile: pays off on GPUs; on CPUs compiling costs more than it saves
-    threads: int = setting(0, Range(0, 4096))  # 0: PyTorch's choice
-    deterministic: bool = setting(False)  # GPUs: deterministic kernels, so a seed repeats exactly (CPUs do)
-    sync_bn: bool = setting(False)  # several GPU processes: SyncBatchNorm (else rank 0's statistics are shared)
-    timeout: float = setting(300.0, ABOVE_0)  # seconds a process waits for the others before giving up
-    val_split: float = setting(0.0, FRACTION)  # 0: validate on the test set, as the lesson does
-    eval_batch_size: int = setting(500, AT_LEAST_1)
-    checkpoint_every: int = setting(1, AT_LEAST_0)  # epochs between resumable checkpoints (0: none)
-    checkpoint_steps: int = setting(0, AT_LEAST_0)  # also every N steps inside an epoch (0: never)
-    early_stopping: int = setting(0, AT_LEAST_0)  # patience in epochs on val_loss (0: off)
-    nonfinite: str = setting("stop", OneOf(("stop", "skip")))  # what a NaN/inf loss does
-    augment: dict | None = setting(None)  # augmentation settings (cnnlab.augment.AugmentConfig), None: none
-    clean_epochs: int = setting(0, AT_LEAST_0)  # the last N epochs train without ``augment`` (folders keep crops)
-    out_dir: str = setting("runs", NotEmpty())
-    run_name: str = setting("", PlainName())
-    dry_run: bool = setting(False)  # two batches of one epoch, to check that everything runs
-    progress: bool = setting(True)
+Count = Annotated[int, Ge(0)]
+Positive = Annotated[int, Ge(1)]
+Fraction = Annotated[float, Ge(0), Lt(1)]
+Share = Annotated[float, Ge(0), Le(1)]
+Folder = Annotated[str, MinLen(1)]
+Device = Annotated[
+    str, _refuse(device_problem), Expect(lambda: "a device that exists here: " + ", ".join(available_devices()))
+]
+PlainName = Annotated[str, _refuse(_plain_name), Expect(lambda: "a plain folder name (no '/', not '.' or '..')")]
+STRICT = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
+
+
+class TrainConfig(BaseModel):
+    """Every training setting. ``TrainConfig(epochs=20)`` checks each value's type and range; ``from_dict``
+    and ``validate`` also check the combination. A bad value is a ConfigError naming it and its source."""
+
+    model_config = ConfigDict(**STRICT, protected_namespaces=())
+
+    def __init__(self, _source: Namer | None = None, /, **values):
+        try:
+            super().__init__(**values)
+        except ValidationError as e:
+            raise _config_error(e, values, TrainConfig, _source or Namer("TrainConfig")) from None
+
+    model: str = setting("lenet5", "registered model name (see 'cnnlab models')", flag="MODEL")
+    recipe: str = setting("", "a named preset on top of the model's recipe (lenet5: record)", metavar="NAME")
+    model_options: dict[str, Any] = setting({}, "model option (repeatable)", flag="--option", metavar="KEY=VALUE")
+    dataset: Literal["mnist", "fashion-mnist", "folder"] = setting(
+        "mnist", "the IDX dataset ('folder' comes with --data)", choices=("mnist", "fashion-mnist")
+    )
+    data_dir: Folder | None = setting(None, "folder holding the dataset's files (or its subfolder)", needs=IDX)
+    data: Folder | None = setting(
+        None, "a folder of images: Kaggle's train/ (cat.1.jpg) or class subfolders", metavar="FOLDER"
+    )
+    val_dir: Folder | None = setting(
+        None, "validation images (default: a stratified split of --data)", metavar="FOLDER", needs=FOLDER
+    )
+    image_size: Positive = setting(256, "image folders: cache size (shorter side, centre crop; 256)", needs=FOLDER)
+    crop: Positive = setting(227, "image folders: training crop size (227)", needs=FOLDER)
+    cache_dir: Folder | None = setting(
+        None, "image folders: where the decoded cache goes (~/.cache/cnnlab/images)", needs=FOLDER
+    )
+    epochs: Positive = setting(6, "passes over the training set")
+    batch_size: Positive = setting(128, "images per step (with --nproc: the global batch)")
+    optimizer: Literal["adam", "adamw", "sgd"] = setting("adam", "the optimizer")
+    lr: Annotated[float, Gt(0)] = setting(3e-3, "the learning rate after warm-up")
+    momentum: Fraction = setting(0.9, "SGD's momentum", needs=SGD)
+    nesterov: bool = setting(False, "SGD with Nesterov momentum", needs=SGD)
+    weight_decay: Annotated[float, Ge(0)] = setting(0.0, "decoupled (adamw) or coupled (adam, sgd), as PyTorch's")
+    schedule: Literal["cosine", "linear", "step", "constant"] = setting("cosine", "the lr after a linear warm-up")
+    warmup: Fraction = setting(0.15, "fraction of the steps spent warming up")
+    ema: Fraction = setting(
+        0.0, "validate and keep a moving average of the weights (Keras' use_ema/ema_momentum; 0: off)",
+        metavar="MOMENTUM",
+    )  # fmt: skip
+    label_smoothing: Share = setting(
+        0.0, "Keras' CategoricalCrossentropy(label_smoothing=...): targets (1 - s) * one-hot + s / classes"
+    )
+    final_lr: Share = setting(0.0, "the fraction of --lr reached at the end (cosine, linear)", needs=DECAY)
+    seed: Annotated[int, Ge(0), Le(2**32 - 1)] = setting(42, "initialisation, data order, augmentation, splits")
+    device: Device = setting("auto", "auto, cpu, cuda, cuda:1, mps")
+    precision: Literal["fp32", "bf16", "fp16"] = setting("fp32", "autocast precision")
+    channels_last: bool = setting(True, "channels-last memory format")
+    compile: bool = setting(False, "torch.compile the model (pays off on GPUs, not on CPUs)")
+    threads: Annotated[int, Ge(0), Le(4096)] = setting(0, "CPU threads (0: PyTorch's choice)")
+    deterministic: bool = setting(False, "GPUs: deterministic kernels (exact repeats, slower); CPUs are exact anyway")
+    sync_bn: bool = setting(False, "SyncBatchNorm across GPU processes (else rank 0's statistics are shared)")
+    timeout: Annotated[float, Gt(0)] = setting(300.0, "how long a process waits for the others", metavar="SECONDS")
+    val_split: Fraction = setting(
+        0.0, "hold out this fraction of the training data (0: validate on the test set)", needs=SPLIT
+    )
+    eval_batch_size: Positive = setting(500, "batch size of validation and of the test report (500)")
+    checkpoint_every: Count = setting(1, "epochs between resumable checkpoints (0: none)", metavar="EPOCHS")
+    checkpoint_steps: Count = setting(0, "also every N steps inside an epoch (0: never)", metavar="STEPS")
+    early_stopping: Count = setting(0, "stop after N epochs without a better val_loss (0: off)", metavar="PATIENCE")
+    nonfinite: Literal["stop", "skip"] = setting("stop", "what a NaN/inf loss does")
+    augment: dict[str, Any] | None = setting(None, "Keras ImageDataGenerator's arguments", flag="--augment")
+    clean_epochs: Count = setting(
+        0, "with augmentation: train the last N epochs on unaugmented images, the distribution tested on", metavar="N"
+    )
+    out_dir: Folder = setting("runs", "where run directories go (default: runs)")
+    run_name: PlainName = setting("", "run directory name (default: MODEL-DATA-TIME)", flag="--name")
+    dry_run: bool = setting(False, "two batches of one epoch: check that all runs")
+    progress: bool = setting(True, "no progress bars", flag="--no-progress")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return self.model_dump()
+
+    def record(self) -> dict:
+        """What ``config.json`` keeps: every setting that does something in this run, and none that does not
+        (``momentum`` of an adam run, ``crop`` of an MNIST run); a resume reads the rest as their defaults."""
+        return {k: v for k, v in self.to_dict().items() if applies(self, k)}
 
     @classmethod
-    def from_dict(cls, d: dict, origin: str = "config") -> TrainConfig:
-        """A configuration from plain values, every one checked (``origin`` names their source in errors)."""
-        check_values(d, origin)
-        cfg = cls(**d)
-        cfg.validate(origin)
+    def from_dict(cls, d: dict, origin: str = "config", origins: dict[str, str] | None = None) -> TrainConfig:
+        """A configuration from plain values, every one checked: ``origin`` (a file, 'flag') names their source
+        in messages, ``origins`` (key -> source) a source per key."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"{origin}: a configuration is one JSON object, got {show(d)}")
+        cfg = cls(Namer(origin, origins), **d)
+        cfg.validate(origin, origins)
         return cfg
 
     def updated(self, **overrides) -> TrainConfig:
-        return TrainConfig.from_dict({**self.to_dict(), **overrides})
+        return TrainConfig.from_dict({**self.to_dict(), **overrides}, "TrainConfig")
 
     def validate(self, origin: str = "TrainConfig", origins: dict[str, str] | None = None) -> None:
-        """Every field's type and range, then the rules between fields. ``origins`` (key -> 'flag' or a file)
-        says where each value came from, for the message."""
-        check_values(self.to_dict(), origin)
-        say = _Namer(origin, origins)
-        if self.crop > self.image_size:
-            raise ConfigError(f"{say('crop')} is {self.crop}; expected at most image_size ({self.image_size})")
-        if self.data and self.dataset != "folder":
-            raise ConfigError(f"{say('dataset')} is {self.dataset!r}; with data (an image folder) it is 'folder'")
-        if self.dataset == "folder" and not self.data:
-            raise ConfigError(f"{say('dataset')} 'folder' needs data: the folder of images")
-        if self.val_dir and not self.data:
-            raise ConfigError(f"{say('val_dir')} is for image folders; give data (the training folder) too")
-        if self.nesterov and self.optimizer == "sgd" and self.momentum == 0:
-            raise ConfigError(f"{say('nesterov')} needs a momentum above 0 (momentum is 0)")
+        """Every field's type and range (values may have been assigned since), then the rules between fields.
+        ``origins`` (key -> 'flag', a file or a preset) says where each value came from: a setting given there
+        that does nothing with the others is refused."""
+        say = Namer(origin, origins)
+        TrainConfig(say, **self.to_dict())
+        _check_combination(self, say)
+        for key, source in (origins or {}).items():
+            needs = SETTINGS[key].needs if key in SETTINGS else None
+            idle = needs is not None and not needs.applies(self)
+            if idle and (source == "flag" or getattr(self, key) != TrainConfig.model_fields[key].default):
+                raise ConfigError(f"{say(key)} {needs.why(self)}")
 
 
-FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+SETTINGS: dict[str, Setting] = {
+    key: next(m for m in field.metadata if isinstance(m, Setting)) for key, field in TrainConfig.model_fields.items()
+}
 
 
-# --- checking values against the field types ------------------------------------------------------------
+def applies(cfg: TrainConfig, key: str) -> bool:
+    """Whether setting ``key`` does something in the run ``cfg`` describes."""
+    needs = SETTINGS[key].needs
+    return needs is None or needs.applies(cfg)
 
 
-FLAG_NAMES = {"run_name": "--name", "progress": "--no-progress", "model_options": "--option"}  # else --key-name
+def flag_name(key: str) -> str:
+    return SETTINGS[key].flag or "--" + key.replace("_", "-")
 
 
-class _Namer:
-    """How a key is named in a message: ``--batch-size`` for flags, ``FILE: "batch_size"`` for a file."""
+FLAG_NAMES = {key: flag_name(key) for key in SETTINGS}
+
+
+def _check_combination(cfg: TrainConfig, say: Namer) -> None:
+    if cfg.data and cfg.crop > cfg.image_size:
+        raise ConfigError(f"{say('crop')} is {cfg.crop}; expected at most image_size ({cfg.image_size})")
+    if cfg.data and cfg.dataset != "folder":
+        raise ConfigError(f"{say('dataset')} is {cfg.dataset!r}; with data (an image folder) it is 'folder'")
+    if cfg.dataset == "folder" and not cfg.data:
+        raise ConfigError(f"{say('dataset')} 'folder' needs data: the folder of images")
+    if cfg.nesterov and cfg.optimizer == "sgd" and cfg.momentum == 0:
+        raise ConfigError(f"{say('nesterov')} needs a momentum above 0 (momentum is 0)")
+    if cfg.augment:
+        check_augment(cfg.augment, say("augment"))
+
+
+# --- messages: where a value came from, what it is, what was expected ---------------------------------------
+
+
+class Namer:
+    """How a key is named in a message: ``--batch-size`` for flags, ``FILE: "batch_size"`` for a file,
+    ``--recipe record: "epochs"`` for a preset, the bare key for Python."""
 
     def __init__(self, origin: str, origins: dict[str, str] | None = None):
         self.origin, self.origins = origin, origins or {}
@@ -243,44 +287,84 @@ class _Namer:
             return key
         return f'{origin}: "{key}"'
 
-
-def describe_type(hint) -> str:
-    if _is_union(hint):
-        return " or ".join(describe_type(h) for h in typing.get_args(hint))
-    return {
-        bool: "true or false",
-        int: "a whole number",
-        float: "a number",
-        str: "text",
-        dict: "an object {...}",
-        list: "a list of numbers",
-        type(None): "null",
-    }.get(hint, getattr(hint, "__name__", str(hint)))
+    def unknown(self, keys: list[str], known) -> ConfigError:
+        hints = [m for k in keys for m in difflib.get_close_matches(k, known, n=1)]
+        where = f"{self.origin}: " if self.origin not in ("flag", "TrainConfig") else ""
+        hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+        return ConfigError(f"{where}unknown config key(s): {', '.join(keys)}{hint}")
 
 
-def _is_union(hint) -> bool:
-    return isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+def _config_error(e: ValidationError, values: dict, model: type[BaseModel], name: Callable) -> ConfigError:
+    """pydantic's first error as one line naming the key (``name(key)``), the value and what is expected;
+    unknown keys (``model`` forbids them) with a guess at the key meant."""
+    errors = e.errors()
+    unknown = sorted({str(err["loc"][0]) for err in errors if err["type"] == "extra_forbidden"})
+    if unknown:
+        return name.unknown(unknown, model.model_fields)  # only TrainConfig forbids keys: name is a Namer
+    key = str(errors[0]["loc"][0])
+    field = model.model_fields[key]
+    return ConfigError(f"{name(key)} {problem(values[key], errors[0], field.annotation, field.metadata)}")
 
 
-def type_ok(value, hint) -> bool:
-    """Whether a JSON value has the annotated type. Booleans are not numbers, numbers are not text."""
-    if _is_union(hint):
-        return any(type_ok(value, h) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if hint is str:
-        return isinstance(value, str)
-    if hint is dict:
-        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
-    if hint is list:  # the only lists in settings are numeric ranges ([low, high]) and choices
-        return isinstance(value, (list, tuple)) and all(type_ok(v, float) for v in value)
-    raise TypeError(f"no check for the annotation {hint!r}")  # a field with a new kind of type: our bug
+def problem(value, error: dict, hint, metadata=()) -> str:
+    """'is VALUE (kind); expected ...': the value's JSON kind is shown where the kind is what is wrong."""
+    kind = error["type"].endswith("_type") or error["type"] == "finite_number"
+    if error["type"] == "literal_error":
+        kind = not isinstance(value, str)
+    cause = str(error.get("ctx", {}).get("error", "")) if error["type"] == "value_error" else ""
+    return f"is {show(value, kind)}{f' ({cause})' if cause else ''}; expected {expected(hint, metadata)}"
+
+
+def value_problem(value, hint) -> str | None:
+    """None if ``value`` is a ``hint`` (strictly, as a JSON value), else 'is VALUE (kind); expected ...'."""
+    try:
+        TypeAdapter(hint, config=STRICT).validate_python(value)
+    except ValidationError as e:
+        return problem(value, e.errors()[0], hint)
+    return None
+
+
+TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text", dict: "an object {...}"}
+
+
+def expected(hint, metadata=()) -> str:
+    """What a value of type ``hint`` with ``metadata`` (bounds, Expect) must be, in words."""
+    if typing.get_origin(hint) is Annotated:
+        base, *more = typing.get_args(hint)
+        return expected(base, (*metadata, *more))
+    custom = next((m for m in metadata if isinstance(m, Expect)), None)
+    if custom is not None:
+        return custom.describe()
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return " or ".join("null" if h is type(None) else expected(h) for h in typing.get_args(hint))
+    if typing.get_origin(hint) is Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(hint)))
+    if typing.get_origin(hint) is list:
+        return "a non-empty list of numbers"
+    text = TYPE_WORDS.get(typing.get_origin(hint) or hint, str(hint))
+    if any(isinstance(m, MinLen) for m in metadata):
+        return f"{text}, not empty"
+    low = next((m for m in metadata if isinstance(m, (Ge, Gt))), None)
+    high = next((m for m in metadata if isinstance(m, (Le, Lt))), None)
+    if low is not None and high is not None:
+        left, right = "[" if isinstance(low, Ge) else "(", "]" if isinstance(high, Le) else ")"
+        return f"{text} in {left}{_limit(low)}, {_limit(high)}{right}"
+    if low is not None or high is not None:
+        bound = low if low is not None else high
+        return f"{text} {BOUND_WORDS[type(bound)]} {_limit(bound)}"
+    return text
+
+
+BOUND_WORDS = {Ge: ">=", Gt: ">", Le: "<=", Lt: "<"}
+
+
+def _limit(bound) -> str:
+    """The number of a bound, Ge(1) -> '1', Le(4096) -> '4,096'."""
+    return _number(getattr(bound, type(bound).__name__.lower()))
+
+
+def _number(x) -> str:
+    return f"{x:,}" if isinstance(x, int) else f"{x:g}"
 
 
 def show(value, kind: bool = True) -> str:
@@ -299,70 +383,68 @@ def show(value, kind: bool = True) -> str:
     return f"{text} ({kinds.get(type(value)) or ('a whole number' if isinstance(value, int) else 'a number')})"
 
 
-def check_value(value, hint, rule=None) -> str | None:
-    """None if ``value`` fits, else 'is VALUE (kind); expected ...'."""
-    if not type_ok(value, hint):
-        expected = describe_type(hint)
-        if rule is not None and not _is_union(hint):
-            expected = rule.expected(expected)
-        return f"is {show(value)}; expected {expected}"
-    if value is not None and rule is not None and not rule.allows(value):
-        problem = f" ({device_problem(value)})" if isinstance(rule, Device) else ""
-        fits = next(h for h in typing.get_args(hint) if type_ok(value, h)) if _is_union(hint) else hint
-        return f"is {show(value, kind=False)}{problem}; expected {rule.expected(describe_type(fits))}"
-    return None
-
-
-_HINTS: dict[str, object] = {}
-
-
-def field_types() -> dict[str, object]:
-    if not _HINTS:
-        _HINTS.update(typing.get_type_hints(TrainConfig))
-    return _HINTS
+# --- checking values ----------------------------------------------------------------------------------------
 
 
 def check_values(values: dict, origin: str = "config") -> None:
-    """Check every key of ``values`` (a subset of TrainConfig's fields) against its field's type and range.
-    ``origin``: 'flag', 'TrainConfig', or a file's path: it is named in the message."""
-    say = _Namer(origin)
-    unknown = sorted(set(values) - set(FIELDS))
-    if unknown:
-        hints = [m for k in unknown for m in difflib.get_close_matches(k, FIELDS, n=1)]
-        raise ConfigError(
-            f"{origin + ': ' if origin not in ('flag', 'TrainConfig') else ''}unknown config key(s): "
-            f"{', '.join(unknown)}" + (f" (did you mean {', '.join(hints)}?)" if hints else "")
-        )
-    hints = field_types()
-    for key, value in values.items():
-        problem = check_value(value, hints[key], FIELDS[key].metadata.get("rule"))
-        if problem:
-            raise ConfigError(f"{say(key)} {problem}")
+    """Check every key of ``values`` (a subset of TrainConfig's fields) against its type and range, without
+    the rules between fields (the other settings may come from elsewhere). ``origin``: 'flag', 'TrainConfig',
+    or a file's path: it is named in the message."""
+    say = Namer(origin)
+    TrainConfig(say, **values)
     if isinstance(values.get("augment"), dict):
         check_augment(values["augment"], say("augment"))
 
 
+# Training augments batches with fixed settings; the feature-wise statistics need Augment.fit(x) on the training
+# data, which a run does not do (in Python: Augment(...).fit(x), then fit(..., augment=aug)).
+NOT_IN_TRAINING = ("featurewise_center", "featurewise_std_normalization")
+
+
+@functools.cache
+def augment_settings_model() -> type[BaseModel]:
+    """``cnnlab.augment.AugmentConfig``'s fields and types as a strict pydantic model; a bare ``list`` (a range
+    [low, high] or a list of shifts) is a non-empty list of numbers."""
+    from ..augment import AugmentConfig
+
+    numbers = Annotated[list[float], MinLen(1)]
+    fields = {
+        key: (_with_lists(hint, numbers), AugmentConfig.__dataclass_fields__[key].default)
+        for key, hint in typing.get_type_hints(AugmentConfig).items()
+        if key not in NOT_IN_TRAINING
+    }
+    return create_model("AugmentSettings", __config__=STRICT, **fields)
+
+
+def _with_lists(hint, numbers):
+    if hint is list:
+        return numbers
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return typing.Union[tuple(_with_lists(h, numbers) for h in typing.get_args(hint))]  # noqa: UP007
+    return hint
+
+
 def check_augment(settings: dict, where: str) -> None:
-    """Augmentation settings against ``cnnlab.augment.AugmentConfig``'s fields and types, then Augment's own
-    checks (fill mode, ranges), without drawing anything."""
+    """Augmentation settings against ``AugmentConfig``'s fields and types, then Augment's own checks (fill
+    mode, ranges), without drawing anything."""
     import warnings
 
-    from ..augment import Augment, AugmentConfig
+    from ..augment import Augment
 
-    hints = typing.get_type_hints(AugmentConfig)
-    for key, value in settings.items():
-        if key not in hints:
-            raise ConfigError(f"{where} has no setting {key!r}; known: {', '.join(hints)}")
-        problem = check_value(value, hints[key])
-        if problem:
-            raise ConfigError(f"{where}.{key} {problem}")
-        if isinstance(value, (list, tuple)) and not value:
-            raise ConfigError(f"{where}.{key} is []; expected a number or a non-empty list")
+    model = augment_settings_model()
+    unknown = sorted(set(settings) - set(model.model_fields))
+    if unknown:
+        why = " (training does not fit feature-wise statistics)" if set(unknown) <= set(NOT_IN_TRAINING) else ""
+        raise ConfigError(f"{where} has no setting {unknown[0]!r}{why}; known: {', '.join(model.model_fields)}")
+    try:
+        model.model_validate(settings)
+    except ValidationError as e:
+        raise _config_error(e, settings, model, lambda key: f"{where}.{key}") from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Augment's advice is for training time, not for this check
             Augment(**settings)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError) as e:  # Augment's documented refusals of a bad setting
         raise ConfigError(f"{where}: {e}") from None
 
 

@@ -13,7 +13,7 @@ import typing
 
 from ..augment import LESSON
 from ..models import create_model, get_model_entry
-from .config import ConfigError, TrainConfig, _Namer, check_value, check_values
+from .config import ConfigError, Namer, TrainConfig, check_values, load_config_file, value_problem
 
 RECIPES: dict[str, dict] = {
     # Chosen by measurement (benchmarks/lenet5_mnist.py): batch 128 with a one-cycle schedule reaches the
@@ -83,29 +83,74 @@ def resolve_config(
 
     Each source is checked on its own, so that a message names where the bad value came from (``--epochs``
     or ``FILE: "epochs"``); model options and augmentation settings merge key by key (``--rotation-range 10``
-    changes one setting of a preset's augmentation; a file's ``"augment": null`` turns it off).
+    changes one setting of a preset's augmentation; a file's ``"augment": null`` turns it off). A setting
+    given that does nothing with the others (``--momentum`` with adam) is refused, naming its source.
     """
     config_file = dict(config_file or {})
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}
     check_values(config_file, file_label)
     check_values(flags, "flag")
-    options = {**config_file.get("model_options", {}), **flags.get("model_options", {})}
     sources = {**{k: file_label for k in config_file}, **{k: "flag" for k in flags}}
     preset = flags.get("recipe", config_file.get("recipe", ""))
-    preset_values = preset_settings(model, preset, _Namer(file_label, sources)("recipe")) if preset else {}
+    preset_values = preset_settings(model, preset, Namer(file_label, sources)("recipe")) if preset else {}
     base = {**recipe(model), **preset_values}
-    values = {**TrainConfig().to_dict(), **base, **config_file, **flags, "model": model}
-    values["model_options"] = options
+    values = {**base, **config_file, **flags, "model": model}
+    values["model_options"] = {**config_file.get("model_options", {}), **flags.get("model_options", {})}
     values["augment"] = _merged_augment(base, config_file, flags)
-    if values.get("data"):
-        values["dataset"] = "folder"
-    cfg = TrainConfig(**values)
     origins = {**{k: f"--recipe {preset}" for k in preset_values}, **sources}
-    cfg.validate("TrainConfig", origins=origins)
-    _check_clean_epochs(cfg, _Namer("TrainConfig", origins)("clean_epochs"))
+    if values.get("data"):
+        _folder_defaults(values, origins, Namer("TrainConfig", origins))
+    cfg = TrainConfig.from_dict(values, "TrainConfig", origins)
+    _check_clean_epochs(cfg, Namer("TrainConfig", origins)("clean_epochs"))
     check_model_options(model, config_file.get("model_options", {}), file_label)
     check_model_options(model, flags.get("model_options", {}), "flag")
-    check_model_options(model, options, "flag")  # together: the builder's own checks on the combination
+    check_model_options(model, values["model_options"], "flag")  # together: the builder's own checks
+    return cfg
+
+
+def _check_clean_epochs(cfg: TrainConfig, name: str) -> None:
+    """Clean epochs end augmented training: they need the augmentation settings (fit's Python callers pass
+    an ``augment`` transform of their own) and some augmented epochs before them."""
+    if cfg.clean_epochs and not cfg.augment:
+        raise ConfigError(f"{name} ends augmented training with unaugmented epochs: add --augment")
+    if cfg.clean_epochs and cfg.clean_epochs >= cfg.epochs:
+        raise ConfigError(
+            f"{name} is {cfg.clean_epochs}: that leaves none of the {cfg.epochs} epochs augmented "
+            f"(give fewer clean epochs, or more --epochs)"
+        )
+
+
+def _folder_defaults(values: dict, origins: dict, say) -> None:
+    """An image folder is dataset 'folder', and with no --val-dir it holds out --val-split of its images
+    (0.1 unless given): there is no separate test set to validate on, and config.json says what is used."""
+    if "dataset" not in origins:  # a model's recipe names its usual dataset; a folder replaces it
+        values["dataset"] = "folder"
+    if values.get("val_dir"):
+        return
+    if "val_split" in origins and values["val_split"] == 0:
+        raise ConfigError(
+            f"{say('val_split')} is 0, but an image folder has no test set to validate on: "
+            "give a fraction in (0, 1), or --val-dir FOLDER"
+        )
+    values.setdefault("val_split", 0.1)
+
+
+def new_run_settings(
+    model: str | None, flags: dict, config_path: str | None = None, compare_without: bool = False
+) -> TrainConfig:
+    """``cnnlab train``'s settings: the model (named, or in the --config file), then ``resolve_config``; the
+    model against the data's input size, all checked before any data is loaded."""
+    file_values = load_config_file(config_path) if config_path else {}
+    named = file_values.get("model")
+    if model and named and model != named:
+        raise ConfigError(f'{config_path}: "model" is {named!r}, but the command line names {model!r}; give one')
+    model = model or named
+    if not model:
+        raise ConfigError("name a model to train (see 'cnnlab models'), or --resume RUN_DIR")
+    cfg = resolve_config(model, flags, file_values, file_label=config_path or "config file")
+    if compare_without and not cfg.augment:
+        raise ConfigError("--compare-without compares training with and without augmentation: add --augment")
+    check_fits_data(cfg)
     return cfg
 
 
@@ -128,18 +173,6 @@ def _merged_augment(base: dict, config_file: dict, flags: dict) -> dict | None:
     return merged
 
 
-def _check_clean_epochs(cfg: TrainConfig, name: str) -> None:
-    if not cfg.clean_epochs:
-        return
-    if not cfg.augment:
-        raise ConfigError(f"{name} ends augmented training with unaugmented epochs: add --augment")
-    if cfg.clean_epochs >= cfg.epochs:
-        raise ConfigError(
-            f"{name} is {cfg.clean_epochs}: that leaves none of the {cfg.epochs} epochs augmented "
-            f"(give fewer clean epochs, or more --epochs)"
-        )
-
-
 def check_model_options(model: str, options: dict, origin: str) -> None:
     """Model options against the builder's keyword parameters: known names, annotated types, then a build on
     the meta device (no memory, no time), so the builder's own checks run before any data is loaded."""
@@ -149,7 +182,7 @@ def check_model_options(model: str, options: dict, origin: str) -> None:
         return
     entry = get_model_entry(model)
     known = entry.options()
-    name = _Namer(origin)("model_options") if origin != "flag" else "--option"
+    name = Namer(origin)("model_options") if origin != "flag" else "--option"
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise ConfigError(
@@ -158,8 +191,8 @@ def check_model_options(model: str, options: dict, origin: str) -> None:
         )
     hints = typing.get_type_hints(entry.builder)
     for key, value in options.items():
-        if key in hints and (problem := check_value(value, hints[key])):
-            raise ConfigError(f"{name} {key} {problem}")
+        if key in hints and (wrong := value_problem(value, hints[key])):
+            raise ConfigError(f"{name} {key} {wrong}")
         if key in ("num_classes", "in_chans", "img_size") and value < 1:
             raise ConfigError(f"{name} {key} is {value}; expected a whole number >= 1")
     try:
