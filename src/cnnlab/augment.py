@@ -38,6 +38,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from .errors import UsageError
+
 FILL_MODES = ("constant", "nearest", "reflect", "wrap")
 
 LESSON = dict(
@@ -81,25 +83,25 @@ class Augment:
     def __init__(self, **settings):
         unknown = sorted(set(settings) - set(AugmentConfig.__dataclass_fields__))
         if unknown:
-            raise ValueError(f"unknown augmentation setting(s): {', '.join(unknown)}")
+            raise UsageError(f"unknown augmentation setting(s): {', '.join(unknown)}")
         self.config = cfg = AugmentConfig(**settings)
         if cfg.fill_mode not in FILL_MODES:
-            raise ValueError(f"fill_mode must be one of {', '.join(FILL_MODES)}, got {cfg.fill_mode!r}")
+            raise UsageError(f"fill_mode must be one of {', '.join(FILL_MODES)}, got {cfg.fill_mode!r}")
         if cfg.shear_units not in ("degrees", "radians"):
-            raise ValueError(f"shear_units must be degrees or radians, got {cfg.shear_units!r}")
+            raise UsageError(f"shear_units must be degrees or radians, got {cfg.shear_units!r}")
         z = cfg.zoom_range
         if isinstance(z, (int, float)):
             self.zoom = (1 - z, 1 + z)
         elif len(z) == 2:
             self.zoom = (float(z[0]), float(z[1]))
         else:
-            raise ValueError(f"zoom_range must be a float or [lower, upper], got {z!r}")
+            raise UsageError(f"zoom_range must be a float or [lower, upper], got {z!r}")
         if cfg.brightness_range is not None and len(cfg.brightness_range) != 2:
-            raise ValueError(f"brightness_range must be [lower, upper], got {cfg.brightness_range!r}")
+            raise UsageError(f"brightness_range must be [lower, upper], got {cfg.brightness_range!r}")
         for name in ("width_shift_range", "height_shift_range"):
             value = getattr(cfg, name)
             if (min(value, default=0) if isinstance(value, (list, tuple)) else value) < 0:
-                raise ValueError(f"{name} must be >= 0 (or a list of shifts), got {value!r}")
+                raise UsageError(f"{name} must be >= 0 (or a list of shifts), got {value!r}")
         for kind in ("samplewise", "featurewise"):
             if getattr(cfg, f"{kind}_std_normalization") and not getattr(cfg, f"{kind}_center"):
                 setattr(cfg, f"{kind}_center", True)  # Keras divides centred values only, and says so
@@ -237,7 +239,7 @@ class Augment:
             x = x / (x.std(dim=(1, 2, 3), keepdim=True, correction=0) + 1e-6)
         if cfg.featurewise_center or cfg.featurewise_std_normalization:
             if self.mean is None:
-                raise ValueError("featurewise_center/std_normalization need fit(x) on training data first")
+                raise UsageError("featurewise_center/std_normalization need fit(x) on training data first")
             if cfg.featurewise_center:
                 x = x - self.mean.to(x.device)
             if cfg.featurewise_std_normalization:

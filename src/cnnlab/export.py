@@ -41,7 +41,7 @@ from torch import nn
 
 from .checkpoint import sha256_file
 from .data.loader import InputNorm, Preprocess
-from .errors import MissingExtra, RunError
+from .errors import MissingExtra, RunError, UsageError
 
 FORMATS = ("onnx", "pt2")
 RUNTIMES = ("auto", "onnx", "torch")
@@ -210,7 +210,7 @@ def export_run(run_dir, fmt: str = "onnx", path=None, weights: str = "last") -> 
     from .inference import load_run
 
     if fmt not in FORMATS:
-        raise ValueError(f"export format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        raise UsageError(f"export format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if fmt == "onnx":
         require("onnx", "onnxscript")
     model, info = load_run(run_dir, weights)
@@ -257,7 +257,7 @@ class OnnxPredictor:
         """Probabilities (N, num_classes), float32, for raw pixels (N, C, H, W) in 0-255."""
         x = np.asarray(pixels, dtype=np.float32)
         if x.ndim != 4 or x.shape[1:] != self.input_size:
-            raise ValueError(f"{self.path}: expects pixels (N, {', '.join(map(str, self.input_size))}), got {x.shape}")
+            raise UsageError(f"{self.path}: expects pixels (N, {', '.join(map(str, self.input_size))}), got {x.shape}")
         parts = [
             self.session.run(None, {self.input_name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)
         ]
@@ -285,7 +285,7 @@ def onnx_predictor_for_run(run_dir, weights: str = "last", runtime: str = "auto"
     model, and a current export exists; else None (auto never exports, and tells when a file is stale).
     """
     if runtime not in RUNTIMES:
-        raise ValueError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        raise UsageError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if runtime == "torch":
         return None
     run_dir = Path(run_dir)

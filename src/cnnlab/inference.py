@@ -18,6 +18,7 @@ from .data.arrays import ArraySource
 from .data.datasets import ArrayDataset
 from .data.loader import InputNorm, Preprocess
 from .data.source import DataSource, open_eval_source, open_source, read_file
+from .errors import UsageError
 from .evaluation import make_report, plot_confusion
 from .evaluation.metrics import Report, predict_logits
 from .models import create_model
@@ -123,7 +124,7 @@ def evaluate(model, data, batch_size: int = 500, device: str = "auto", precision
     elif isinstance(data, ArrayDataset):
         data = ArraySource(data, data)
     if getattr(model, "cnnlab_input_norm", None) is None:
-        raise ValueError("the model has no input normalisation: train it with cnnlab.fit or load it with load_run")
+        raise UsageError("the model has no input normalisation: train it with cnnlab.fit or load it with load_run")
     report, _ = evaluate_source(model, data, "test", Runtime(device, precision), batch_size)
     return report
 
@@ -242,7 +243,7 @@ def kaggle_submission(
     classes = info["classes"]
     positive = positive or classes[-1]
     if positive not in classes:
-        raise ValueError(f"--positive {positive!r} is not one of the run's classes {classes}")
+        raise UsageError(f"--positive {positive!r} is not one of the run's classes {classes}")
     source = FolderSource.for_prediction(folder, info["data"], cache_dir, echo)
     runtime = Runtime(device, cfg.precision)
     model.to(runtime.device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)

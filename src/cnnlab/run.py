@@ -36,6 +36,7 @@ from .models import create_model, get_model_entry
 from .runs import RunLock, new_run_dir
 from .summary import summary
 from .train import Runtime, TrainConfig, fit, run_directory_callbacks
+from .train.loop import check_fits_source
 from .train.recipes import check_classes, resolve_config  # noqa: F401  (resolve_config: the benchmarks import it here)
 
 
@@ -109,6 +110,8 @@ def train_run(
         source = open_source(cfg, allow_sample, echo)
     for note in source.notes:
         echo(note)
+    check_fits_source(cfg, source, rt)  # before the run directory exists: a refused run leaves nothing behind
+    check_classes(cfg.model_options, source.classes)
     run_dir, resume = claim_run_dir(cfg, Path(run_dir) if run_dir else None, resume, rt)
     with RunLock(run_dir) if rt.is_main else nullcontext():
         torch.manual_seed(cfg.seed)

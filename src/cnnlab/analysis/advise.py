@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 
 from torch import nn
 
+from ..errors import UsageError
 from .trace import TracedLayer, trace
 
 
@@ -92,7 +93,7 @@ def advise(model: nn.Module, input_size) -> list[Finding]:
         layers = trace(model, input_size)
     except RuntimeError as e:
         name = getattr(model, "cnnlab_name", type(model).__name__)
-        raise ValueError(
+        raise UsageError(
             f"{name} cannot take a {w}x{h}x{c} input ({str(e).splitlines()[0]}); a network with a "
             "fixed dense layer needs its own size, a pattern adapts to any"
         ) from None

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import DataError
 from .datasets import DatasetNotFoundError, load_idx_dataset, load_mnist_sample, stratified_split
 from .idx import IdxError, read_images_and_labels
 from .images import image_to_tensor, open_image
@@ -31,7 +32,7 @@ class ArraySource:
         self._norm: InputNorm | None = None
         for split, data in self.splits.items():
             if data is not None and tuple(data.image_size) != self.image_size:
-                raise ValueError(f"{split} images are {tuple(data.image_size)}, training images {self.image_size}")
+                raise DataError(f"{split} images are {tuple(data.image_size)}, training images {self.image_size}")
 
     @classmethod
     def from_arrays(cls, x, y, validation_data=None, classes=None) -> ArraySource:
@@ -45,7 +46,7 @@ class ArraySource:
         check_split(split)
         data = self.splits[split]
         if data is None:
-            raise ValueError(f"this data has no {split!r} split")
+            raise DataError(f"this data has no {split!r} split")
         return data
 
     def size(self, split: str) -> int:
@@ -165,20 +166,20 @@ def as_array_dataset(x, y, classes=None, what: str = "x"):
     if x.ndim == 3:
         x = x.unsqueeze(1)
     if x.ndim != 4:
-        raise ValueError(f"{what}: images must be (N, H, W), (N, H, W, C) or (N, C, H, W), got {tuple(x.shape)}")
+        raise DataError(f"{what}: images must be (N, H, W), (N, H, W, C) or (N, C, H, W), got {tuple(x.shape)}")
     if x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
         x = x.permute(0, 3, 1, 2)
     if x.is_floating_point():
         if x.min() < 0 or x.max() > 1:
-            raise ValueError(f"{what}: float images must lie in 0..1 (or give uint8 0..255)")
+            raise DataError(f"{what}: float images must lie in 0..1 (or give uint8 0..255)")
         x = (x * 255).round()
     elif x.min() < 0 or x.max() > 255:
-        raise ValueError(f"{what}: integer images must lie in 0..255")
+        raise DataError(f"{what}: integer images must lie in 0..255")
     if y.is_floating_point() or y.min() < 0:
-        raise ValueError(f"{what}: labels must be class indices 0..K-1")
+        raise DataError(f"{what}: labels must be class indices 0..K-1")
     classes = tuple(classes) if classes is not None else tuple(str(i) for i in range(int(y.max()) + 1))
     if int(y.max()) >= len(classes):
-        raise ValueError(f"{what}: label {int(y.max())} but only {len(classes)} classes")
+        raise DataError(f"{what}: label {int(y.max())} but only {len(classes)} classes")
     return ArrayDataset(x.to(torch.uint8).contiguous(), y.long(), classes, name=what)
 
 

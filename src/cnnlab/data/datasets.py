@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import atomic_write_bytes
-from ..errors import DataError
+from ..errors import DataError, UsageError
 from .idx import IdxError, decompress, read_bytes, read_images_and_labels
 
 SPLIT_FILES = {
@@ -89,9 +89,9 @@ class ArrayDataset:
 
     def __post_init__(self):
         if self.images.ndim != 4 or self.images.dtype != torch.uint8:
-            raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
+            raise UsageError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
         if len(self.images) != len(self.labels):
-            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+            raise UsageError(f"{len(self.images)} images but {len(self.labels)} labels")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -185,9 +185,9 @@ def _md5(data: bytes) -> str:
 def load_idx_dataset(name: str, split: str = "train", data_dir=None, download_missing: bool = True) -> ArrayDataset:
     """Load a split of MNIST or Fashion-MNIST into memory, finding or downloading its files."""
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+        raise UsageError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     if split not in SPLIT_FILES:
-        raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLIT_FILES)}")
+        raise UsageError(f"unknown split {split!r}; known: {', '.join(SPLIT_FILES)}")
     found = locate(name, split, data_dir)
     download_error = None
     if found is None and download_missing and os.environ.get("CNNLAB_OFFLINE") != "1":

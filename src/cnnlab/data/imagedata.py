@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import UsageError
 from .cache import ImageCache, open_cache
 from .datasets import stratified_split
 from .folders import BadImage, FolderError, decode, scan_folder
@@ -35,7 +36,7 @@ def view_window(view: str, size: int, crop: int) -> tuple[int, int, bool]:
     offsets = {"top-left": (0, 0), "top-right": (0, far), "bottom-left": (far, 0), "bottom-right": (far, far)}
     top, left = offsets.get(corner, (mid, mid))
     if corner not in offsets and corner != "centre":
-        raise ValueError(f"unknown view {view!r}; views: {', '.join(TEN_VIEWS)}")
+        raise UsageError(f"unknown view {view!r}; views: {', '.join(TEN_VIEWS)}")
     return top, left, mirrored
 
 
@@ -128,7 +129,7 @@ class FolderSource:
     def _split(self, split: str) -> FolderSplit:
         check_split(split)
         if self.splits[split] is None:
-            raise ValueError(f"{self.name}: no {split!r} split")
+            raise UsageError(f"{self.name}: no {split!r} split")
         return self.splits[split]
 
     def size(self, split: str) -> int:
@@ -230,7 +231,7 @@ class CropLoader:
         self.train, self.seed, self.shard, self.view, self.prefetch = train, seed, shard, view, prefetch
         self.size = split.cache.images.shape[1]
         if crop > self.size:
-            raise ValueError(f"crop {crop} is larger than the cached images ({self.size})")
+            raise UsageError(f"crop {crop} is larger than the cached images ({self.size})")
 
     def __len__(self) -> int:
         n = len(self.split.indices)

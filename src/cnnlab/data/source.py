@@ -28,6 +28,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from ..errors import UsageError
 from .loader import ONE_PROCESS, InputNorm
 
 SPLITS = ("train", "val", "test")
@@ -68,7 +69,7 @@ class DataSource(Protocol):
 
 def check_split(split: str) -> None:
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; splits are {', '.join(SPLITS)}")
+        raise UsageError(f"unknown split {split!r}; splits are {', '.join(SPLITS)}")
 
 
 def open_source(cfg, allow_sample: bool = True, echo=print) -> DataSource:
@@ -106,4 +107,4 @@ def read_file(description: dict, invert: str = "auto") -> Callable[[str | Path],
         return FolderSource.file_reader(description)
     if kind in ("idx", "array"):
         return ArraySource.file_reader(description, invert)
-    raise ValueError(f"unknown data kind {kind!r} in the run's model.json")
+    raise UsageError(f"unknown data kind {kind!r} in the run's model.json")

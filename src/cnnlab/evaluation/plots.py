@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..errors import UsageError
+
 
 def plot_history(history: dict, path: str | Path, title: str = "") -> Path:
     """Loss and accuracy per epoch, training and validation, as the lesson plots them."""
@@ -108,7 +110,7 @@ def plot_worst_mistakes(images, probs, labels, classes, path: str | Path, count:
     images = np.asarray(images)
     probs, labels = np.asarray(probs, dtype=np.float64), np.asarray(labels).astype(np.int64)
     if not (len(images) == len(probs) == len(labels)):
-        raise ValueError(f"{len(images)} images, {len(probs)} rows of probabilities and {len(labels)} labels differ")
+        raise UsageError(f"{len(images)} images, {len(probs)} rows of probabilities and {len(labels)} labels differ")
     chosen = worst_mistakes(probs, labels, count)
     heading = title or "Most confident mistakes"
     if len(chosen) == 0:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import UsageError
 from .init import keras_init_
 from .registry import register_model
 
@@ -121,7 +122,7 @@ def alexnet_bn(
     epoch 6. On a full-size dataset, with thousands of steps per epoch, the two presets behave alike.
     """
     if init not in ("keras", "torch"):
-        raise ValueError(f"init must be 'keras' or 'torch', got {init!r}")
+        raise UsageError(f"init must be 'keras' or 'torch', got {init!r}")
     model = AlexNetBN(num_classes, in_chans, l2, l2_block3, dropout_conv, dropout_fc)
     if init == "keras":
         keras_init_(model)

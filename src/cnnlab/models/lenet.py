@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..errors import UsageError
 from .init import keras_init_
 from .layers import AvgPool2d, Tanh
 from .registry import register_model
@@ -18,7 +19,7 @@ class LeNet5(nn.Module):
     def __init__(self, num_classes: int = 10, in_chans: int = 1, img_size: int = 28):
         super().__init__()
         if img_size < 8 or img_size % 4:
-            raise ValueError(f"LeNet-5 needs an input size divisible by 4 and at least 8, got {img_size}")
+            raise UsageError(f"LeNet-5 needs an input size divisible by 4 and at least 8, got {img_size}")
         self.features = nn.Sequential(
             nn.Conv2d(in_chans, 6, kernel_size=5, padding=2),  # 'same' for stride 1
             Tanh(),
@@ -48,6 +49,6 @@ def lenet5(num_classes: int = 10, in_chans: int = 1, img_size: int = 28, init: s
     ``init='keras'`` (Glorot-uniform kernels, zero biases, as Keras) or ``'torch'`` (PyTorch's defaults).
     """
     if init not in ("keras", "torch"):
-        raise ValueError(f"init must be 'keras' or 'torch', got {init!r}")
+        raise UsageError(f"init must be 'keras' or 'torch', got {init!r}")
     model = LeNet5(num_classes=num_classes, in_chans=in_chans, img_size=img_size)
     return keras_init_(model) if init == "keras" else model

@@ -265,7 +265,7 @@ def from_pattern(
     total_fc = _count_fc(tree, variables, text)
     act_name = activation.upper().replace("_", "")
     if act_name not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {', '.join(k.lower() for k in ACTIVATIONS)}, got {activation!r}")
+        raise UsageError(f"activation must be one of {', '.join(k.lower() for k in ACTIVATIONS)}, got {activation!r}")
 
     def fail(layer, message):
         raise PatternError(text, layer.pos, message)

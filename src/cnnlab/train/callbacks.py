@@ -45,6 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UsageError
+
 # Metrics whose larger values are better; Keras knows this from each metric's direction.
 _INCREASING_METRICS = ("accuracy",)
 
@@ -136,7 +138,7 @@ def _improvement_op(monitor: str, mode: str, who: str):
         return operator.lt
     if name in _INCREASING_METRICS:
         return operator.gt
-    raise ValueError(
+    raise UsageError(
         f"{who} callback received monitor={monitor}, but cnnlab cannot tell whether that metric should be "
         "maximized or minimized. Pass mode='max' in order to monitor the highest value, or mode='min' for the "
         "lowest."
@@ -311,16 +313,16 @@ class ModelCheckpoint(Callback):
         self._last_batch_seen = 0
         self._current_epoch = 0
         if save_freq != "epoch" and not (isinstance(save_freq, int) and save_freq > 0):
-            raise ValueError(f"Unrecognized save_freq: {save_freq}. Expected save_freq are 'epoch' or integer values")
+            raise UsageError(f"Unrecognized save_freq: {save_freq}. Expected save_freq are 'epoch' or integer values")
         if not self.filepath.endswith(".safetensors"):
-            raise ValueError(
+            raise UsageError(
                 f"ModelCheckpoint: the filepath must end in .safetensors (cnnlab saves weights only as safetensors, "
                 f"which cannot run code when loaded). Received: filepath={self.filepath}"
             )
 
     def on_train_begin(self, logs=None):
         if not self.save_weights_only and getattr(self.model, "cnnlab_name", None) is None:
-            raise ValueError(
+            raise UsageError(
                 "ModelCheckpoint(save_weights_only=False) records how to rebuild the model, which only models "
                 "made by cnnlab.create_model carry; use save_weights_only=True for other modules"
             )
@@ -433,7 +435,7 @@ class ReduceLROnPlateau(Callback):
         min_lr=0.0,
     ):
         if factor >= 1.0:
-            raise ValueError(f"ReduceLROnPlateau does not support a factor >= 1.0. Received factor={factor}")
+            raise UsageError(f"ReduceLROnPlateau does not support a factor >= 1.0. Received factor={factor}")
         self.monitor, self.factor, self.patience, self.verbose = monitor, factor, patience, verbose
         self.min_delta, self.cooldown, self.min_lr = min_delta, cooldown, min_lr
         if mode not in ("auto", "min", "max"):
@@ -516,7 +518,7 @@ class LearningRateScheduler(Callback):
         lr = trainer.learning_rate if trainer.lr_override is not None else trainer.initial_learning_rate
         new_lr = self.schedule(epoch, lr) if self.takes_lr else self.schedule(epoch)
         if not isinstance(new_lr, (float, np.floating)):
-            raise ValueError(f"The output of the `schedule` function should be a float. Got: {new_lr}")
+            raise UsageError(f"The output of the `schedule` function should be a float. Got: {new_lr}")
         trainer.learning_rate = float(new_lr)
         self._last_epoch = epoch
         if self.verbose > 0:

@@ -70,12 +70,13 @@ def launch(argv: list[str], nproc: int, max_restarts: int = 0) -> int:
 
 def check_processes(cfg, nproc: int) -> None:
     """What would stop every process at once, said once before starting them (fit checks it again, for torchrun)."""
+    from ..errors import UsageError
     from .runtime import pick_device
 
     if cfg.batch_size % nproc:
-        raise ValueError(f"--batch-size {cfg.batch_size} is the global batch and must divide among {nproc} processes")
+        raise UsageError(f"--batch-size {cfg.batch_size} is the global batch and must divide among {nproc} processes")
     if cfg.sync_bn and pick_device(cfg.device).type == "cpu":
-        raise ValueError(
+        raise UsageError(
             "--sync-bn needs GPUs (PyTorch's SyncBatchNorm is GPU-only); on CPUs rank 0's "
             "BatchNorm statistics are shared before each evaluation instead"
         )

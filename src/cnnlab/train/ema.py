@@ -16,11 +16,13 @@ from contextlib import contextmanager
 
 import torch
 
+from ..errors import UsageError
+
 
 class WeightAverage:
     def __init__(self, model: torch.nn.Module, momentum: float):
         if not 0.0 < momentum < 1.0:
-            raise ValueError(f"ema momentum must be between 0 and 1, got {momentum}")
+            raise UsageError(f"ema momentum must be between 0 and 1, got {momentum}")
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.average = [p.detach().clone() for p in self.params]
         self.momentum = momentum

@@ -23,7 +23,7 @@ from ..data.arrays import ArraySource
 from ..data.datasets import ArrayDataset
 from ..data.loader import Preprocess, epoch_seed
 from ..data.source import DataSource
-from ..errors import TrainingError, TrainingInterrupted
+from ..errors import TrainingError, TrainingInterrupted, UsageError, WrongType
 from ..evaluation.metrics import predict_logits
 from .callbacks import CallbackList, EpochTimer
 from .config import TrainConfig
@@ -157,7 +157,7 @@ def as_source(data, validation_data=None) -> DataSource:
     ``validation_data`` the same way."""
     if isinstance(data, DataSource):
         if validation_data is not None:
-            raise ValueError("a data source brings its own validation split; do not pass validation_data too")
+            raise UsageError("a data source brings its own validation split; do not pass validation_data too")
         return data
     if isinstance(data, tuple):
         return ArraySource.from_arrays(*data, validation_data=validation_data)
@@ -165,7 +165,7 @@ def as_source(data, validation_data=None) -> DataSource:
         if isinstance(validation_data, tuple):
             validation_data = ArraySource.from_arrays(*validation_data, classes=data.classes).splits["train"]
         return ArraySource(data, validation_data)
-    raise TypeError(f"fit() takes a DataSource, an ArrayDataset or (x, y), got {type(data).__name__}")
+    raise WrongType(f"fit() takes a DataSource, an ArrayDataset or (x, y), got {type(data).__name__}")
 
 
 class _NonFiniteWatch:
@@ -185,6 +185,23 @@ class _NonFiniteWatch:
     def check(self) -> None:
         if (step := int(self.first_step)) >= 0:
             raise self.error(self.value.item(), step)
+
+
+def check_fits_source(cfg: TrainConfig, source: DataSource, rt: Runtime) -> None:
+    """What the data and the processes make impossible, refused before any work (``cnnlab train`` calls it
+    before it claims a run directory, so that a refused run leaves no folder behind)."""
+    n_train = source.size("train")
+    if cfg.batch_size > n_train:
+        raise UsageError(f"batch size {cfg.batch_size} is larger than the training set ({n_train} images)")
+    if cfg.batch_size % rt.world_size:
+        raise UsageError(
+            f"--batch-size {cfg.batch_size} is the global batch and must divide among {rt.world_size} processes"
+        )
+    if cfg.sync_bn and rt.distributed and rt.device.type == "cpu":
+        raise UsageError(
+            "--sync-bn needs GPUs (PyTorch's SyncBatchNorm is GPU-only); on CPUs rank 0's "
+            "BatchNorm statistics are shared before each evaluation instead"
+        )
 
 
 def fit(
@@ -213,18 +230,8 @@ def fit(
     cfg.validate()
     rt = runtime or Runtime(cfg.device, cfg.precision, cfg.threads, cfg.timeout)
     source = as_source(data, validation_data)
+    check_fits_source(cfg, source, rt)
     n_train = source.size("train")
-    if cfg.batch_size > n_train:
-        raise ValueError(f"batch size {cfg.batch_size} is larger than the training set ({n_train} images)")
-    if cfg.batch_size % rt.world_size:
-        raise ValueError(
-            f"--batch-size {cfg.batch_size} is the global batch and must divide among {rt.world_size} processes"
-        )
-    if cfg.sync_bn and rt.distributed and rt.device.type == "cpu":
-        raise ValueError(
-            "--sync-bn needs GPUs (PyTorch's SyncBatchNorm is GPU-only); on CPUs rank 0's "
-            "BatchNorm statistics are shared before each evaluation instead"
-        )
 
     # --- model, data and optimizer -----------------------------------------------------------------
     if cfg.sync_bn and rt.distributed:

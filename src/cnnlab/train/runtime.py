@@ -18,6 +18,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from ..data.loader import Shard
+from ..errors import UsageError
 from .distributed import SHARED_STORE_WARNING, restarts_share_one_store
 
 
@@ -61,7 +62,7 @@ class Runtime:
         if threads:
             torch.set_num_threads(threads)
         if precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+            raise UsageError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
         self.precision = precision
 
     @property
