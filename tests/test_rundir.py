@@ -258,3 +258,34 @@ def test_predict_on_an_unfinished_run_says_so_in_one_line(run_copy, tmp_path, ca
     notes = [line for line in err.splitlines() if line.startswith("cnnlab: note:")]
     assert len(notes) == 1 and "has not finished training (unfinished (1 of 1 epochs))" in notes[0]
     assert out.startswith(str(image))
+
+
+# --- exports: the format from the name, no temporary file, the user's path in messages -----------------------
+
+
+def test_export_takes_the_format_from_the_file_name(run_copy, tmp_path, capsys):
+    import zipfile
+
+    out = tmp_path / "pets.pt2"
+    assert main(["export", str(run_copy), "-o", str(out)]) == 0
+    assert zipfile.is_zipfile(out) and f"wrote {out}" in capsys.readouterr().out  # torch.export's archive
+    assert leftovers(tmp_path) == [] and leftovers(run_copy) == []
+
+
+def test_a_failed_export_leaves_nothing_and_names_the_users_file(tmp_path, monkeypatch):
+    import torch
+
+    from cnnlab import create_model
+    from cnnlab.data.loader import InputNorm
+    from cnnlab.export import export_pt2
+
+    def half_written(program, path, **kwargs):
+        open(path, "wb").write(b"PK half an archive")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch.export, "save", half_written)
+    out = tmp_path / "lenet.pt2"
+    with pytest.raises(OSError) as failed:
+        export_pt2(create_model("lenet5"), InputNorm((0.5,), (0.5,)), (1, 28, 28), out)
+    assert failed.value.filename == str(out) and ".tmp" not in str(failed.value)
+    assert list(tmp_path.iterdir()) == []

@@ -90,13 +90,6 @@ def write_through(path: str | Path, write: Callable[[Path], object]) -> Path:
     return path
 
 
-def figure_bytes(plot: Callable[[io.BytesIO], object]) -> bytes:
-    """The PNG that ``plot(file)`` draws (the plotting functions take a path or a file)."""
-    buffer = io.BytesIO()
-    plot(buffer)
-    return buffer.getvalue()
-
-
 class RunLock:
     """One writer per run directory: an exclusive, non-blocking lock on ``RUN_DIR/.lock``.
 
@@ -155,9 +148,6 @@ class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
-    def __fspath__(self) -> str:
-        return str(self.path)
-
     def file(self, name: str) -> Path:
         return self.path / name
 
@@ -185,8 +175,10 @@ class RunDir:
         return self.write_text(name, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
     def write_png(self, name: str, plot: Callable[[io.BytesIO], object]) -> Path:
-        """``plot(file)`` draws a PNG into a file; it lands here atomically."""
-        return self.write_bytes(name, figure_bytes(plot))
+        """``plot(file)`` draws a PNG into a file (the plotting functions take a path or a file)."""
+        buffer = io.BytesIO()
+        plot(buffer)
+        return self.write_bytes(name, buffer.getvalue())
 
     def write_csv(self, name: str, rows) -> Path:
         buffer = io.StringIO(newline="")

@@ -282,12 +282,13 @@ def _environment(record) -> list | str:
 
 def _mistakes(record) -> dict:
     report = record.report or {}
-    count = None
+    count, wrong = None, None
     if report.get("accuracy") is not None and report.get("n"):
         wrong = round(report["n"] * (1 - report["accuracy"]))
         count = f"{wrong:,} of {report['n']:,} test images misclassified"
     return {
         "count": count,
+        "none": wrong == 0,
         "grid": _picture(record, "mistakes.png", "the most confident wrong predictions"),
         "cam": _picture(record, "mistakes_gradcam.png", "Grad-CAM overlays of the worst mistakes"),
     }
