@@ -77,7 +77,9 @@ def train(args, extra: list[str]) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--pack", type=Path, help="copy a subset of --folder that fits --max-mib into this folder, then stop")
+    p.add_argument(
+        "--pack", type=Path, help="copy a subset of --folder that fits --max-mib into this folder, then stop"
+    )
     p.add_argument("--folder", type=Path, default=Path("../shared/data/dogs-vs-cats-200px/train"))
     p.add_argument("--max-mib", type=float, default=56.0)
     p.add_argument("--data", type=Path, help="the image folder to train on")
