@@ -131,6 +131,7 @@ def train_run(
         report, probs = evaluate_source(
             model, source, "test", rt, cfg.eval_batch_size, cfg.channels_last, 2 if cfg.dry_run else 0
         )
+        report.dry_run = cfg.dry_run
         if rt.is_main:
             from .analysis.compute import run_compute
 
