@@ -148,9 +148,6 @@ class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
-    def file(self, name: str) -> Path:
-        return self.path / name
-
     def weights(self, which: str = "last") -> Path:
         return self.path / "weights" / f"{which}.safetensors"
 
@@ -460,6 +457,8 @@ class RunRecord:
         return self._report_value("ten_crop_accuracy", r"10-crop \(corners \+ centre, mirrored\): ([0-9.]+)")
 
     def _report_value(self, key: str, pattern: str) -> float | None:
+        if self.report is not None and self.report.get("dry_run"):
+            return None  # two batches in file order: no accuracy
         if self.report is not None:
             value = self.report.get(key)
             return float(value) if value is not None else None

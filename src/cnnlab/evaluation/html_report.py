@@ -183,7 +183,7 @@ def _configuration(record) -> dict:
 
 def _evaluation(record) -> dict:
     report = record.report
-    if report and isinstance(report.get("classification_report"), dict):
+    if report and isinstance(report.get("classification_report"), dict) and not report.get("dry_run"):
         rows = [
             (
                 name,
@@ -283,7 +283,7 @@ def _environment(record) -> list | str:
 def _mistakes(record) -> dict:
     report = record.report or {}
     count, wrong = None, None
-    if report.get("accuracy") is not None and report.get("n"):
+    if report.get("accuracy") is not None and report.get("n") and not report.get("dry_run"):
         wrong = round(report["n"] * (1 - report["accuracy"]))
         count = f"{wrong:,} of {report['n']:,} test images misclassified"
     return {
