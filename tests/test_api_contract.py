@@ -84,6 +84,11 @@ CASES = [
      ["in_chans"]),
     ("create_model dropout", lambda t, m, r: cnnlab.create_model("alexnet", dropout=1.5), ValueError,
      ["dropout"]),
+    ("create_model l2 negative", lambda t, m, r: cnnlab.create_model("alexnet_bn", l2=-1.0), ValueError, ["l2"]),
+    ("create_model dropout nan", lambda t, m, r: cnnlab.create_model("alexnet_bn", dropout_fc=float("nan")),
+     ValueError, ["dropout_fc"]),
+    ("create_model None", lambda t, m, r: cnnlab.create_model("lenet5", num_classes=None), TypeError,
+     ["num_classes"]),
     ("create_model unknown option", lambda t, m, r: cnnlab.create_model("lenet5", bogus=1), ValueError,
      ["bogus"]),
     ("create_model init", lambda t, m, r: cnnlab.create_model("lenet5", init="xavier"), ValueError, ["init"]),
@@ -143,7 +148,7 @@ CASES = [
               ValueError, ["batch_size"]),
     open_case("load_run", "load_run int", lambda t, m, r: load_run(5), TypeError, ["run_dir"]),
     open_case("load_run", "load_run weights", lambda t, m, r: load_run(r, weights="worst"), ValueError,
-              ["weights", "worst"]),
+              ["weights", "worst", "best"]),
     ("load_run missing", lambda t, m, r: load_run(r.parent / "missing"), ValueError, ["missing"]),
     open_case("predict", "predict one path as text", lambda t, m, r: predict_files(r, "digit.png"), TypeError,
               ["paths"]),
@@ -152,7 +157,7 @@ CASES = [
     open_case("export", "export_run int", lambda t, m, r: export_run(5), TypeError, ["run_dir"]),
     ("export_run format", lambda t, m, r: export_run(r, "tflite"), ValueError, ["tflite"]),
     open_case("export", "export_run weights", lambda t, m, r: export_run(r, weights="worst"), ValueError,
-              ["worst"]),
+              ["weights", "worst", "best"]),
     # Augment, from_pattern, advise
     open_case("augment", "Augment rotation text", lambda t, m, r: Augment(rotation_range="a"), TypeError,
               ["rotation_range"]),
@@ -222,3 +227,4 @@ def test_create_model_checks_do_not_refuse_good_options():
     model = cnnlab.create_model("lenet5", num_classes=np.int64(3), in_chans=3, img_size=32, init="torch")
     assert type(model.cnnlab_options["num_classes"]) is int  # recorded in model.json as JSON
     assert cnnlab.create_model("alexnet", dropout=0, num_classes=2).cnnlab_options["dropout"] == 0
+    assert cnnlab.create_model("alexnet_bn", l2_block3=None, l2=0).cnnlab_options["l2_block3"] is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,11 +85,12 @@ def create_model(name: str, **options) -> nn.Module:
 # Options a builder annotates with a plain type are checked before it runs, so that a wrong one is named here
 # rather than by torch from deep inside (num_classes="10" would end in torch.empty's message).
 TYPE_WORDS = {int: "a whole number", float: "a number", str: "text", bool: "true or false"}
-RANGES = {  # the network's sizes, and a probability
+RANGES = {  # the network's sizes, dropout probabilities and L2 factors, by the start of the option's name
     "num_classes": (1, None, "a whole number >= 1"),
     "in_chans": (1, None, "a whole number >= 1"),
     "img_size": (1, None, "a whole number >= 1"),
     "dropout": (0, 1, "a number in [0, 1]"),
+    "l2": (0, None, "a number >= 0"),
 }
 
 
@@ -106,15 +108,19 @@ def checked_options(entry: ModelEntry, options: dict) -> dict:
     hints = typing.get_type_hints(entry.builder)
     for key, value in options.items():
         hint = hints.get(key)
+        if isinstance(hint, types.UnionType):  # an optional one: l2_block3: float | None
+            if value is None and type(None) in typing.get_args(hint):
+                continue
+            hint = next(h for h in typing.get_args(hint) if h is not type(None))
         if hint in TYPE_WORDS and not _is(value, hint):
             raise WrongType(
                 f"model {entry.name!r}: option {key} must be {TYPE_WORDS[hint]}, got {value!r} ({type(value).__name__})"
             )
-        low, high, words = RANGES.get(key, (None, None, ""))
-        if _is(value, float) and ((low is not None and value < low) or (high is not None and value > high)):
+        low, high, words = next((r for start, r in RANGES.items() if key.startswith(start)), (None, None, ""))
+        if _is(value, float) and ((low is not None and not value >= low) or (high is not None and not value <= high)):
             raise UsageError(f"model {entry.name!r}: option {key} must be {words}, got {value!r}")
     plain = {int: int, float: float}
-    return {k: plain[hints[k]](v) if hints.get(k) in plain else v for k, v in options.items()}
+    return {k: plain[hints[k]](v) if hints.get(k) in plain and v is not None else v for k, v in options.items()}
 
 
 # --- which input sizes a built network takes ---------------------------------------------------------------
