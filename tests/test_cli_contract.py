@@ -13,7 +13,7 @@ process. Whatever it is given, a command ends in one of two ways:
 
 And no command writes over a file of a run (weights, checkpoints). A case that is valid by construction must
 succeed. One LeNet-5 run is trained once per session on a tiny synthetic MNIST and copied for each example
-that may write into it. MAX_EXAMPLES examples, derandomized (the same cases every run).
+that may write into it. EXAMPLES examples per test, derandomized (the same cases every run).
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from cnnlab.cli import main
 from cnnlab.data.idx import write_idx
 
-MAX_EXAMPLES = 60
+EXAMPLES = {"idx": 30, "images": 15, "run": 30, "model": 40}  # 115 in all
 ERROR_LINE = re.compile(r"cnnlab( [\w-]+)?: error: ")
 
 
@@ -199,13 +199,17 @@ def environment(trained, tmp_path_factory, monkeypatch):
     return trained
 
 
-SETTINGS = settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
-)
+def examples(count: int):
+    """``count`` examples, the same ones every run (derandomized), without shrinking: a failure is shown as
+    generated, and the run time stays bounded (each example is a command that may train)."""
+    return settings(
+        max_examples=count,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
+    )
 
 
 # --- cnnlab train on an IDX folder --------------------------------------------------------------------------------
@@ -271,7 +275,7 @@ def idx_case_is_valid(case: dict) -> bool:
     )
 
 
-@SETTINGS
+@examples(EXAMPLES["idx"])
 @given(case=idx_train_cases)
 def test_train_on_idx_folders(case, environment):
     with tempfile.TemporaryDirectory() as tmp:
@@ -310,7 +314,7 @@ def test_train_on_idx_folders(case, environment):
 # --- cnnlab train on an image folder --------------------------------------------------------------------------
 
 
-@SETTINGS
+@examples(EXAMPLES["images"])
 @given(spec=image_folders(), val_split=st.sampled_from([None, "0.2", "0.5"]), batch=st.sampled_from(["2", "8"]))
 def test_train_on_image_folders(spec, val_split, batch, environment):
     with tempfile.TemporaryDirectory() as tmp:
@@ -388,7 +392,7 @@ def run_command_argv(case: dict, run: Path, tmp: Path, inputs: list[Path]) -> tu
     return argv, out
 
 
-@SETTINGS
+@examples(EXAMPLES["run"])
 @given(case=run_commands())
 def test_commands_on_a_run(case, environment):
     with tempfile.TemporaryDirectory() as tmp:
@@ -423,7 +427,7 @@ OPTIONS = ["num_classes=2", "num_classes=0", "num_classes=\"10\"", "img_size=32"
            "in_chans=3", "text=INPUT => CONV => FC", "init=xavier", "=1"]  # fmt: skip
 
 
-@SETTINGS
+@examples(EXAMPLES["model"])
 @given(
     command=st.sampled_from(["summary", "advise", "compute"]),
     model=st.sampled_from(
