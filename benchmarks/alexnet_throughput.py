@@ -28,7 +28,7 @@ from cnnlab import create_model
 from cnnlab.data.cache import open_cache
 from cnnlab.data.folders import scan_folder
 from cnnlab.data.imagedata import CropLoader, FolderSplit
-from cnnlab.evaluation.html_report import cpu_name
+from cnnlab.environment import cpu_name
 from cnnlab.run import resolve_config
 from cnnlab.train.loop import make_optimizer
 from cnnlab.train.runtime import Runtime

@@ -27,7 +27,7 @@ from PIL import Image
 from playwright.sync_api import sync_playwright
 
 from cnnlab.demo import RunDemo, serve
-from cnnlab.evaluation.html_report import cpu_name
+from cnnlab.environment import cpu_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"]

@@ -85,7 +85,7 @@ def main() -> None:
     import torch
 
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"cnnlab-step-time-{os.getpid()}.json"
-    from cnnlab.evaluation.html_report import cpu_name
+    from cnnlab.environment import cpu_name
 
     result = {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__}
     for model_name in args.models:

@@ -19,7 +19,7 @@ of 8), and the comparison says nothing.
     python benchmarks/inference_speed.py --quick      # smoke check: one short pair, results to a temp folder
     python benchmarks/inference_speed.py --plot FILE.json   # redraw the picture
 
-The result sets ``predict --runtime auto`` (``cnnlab.export.AUTO_RUNTIME``): per model, the faster runtime.
+The result sets ``predict --runtime auto`` (``cnnlab.inference.AUTO_RUNTIME``): per model, the faster runtime.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ import torch
 from cnnlab import create_model
 from cnnlab.checkpoint import load_weights_into, save_weights, sha256_file
 from cnnlab.data.loader import InputNorm, Preprocess
-from cnnlab.evaluation.html_report import cpu_name
-from cnnlab.export import OnnxPredictor, export_onnx
+from cnnlab.environment import cpu_name
+from cnnlab.export import export_onnx
+from cnnlab.inference import OnnxPredictor
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = {  # name: (options, input size (C, H, W), normalisation of its training data)

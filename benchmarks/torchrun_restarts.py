@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.data.idx import write_idx
-from cnnlab.evaluation.html_report import cpu_name
+from cnnlab.environment import cpu_name
 from cnnlab.train.distributed import FRESH_STORE_PER_ATTEMPT
 
 SETTINGS = {"shared store (torchrun's default)": {}, "fresh store per attempt": FRESH_STORE_PER_ATTEMPT}

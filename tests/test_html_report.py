@@ -21,16 +21,10 @@ import torch
 from PIL import Image
 
 from cnnlab.cli import main
-from cnnlab.evaluation.html_report import (
-    SECTIONS,
-    build_comparison,
-    build_report,
-    environment_info,
-    format_runs_table,
-    list_runs,
-    load_run,
-)
+from cnnlab.environment import environment_info
+from cnnlab.evaluation.html_report import SECTIONS, format_runs_table
 from cnnlab.evaluation.plots import plot_worst_mistakes, worst_mistakes
+from cnnlab.rundir import RunDir, list_runs, write_comparison
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -74,6 +68,14 @@ def alexnet_run(tmp_path):
     return run
 
 
+def build_report(run) -> Path:
+    return RunDir(run).write_report()
+
+
+def load_run(run):
+    return RunDir(run).record()
+
+
 def embedded_pngs(page: str) -> list[bytes]:
     return [base64.b64decode(m) for m in DATA_URI.findall(page)]
 
@@ -108,7 +110,7 @@ def test_the_page_has_every_section_with_the_runs_numbers(runs_dir):
     assert "augmentation was off" in page
     assert "petaflop/s-days" in page and torch.__version__ in page  # compute.json and environment.json read
     assert_self_contained(page)
-    assert len(embedded_pngs(page)) == 3  # curves, confusion matrix, mistakes
+    assert len(embedded_pngs(page)) == 5  # curves, confusion matrix, mistakes, their Grad-CAM, the filters
 
 
 def test_embedded_images_are_the_runs_files_byte_for_byte(runs_dir):
@@ -136,18 +138,6 @@ def test_environment_and_mistakes_appear_when_recorded(runs_dir, tmp_path):
     report = json.loads((run / "report.json").read_text())
     wrong = round(report["n"] * (1 - report["accuracy"]))
     assert f"{wrong:,} of {report['n']:,} test images misclassified" in page
-
-
-def test_environment_info_names_versions_device_and_threads():
-    import torch
-
-    import cnnlab
-
-    info = environment_info("cpu", 3)
-    assert info["torch"] == torch.__version__ and info["cnnlab"] == cnnlab.__version__
-    assert info["device"] == "cpu" and info["threads"] == 3 and info["torch_threads"] == torch.get_num_threads()
-    assert info["cpu"] and info["cpu_count"] >= 1
-    json.dumps(info)  # it goes into environment.json as it is
 
 
 def test_augmentation_preview_is_asked_for_when_augmentation_was_on(runs_dir, tmp_path):
@@ -186,7 +176,7 @@ def test_unreadable_files_are_named_on_the_page(runs_dir, tmp_path):
     page = build_report(run).read_text()
     assert "compute.json: could not be read" in page
     assert "curves.png: could not be read (not a PNG file)" in page
-    assert len(embedded_pngs(page)) == 2  # the confusion matrix and the mistakes; not the damaged curves
+    assert len(embedded_pngs(page)) == 4  # confusion matrix, mistakes, Grad-CAM, filters; not the damaged curves
     assert load_run(run).history["loss"] == [0.5]
     assert "broken: compute.json could not be read" in page
 
@@ -286,7 +276,7 @@ def test_report_of_one_run_from_the_command_line(runs_dir, capsys):
 def test_default_comparison_file_is_in_the_current_folder(runs_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["report", str(runs_dir / "plain"), str(runs_dir / "augmented")]) == 0
-    assert build_comparison([runs_dir / "plain"], tmp_path / "one.html").is_file()
+    assert write_comparison([runs_dir / "plain"], tmp_path / "one.html").is_file()
     assert (tmp_path / "comparison.html").is_file()
 
 

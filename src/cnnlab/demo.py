@@ -23,8 +23,7 @@ from matplotlib import colormaps
 from .data.source import read_file
 from .errors import MissingExtra
 from .explain import explain, feature_maps, feature_mosaic, find_conv, overlay
-from .export import onnx_predictor_for_run
-from .inference import load_run
+from .inference import load_run, onnx_predictor_for_run
 
 SHOWN_SIDE = 280  # the overlay and the canvas: MNIST's 28 pixels ten times
 # Gradio's canvas opens with no tool chosen ("select the draw tool to start"): the page picks the brush itself

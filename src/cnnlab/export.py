@@ -20,8 +20,8 @@ self-contained file (AlexNet's 61M weights make ~245 MB, under protobuf's 2 GB l
 pt2: ``torch.export.save``, for PyTorch deployments (AOTInductor, ExecuTorch). cnnlab writes pt2 files but
 never reads them: ``torch.export.load`` unpickles, so load only files you made yourself.
 
-``cnnlab predict RUN --runtime onnx|torch|auto`` runs image files through onnxruntime with ``OnnxPredictor``;
-see ``onnx_predictor_for_run`` for when (and ``AUTO_RUNTIME`` for what ``auto`` picks).
+This module writes files only; ``cnnlab predict RUN --runtime onnx|torch|auto`` reads them back through
+onnxruntime in ``inference`` (``OnnxPredictor``, ``onnx_predictor_for_run``, ``AUTO_RUNTIME``).
 """
 
 from __future__ import annotations
@@ -29,22 +29,19 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import os
-import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from .checkpoint import sha256_file
 from .data.loader import InputNorm, Preprocess
 from .errors import MissingExtra, RunError, UsageError
+from .rundir import RunDir, write_through
 
 FORMATS = ("onnx", "pt2")
-RUNTIMES = ("auto", "onnx", "torch")
 EXTRA_HINT = "pip install 'cnnlab[export]'"
 
 INPUT_CONVENTION = (
@@ -54,15 +51,7 @@ INPUT_CONVENTION = (
 OUTPUT_CONVENTION = "probabilities: float32 (N, num_classes), softmax inside the graph, order of 'classes'"
 # ONNX metadata_props are strings: these keys hold JSON, the others (model, weights, versions...) plain text
 JSON_KEYS = ("classes", "input_size", "input_norm", "options", "data")
-
-# `cnnlab predict --runtime auto`: the runtime per model that benchmarks/inference_speed.py measured faster
-# (images/s, batch 1 and 64, PyTorch eager vs onnxruntime, back to back on a quiet machine). A model not in
-# the table uses onnxruntime when it is installed and the run holds a current ONNX export, else PyTorch.
-# `auto` never exports by itself (a 245 MB file and seconds of work the user did not ask for).
-# Model name -> the runtime ``predict --runtime auto`` uses when a current export exists. Measured back to back
-# on a 2-core AMD EPYC (benchmarks/results/inference_speed.json): onnxruntime was faster in every pair,
-# LeNet-5 5.6-5.7x at batch 1 and 1.6-2.2x at 64, AlexNet-BN 1.5-1.6x and 1.4x. Models not listed: onnx too.
-AUTO_RUNTIME: dict[str, str] = {"lenet5": "onnx", "alexnet_bn": "onnx"}
+SUFFIXES = {".onnx": "onnx", ".pt2": "pt2"}
 
 
 class ExportError(RunError):
@@ -150,11 +139,6 @@ def _version() -> str:
     return __version__
 
 
-def _replace(tmp: Path, path: Path) -> Path:
-    os.replace(tmp, path)  # a reader never sees half a file
-    return path
-
-
 @torch.no_grad()
 def export_onnx(model: nn.Module, input_norm: InputNorm, input_size, path, metadata: dict | None = None) -> Path:
     """Write ``model`` as ONNX to ``path``: raw pixels in, probabilities out, dynamic batch (module docstring).
@@ -178,9 +162,7 @@ def export_onnx(model: nn.Module, input_norm: InputNorm, input_size, path, metad
     meta = _metadata(input_norm, input_size, num_classes, metadata)
     program.model.metadata_props.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
     program.model.doc_string = f"cnnlab classifier. Input {INPUT_CONVENTION}. Output {OUTPUT_CONVENTION}."
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    program.save(tmp, external_data=False)
-    return _replace(tmp, path)
+    return write_through(path, lambda tmp: program.save(tmp, external_data=False))
 
 
 @torch.no_grad()
@@ -192,9 +174,8 @@ def export_pt2(model: nn.Module, input_norm: InputNorm, input_size, path, metada
         num_classes = wrapper(example).shape[1]
         program = torch.export.export(wrapper, (example,), dynamic_shapes=_batch_axis())
     meta = _metadata(input_norm, input_size, num_classes, metadata)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    torch.export.save(program, tmp, extra_files={"cnnlab.json": json.dumps(meta, indent=2)})
-    return _replace(tmp, path)
+    extra = {"cnnlab.json": json.dumps(meta, indent=2)}
+    return write_through(path, lambda tmp: torch.export.save(program, tmp, extra_files=extra))
 
 
 # --- a run's export --------------------------------------------------------------------------------------
@@ -205,115 +186,40 @@ def default_path(run_dir, fmt: str = "onnx", weights: str = "last") -> Path:
     return Path(run_dir) / f"model{'' if weights == 'last' else '-' + weights}.{fmt}"
 
 
-def export_run(run_dir, fmt: str = "onnx", path=None, weights: str = "last") -> Path:
-    """Export a run's trained model (``weights``: last or best) with its classes and image pipeline."""
-    from .inference import load_run
-
-    if fmt not in FORMATS:
+def export_format(fmt: str | None, path) -> str:
+    """The format asked for, or the one the file name says; a name that says another format is refused."""
+    if fmt is not None and fmt not in FORMATS:
         raise UsageError(f"export format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if path is None:
+        return fmt or "onnx"
+    said = SUFFIXES.get(Path(path).suffix.lower())
+    if said is None:
+        raise UsageError(f"-o {path}: name the file .onnx or .pt2, so that it says what it holds")
+    if fmt is not None and fmt != said:
+        raise UsageError(
+            f"-o {path}: the name says {said} but --format is {fmt}; name it .{fmt} or pass --format {said}"
+        )
+    return said
+
+
+def export_run(run_dir, fmt: str | None = None, path=None, weights: str = "last") -> Path:
+    """Export a run's trained model (``weights``: last or best) with its classes and image pipeline; ``fmt``
+    None: as the file name says (onnx by default). Refused before any work: a path that would overwrite a
+    file the run needs, a name that says another format, a folder that does not exist."""
+    run = RunDir(run_dir)
+    if path is not None:
+        run.check_output(path)  # first: over the run's weights, the file name's format is beside the point
+    fmt = export_format(fmt, path)
+    path = Path(path) if path else default_path(run_dir, fmt, weights)
+    if not path.parent.is_dir():
+        raise UsageError(f"-o {path}: the folder {path.parent} does not exist")
     if fmt == "onnx":
         require("onnx", "onnxscript")
-    model, info = load_run(run_dir, weights)
-    path = Path(path) if path else default_path(run_dir, fmt, weights)
+    model, info = run.load_model(weights)
     metadata = {
         **{k: info[k] for k in ("model", "options", "classes", "input_size", "input_norm", "data") if k in info},
         "weights": weights,
-        "weights_sha256": sha256_file(Path(run_dir) / "weights" / f"{weights}.safetensors"),
+        "weights_sha256": sha256_file(run.weights(weights)),
     }
     export = export_onnx if fmt == "onnx" else export_pt2
     return export(model, model.cnnlab_input_norm, tuple(info["input_size"]), path, metadata)
-
-
-# --- onnxruntime -----------------------------------------------------------------------------------------
-
-
-class OnnxPredictor:
-    """An exported cnnlab model in onnxruntime (CPU): ``predict_proba(uint8 or 0-255 float (N, C, H, W))``."""
-
-    def __init__(self, path, threads: int = 0):
-        require("onnxruntime")
-        import onnxruntime as ort
-
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise ExportError(f"{self.path}: no such ONNX file")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads  # 0: onnxruntime's choice (one per physical core)
-        options.log_severity_level = 3  # errors only
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...) share no base
-            raise ExportError(f"{self.path}: not a readable ONNX model ({str(e).splitlines()[0]})") from None
-        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        missing = [k for k in ("classes", "input_size") if k not in self.metadata]
-        if missing:
-            raise ExportError(f"{self.path}: not a cnnlab export (no {', '.join(missing)} in its metadata)")
-        self.info = {k: json.loads(v) if k in JSON_KEYS else v for k, v in self.metadata.items()}
-        self.classes = self.info["classes"]
-        self.input_size = tuple(self.info["input_size"])
-        self.input_name = self.session.get_inputs()[0].name
-
-    def predict_proba(self, pixels, batch_size: int = 64) -> np.ndarray:
-        """Probabilities (N, num_classes), float32, for raw pixels (N, C, H, W) in 0-255."""
-        x = np.asarray(pixels, dtype=np.float32)
-        if x.ndim != 4 or x.shape[1:] != self.input_size:
-            raise UsageError(f"{self.path}: expects pixels (N, {', '.join(map(str, self.input_size))}), got {x.shape}")
-        parts = [
-            self.session.run(None, {self.input_name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)
-        ]
-        return np.concatenate(parts) if parts else np.zeros((0, len(self.classes)), np.float32)
-
-
-def _installed(module: str) -> bool:
-    try:
-        importlib.import_module(module)
-    except ImportError:
-        return False
-    return True
-
-
-def _note(message: str) -> None:
-    print(f"cnnlab: {message}", file=sys.stderr)
-
-
-def onnx_predictor_for_run(run_dir, weights: str = "last", runtime: str = "auto", echo=_note) -> OnnxPredictor | None:
-    """The run's ONNX model in onnxruntime, or None where PyTorch is to predict.
-
-    ``torch``: None. ``onnx``: the run's export of these weights (RUN/model.onnx for last), exported now when
-    missing or made from other weights (a resumed run's newer last.safetensors): the user asked for
-    onnxruntime. ``auto``: onnxruntime when it is installed, ``AUTO_RUNTIME`` does not say torch for this
-    model, and a current export exists; else None (auto never exports, and tells when a file is stale).
-    """
-    if runtime not in RUNTIMES:
-        raise UsageError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
-    if runtime == "torch":
-        return None
-    run_dir = Path(run_dir)
-    path = default_path(run_dir, "onnx", weights)
-    if runtime == "auto":
-        if not path.is_file() or not _installed("onnxruntime"):
-            return None
-        from .checkpoint import read_json
-
-        if AUTO_RUNTIME.get(read_json(run_dir / "model.json")["model"], "onnx") != "onnx":
-            return None
-    else:
-        require("onnxruntime")  # exporting needs onnx and onnxscript too: export_run asks for them when it must
-    weights_file = run_dir / "weights" / f"{weights}.safetensors"
-    if path.is_file() and weights_file.is_file():
-        try:
-            predictor = OnnxPredictor(path)
-        except ExportError as e:
-            if runtime == "onnx":
-                raise
-            echo(f"{e}: predicting in PyTorch")  # auto: an unreadable file is no current export
-            return None
-        if predictor.metadata.get("weights_sha256") == sha256_file(weights_file):
-            return predictor
-        if runtime == "auto":
-            echo(f"{path} holds other weights than {weights_file}: predicting in PyTorch ('cnnlab export' renews it)")
-            return None
-        echo(f"{path} holds other weights than {weights_file}: exporting it again")
-    export_run(run_dir, "onnx", path, weights)
-    echo(f"exported {path} for onnxruntime")
-    return OnnxPredictor(path)

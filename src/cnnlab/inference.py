@@ -7,40 +7,38 @@ Everything goes through the data interface (data/source.py): a run's ``model.jso
 
 from __future__ import annotations
 
-import csv
+import importlib
+import json
 import re
+import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from .checkpoint import atomic_write_json, load_weights_into
+from .checkpoint import sha256_file
 from .data.arrays import ArraySource
 from .data.datasets import ArrayDataset
-from .data.loader import InputNorm, Preprocess
+from .data.loader import Preprocess
 from .data.source import DataSource, open_eval_source, open_source, read_file
-from .errors import UsageError
+from .errors import DataError, RunError, UsageError
 from .evaluation import make_report, plot_confusion
 from .evaluation.metrics import Report, predict_logits
-from .models import create_model
-from .runs import RunError, read_model_info, read_run_config
+from .export import JSON_KEYS, ExportError, default_path, export_run, require
+from .rundir import RunDir, atomic_write_bytes
 from .train import Runtime, TrainConfig
+
+MISTAKES_EXPLAINED = 6  # Grad-CAM rows of the report's worst mistakes: enough to see a pattern, quick to draw
 
 
 def load_run(run_dir: str | Path, weights: str = "last"):
     """The trained model of a run directory, in eval mode, with its info (classes, normalisation, data)."""
-    run_dir = Path(run_dir)
-    info = read_model_info(run_dir)
-    model = create_model(info["model"], **info["options"])
-    path = run_dir / "weights" / f"{weights}.safetensors"
-    if not path.exists():
-        raise RunError(f"{path}: no weights yet (has the run finished an epoch?)")
-    load_weights_into(model, path)
-    model.cnnlab_input_norm = InputNorm.from_dict(info["input_norm"])
-    return model.eval(), info
+    return RunDir(run_dir).load_model(weights)
 
 
 def run_config(run_dir: str | Path) -> TrainConfig:
-    return read_run_config(run_dir)
+    return RunDir(run_dir).config()
 
 
 # --- evaluation ----------------------------------------------------------------------------------------
@@ -79,41 +77,64 @@ def evaluate_source(
 
 
 def write_evaluation(
-    report: Report, view_probs: dict[str, torch.Tensor], source: DataSource, split: str, out_dir: Path, title: str
+    report: Report,
+    view_probs: dict[str, torch.Tensor],
+    source: DataSource,
+    split: str,
+    out: RunDir,
+    title: str,
+    model: torch.nn.Module | None = None,
 ) -> None:
     """report.txt, report.json, predictions.csv, confusion_matrix.png and mistakes.png (the most confident
-    errors of the report's views) in ``out_dir``."""
-    from .evaluation.plots import plot_worst_mistakes
+    errors of the report's views) in ``out``; with ``model``, mistakes_gradcam.png: where it looked in them."""
+    from .evaluation.plots import plot_worst_mistakes, worst_mistakes
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.txt").write_text(report.format() + "\n")
-    atomic_write_json(out_dir / "report.json", report.to_dict())
+    out.write_text("report.txt", report.format() + "\n")
+    out.write_json("report.json", report.to_dict())
     probs = next(iter(view_probs.values()))
     labels = source.labels(split)[: len(probs)]
-    write_predictions(view_probs, labels, report.classes, out_dir / "predictions.csv")
-    plot_confusion(report.confusion, report.classes, out_dir / "confusion_matrix.png", title)
-    wrong = (probs.argmax(1) != labels).nonzero().flatten()
-    worst = wrong[probs[wrong].max(1).values.argsort(descending=True)][:16]
-    plot_worst_mistakes(
-        source.images(split, worst), probs[worst], labels[worst], report.classes, out_dir / "mistakes.png", title=title
+    out.write_csv("predictions.csv", prediction_rows(view_probs, labels, report.classes, image_names(source, split)))
+    out.write_png("confusion_matrix.png", lambda f: plot_confusion(report.confusion, report.classes, f, title))
+    worst = torch.from_numpy(worst_mistakes(probs.numpy(), labels.numpy(), 16))
+    images = source.images(split, worst)
+    out.write_png(
+        "mistakes.png",
+        lambda f: plot_worst_mistakes(images, probs[worst], labels[worst], report.classes, f, title=title),
     )
+    if model is not None and len(worst):
+        from .explain import mistakes_png
+
+        few = slice(0, MISTAKES_EXPLAINED)
+        out.write_bytes(
+            "mistakes_gradcam.png", mistakes_png(model, report.classes, images[few], labels[worst][few], ("gradcam",))
+        )
 
 
-def write_predictions(view_probs: dict[str, torch.Tensor], labels, classes, path: Path) -> None:
-    """One row per image, in the split's order: its label, then each view group's prediction and probability.
-    Two runs on the same split compare image by image from these (a paired test is far less noisy than two
-    accuracies, each with its own interval: benchmarks/paired_comparison.py)."""
+def image_names(source: DataSource, split: str) -> list[str] | None:
+    """The file of each image of a split, where the data comes from files (an image folder), else None."""
+    from .data.imagedata import FolderSource
+
+    if not isinstance(source, FolderSource):
+        return None
+    part = source.splits[split]
+    return [part.cache.files[i] for i in part.indices]
+
+
+def prediction_rows(view_probs: dict[str, torch.Tensor], labels, classes, names: list[str] | None) -> list[list]:
+    """predictions.csv: one row per image, in the split's order: its position (and file, for an image folder),
+    its label, then each view group's prediction and probability. Two runs on the same split compare image by
+    image from these (a paired test is far less noisy than two accuracies, each with its own interval:
+    benchmarks/paired_comparison.py)."""
     suffixes = [f"_{name.replace(' ', '_')}" if name else "" for name in view_probs]  # "_10-crop"; one view: ""
-    columns = ["position", "label"] + [k + suffix for suffix in suffixes for k in ("predicted", "probability")]
-    rows = [columns]
+    file_column = ["file"] if names is not None else []
+    rows = [["position", *file_column, "label"] + [k + s for s in suffixes for k in ("predicted", "probability")]]
     per_view = [(p.argmax(1).tolist(), p.max(1).values.tolist()) for p in view_probs.values()]
     for i, label in enumerate(labels.tolist()):
-        row = [i, classes[label]]
+        row = [i, *([names[i]] if names is not None else []), classes[label]]
         for predicted, probability in per_view:
             row += [classes[predicted[i]], f"{probability[i]:.6f}"]
         rows.append(row)
-    with open(path, "w", newline="") as f:
-        csv.writer(f).writerows(rows)
+    return rows
 
 
 def evaluate(model, data, batch_size: int = 500, device: str = "auto", precision: str = "fp32") -> Report:
@@ -141,15 +162,15 @@ def evaluate_run(
     echo=print,
 ) -> tuple[Report, Path | None]:
     """A run's report on its own test split, or with ``data`` on new labelled images (a folder with Kaggle
-    names or class subfolders, or MNIST-style IDX files), written to ``RUN/eval-<folder>/``."""
-    run_dir = Path(run_dir)
-    model, info = load_run(run_dir, weights)
-    cfg = run_config(run_dir)
+    names or class subfolders, or MNIST-style IDX files), written to ``RUN/eval-<parent>_<folder>/``."""
+    run = RunDir(run_dir)
+    model, info = run.load_model(weights)
+    cfg = run.config()
     runtime = Runtime(device, cfg.precision)
     batch_size = batch_size or cfg.eval_batch_size
     if data:
         source = open_eval_source(data, info["data"], info["classes"], cache_dir or cfg.cache_dir, echo)
-        out_dir = run_dir / f"eval-{slug(data)}"
+        out_dir = run.path / f"eval-{slug(data)}"
     else:
         if data_dir:
             cfg.data_dir = data_dir
@@ -160,7 +181,7 @@ def evaluate_run(
         out_dir = None
     report, probs = evaluate_source(model, source, "test", runtime, batch_size, cfg.channels_last)
     if out_dir is not None:
-        write_evaluation(report, probs, source, "test", out_dir, f"{info['model']} on {data}")
+        write_evaluation(report, probs, source, "test", RunDir(out_dir), f"{info['model']} on {data}", model)
     return report, out_dir
 
 
@@ -185,9 +206,7 @@ def predict_files(
     runtime: str = "auto",
 ):
     """[(path, [(class, probability), ...])] for each image file, best first. ``runtime``: onnxruntime on the
-    run's ONNX export, PyTorch, or auto (see export.onnx_predictor_for_run)."""
-    from .export import onnx_predictor_for_run
-
+    run's ONNX export, PyTorch, or auto (see ``onnx_predictor_for_run``)."""
     predictor = onnx_predictor_for_run(run_dir, weights, runtime)
     if predictor is not None:
         info = predictor.info  # the export carries model.json's classes, input size and data description
@@ -217,6 +236,35 @@ def predict_files(
     return out
 
 
+def kaggle_ids(folder) -> dict[str, int]:
+    """{file name: id} of an unlabelled Kaggle folder (test1/123.jpg -> 123), before any image is decoded. A name
+    that is not a number, or two files with one id (1.jpg, 01.jpg, 1.png), would make a wrong submission."""
+    from .data.folders import scan_folder
+
+    files = scan_folder(folder, allow_unlabelled=True).files
+    odd = [f.name for f in files if not re.fullmatch(r"[0-9]+", f.stem)]
+    if odd:
+        raise DataError(
+            f"{Path(folder) / odd[0]}: not a Kaggle test file name (NUMBER.jpg: the number is the submission's id)"
+            + (f"; {len(odd) - 1} more like it" if len(odd) > 1 else "")
+        )
+    ids = {f.name: int(f.stem) for f in files}
+    by_id: dict[int, list[str]] = {}
+    for name, ident in ids.items():
+        by_id.setdefault(ident, []).append(name)
+    clash = next((names for names in by_id.values() if len(names) > 1), None)
+    if clash:
+        raise DataError(f"{folder}: {', '.join(clash)} would all be id {ids[clash[0]]}; keep one of them")
+    return ids
+
+
+def check_output_file(output: Path, option: str = "-o") -> None:
+    if output.is_dir():
+        raise UsageError(f"{option} {output}: is a folder; give a file name")
+    if not output.parent.is_dir():
+        raise UsageError(f"{option} {output}: the folder {output.parent} does not exist")
+
+
 @torch.no_grad()
 def kaggle_submission(
     run_dir,
@@ -230,39 +278,153 @@ def kaggle_submission(
     device="auto",
     batch_size=None,
     echo=print,
+    progress=True,
 ) -> Path:
     """Kaggle's ``id,label`` file for an unlabelled folder (test1/123.jpg): the probability of the positive
     class (by default the last, 'dog' in cats vs. dogs) or, with ``hard``, 0/1; ids sorted numerically."""
-    from .data.folders import kaggle_id
+    from tqdm import tqdm
+
     from .data.imagedata import FolderSource
 
-    model, info = load_run(run_dir, weights)
+    run, output = RunDir(run_dir), Path(output)
+    model, info = run.load_model(weights)
     if info["data"].get("kind") != "folder":
         raise RunError(f"{run_dir}: a Kaggle submission needs a model trained on an image folder")
-    cfg = run_config(run_dir)
+    cfg = run.config()
     classes = info["classes"]
     positive = positive or classes[-1]
     if positive not in classes:
         raise UsageError(f"--positive {positive!r} is not one of the run's classes {classes}")
+    run.check_output(output)
+    check_output_file(output)
+    ids = kaggle_ids(folder)  # before decoding: a wrong name is refused at once
     source = FolderSource.for_prediction(folder, info["data"], cache_dir, echo)
     runtime = Runtime(device, cfg.precision)
     model.to(runtime.device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     pre = Preprocess(model.cnnlab_input_norm, runtime.device, cfg.channels_last)
     views = source.eval_views()["10-crop" if ten_crop else "centre crop"]  # the centre alone: one pass, not ten
-    batch_size = batch_size or cfg.eval_batch_size
-    probs = torch.stack(
-        [torch.softmax(predict_logits(model, source, "test", pre, runtime, batch_size, v), dim=1) for v in views]
-    ).mean(0)
-    column = probs[:, classes.index(positive)].tolist()
-    rows = sorted(
-        ((kaggle_id(f), p) for f, p in zip(source.files, column)), key=lambda r: (isinstance(r[0], str), r[0])
-    )
-    output = Path(output)
-    with open(output, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["id", "label"])
-        for ident, p in rows:
-            writer.writerow([ident, int(p >= 0.5) if hard else f"{p:.6f}"])
+    n = source.size("test")
+    bar = tqdm(total=n * len(views), unit="crop", desc="predicting", disable=not progress, file=sys.stderr)
+    start = time.perf_counter()
+    summed = torch.zeros(n, len(classes))
+    for view in views:
+        done = 0
+        for images, _ in source.loader("test", batch_size or cfg.eval_batch_size, runtime.device, view=view).epoch(0):
+            with runtime.autocast():
+                probs = torch.softmax(model(pre(images)).float(), dim=1).cpu()
+            summed[done : done + len(probs)] += probs[: n - done]
+            done += len(probs)
+            bar.update(len(probs))
+    bar.close()
+    seconds = time.perf_counter() - start
+    echo(f"{n:,} images, {len(views)} view(s) each, in {seconds:.1f}s: {n / seconds:.1f} images/s on {runtime.device}")
+    column = (summed / len(views))[:, classes.index(positive)].tolist()
+    rows = sorted((ids[Path(f).name], p) for f, p in zip(source.files, column))
+    lines = ["id,label"] + [f"{ident},{int(p >= 0.5) if hard else f'{p:.6f}'}" for ident, p in rows]
+    atomic_write_bytes(output, ("\n".join(lines) + "\n").encode())
     for message in source.skipped:
         echo(f"skipped: {message}")
     return output
+
+
+# --- onnxruntime -----------------------------------------------------------------------------------------
+
+# `cnnlab predict --runtime auto`: the runtime per model that benchmarks/inference_speed.py measured faster
+# (images/s, batch 1 and 64, PyTorch eager vs onnxruntime, back to back on a quiet machine). A model not in
+# the table uses onnxruntime when it is installed and the run holds a current ONNX export, else PyTorch.
+# `auto` never exports by itself (a 245 MB file and seconds of work the user did not ask for).
+# Model name -> the runtime ``predict --runtime auto`` uses when a current export exists. Measured back to back
+# on a 2-core AMD EPYC (benchmarks/results/inference_speed.json): onnxruntime was faster in every pair,
+# LeNet-5 5.6-5.7x at batch 1 and 1.6-2.2x at 64, AlexNet-BN 1.5-1.6x and 1.4x. Models not listed: onnx too.
+AUTO_RUNTIME: dict[str, str] = {"lenet5": "onnx", "alexnet_bn": "onnx"}
+RUNTIMES = ("auto", "onnx", "torch")
+
+
+class OnnxPredictor:
+    """An exported cnnlab model in onnxruntime (CPU): ``predict_proba(uint8 or 0-255 float (N, C, H, W))``."""
+
+    def __init__(self, path, threads: int = 0):
+        require("onnxruntime")
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ExportError(f"{self.path}: no such ONNX file")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads  # 0: onnxruntime's choice (one per physical core)
+        options.log_severity_level = 3  # errors only
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...) share no base
+            raise ExportError(f"{self.path}: not a readable ONNX model ({str(e).splitlines()[0]})") from None
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        missing = [k for k in ("classes", "input_size") if k not in self.metadata]
+        if missing:
+            raise ExportError(f"{self.path}: not a cnnlab export (no {', '.join(missing)} in its metadata)")
+        self.info = {k: json.loads(v) if k in JSON_KEYS else v for k, v in self.metadata.items()}
+        self.classes = self.info["classes"]
+        self.input_size = tuple(self.info["input_size"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def predict_proba(self, pixels, batch_size: int = 64) -> np.ndarray:
+        """Probabilities (N, num_classes), float32, for raw pixels (N, C, H, W) in 0-255."""
+        x = np.asarray(pixels, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1:] != self.input_size:
+            raise UsageError(f"{self.path}: expects pixels (N, {', '.join(map(str, self.input_size))}), got {x.shape}")
+        parts = [
+            self.session.run(None, {self.input_name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)
+        ]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.classes)), np.float32)
+
+
+def _installed(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def _note(message: str) -> None:
+    print(f"cnnlab: {message}", file=sys.stderr)
+
+
+def onnx_predictor_for_run(run_dir, weights: str = "last", runtime: str = "auto", echo=_note) -> OnnxPredictor | None:
+    """The run's ONNX model in onnxruntime, or None where PyTorch is to predict.
+
+    ``torch``: None. ``onnx``: the run's export of these weights (RUN/model.onnx for last), exported now when
+    missing or made from other weights (a resumed run's newer last.safetensors): the user asked for
+    onnxruntime. ``auto``: onnxruntime when it is installed, ``AUTO_RUNTIME`` does not say torch for this
+    model, and a current export exists; else None (auto never exports, and tells when a file is stale).
+    """
+    if runtime not in RUNTIMES:
+        raise UsageError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if runtime == "torch":
+        return None
+    run_dir = Path(run_dir)
+    path = default_path(run_dir, "onnx", weights)
+    if runtime == "auto":
+        if not path.is_file() or not _installed("onnxruntime"):
+            return None
+        if AUTO_RUNTIME.get(RunDir(run_dir).model_info()["model"], "onnx") != "onnx":
+            return None
+    else:
+        require("onnxruntime")  # exporting needs onnx and onnxscript too: export_run asks for them when it must
+    weights_file = run_dir / "weights" / f"{weights}.safetensors"
+    if path.is_file() and weights_file.is_file():
+        try:
+            predictor = OnnxPredictor(path)
+        except ExportError as e:
+            if runtime == "onnx":
+                raise
+            echo(f"{e}: predicting in PyTorch")  # auto: an unreadable file is no current export
+            return None
+        if predictor.metadata.get("weights_sha256") == sha256_file(weights_file):
+            return predictor
+        if runtime == "auto":
+            echo(f"{path} holds other weights than {weights_file}: predicting in PyTorch ('cnnlab export' renews it)")
+            return None
+        echo(f"{path} holds other weights than {weights_file}: exporting it again")
+    export_run(run_dir, "onnx", path, weights)
+    echo(f"exported {path} for onnxruntime")
+    return OnnxPredictor(path)

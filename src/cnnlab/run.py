@@ -2,21 +2,9 @@
 
 ``train_run`` reads top to bottom: resolve where it runs, open the data source, claim the run directory,
 build the model, train it with ``fit``, evaluate it on the test split and write everything a person wants to
-look at afterwards. It knows data only through the data interface (data/source.py); with several processes
-(torchrun) every process computes and rank 0 alone names the run, locks it and writes:
-
-    runs/NAME/
-      config.json          the resolved configuration (``cnnlab train --resume`` reads it back)
-      model.json           model name and options, classes, input normalisation, the data's description
-      summary.txt          the Keras-style summary
-      metrics.csv          one row per epoch (Keras' CSVLogger: epochs from 0, columns sorted)
-      logs/train/, logs/validation/   TensorBoard event files, when the tensorboard package is installed
-      weights/last.safetensors, weights/best.safetensors   (with JSON metadata in the header)
-      checkpoints/step-N/  resumable checkpoints (weights, optimizer, history; manifest with checksums)
-      curves.png           loss and accuracy per epoch
-      report.txt, report.json, confusion_matrix.png, mistakes.png   the final evaluation on the test split
-      notes.txt, augment_preview.png (with augmentation)
-      report.html          all of the above on one self-contained page (``cnnlab report RUN`` rebuilds it)
+look at afterwards. It knows data only through the data interface (data/source.py) and its run directory
+only through ``rundir.RunDir`` (the list of files is there); with several processes (torchrun) every process
+computes and rank 0 alone names the run, locks it and writes.
 """
 
 from __future__ import annotations
@@ -28,12 +16,13 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import atomic_write_json, atomic_write_text  # a full disk names the file
 from .data.source import DataSource, open_source
+from .environment import environment_info
 from .evaluation import plot_history
 from .inference import evaluate_source, write_evaluation
 from .models import create_model, get_model_entry
-from .runs import RunLock, new_run_dir
+from .rundir import RunDir
+from .runs import new_run_dir
 from .summary import summary
 from .train import Runtime, TrainConfig, fit, run_directory_callbacks
 from .train.loop import check_fits_source
@@ -79,12 +68,6 @@ def build_model(cfg: TrainConfig, source: DataSource) -> torch.nn.Module:
     return create_model(cfg.model, **options)
 
 
-def environment(rt: Runtime) -> dict:
-    from .evaluation.html_report import environment_info
-
-    return environment_info(rt.device, torch.get_num_threads())
-
-
 @dataclass
 class RunResult:
     run_dir: Path
@@ -113,7 +96,8 @@ def train_run(
     check_fits_source(cfg, source, rt)  # before the run directory exists: a refused run leaves nothing behind
     check_classes(cfg.model_options, source.classes)
     run_dir, resume = claim_run_dir(cfg, Path(run_dir) if run_dir else None, resume, rt)
-    with RunLock(run_dir) if rt.is_main else nullcontext():
+    run = RunDir(run_dir)
+    with run.lock() if rt.is_main else nullcontext():
         torch.manual_seed(cfg.seed)
         model = build_model(cfg, source)
         model.cnnlab_input_norm = source.input_norm()
@@ -128,10 +112,10 @@ def train_run(
         }
         table = summary(model, source.image_size)  # also gives the FLOPs for compute.json
         if rt.is_main:
-            atomic_write_json(run_dir / "config.json", cfg.record())
-            atomic_write_json(run_dir / "model.json", info)
-            atomic_write_json(run_dir / "environment.json", environment(rt))
-            atomic_write_text(run_dir / "summary.txt", table.format() + "\n")
+            run.write_json("config.json", cfg.record())
+            run.write_model_info(info)
+            run.write_json("environment.json", environment_info(rt.device, torch.get_num_threads()))
+            run.write_text("summary.txt", table.format() + "\n")
             if not resume:
                 echo(table.format())
         echo(f"run directory: {run_dir}" + (f" ({rt.world_size} processes)" if rt.distributed else ""))
@@ -147,6 +131,7 @@ def train_run(
         report, probs = evaluate_source(
             model, source, "test", rt, cfg.eval_batch_size, cfg.channels_last, 2 if cfg.dry_run else 0
         )
+        report.dry_run = cfg.dry_run
         if rt.is_main:
             from .analysis.compute import run_compute
 
@@ -159,22 +144,16 @@ def train_run(
                 rt.device,
                 cfg.precision,
             )
-            atomic_write_json(run_dir / "compute.json", measured)
+            run.write_json("compute.json", measured)
             title = f"{cfg.model} on {source.name}"
-            plot_history(history.history, run_dir / "curves.png", title)
-            write_evaluation(report, probs, source, "test", run_dir, title + " test")
-            atomic_write_text(run_dir / "notes.txt", "\n".join(source.notes) + "\n")
-            if augment is not None:  # the lesson's picture: one training image and its augmented copies
-                from .augment import preview_grid
-
-                preview_grid(
-                    source.images("train", [0])[0], augment, 18, run_dir / "augment_preview.png", seed=cfg.seed
-                )
-            from .evaluation.html_report import build_report
-
-            build_report(run_dir)
+            run.write_png("curves.png", lambda f: plot_history(history.history, f, title))
+            write_evaluation(report, probs, source, "test", run, title + " test", model)
+            run.write_text("notes.txt", "\n".join(source.notes) + "\n")
+            write_pictures(run, model, info, source, augment, cfg.seed)
             if (marker := elastic_marker(cfg)) is not None:  # finished: a later restart has nothing to resume
                 marker.unlink(missing_ok=True)
+    if rt.is_main:  # once the lock is let go: the page shows the state everyone else sees, finished
+        run.write_report()
     if compare_without and cfg.augment:
         baseline_cfg = cfg.updated(
             augment=None, clean_epochs=0, run_name=f"{run_dir.name}-without-augmentation", out_dir=str(run_dir.parent)
@@ -183,7 +162,20 @@ def train_run(
         baseline = train_run(baseline_cfg, allow_sample=allow_sample, echo=echo)
         if rt.is_main:
             write_comparison(run_dir, history.history, report, baseline.history, baseline.report, echo)
+            RunDir(run_dir).write_report()  # now with the comparison
     return RunResult(run_dir, history.history, report, source.notes)
+
+
+def write_pictures(run: RunDir, model, info: dict, source: DataSource, augment, seed: int) -> None:
+    """The lesson's pictures: the first layer's kernels, and one training image with its augmented copies."""
+    from .explain import filters_png
+
+    run.write_bytes("filters.png", filters_png(model.cpu(), info))  # training is over; the picture is drawn on the CPU
+    if augment is not None:
+        from .augment import preview_grid
+
+        image = source.images("train", [0])[0]
+        run.write_png("augment_preview.png", lambda f: preview_grid(image, augment, 18, f, seed=seed))
 
 
 def _silent(*args, **kwargs) -> None:
@@ -205,6 +197,7 @@ def write_comparison(run_dir: Path, with_aug: dict, with_report, without: dict, 
         f"{sum(without['seconds']) / len(without['seconds']):.1f}",
     ]
     text = "\n".join(lines)
-    atomic_write_text(run_dir / "comparison.txt", text + "\n")
-    plot_comparison(with_aug, without, run_dir / "comparison.png")
+    run = RunDir(run_dir)
+    run.write_text("comparison.txt", text + "\n")
+    run.write_png("comparison.png", lambda f: plot_comparison(with_aug, without, f))
     echo("\n" + text)

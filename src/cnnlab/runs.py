@@ -1,10 +1,7 @@
-"""A run directory belongs to one run: its name, its lock, its files, and the rules for reusing a name.
+"""The policy of run names and resumes (the files of a run directory are ``rundir.RunDir``'s).
 
-    runs/NAME/            one training run, never two: a new run on an existing name is refused
-                          (``--resume`` continues it, ``--overwrite`` moves it aside to NAME.old-TIME)
-      .lock               one writer at a time (``RunLock``)
-      config.json         the resolved configuration; a resume trains with exactly this
-      model.json          model name and options, classes, input normalisation: enough to rebuild it
+A run directory holds one training run, never two: a new run on an existing name is refused (``--resume``
+continues it, ``--overwrite`` moves it aside to NAME.old-TIME).
 
 A resume continues the run that is there with its own configuration. The flags it takes change where and how
 fast it runs, never what it computes (``RESUME_MAY_CHANGE``); any other flag that differs from the saved value
@@ -20,42 +17,8 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError, read_json
 from .errors import RunError
+from .rundir import RunDir, RunLock
 from .train.config import FLAG_NAMES, TrainConfig, check_values
-
-
-class RunLock:
-    """One writer per run directory: an exclusive, non-blocking lock on ``RUN_DIR/.lock``.
-
-    ``writer=False`` only checks that nobody writes (and keeps others out while held) without creating or
-    changing a file of the run: used when looking at, or moving aside, a run that is not ours."""
-
-    def __init__(self, run_dir: Path, writer: bool = True):
-        self.path = Path(run_dir) / ".lock"
-        self.writer = writer
-        self.fd = None
-
-    def __enter__(self):
-        import fcntl
-
-        if not self.writer and not self.path.is_file():
-            return self  # no writer ever locked it
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT if self.writer else os.O_RDONLY, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(self.fd)
-            raise RunError(
-                f"{self.path.parent}: another training process (pid {holder}) is writing to this run"
-            ) from None
-        if self.writer:
-            os.ftruncate(self.fd, 0)
-            os.pwrite(self.fd, str(os.getpid()).encode(), 0)
-        return self
-
-    def __exit__(self, *exc):
-        if self.fd is not None:
-            os.close(self.fd)
 
 
 def dataset_label(cfg: TrainConfig) -> str:
@@ -152,57 +115,6 @@ def new_run_dir(cfg: TrainConfig) -> Path:
     raise RunError(f"{out}: no free run name for {name}")
 
 
-# --- the files of a run -----------------------------------------------------------------------------------
-
-
-def read_run_config(run_dir: str | Path) -> TrainConfig:
-    """A run's ``config.json``, every value checked (a hand-edited file gets a message naming it)."""
-    run_dir = Path(run_dir)
-    path = run_dir / "config.json"
-    if not run_dir.is_dir():
-        raise RunError(f"{run_dir}: no such run directory")
-    if not path.is_file():
-        raise RunError(f"{run_dir}: not a run directory (no config.json)")
-    try:
-        saved = read_json(path)
-    except CheckpointError as e:
-        raise RunError(str(e)) from None
-    if not isinstance(saved, dict):
-        raise RunError(f"{path}: holds no configuration (one JSON object expected)")
-    return TrainConfig.from_dict(saved, str(path))
-
-
-MODEL_INFO_KEYS = {"model": str, "options": dict, "classes": list, "input_size": list, "input_norm": dict, "data": dict}
-
-
-def read_model_info(run_dir: str | Path) -> dict:
-    """A run's ``model.json`` (model name and options, classes, input size, normalisation), its keys checked."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunError(f"{run_dir}: no such run directory")
-    path = run_dir / "model.json"
-    try:
-        info = read_json(path)
-    except CheckpointError as e:
-        raise RunError(f"{run_dir}: not a cnnlab run directory ({e})") from None
-    if not isinstance(info, dict):
-        raise RunError(f"{path}: damaged (one JSON object expected)")
-    if "data" not in info and isinstance(info.get("pipeline"), dict):  # written before the data interface
-        info["data"] = {"dataset": info.get("dataset"), "input_size": info.get("input_size"), **info["pipeline"]}
-        if info["data"]["kind"] != "folder":
-            info["data"]["kind"] = "array"
-    missing = [k for k in MODEL_INFO_KEYS if k not in info]
-    if missing:
-        raise RunError(f"{path}: damaged or not written by cnnlab: no {', '.join(missing)}")
-    wrong = [k for k, kind in MODEL_INFO_KEYS.items() if not isinstance(info[k], kind)]
-    norm = info["input_norm"]
-    if not wrong and not all(isinstance(norm.get(k), list) for k in ("mean", "std")):
-        wrong = ["input_norm"]
-    if wrong:
-        raise RunError(f"{path}: damaged: {', '.join(wrong)} has the wrong kind of value")
-    return info
-
-
 # --- resuming ---------------------------------------------------------------------------------------------
 
 # What a resume may change: where the files are and how fast it runs, never what is computed.
@@ -212,7 +124,7 @@ RESUME_MAY_CHANGE = ("progress", "threads", "device", "compile", "data_dir", "ca
 def resume_config(run_dir: str | Path, flags: dict, model: str | None = None) -> TrainConfig:
     """The saved configuration of ``run_dir`` with the flags a resume may change; any other flag that differs
     from the saved value is refused, naming it (``flags``: None means not given)."""
-    saved = read_run_config(run_dir)
+    saved = RunDir(run_dir).config()
     given = {k: v for k, v in flags.items() if v is not None}
     check_values(given, "flag")
     if model is not None and model != saved.model:

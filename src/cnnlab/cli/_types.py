@@ -32,15 +32,15 @@ def key_value(pair: str) -> tuple[str, object]:
         return key, value
 
 
-def whole_number(low: int, words: str):
-    """An argparse type: an int >= ``low``; anything else gets one line saying what was expected."""
+def whole_number(low: int, words: str, high: int | None = None):
+    """An argparse type: an int in [``low``, ``high``]; anything else gets one line saying what was expected."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = low - 1
-        if value < low:
+        if value < low or (high is not None and value > high):
             raise argparse.ArgumentTypeError(f"must be {words}, got {text}")
         return value
 
@@ -67,6 +67,16 @@ def int_or_float(text: str) -> int | float:
         return int(text)
     except ValueError:
         return float(text)
+
+
+def refuse_output_over_input(output, inputs) -> None:
+    """-o naming one of the command's own input files would destroy it: refused before any work."""
+    from ..errors import UsageError
+
+    out = Path(output)
+    for given in inputs:
+        if out.exists() and Path(given).exists() and out.samefile(given):
+            raise UsageError(f"-o {output} is the input {given}; writing it would destroy it: give another name")
 
 
 def png_path(text: str) -> Path:

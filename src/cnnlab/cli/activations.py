@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._types import png_path, positive_int
+from ._types import png_path, positive_int, refuse_output_over_input
 
 NAME = "activations"
 HELP = "the feature maps of each convolution and pooling layer for one image, a panel per layer"
@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from ..explain import activations_png
     from ..inference import load_run
 
+    refuse_output_over_input(args.output, [args.image])
     model, info = load_run(args.run_dir, args.weights)
     args.output.write_bytes(activations_png(model, info, args.image, args.max_channels))
     print(f"wrote {args.output}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ._settings import add_augment_arguments, augment_settings
-from ._types import positive_int
+from ._types import png_path, positive_int, refuse_output_over_input
 
 NAME = "augment-preview"
 HELP = "a PNG grid of an image and its augmented copies (the lesson's picture)"
@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", type=int, help="without IMAGE: which training image of the dataset (default 0)")
     parser.add_argument("--count", type=positive_int, default=18)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("-o", "--output", default="augment_preview.png")
+    parser.add_argument("-o", "--output", type=png_path, default="augment_preview.png", metavar="FILE.png")
     add_augment_arguments(parser)
 
 
@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     idle = [flag for flag in ("dataset", "data_dir", "index") if getattr(args, flag) is not None]
     if args.image and idle:
         raise UsageError(f"--{idle[0].replace('_', '-')} picks an image of a dataset; it does nothing with IMAGE")
+    refuse_output_over_input(args.output, [args.image] if args.image else [])
     settings = augment_settings(args) or dict(LESSON)
     check_augment(settings, "augmentation")
     aug = Augment.lesson(**settings) if settings.keys() <= LESSON.keys() | {"fill_mode"} else Augment(**settings)

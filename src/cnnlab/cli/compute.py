@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import RunError, UsageError
 from ._model import add_model_arguments, build
-from ._types import positive_float, positive_int
+from ._types import png_path, positive_float, positive_int
 
 NAME = "compute"
 HELP = "MACs, FLOPs and training compute (petaflop/s-days); --chart draws the two eras"
@@ -19,7 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=positive_float, help="epochs of a training run to cost (with --images)")
     parser.add_argument("--images", type=positive_int, help="training images per epoch (with --epochs)")
     parser.add_argument(
-        "--chart", metavar="PNG", help="draw the two eras of training compute, with this model and --run"
+        "--chart",
+        type=png_path,
+        metavar="FILE.png",
+        help="draw the two eras of training compute, with this model and --run",
     )
     parser.add_argument("--run", action="append", default=[], metavar="RUN_DIR", help="place a run on the chart")
     parser.add_argument("--json", action="store_true")
@@ -37,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--images and --epochs cost a training run of a model: name the model")
     if args.run and not args.chart:
         raise UsageError("--run places a run on the chart: add --chart PNG")
+    if args.json and not args.model:
+        raise UsageError("--json prints a model's numbers: name a model (the chart is a picture)")
     extra = []
     if args.model:
         model, input_size = build(args)

@@ -33,10 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..inference import evaluate_run
+    from ..rundir import RunDir
 
     for flag, given in (("--data-dir", args.data_dir), ("--sample", args.sample)):
         if args.data and given:
             raise UsageError(f"{flag} is for the run's own test set; it does nothing with --data")
+    RunDir(args.run_dir).notice_unfinished()
     report, out_dir = evaluate_run(
         args.run_dir,
         args.weights,
@@ -49,5 +51,5 @@ def run(args: argparse.Namespace) -> int:
     )
     print(report.format())
     if out_dir is not None:
-        print(f"\nwrote {out_dir}/: report.txt, report.json, confusion_matrix.png, mistakes.png")
+        print(f"\nwrote {out_dir}/: report.txt, report.json, predictions.csv, confusion_matrix.png, mistakes.png")
     return 0

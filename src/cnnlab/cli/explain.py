@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
+from ._types import refuse_output_over_input
 
 NAME = "explain"
 HELP = "where the network looks: Grad-CAM and occlusion maps over image files"
@@ -45,6 +46,15 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"-o {output}: give a FILE.png or a FOLDER")
     chosen = args.method or METHODS
     check_methods(chosen)  # before the run is loaded
+    if args.layer and "gradcam" not in chosen:
+        raise UsageError(f"--layer picks Grad-CAM's layer; --method {','.join(chosen)} does not use it")
+    refuse_output_over_input(output, args.images)
+    if to_folder:  # one picture per image, named by its stem: two images of one stem would share a file
+        stems: dict[str, str] = {}
+        for path in args.images:
+            if stems.setdefault(Path(path).stem, path) != path:
+                name = output / f"{Path(path).stem}-explain.png"
+                raise UsageError(f"{stems[Path(path).stem]} and {path} would both be written to {name}")
     model, info = load_run(args.run_dir, args.weights)
     explanations = explain_files(model, info, args.images, chosen, args.target, args.layer)
     names = [Path(p).name for p in args.images]

@@ -10,14 +10,23 @@ HELP = "export a run's model for inference runtimes: ONNX or torch.export (pt2)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir")
-    parser.add_argument("--format", choices=["onnx", "pt2"], default="onnx")
-    parser.add_argument("-o", "--output", metavar="PATH", help="default: RUN_DIR/model.onnx (model-best.onnx for best)")
+    parser.add_argument(
+        "--format", choices=["onnx", "pt2"], help="default: as -o's name says (.onnx or .pt2), else onnx"
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="default: RUN_DIR/model.onnx (model-best.onnx for best); never a run's file",
+    )
     parser.add_argument("--weights", default="last", choices=["last", "best"])
 
 
 def run(args: argparse.Namespace) -> int:
     from ..export import INPUT_CONVENTION, OUTPUT_CONVENTION, export_run
+    from ..rundir import RunDir
 
+    RunDir(args.run_dir).notice_unfinished()
     path = export_run(args.run_dir, args.format, args.output, args.weights)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)\ninput  {INPUT_CONVENTION}\noutput {OUTPUT_CONVENTION}")
     return 0

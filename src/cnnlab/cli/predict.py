@@ -24,7 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir")
     parser.add_argument("--weights", default="last", choices=["last", "best"])
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument(
+        "--batch-size", type=positive_int, help="default: 64 for image files, the run's eval batch size for --kaggle"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="--kaggle: no progress bar")
     parser.add_argument("--top", type=positive_int, help="image files: the best N classes (default 3)")
     parser.add_argument(
         "--invert",
@@ -35,18 +38,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--runtime",
         choices=["auto", "onnx", "torch"],
         help="image files: onnxruntime on RUN/model.onnx (exported if missing), PyTorch, or auto (the default): "
-        "onnxruntime when installed and a current export exists (see cnnlab.export.AUTO_RUNTIME)",
+        "onnxruntime when installed and a current export exists (see cnnlab.inference.AUTO_RUNTIME)",
     )
 
 
-KAGGLE_ONLY = ("output", "positive", "hard", "single_crop", "cache_dir")
+KAGGLE_ONLY = ("output", "positive", "hard", "single_crop", "cache_dir", "no_progress")
 FILES_ONLY = ("top", "invert")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..inference import kaggle_submission, predict_files
+    from ..rundir import RunDir
 
     _refuse_idle_options(args)
+    RunDir(args.run_dir).notice_unfinished()
     if args.kaggle:
         path = kaggle_submission(
             args.run_dir,
@@ -58,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
             not args.single_crop,
             args.cache_dir,
             args.device,
+            args.batch_size,
+            progress=not args.no_progress,
         )
         print(f"wrote {path}")
         return 0
@@ -68,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         args.top or 3,
         args.invert or "auto",
         args.device,
-        args.batch_size,
+        args.batch_size or 64,
         args.runtime or "auto",
     )
     for path, ranked in ranked_files:

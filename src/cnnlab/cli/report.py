@@ -16,11 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation.html_report import build_comparison, build_report
+    from ..rundir import RunDir, write_comparison
 
     if len(args.run_dirs) == 1:
-        path = build_report(args.run_dirs[0], args.output)
+        path = RunDir(args.run_dirs[0]).write_report(args.output)
     else:
-        path = build_comparison(args.run_dirs, args.output or "comparison.html")
+        path = write_comparison(args.run_dirs, args.output or "comparison.html")
     print(f"wrote {path}")
     return 0

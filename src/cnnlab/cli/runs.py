@@ -13,7 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation.html_report import format_runs_table, list_runs
+    from ..evaluation.html_report import format_runs_table
+    from ..rundir import list_runs
 
     records = list_runs(args.folder)
     print(format_runs_table(records) if records else f"no run directories in {args.folder}")

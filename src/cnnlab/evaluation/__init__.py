@@ -1,6 +1,5 @@
-"""Evaluation: predictions, the classification report, top-k accuracy, the pictures of a run and its report page."""
+"""Evaluation: predictions, the classification report, top-k accuracy, the pictures of a run, its report page."""
 
-from .html_report import build_comparison, build_report, environment_info
 from .metrics import Report, make_report, predict_logits, topk_accuracy
 from .plots import plot_confusion, plot_history, plot_worst_mistakes
 
@@ -12,7 +11,4 @@ __all__ = [
     "plot_confusion",
     "plot_history",
     "plot_worst_mistakes",
-    "build_report",
-    "build_comparison",
-    "environment_info",
 ]

@@ -54,6 +54,7 @@ class Report:
     n: int
     ten_crop_accuracy: float | None = None  # image folders: 10-crop over-sampling beside the centre crop
     skipped: list | None = None  # files that could not be read, with the reason
+    dry_run: bool = False  # two batches in file order (often one class): a check of the pipeline, not an accuracy
 
     def to_dict(self) -> dict:
         return {
@@ -66,9 +67,15 @@ class Report:
             "classification_report": self.report,
             "confusion_matrix": self.confusion.tolist(),
             "skipped_files": self.skipped or [],
+            "dry_run": self.dry_run,
         }
 
     def format(self) -> str:
+        if self.dry_run:
+            return (
+                f"dry run: the evaluation ran end to end on {self.n:,} images of the test split; no accuracy is "
+                "reported (two batches in file order measure nothing)"
+            )
         line = f"top-1 accuracy: {self.accuracy:.4f}"
         if self.top5 is not None:
             line += f"   top-5 accuracy: {self.top5:.4f}"

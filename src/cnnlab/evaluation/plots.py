@@ -32,7 +32,7 @@ def plot_history(history: dict, path: str | Path, title: str = "") -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return Path(path)
+    return path
 
 
 def plot_confusion(matrix: np.ndarray, classes, path: str | Path, title: str = "Confusion matrix") -> Path:
@@ -68,7 +68,7 @@ def plot_confusion(matrix: np.ndarray, classes, path: str | Path, title: str = "
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return Path(path)
+    return path
 
 
 def plot_comparison(with_aug: dict, without: dict, path, title="With and without data augmentation"):
@@ -87,7 +87,7 @@ def plot_comparison(with_aug: dict, without: dict, path, title="With and without
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return Path(path)
+    return path
 
 
 def worst_mistakes(probs, labels, count: int = 16) -> np.ndarray:
@@ -139,7 +139,7 @@ def plot_worst_mistakes(images, probs, labels, classes, path: str | Path, count:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    return Path(path)
+    return path
 
 
 def plot_runs(histories: dict, path, title: str = "Runs compared"):

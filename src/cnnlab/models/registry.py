@@ -10,13 +10,16 @@ which sizes it does take (found by running it on PyTorch's meta device: shapes o
 from __future__ import annotations
 
 import inspect
+import numbers
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ..errors import UsageError
+from ..errors import UsageError, WrongType
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ def get_model_entry(name: str) -> ModelEntry:
 
 def create_model(name: str, **options) -> nn.Module:
     """Build the registered model ``name`` with the given options (``num_classes=2``, ...)."""
+    if not isinstance(name, str):
+        raise WrongType(f"create_model: name must be a model name (text) such as 'lenet5', got {type(name).__name__}")
     entry = get_model_entry(name)
     known = entry.options()
     unknown = sorted(set(options) - set(known))
@@ -69,11 +74,53 @@ def create_model(name: str, **options) -> nn.Module:
             f"model {name!r} has no option {', '.join(unknown)}; its options: "
             + ", ".join(f"{k}={v!r}" for k, v in known.items())
         )
+    options = checked_options(entry, options)
     model = entry.builder(**options)
     # Remembered so that a run directory can rebuild exactly this network from its metadata.
     model.cnnlab_name = name
     model.cnnlab_options = {**known, **options}
     return model
+
+
+# Options a builder annotates with a plain type are checked before it runs, so that a wrong one is named here
+# rather than by torch from deep inside (num_classes="10" would end in torch.empty's message).
+TYPE_WORDS = {int: "a whole number", float: "a number", str: "text", bool: "true or false"}
+RANGES = {  # the network's sizes, dropout probabilities and L2 factors, by the start of the option's name
+    "num_classes": (1, None, "a whole number >= 1"),
+    "in_chans": (1, None, "a whole number >= 1"),
+    "img_size": (1, None, "a whole number >= 1"),
+    "dropout": (0, 1, "a number in [0, 1]"),
+    "l2": (0, None, "a number >= 0"),
+}
+
+
+def _is(value, hint) -> bool:
+    if hint is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def checked_options(entry: ModelEntry, options: dict) -> dict:
+    """``options`` with numpy's numbers made Python's (model.json records them), or WrongType/UsageError naming
+    the option whose value the builder's annotation or RANGES refuse."""
+    hints = typing.get_type_hints(entry.builder)
+    for key, value in options.items():
+        hint = hints.get(key)
+        if isinstance(hint, types.UnionType):  # an optional one: l2_block3: float | None
+            if value is None and type(None) in typing.get_args(hint):
+                continue
+            hint = next(h for h in typing.get_args(hint) if h is not type(None))
+        if hint in TYPE_WORDS and not _is(value, hint):
+            raise WrongType(
+                f"model {entry.name!r}: option {key} must be {TYPE_WORDS[hint]}, got {value!r} ({type(value).__name__})"
+            )
+        low, high, words = next((r for start, r in RANGES.items() if key.startswith(start)), (None, None, ""))
+        if _is(value, float) and ((low is not None and not value >= low) or (high is not None and not value <= high)):
+            raise UsageError(f"model {entry.name!r}: option {key} must be {words}, got {value!r}")
+    plain = {int: int, float: float}
+    return {k: plain[hints[k]](v) if hints.get(k) in plain and v is not None else v for k, v in options.items()}
 
 
 # --- which input sizes a built network takes ---------------------------------------------------------------

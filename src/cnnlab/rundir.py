@@ -1,0 +1,487 @@
+"""A run directory, and the one module that knows its files: ``RunDir``.
+
+    runs/NAME/
+      .lock                one writer at a time (``RunLock``): the pid of the training process
+      config.json          the resolved configuration (``cnnlab train --resume`` reads it back)
+      model.json           model name and options, classes, input size and normalisation, the data's
+                           description (how a file becomes input), the run format's version
+      environment.json     versions, CPU, device, threads
+      summary.txt          the Keras-style summary
+      metrics.csv          one row per epoch (Keras' CSVLogger: epochs from 0, columns sorted)
+      logs/train/, logs/validation/   TensorBoard event files, when the tensorboard package is installed
+      weights/last.safetensors, weights/best.safetensors   (with JSON metadata in the header)
+      checkpoints/step-N/  resumable checkpoints (weights, optimizer, history; manifest with checksums)
+      curves.png, compute.json
+      report.txt, report.json, predictions.csv, confusion_matrix.png, mistakes.png   the test-split evaluation
+      filters.png, mistakes_gradcam.png   the first layer's kernels, and where the network looked when wrong
+      notes.txt, augment_preview.png (with augmentation), comparison.txt/.png (--compare-without)
+      report.html          all of the above on one page (``cnnlab report RUN`` rebuilds it)
+      eval-<parent>_<folder>/   ``cnnlab evaluate --data``'s report on new data
+      model.onnx, model.pt2     ``cnnlab export`` (model-best.* for the best weights)
+
+Every file cnnlab writes here goes through a temporary name, fsync and a rename: a reader (or a crash) sees the
+old file or the new one, never half of one. The training callbacks (train/callbacks.py) write metrics.csv,
+weights and checkpoints with the same writer (checkpoint.atomic_write_bytes).
+
+Two ways to read: strictly (``config``, ``model_info``, ``load_model``: a resume or a prediction needs every
+value right, and a damaged file is an error naming it) and tolerantly (``record``: a report or ``cnnlab runs``
+shows what is there and names what is not). Both see a run written by an older release upgraded to today's
+format (``upgrade_model_info``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .checkpoint import CheckpointError, _fsync_dir, atomic_write_bytes, read_json
+from .errors import RunError, UsageError
+
+# 1: model.json's "pipeline" (before the data interface); 2: "data" and "format_version"
+FORMAT_VERSION = 2
+# The files a run needs, by name; export (model*.onnx, model*.pt2) is the only writer of anything else here.
+OWN_FILES = (
+    "config.json model.json environment.json summary.txt metrics.csv compute.json curves.png report.txt report.json "
+    "predictions.csv confusion_matrix.png mistakes.png filters.png mistakes_gradcam.png notes.txt augment_preview.png "
+    "comparison.txt comparison.png report.html"
+).split()
+OWN_FOLDERS = ("weights", "checkpoints", "logs")
+MARKS_A_RUN = ("config.json", "model.json", "metrics.csv", "summary.txt", "report.json", "report.txt")
+MODEL_INFO_KEYS = {"model": str, "options": dict, "classes": list, "input_size": list, "input_norm": dict, "data": dict}
+
+
+def upgrade_model_info(info: dict) -> dict:
+    """model.json of any release as today's: "pipeline" (format 1) becomes "data"."""
+    info = dict(info)
+    if "data" not in info and isinstance(info.get("pipeline"), dict):
+        data = {"dataset": info.get("dataset"), "input_size": info.get("input_size"), **info.pop("pipeline")}
+        if data.get("kind") != "folder":
+            data["kind"] = "array"
+        info["data"] = data
+    info["format_version"] = FORMAT_VERSION
+    return info
+
+
+def write_through(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """``write(tmp)`` a large file (an export) beside ``path``, fsync it and rename it into place. The temporary
+    file never stays behind, and an OSError names ``path``, not the temporary name."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+    return path
+
+
+class RunLock:
+    """One writer per run directory: an exclusive, non-blocking lock on ``RUN_DIR/.lock``.
+
+    ``writer=False`` only checks that nobody writes (and keeps others out while held) without creating or
+    changing a file of the run: used when looking at, or moving aside, a run that is not ours."""
+
+    def __init__(self, run_dir: Path, writer: bool = True):
+        self.path = Path(run_dir) / ".lock"
+        self.writer = writer
+        self.fd = None
+
+    def __enter__(self):
+        import fcntl
+
+        if not self.writer and not self.path.is_file():
+            return self  # no writer ever locked it
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT if self.writer else os.O_RDONLY, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(self.fd)
+            raise RunError(
+                f"{self.path.parent}: another training process (pid {holder}) is writing to this run"
+            ) from None
+        if self.writer:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)
+
+
+def lock_holder(run_dir: Path) -> str | None:
+    """The pid of a training process holding the run's lock, or None."""
+    import fcntl
+
+    try:
+        fd = os.open(Path(run_dir) / ".lock", os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+    finally:
+        os.close(fd)
+    return None
+
+
+class RunDir:
+    """The run directory at ``path``: its files, its lock, its writes and its two ways to be read."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def weights(self, which: str = "last") -> Path:
+        return self.path / "weights" / f"{which}.safetensors"
+
+    def is_run(self) -> bool:
+        return self.path.is_dir() and any((self.path / name).is_file() for name in MARKS_A_RUN)
+
+    def lock(self, writer: bool = True) -> RunLock:
+        return RunLock(self.path, writer)
+
+    # --- writing: every file through a temporary name, fsync and a rename ------------------------------
+
+    def write_bytes(self, name: str, data: bytes) -> Path:
+        path = self.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, data)
+        return path
+
+    def write_text(self, name: str, text: str) -> Path:
+        return self.write_bytes(name, text.encode())
+
+    def write_json(self, name: str, obj) -> Path:
+        return self.write_text(name, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+    def write_png(self, name: str, plot: Callable[[io.BytesIO], object]) -> Path:
+        """``plot(file)`` draws a PNG into a file (the plotting functions take a path or a file)."""
+        buffer = io.BytesIO()
+        plot(buffer)
+        return self.write_bytes(name, buffer.getvalue())
+
+    def write_csv(self, name: str, rows) -> Path:
+        buffer = io.StringIO(newline="")
+        csv.writer(buffer).writerows(rows)
+        return self.write_text(name, buffer.getvalue())
+
+    def write_model_info(self, info: dict) -> Path:
+        return self.write_json("model.json", {**info, "format_version": FORMAT_VERSION})
+
+    def check_output(self, output: str | Path, option: str = "-o", allow: tuple[str, ...] = ()) -> None:
+        """Refuse an output path that would overwrite a file this run needs (its weights, checkpoints, config,
+        reports) or a folder; anything else (another name, an export, a file named in ``allow``) may be written."""
+        target = Path(output).resolve()
+        if target.is_dir():
+            raise UsageError(f"{option} {output}: is a folder; give a file name")
+        try:
+            rel = target.relative_to(self.path.resolve())
+        except ValueError:
+            return
+        top = rel.parts[0] if rel.parts else ""
+        if str(rel) in allow:
+            return
+        if top in OWN_FOLDERS or top.startswith((".", "eval-")) or (len(rel.parts) == 1 and top in OWN_FILES):
+            raise UsageError(
+                f"{option} {output}: is a file of the run {self.path} ({rel}); writing it would destroy the run's "
+                "own data. Choose another name"
+            )
+
+    def write_report(self, output: str | Path | None = None) -> Path:
+        """The run's page (``RUN/report.html`` unless ``output`` says otherwise), rendered from its files."""
+        from .evaluation.html_report import render_run_page
+
+        page = render_run_page(self.record())
+        if output is None:
+            return self.write_text("report.html", page)
+        self.check_output(output, allow=("report.html",))
+        atomic_write_bytes(output, page.encode())
+        return Path(output)
+
+    # --- reading strictly: what a resume and a prediction need, every value checked ---------------------
+
+    def require(self) -> None:
+        if not self.path.is_dir():
+            raise RunError(f"{self.path}: no such run directory")
+
+    def config(self):
+        """``config.json`` as a checked TrainConfig (a hand-edited file gets a message naming it)."""
+        from .train.config import TrainConfig
+
+        self.require()
+        path = self.path / "config.json"
+        if not path.is_file():
+            raise RunError(f"{self.path}: not a run directory (no config.json)")
+        saved = _strict_json(path)
+        if not isinstance(saved, dict):
+            raise RunError(f"{path}: holds no configuration (one JSON object expected)")
+        return TrainConfig.from_dict(saved, str(path))
+
+    def model_info(self) -> dict:
+        """``model.json`` upgraded to today's format, its keys checked."""
+        self.require()
+        path = self.path / "model.json"
+        try:
+            info = read_json(path)
+        except CheckpointError as e:
+            raise RunError(f"{self.path}: not a cnnlab run directory ({e})") from None
+        if not isinstance(info, dict):
+            raise RunError(f"{path}: damaged (one JSON object expected)")
+        info = upgrade_model_info(info)
+        missing = [k for k in MODEL_INFO_KEYS if k not in info]
+        if missing:
+            raise RunError(f"{path}: damaged or not written by cnnlab: no {', '.join(missing)}")
+        wrong = [k for k, kind in MODEL_INFO_KEYS.items() if not isinstance(info[k], kind)]
+        norm = info["input_norm"]
+        if not wrong and not all(isinstance(norm.get(k), list) for k in ("mean", "std")):
+            wrong = ["input_norm"]
+        if wrong:
+            raise RunError(f"{path}: damaged: {', '.join(wrong)} has the wrong kind of value")
+        return info
+
+    def load_model(self, weights: str = "last"):
+        """The trained model in eval mode, with its info (classes, normalisation, data)."""
+        from .checkpoint import load_weights_into
+        from .data.loader import InputNorm
+        from .models import create_model
+
+        info = self.model_info()
+        model = create_model(info["model"], **info["options"])
+        path = self.weights(weights)
+        if not path.exists():
+            raise RunError(f"{path}: no weights yet (has the run finished an epoch?)")
+        load_weights_into(model, path)
+        model.cnnlab_input_norm = InputNorm.from_dict(info["input_norm"])
+        return model.eval(), info
+
+    def unfinished(self) -> str | None:
+        """Why the run's weights are not those of a finished training, or None (a run that is not one: None,
+        the strict read that follows names what is wrong)."""
+        if not self.is_run():
+            return None
+        state = self.record().status()
+        if state == "finished":
+            return None
+        if state == "finished (dry run)":
+            return f"{self.path} is a dry run (two batches of one epoch): its weights have hardly trained"
+        return f"{self.path} has not finished training ({state}): these are the weights it saved last"
+
+    def notice_unfinished(self) -> None:
+        """export, predict and evaluate on an unfinished run: one line on stderr, then on with the work."""
+        why = self.unfinished()
+        if why:
+            print(f"cnnlab: note: {why}", file=sys.stderr)
+
+    # --- reading tolerantly: what a report and `cnnlab runs` show --------------------------------------
+
+    def record(self) -> RunRecord:
+        """What the run directory holds; missing files stay None, files that do not read are named."""
+        if not self.path.is_dir():
+            raise RunError(f"{self.path}: no such run directory")
+        if not self.is_run():
+            raise RunError(f"{self.path}: not a cnnlab run directory (none of {', '.join(MARKS_A_RUN)})")
+        record = RunRecord(self.path)
+        for attribute, name in (
+            ("config", "config.json"),
+            ("model", "model.json"),
+            ("report", "report.json"),
+            ("compute", "compute.json"),
+            ("environment", "environment.json"),
+        ):
+            setattr(record, attribute, _tolerant_json(self.path / name, record.problems))
+        if record.model is not None:
+            record.model = upgrade_model_info(record.model)
+        record.history = _read_metrics(self.path / "metrics.csv", record.problems)
+        return record
+
+
+def list_runs(folder: str | Path) -> list[RunRecord]:
+    """Every run directory directly inside ``folder``, by name; unreadable ones come back with their problems."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise RunError(f"{folder}: no such folder of runs")
+    return [RunDir(p).record() for p in sorted(folder.iterdir()) if RunDir(p).is_run()]
+
+
+def write_comparison(run_dirs, output: str | Path = "comparison.html") -> Path:
+    """One page comparing several runs: their curves overlaid and their final metrics side by side."""
+    from .evaluation.html_report import render_comparison_page
+
+    runs = [RunDir(d) for d in run_dirs]
+    records = [run.record() for run in runs]
+    for run in runs:
+        run.check_output(output)
+    atomic_write_bytes(output, render_comparison_page(records).encode())
+    return Path(output)
+
+
+def _strict_json(path: Path):
+    try:
+        return read_json(path)
+    except CheckpointError as e:
+        raise RunError(str(e)) from None
+
+
+def _tolerant_json(path: Path, problems: dict) -> dict | None:
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        problems[path.name] = f"could not be read ({type(e).__name__}: {str(e).splitlines()[0][:80]})"
+        return None
+    if not isinstance(value, dict):
+        problems[path.name] = "could not be read (not a JSON object)"
+        return None
+    return value
+
+
+def _read_metrics(path: Path, problems: dict) -> dict[str, list[float]]:
+    """metrics.csv as {column: [value per epoch]}; a half-written last row (a killed run) is left out."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        problems[path.name] = f"could not be read ({e})"
+        return {}
+    history: dict[str, list[float]] = {}
+    for row in rows:
+        try:
+            values = {key: float(value) for key, value in row.items() if key and key != "epoch"}
+        except (TypeError, ValueError):
+            continue
+        for key, value in values.items():
+            history.setdefault(key, []).append(value)
+    return history
+
+
+@dataclass
+class RunRecord:
+    """What a run directory holds, each file read or None; ``problems`` names files that exist but did not read."""
+
+    path: Path
+    config: dict | None = None
+    model: dict | None = None
+    report: dict | None = None
+    compute: dict | None = None
+    environment: dict | None = None
+    history: dict[str, list[float]] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def text(self, name: str) -> str | None:
+        try:
+            return (self.path / name).read_text(errors="replace")
+        except OSError:
+            return None
+
+    def png(self, name: str) -> bytes | str | None:
+        """A PNG's bytes, None when there is none, or why it could not be read."""
+        try:
+            data = (self.path / name).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            return f"{name}: could not be read ({e})"
+        if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+            return f"{name}: could not be read (not a PNG file)"
+        return data
+
+    @property
+    def model_name(self) -> str:
+        return (self.model or {}).get("model") or (self.config or {}).get("model") or "?"
+
+    @property
+    def data_label(self) -> str:
+        """'mnist', or the last two parts of an image folder's path ('dogs-vs-cats-small/train')."""
+        config = self.config or {}
+        if config.get("data"):
+            return "/".join(Path(config["data"]).parts[-2:])
+        return config.get("dataset") or (self.model or {}).get("dataset") or "?"
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.history.get("loss", []))
+
+    @property
+    def epochs_planned(self) -> int | None:
+        return (self.config or {}).get("epochs")
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.history.get("seconds", []))
+
+    @property
+    def finished(self) -> bool:
+        return (self.path / "report.json").is_file() or (self.path / "report.txt").is_file()
+
+    def best_val_accuracy(self) -> tuple[float, int] | None:
+        """(best validation accuracy, its 1-based epoch)."""
+        values = self.history.get("val_accuracy") or []
+        if not values:
+            return None
+        best = max(range(len(values)), key=values.__getitem__)
+        return values[best], best + 1
+
+    def final(self, key: str) -> float | None:
+        values = self.history.get(key) or []
+        return values[-1] if values else None
+
+    def test_accuracy(self) -> float | None:
+        """From report.json, or the line that ``Report.format`` ends report.txt with (older runs have only that)."""
+        return self._report_value("accuracy", r"(?:top-1 accuracy|accuracy, centre crop): ([0-9.]+)")
+
+    def ten_crop_accuracy(self) -> float | None:
+        return self._report_value("ten_crop_accuracy", r"10-crop \(corners \+ centre, mirrored\): ([0-9.]+)")
+
+    def _report_value(self, key: str, pattern: str) -> float | None:
+        if self.report is not None and self.report.get("dry_run"):
+            return None  # two batches in file order: no accuracy
+        if self.report is not None:
+            value = self.report.get(key)
+            return float(value) if value is not None else None
+        found = re.search(pattern, self.text("report.txt") or "")
+        return float(found.group(1)) if found else None
+
+    def total_params(self) -> str | None:
+        for line in (self.text("summary.txt") or "").splitlines():
+            if line.startswith("Total params:"):
+                return line.split(":", 1)[1].strip()
+        return None
+
+    def status(self) -> str:
+        """'finished', 'running (pid N)', 'unfinished (3 of 10 epochs)' or 'broken: ...'."""
+        holder = lock_holder(self.path)
+        if holder:
+            return f"running (pid {holder})"
+        broken = [f"{name} {problem}" for name, problem in self.problems.items()]
+        if self.config is None and "config.json" not in self.problems:
+            broken.insert(0, "no config.json")
+        if broken:
+            return "broken: " + "; ".join(broken)
+        if self.finished:
+            return "finished (dry run)" if (self.config or {}).get("dry_run") else "finished"
+        planned = f" of {self.epochs_planned}" if self.epochs_planned else ""
+        return f"unfinished ({self.epochs_done}{planned} epochs)"

@@ -1,0 +1,291 @@
+"""The run directory (rundir.RunDir) and the commands that read a run: each check on a run written by today's code.
+
+One small image-folder run (LeNet-5 in colour on 24 generated pictures, one epoch) is shared by the module; the
+commands that refuse do so before any work, so most tests here take well under a second once it exists.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnlab.cli import main
+from cnnlab.errors import RunError, UsageError
+from cnnlab.rundir import FORMAT_VERSION, RunDir, upgrade_model_info
+
+STATE = re.compile(r"<span>state</span><b>([^<]*)</b>")
+
+
+def write_pictures(folder, names, seed=0):
+    """Small colour pictures: class 'cat' reddish, 'dog' bluish, so that one epoch learns something."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        pixels = rng.integers(0, 90, (32, 32, 3), dtype=np.uint8)
+        pixels[..., 0 if name.startswith("cat") else 2] += 150
+        Image.fromarray(pixels).save(folder / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rundir")
+    data = write_pictures(root / "pets", [f"{a}.{i}.png" for a in ("cat", "dog") for i in range(12)])
+    args = ["train", "lenet5", "--data", str(data), "--out-dir", str(root / "runs"), "--name", "pets"]
+    args += ["--image-size", "32", "--crop", "28", "--epochs", "1", "--batch-size", "8", "--no-progress"]
+    args += ["--cache-dir", str(root / "cache"), "--seed", "0", "--val-split", "0.25"]
+    assert main(args) == 0
+    return root / "runs" / "pets"
+
+
+@pytest.fixture
+def run_copy(folder_run, tmp_path):
+    copy = tmp_path / "pets"
+    shutil.copytree(folder_run, copy, ignore=shutil.ignore_patterns(".lock"))
+    return copy
+
+
+def leftovers(folder) -> list[str]:
+    return sorted(str(p) for p in folder.rglob("*") if ".tmp" in p.name)
+
+
+# --- issue 19's four bugs, on a run written today ------------------------------------------------------------
+
+
+def test_the_page_of_a_new_image_folder_run_keeps_its_preprocessing_note(folder_run):
+    assert "data" in json.loads((folder_run / "model.json").read_text())  # today's format, no "pipeline"
+    page = (folder_run / "report.html").read_text()
+    assert "files: shorter side to 32, centre crop, then 28 crops" in page
+
+
+def test_the_validation_line_appears_once(folder_run):
+    page = (folder_run / "report.html").read_text()
+    notes = page[page.index('<ul class="notes">') : page.index("</ul>")]
+    assert notes.count("validation:") == 1, notes
+    assert "6 images held out (25%, stratified, seed 0)" in notes  # the data layer's own line (notes.txt)
+
+
+def test_a_finished_run_says_finished_on_its_page_and_in_runs(folder_run, capsys):
+    assert STATE.search((folder_run / "report.html").read_text()).group(1) == "finished"
+    assert main(["runs", str(folder_run.parent)]) == 0
+    assert capsys.readouterr().out.splitlines()[2].endswith("finished")
+
+
+def test_report_txt_is_written_atomically(run_copy, monkeypatch):
+    """A full disk while the evaluation is written leaves the previous report.txt whole and no temporary file."""
+    import torch
+
+    from cnnlab.evaluation.metrics import make_report
+    from cnnlab.inference import write_evaluation
+
+    before = (run_copy / "report.txt").read_bytes()
+    probs = torch.full((4, 2), 0.5)
+    report = make_report(probs, torch.tensor([0, 1, 0, 1]), ("cat", "dog"))
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="report.txt"):
+        write_evaluation(report, {"": probs}, None, "test", RunDir(run_copy), "t")
+    assert (run_copy / "report.txt").read_bytes() == before
+    assert leftovers(run_copy) == []
+
+
+def test_every_file_of_a_run_is_whole_and_no_temporary_file_stays(folder_run):
+    assert leftovers(folder_run) == []
+    for png in folder_run.glob("*.png"):
+        Image.open(png).load()
+    for name in ("config.json", "model.json", "report.json", "compute.json", "environment.json"):
+        json.loads((folder_run / name).read_text())
+
+
+# --- what the page gained: filters and where the network looked ----------------------------------------------
+
+
+def test_the_page_shows_the_first_layers_filters_and_grad_cam_of_the_mistakes(folder_run):
+    page = (folder_run / "report.html").read_text()
+    assert (folder_run / "filters.png").read_bytes() in RunDir(folder_run).record().png("filters.png")
+    filters = page[page.index('<section id="filters">') :]
+    assert "data:image/png;base64," in filters[: filters.index("</section>")]
+    report = json.loads((folder_run / "report.json").read_text())
+    assert (folder_run / "mistakes_gradcam.png").is_file() == (report["accuracy"] < 1)
+    assert ("Grad-CAM overlays of the worst mistakes" in page) == (report["accuracy"] < 1)
+
+
+def test_the_page_escapes_what_a_run_holds(run_copy):
+    """A class name with markup in it is text on the page (jinja2's autoescaping)."""
+    info = json.loads((run_copy / "model.json").read_text())
+    info["classes"] = ["<script>alert(1)</script>", "dog"]
+    (run_copy / "model.json").write_text(json.dumps(info))
+    page = RunDir(run_copy).write_report().read_text()
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+# --- predictions.csv names files -----------------------------------------------------------------------------
+
+
+def test_predictions_of_an_image_folder_run_name_the_files(folder_run):
+    with open(folder_run / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 and all(re.fullmatch(r"(cat|dog)\.\d+\.png", r["file"]) for r in rows)
+    assert all(r["file"].split(".")[0] == r["label"] for r in rows)  # the file's own class, not a position's
+
+
+# --- the format version and older runs -----------------------------------------------------------------------
+
+
+def test_a_format_1_model_json_reads_as_today(run_copy):
+    info = json.loads((run_copy / "model.json").read_text())
+    assert info["format_version"] == FORMAT_VERSION
+    old = {k: v for k, v in info.items() if k not in ("data", "format_version")}
+    old["pipeline"] = {"kind": "folder", "image_size": 32, "crop": 28}
+    (run_copy / "model.json").write_text(json.dumps(old))
+    upgraded = RunDir(run_copy).model_info()
+    assert upgraded["data"]["kind"] == "folder" and upgraded["data"]["crop"] == 28 and "pipeline" not in upgraded
+    assert upgrade_model_info({"pipeline": {"kind": "idx"}})["data"]["kind"] == "array"
+    page = RunDir(run_copy).write_report().read_text()
+    assert "files: shorter side to 32, centre crop, then 28 crops" in page
+    assert STATE.search(page).group(1) == "finished"
+
+
+def test_strict_and_tolerant_reads_of_a_damaged_run(run_copy):
+    (run_copy / "model.json").write_text('{"model": "lenet5"')
+    with pytest.raises(RunError, match="model.json"):
+        RunDir(run_copy).model_info()
+    record = RunDir(run_copy).record()  # the report still shows what is there
+    assert record.model is None and "model.json" in record.problems and record.config["model"] == "lenet5"
+
+
+# --- outputs that would clash with the run's own files (issue 20) --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["weights/last.safetensors", "weights/new.onnx", "config.json", "checkpoints/x.onnx", ".lock"]
+)
+def test_an_output_over_a_file_the_run_needs_is_refused(folder_run, name):
+    with pytest.raises(UsageError, match="is a file of the run"):
+        RunDir(folder_run).check_output(folder_run / name)
+
+
+def test_outputs_the_run_does_not_need_are_allowed(folder_run, tmp_path):
+    for path in (folder_run / "model.onnx", folder_run / "lenet.pt2", tmp_path / "m.onnx"):
+        RunDir(folder_run).check_output(path)
+    link = tmp_path / "sneaky.onnx"
+    link.symlink_to(folder_run / "weights" / "last.safetensors")
+    with pytest.raises(UsageError, match="is a file of the run"):
+        RunDir(folder_run).check_output(link)
+    with pytest.raises(UsageError, match="is a folder"):
+        RunDir(folder_run).check_output(tmp_path)
+
+
+def test_export_over_the_runs_weights_is_refused_and_they_stay(run_copy, capsys):
+    weights = run_copy / "weights" / "last.safetensors"
+    before = weights.read_bytes()
+    assert main(["export", str(run_copy), "-o", str(weights)]) == 2
+    err = capsys.readouterr().err
+    assert f"-o {weights}: is a file of the run" in err and "Traceback" not in err
+    assert weights.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--format", "onnx", "-o", "m.pt2"], "the name says pt2 but --format is onnx"),
+        (["-o", "model.bin"], "name the file .onnx or .pt2"),
+        (["-o", "no/such/folder/m.onnx"], "the folder no/such/folder does not exist"),
+    ],
+)
+def test_export_refuses_a_name_that_says_another_format(run_copy, tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", str(run_copy), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("cnnlab: error:") == 1
+    assert leftovers(tmp_path) == [] and not (tmp_path / "m.pt2").exists()
+
+
+# --- Kaggle submissions (issue 20) ---------------------------------------------------------------------------
+
+
+def test_kaggle_ids_that_clash_are_refused_naming_the_files(folder_run, tmp_path, capsys):
+    test1 = write_pictures(tmp_path / "test1", ["1.jpg", "01.jpg", "1.png", "2.png"])
+    out = tmp_path / "sub.csv"
+    assert main(["predict", str(folder_run), "--kaggle", str(test1), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "01.jpg, 1.jpg, 1.png would all be id 1" in err or "would all be id 1" in err
+    for name in ("1.jpg", "01.jpg", "1.png"):
+        assert name in err
+    assert not out.exists()
+
+
+def test_a_kaggle_file_without_a_number_is_refused_naming_it(folder_run, tmp_path, capsys):
+    test1 = write_pictures(tmp_path / "test1", ["1.png", "photo 3.jpg"])
+    assert main(["predict", str(folder_run), "--kaggle", str(test1), "-o", str(tmp_path / "s.csv")]) == 2
+    assert f"{test1 / 'photo 3.jpg'}: not a Kaggle test file name" in capsys.readouterr().err
+
+
+def test_a_kaggle_submission_sorts_ids_and_says_its_speed(folder_run, tmp_path, capsys):
+    names = ["10.png", "2.png", "1.png", "33.png"]
+    test1 = write_pictures(tmp_path / "test1", names, seed=1)
+    out = tmp_path / "sub.csv"
+    args = ["predict", str(folder_run), "--kaggle", str(test1), "-o", str(out), "--cache-dir", str(tmp_path / "c")]
+    assert main([*args, "--single-crop", "--hard"]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == "id,label" and [int(line.split(",")[0]) for line in lines[1:]] == [1, 2, 10, 33]
+    assert {line.split(",")[1] for line in lines[1:]} <= {"0", "1"}
+    assert re.search(r"4 images, 1 view\(s\) each, in [0-9.]+s: [0-9.]+ images/s", capsys.readouterr().out)
+    assert leftovers(tmp_path) == []
+    assert main([*args[:-4], "-o", str(folder_run / "report.json")]) == 2  # a run's file is no submission
+
+
+# --- a run that has not finished training (issue 20) ---------------------------------------------------------
+
+
+def test_predict_on_an_unfinished_run_says_so_in_one_line(run_copy, tmp_path, capsys):
+    for name in ("report.json", "report.txt"):
+        (run_copy / name).unlink()
+    image = write_pictures(tmp_path / "one", ["cat.png"]) / "cat.png"
+    assert main(["predict", str(run_copy), str(image), "--runtime", "torch"]) == 0
+    out, err = capsys.readouterr()
+    notes = [line for line in err.splitlines() if line.startswith("cnnlab: note:")]
+    assert len(notes) == 1 and "has not finished training (unfinished (1 of 1 epochs))" in notes[0]
+    assert out.startswith(str(image))
+
+
+# --- exports: the format from the name, no temporary file, the user's path in messages -----------------------
+
+
+def test_export_takes_the_format_from_the_file_name(run_copy, tmp_path, capsys):
+    import zipfile
+
+    out = tmp_path / "pets.pt2"
+    assert main(["export", str(run_copy), "-o", str(out)]) == 0
+    assert zipfile.is_zipfile(out) and f"wrote {out}" in capsys.readouterr().out  # torch.export's archive
+    assert leftovers(tmp_path) == [] and leftovers(run_copy) == []
+
+
+def test_a_failed_export_leaves_nothing_and_names_the_users_file(tmp_path, monkeypatch):
+    import torch
+
+    from cnnlab import create_model
+    from cnnlab.data.loader import InputNorm
+    from cnnlab.export import export_pt2
+
+    def half_written(program, path, **kwargs):
+        open(path, "wb").write(b"PK half an archive")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch.export, "save", half_written)
+    out = tmp_path / "lenet.pt2"
+    with pytest.raises(OSError) as failed:
+        export_pt2(create_model("lenet5"), InputNorm((0.5,), (0.5,)), (1, 28, 28), out)
+    assert failed.value.filename == str(out) and ".tmp" not in str(failed.value)
+    assert list(tmp_path.iterdir()) == []
