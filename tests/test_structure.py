@@ -20,12 +20,6 @@ MAX_FILE_LINES = 500
 
 # Breaches known today, each with who removes it. Cycles are named by the modules of their strongly connected part.
 KNOWN_CYCLES = {
-    "data": ({"cnnlab.data.source", "cnnlab.data.arrays", "cnnlab.data.imagedata"}, 'helper "data"'),
-    "version-from-root": (
-        # export (and environment) read __version__ from the package root, whose __init__ imports inference
-        {"cnnlab", "cnnlab.export", "cnnlab.inference", "cnnlab.environment"},
-        'helper "rundir" (or the lead)',
-    ),
     "train": ({"cnnlab.train.distributed", "cnnlab.train.runtime"}, 'helper "train"'),
 }
 KNOWN_LONG_FUNCTIONS = {"cnnlab/train/loop.py::fit": 'helper "train"'}
