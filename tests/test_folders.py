@@ -14,8 +14,8 @@ from PIL import Image
 from cnnlab.cli import main
 from cnnlab.data.cache import open_cache
 from cnnlab.data.folders import FolderError, decode, scan_folder
-from cnnlab.data.images import ImageError
 from cnnlab.data.imagedata import TEN_VIEWS, FolderSource, crop_batch, view_window
+from cnnlab.data.images import ImageError
 from cnnlab.train import TrainConfig
 
 
