@@ -48,7 +48,7 @@ def test_a_class_of_one_image_is_refused_before_decoding(capsys, tmp_path):
             Image.new("RGB", (40, 40), (9 * i, 0, 0)).save(folder / name / f"{i}.png")
     cache = tmp_path / "cache"
     err = refused(capsys, tmp_path, "alexnet_bn", "--data", str(folder), "--cache-dir", str(cache))
-    assert f"{folder}: --val-split 0.1 (the default for image folders): class 'dog' has a single image" in err
+    assert f"{folder}: --val-split 0.1" in err and "class 'dog' has a single image" in err
     assert not cache.exists()  # refused from the listing, before any image was decoded
 
 

@@ -18,7 +18,7 @@ from cnnlab.cli import main
 from cnnlab.data import source as source_module
 from cnnlab.data.datasets import ArrayDataset
 from cnnlab.data.loader import ONE_PROCESS, InMemoryLoader, InputNorm
-from cnnlab.errors import DataError
+from cnnlab.errors import UsageError
 
 
 class NpzSource:
@@ -76,6 +76,9 @@ class NpzSource:
         return {"": ("full",)}
 
 
+SIZE = ["--image-size", "28", "--crop", "28"]  # run.py checks the model's input against --crop whenever --data is set
+
+
 def write_npz(path: Path, seed: int) -> Path:
     (x, y), (xt, yt) = synthetic_digits(600, seed), synthetic_digits(200, seed + 1)
     np.savez(path, x_train=x, y_train=y, x_test=xt, y_test=yt)
@@ -92,7 +95,7 @@ def test_a_new_kind_is_one_class_and_one_registration(npz_kind, tmp_path, capsys
     data = write_npz(tmp_path / "digits.npz", seed=1)
     runs = tmp_path / "runs"
     common = ["--out-dir", str(runs), "--no-progress"]
-    assert main(["train", "lenet5", "--data", str(data), "--epochs", "2", "--name", "npz", *common]) == 0
+    assert main(["train", "lenet5", "--data", str(data), "--epochs", "2", "--name", "npz", *common, *SIZE]) == 0
     run = runs / "npz"
     out = capsys.readouterr().out
     assert f"digits from {data}" in out and f"digits from {data}" in (run / "notes.txt").read_text()
@@ -120,7 +123,7 @@ def test_registration_names_what_a_kind_lacks(monkeypatch):
 
     with pytest.raises(TypeError, match="Half cannot be a kind of data: it lacks open, for_evaluation, file_reader"):
         source_module.register(Half)
-    with pytest.raises(DataError, match="unknown data kind 'half' in the run's model.json; known: array, idx, folder"):
+    with pytest.raises(UsageError, match="unknown data kind 'half' in the run's model.json; known: array, idx, folder"):
         source_module.read_file({"kind": "half"})
 
 

@@ -1,8 +1,9 @@
 """The IDX datasets (MNIST, Fashion-MNIST): where their files are found, how they are fetched, and
 how they live in memory.
 
-Files are looked for in ``--data-dir`` alone when it is given (a split missing there is refused, not taken
-from elsewhere); otherwise, in order: the ``CNNLAB_DATA`` environment variable, the user cache
+Files are looked for, in order: ``--data-dir`` (which, once it holds some of the dataset's files, must hold
+the split: a split missing there is refused, not taken from elsewhere), the ``CNNLAB_DATA`` environment
+variable, the user cache
 (``$XDG_CACHE_HOME/cnnlab`` or ``~/.cache/cnnlab``), the dataset's system location (Debian's
 ``dataset-fashion-mnist`` package), and finally downloaded from the canonical mirrors into the cache.
 A download is verified by the MD5 of its *decompressed* bytes: recompressed copies (Debian's, or
@@ -112,11 +113,8 @@ class ArrayDataset:
 
 
 def search_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """The folders looked at for ``name``'s files, in order (a folder or its ``name`` subfolder). A folder the
-    user named is the only one: its missing files are not taken from somewhere else."""
-    if data_dir:
-        return [Path(data_dir) / name, Path(data_dir)]
-    roots: list[Path] = []
+    """The folders looked at for ``name``'s files, in order (a folder or its ``name`` subfolder)."""
+    roots: list[Path] = [Path(data_dir)] if data_dir else []
     if os.environ.get("CNNLAB_DATA"):
         roots.append(Path(os.environ["CNNLAB_DATA"]))
     roots.append(cache_dir())
@@ -192,7 +190,9 @@ def load_idx_dataset(name: str, split: str = "train", data_dir=None, download_mi
     if split not in SPLIT_FILES:
         raise UsageError(f"unknown split {split!r}; known: {', '.join(SPLIT_FILES)}")
     found = locate(name, split, data_dir)
-    if found is None and data_dir:
+    own = [Path(data_dir) / name, Path(data_dir)] if data_dir else []
+    holds_some = any(_find_file(d, stem) for d in own for stem in DATASETS[name].md5)
+    if holds_some and (found is None or found[0].parent not in own):  # a split missing from the user's folder
         wanted = " and ".join(s + "[.gz]" for s in SPLIT_FILES[split])
         raise DatasetNotFoundError(
             f"--data-dir {data_dir}: no {name} {split} split ({wanted}) in it or in its '{name}' subfolder; "
@@ -247,17 +247,17 @@ def check_split_sizes(labels, fraction: float, classes, what: str = "validation 
     class: the checks scikit-learn makes, said in the user's terms instead of its traceback."""
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
     n, present = int(counts.sum()), int((counts > 0).sum())
-    held = math.ceil(fraction * n)  # as scikit-learn counts the held-out part
-    if held < present or n - held < present:
-        raise DataError(
-            f"{what} holds out {held:,} of {n:,} images and leaves {n - held:,} to train on; a stratified split "
-            f"needs at least one image of each of the {present} classes on each side"
-        )
     if (counts == 1).any():
         single = classes[int(np.flatnonzero(counts == 1)[0])]
         raise DataError(
             f"{what}: class {single!r} has a single image; a stratified split needs at least two of each class "
             "(add images, or give validation images with --val-dir)"
+        )
+    held = math.ceil(fraction * n)  # as scikit-learn counts the held-out part
+    if held < present or n - held < present:
+        raise DataError(
+            f"{what} holds out {held:,} of {n:,} images and leaves {n - held:,} to train on; a stratified split "
+            f"needs at least one image of each of the {present} classes on each side"
         )
 
 

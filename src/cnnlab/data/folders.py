@@ -2,7 +2,7 @@
 
 Two labelled layouts are recognised: Kaggle's (``train/cat.123.jpg``: the label is the name's prefix
 before the first dot) and the usual class-per-subfolder one (``train/cat/xyz.jpg``). An unlabelled folder
-(Kaggle's ``test1/123.jpg``) is read for prediction, with ids from the file names.
+(Kaggle's ``test1/123.jpg``) is read for prediction.
 
 A file is decoded by images.py, then resized aspect-aware: the shorter side to the target, then a centre
 crop. Anything in the folder that is not an image of its layout (other files, nested or empty folders) is
@@ -165,9 +165,3 @@ def resize_and_crop(im: Image.Image, size: int) -> np.ndarray:
     im = im.resize(new, Image.Resampling.BILINEAR, reducing_gap=2.0)
     left, top = (new[0] - size) // 2, (new[1] - size) // 2
     return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
-
-
-def kaggle_id(path: Path) -> int | str:
-    """Kaggle's test1/123.jpg -> 123 (numeric ids sort numerically)."""
-    stem = path.name.split(".")[0]
-    return int(stem) if stem.isdigit() else stem
