@@ -131,12 +131,12 @@ def test_skipped_steps_are_reported_and_a_diverging_run_stops(synthetic_dataset,
 
 def test_linear_schedule_ends_at_final_lr_and_constant_ignores_it():
     cfg = TrainConfig(lr=0.5, warmup=0.0, schedule="linear", final_lr=0.1)
-    lrs = [lr_at(s, 101, cfg) for s in range(101)]
+    lrs = [lr_at(s, 100, cfg) for s in range(101)]  # step 100: the rate training ends at
     assert lrs[0] == pytest.approx(0.5) and lrs[50] == pytest.approx(0.5 * 0.55) and lrs[100] == pytest.approx(0.05)
     assert all(b - a == pytest.approx(-0.5 * 0.9 / 100) for a, b in zip(lrs, lrs[1:]))  # a straight line
     cosine = TrainConfig(lr=0.5, warmup=0.0, schedule="cosine", final_lr=0.1)
-    assert lr_at(100, 101, cosine) == pytest.approx(0.05) and lr_at(50, 101, cosine) == pytest.approx(0.5 * 0.55)
-    assert lr_at(100, 101, TrainConfig(lr=0.5, warmup=0.0, schedule="constant", final_lr=0.1)) == 0.5
+    assert lr_at(100, 100, cosine) == pytest.approx(0.05) and lr_at(50, 100, cosine) == pytest.approx(0.5 * 0.55)
+    assert lr_at(100, 100, TrainConfig(lr=0.5, warmup=0.0, schedule="constant", final_lr=0.1)) == 0.5
 
 
 def test_early_stopping_of_a_run_directory_stops_fit(synthetic_dataset, tmp_path):
