@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checkpoint import save_weights
 from ..errors import UsageError
 from .callbacks import Callback, EarlyStopping, _checked_mode, _improvement_op, _numeric
 
@@ -105,8 +106,6 @@ class ModelCheckpoint(Callback):
             return
         if not self.trainer.runtime.is_main:
             return
-        from ..checkpoint import save_weights
-
         meta = {} if self.save_weights_only else _model_description(self.model)
         meta.update(self.metadata)
         meta.update({"epoch": epoch + 1, **({"batch": batch + 1} if batch is not None else {}), **_numeric(logs)})
