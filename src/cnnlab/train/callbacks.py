@@ -34,18 +34,15 @@ Batch hooks are called only when some callback overrides them, so the common cas
 
 from __future__ import annotations
 
-import csv
-import importlib.util
 import inspect
 import math
 import operator
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import TrainingError, UsageError
 
 # Metrics whose larger values are better; Keras knows this from each metric's direction.
 _INCREASING_METRICS = ("accuracy",)
@@ -273,143 +270,6 @@ class EarlyStopping(Callback):
         self.best_epoch, self.best_weights = state["best_epoch"], state["best_weights"]
 
 
-class ModelCheckpoint(Callback):
-    """Save the weights after every epoch, or only the best (keras/src/callbacks/model_checkpoint.py).
-
-    ``filepath`` may hold Python format fields filled from ``epoch`` (counted from 1, as Keras does) and the
-    logs: ``"weights/{epoch:02d}-{val_loss:.2f}.safetensors"``. Files are safetensors, never pickles:
-    ``save_weights_only=True`` writes the weights (and the epoch's logs in the header);
-    ``save_weights_only=False`` (Keras' "whole model") adds what rebuilds the model, as a run's
-    ``model.json`` holds it: the registry name, its options and the input normalisation, so that
-    ``create_model(meta["model"], **meta["options"])`` and ``load_weights_into`` give it back.
-    ``save_best_only`` saves when ``monitor`` improved on the best so far (which ``initial_value_threshold``
-    can set); ``save_freq`` is ``"epoch"`` or a number of batches. ``metadata`` (a cnnlab addition) goes
-    into every file's header. Only rank 0 writes. Its best value is saved in checkpoints.
-    """
-
-    def __init__(
-        self,
-        filepath,
-        monitor="val_loss",
-        verbose=0,
-        save_best_only=False,
-        save_weights_only=False,
-        mode="auto",
-        save_freq="epoch",
-        initial_value_threshold=None,
-        metadata=None,
-    ):
-        self.filepath = str(filepath)
-        self.monitor = monitor
-        self.verbose = verbose
-        self.save_best_only = save_best_only
-        self.save_weights_only = save_weights_only
-        self.mode = _checked_mode(mode, "ModelCheckpoint")
-        self.save_freq = save_freq
-        self.best = initial_value_threshold
-        self.metadata = dict(metadata or {})
-        self.monitor_op = None
-        self._batches_seen_since_last_saving = 0
-        self._last_batch_seen = 0
-        self._current_epoch = 0
-        if save_freq != "epoch" and not (isinstance(save_freq, int) and save_freq > 0):
-            raise UsageError(f"Unrecognized save_freq: {save_freq}. Expected save_freq are 'epoch' or integer values")
-        if not self.filepath.endswith(".safetensors"):
-            raise UsageError(
-                f"ModelCheckpoint: the filepath must end in .safetensors (cnnlab saves weights only as safetensors, "
-                f"which cannot run code when loaded). Received: filepath={self.filepath}"
-            )
-
-    def on_train_begin(self, logs=None):
-        if not self.save_weights_only and getattr(self.model, "cnnlab_name", None) is None:
-            raise UsageError(
-                "ModelCheckpoint(save_weights_only=False) records how to rebuild the model, which only models "
-                "made by cnnlab.create_model carry; use save_weights_only=True for other modules"
-            )
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._current_epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.save_freq == "epoch":
-            return
-        # Keras' _should_save_on_batch: a batch number that does not grow means a new epoch.
-        added = batch + 1 if batch <= self._last_batch_seen else batch - self._last_batch_seen
-        self._batches_seen_since_last_saving += added
-        self._last_batch_seen = batch
-        if self._batches_seen_since_last_saving >= self.save_freq:
-            self._batches_seen_since_last_saving = 0
-            self._save(self._current_epoch, batch, logs or {})
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.save_freq == "epoch":
-            self._save(epoch, None, logs or {})
-
-    def _save(self, epoch: int, batch: int | None, logs: dict) -> None:
-        if self.monitor_op is None:
-            self.monitor_op = _improvement_op(self.monitor, self.mode, "ModelCheckpoint")
-            if self.best is None:
-                self.best = math.inf if self.monitor_op is operator.lt else -math.inf
-        try:
-            fields = {"epoch": epoch + 1, **logs} if batch is None else {"epoch": epoch + 1, "batch": batch + 1, **logs}
-            path = Path(self.filepath.format(**fields))
-        except KeyError as e:
-            raise KeyError(f'Failed to format this callback filepath: "{self.filepath}". Reason: {e}') from None
-        if not self._should_save(epoch, logs, path):
-            return
-        if not self.trainer.runtime.is_main:
-            return
-        from ..checkpoint import save_weights
-
-        meta = {} if self.save_weights_only else _model_description(self.model)
-        meta.update(self.metadata)
-        meta.update({"epoch": epoch + 1, **({"batch": batch + 1} if batch is not None else {}), **_numeric(logs)})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_weights(path, self.model, meta)
-
-    def _should_save(self, epoch: int, logs: dict, path: Path) -> bool:
-        if not self.save_best_only:
-            if self.verbose > 0:
-                self.trainer.runtime.print(f"\nEpoch {epoch + 1}: saving model to {path}")
-            return True
-        current = logs.get(self.monitor)
-        if current is None:
-            warnings.warn(f"Can save best model only with {self.monitor} available.", stacklevel=3)
-            return True
-        if self.monitor_op(current, self.best):
-            if self.verbose > 0:
-                self.trainer.runtime.print(
-                    f"\nEpoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to {current:.5f}, "
-                    f"saving model to {path}"
-                )
-            self.best = current
-            return True
-        if self.verbose > 0:
-            self.trainer.runtime.print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
-        return False
-
-    def state_dict(self) -> dict:
-        return {
-            "best": self.best,
-            "batches_seen_since_last_saving": self._batches_seen_since_last_saving,
-            "last_batch_seen": self._last_batch_seen,
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.best = state["best"]
-        self._batches_seen_since_last_saving = state["batches_seen_since_last_saving"]
-        self._last_batch_seen = state["last_batch_seen"]
-
-
-def _model_description(model) -> dict:
-    """What rebuilds a registry model (its run's model.json): name, options and input normalisation."""
-    return {
-        "model": model.cnnlab_name,
-        "options": model.cnnlab_options,
-        "input_norm": model.cnnlab_input_norm.to_dict(),
-    }
-
-
 class ReduceLROnPlateau(Callback):
     """Reduce the learning rate when a metric has stopped improving
     (keras/src/callbacks/reduce_lr_on_plateau.py).
@@ -531,12 +391,18 @@ class LearningRateScheduler(Callback):
         self._last_epoch = state["last_epoch"]
 
 
+class NonFiniteLoss(TrainingError):
+    """The loss became NaN or infinite; the message names the batch or the epoch and step."""
+
+
 class TerminateOnNaN(Callback):
     """Stop training when a batch's loss is NaN or infinite (keras/src/callbacks/terminate_on_nan.py).
 
-    ``fit`` already stops with an error naming the step when a loss is not finite (``nonfinite="stop"``,
-    the default, stricter than Keras, which trains on); this callback is Keras' graceful stop for runs
-    with ``nonfinite="skip"``: ``stop_training`` after the batch (``raise_error=True``: an error at once).
+    cnnlab has one rule for non-finite losses, ``TrainConfig.nonfinite``: "stop" (the default, stricter than
+    Keras, which trains on) ends ``fit`` with ``NonFiniteLoss`` naming the first bad step, before that step
+    changes the weights; "skip" skips such steps and reports how many. Under "skip" this callback is Keras'
+    graceful stop: ``stop_training`` after the batch, or with ``raise_error=True`` the same ``NonFiniteLoss``
+    (a RuntimeError, as Keras raises) at once.
     """
 
     def __init__(self, raise_error: bool = False):
@@ -544,151 +410,11 @@ class TerminateOnNaN(Callback):
 
     def on_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
-        if loss is not None and (math.isnan(loss) or math.isinf(loss)):
+        if loss is not None and not math.isfinite(loss):
             if self.raise_error:
-                raise RuntimeError(
+                raise NonFiniteLoss(
                     f"NaN or Inf loss encountered at batch {batch}. Loss value: {loss}. Terminating training "
                     "immediately."
                 )
             self.trainer.runtime.print(f"Batch {batch}: Invalid loss, terminating training")
             self.model.stop_training = True
-
-
-class CSVLogger(Callback):
-    """One row per epoch (keras/src/callbacks/csv_logger.py): ``epoch`` (counted from 0, as Keras writes it)
-    then the logs' keys in sorted order (with ``val_`` columns added when there are none, as Keras does).
-    ``append=False`` starts the file afresh when training starts, ``append=True`` adds to it (a header only
-    if the file is empty). Its state is the file's length after the last row written: a resumed run cuts the
-    file back to the checkpoint's rows and goes on, so the file holds every epoch exactly once.
-    """
-
-    def __init__(self, filename, separator=",", append=False):
-        self.filename = Path(filename)
-        self.sep = separator
-        self.append = append
-        self.keys = None
-        self._size = None  # bytes of the file after the last row this run wrote
-        self._cut_to = None  # before the next row: cut the file to this length (0: start afresh)
-
-    def on_train_begin(self, logs=None):
-        self.keys = None
-        self._cut_to = None if self.append else 0
-
-    def on_epoch_end(self, epoch, logs=None):
-        if not self.trainer.runtime.is_main:
-            return
-        logs = logs or {}
-        if self.keys is None:
-            self.keys = sorted(logs)
-            if self.keys and not any(k.startswith("val_") for k in self.keys):
-                self.keys += ["val_" + k for k in self.keys]
-
-        class Dialect(csv.excel):
-            delimiter = self.sep
-
-        with open(self.filename, "a+", newline="") as f:
-            if self._cut_to is not None:
-                f.truncate(self._cut_to)
-                self._cut_to = None
-            f.seek(0, 2)
-            writer = csv.DictWriter(f, fieldnames=["epoch", *self.keys], dialect=Dialect)
-            if f.tell() == 0:
-                writer.writeheader()
-            writer.writerow({"epoch": epoch, **{k: _csv_value(logs.get(k, "NA")) for k in self.keys}})
-            f.flush()
-            self._size = f.tell()
-
-    def state_dict(self) -> dict:
-        return {"size": self._size, "keys": self.keys}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.keys = state["keys"]
-        if state["size"] is not None:
-            self._size = self._cut_to = state["size"]
-
-
-def _csv_value(v):
-    if isinstance(v, str) or not isinstance(v, (list, tuple, np.ndarray)):
-        return v
-    return f'"[{", ".join(map(str, v))}]"'
-
-
-class TensorBoard(Callback):
-    """Epoch scalars for TensorBoard in Keras' layout (keras/src/callbacks/tensorboard.py):
-    ``log_dir/train/`` and ``log_dir/validation/`` event files holding ``epoch_loss``, ``epoch_accuracy``,
-    ``epoch_learning_rate`` (and ``epoch_seconds``) at step = epoch (from 0); the validation file holds the
-    ``val_`` metrics under the same tags, so TensorBoard draws train and validation on one chart. Written
-    with PyTorch's ``SummaryWriter`` (the ``tensorboard`` package: ``pip install cnnlab[tensorboard]``), by
-    rank 0 only. A resumed run starts its writers with ``purge_step`` = the first epoch it redoes, so
-    TensorBoard hides the epochs that the killed run logged after its checkpoint.
-    """
-
-    def __init__(self, log_dir="logs"):
-        if importlib.util.find_spec("tensorboard") is None:
-            raise ImportError(
-                "the TensorBoard callback needs the tensorboard package: pip install 'cnnlab[tensorboard]' "
-                "(or pip install tensorboard)"
-            )
-        self.log_dir = Path(log_dir)
-        self._writers: dict = {}
-        self._next_epoch = 0
-        self._purge_step = None
-
-    def on_train_begin(self, logs=None):
-        self._writers, self._purge_step = {}, None
-
-    def _writer(self, name: str):
-        if name not in self._writers:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writers[name] = SummaryWriter(str(self.log_dir / name), purge_step=self._purge_step)
-        return self._writers[name]
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._next_epoch = epoch + 1
-        if not self.trainer.runtime.is_main:
-            return
-        scalars = _numeric(logs or {})
-        train = {("learning_rate" if k == "lr" else k): v for k, v in scalars.items() if not k.startswith("val_")}
-        val = {k.removeprefix("val_"): v for k, v in scalars.items() if k.startswith("val_")}
-        for name, values in (("train", train), ("validation", val)):
-            if values:
-                writer = self._writer(name)
-                for k, v in values.items():
-                    writer.add_scalar("epoch_" + k, v, global_step=epoch)
-                writer.flush()
-
-    def on_train_end(self, logs=None):
-        for writer in self._writers.values():
-            writer.close()
-        self._writers = {}
-
-    def state_dict(self) -> dict:
-        return {"next_epoch": self._next_epoch}
-
-    def load_state_dict(self, state: dict) -> None:
-        self._next_epoch = self._purge_step = state["next_epoch"]
-
-
-def tensorboard_available() -> bool:
-    return importlib.util.find_spec("tensorboard") is not None
-
-
-def run_directory_callbacks(run_dir, metadata: dict, early_stopping: int = 0) -> list[Callback]:
-    """The callbacks behind a run directory: ``metrics.csv``, ``weights/last.safetensors`` (every epoch),
-    ``weights/best.safetensors`` (the best ``val_accuracy``: a run directory keeps the most accurate
-    weights, while the public ``ModelCheckpoint`` defaults to Keras' ``val_loss``), ``EarlyStopping`` on
-    ``val_loss`` with ``--early-stopping PATIENCE``, and TensorBoard logs in ``logs/`` (Keras' examples'
-    folder name) when the tensorboard package is installed."""
-    run_dir = Path(run_dir)
-    weights = str(run_dir / "weights").replace("{", "{{").replace("}", "}}")  # a path, not a format
-    callbacks: list[Callback] = [
-        CSVLogger(run_dir / "metrics.csv"),
-        ModelCheckpoint(weights + "/last.safetensors", metadata=metadata),
-        ModelCheckpoint(weights + "/best.safetensors", monitor="val_accuracy", save_best_only=True, metadata=metadata),
-    ]
-    if early_stopping:
-        callbacks.append(EarlyStopping(monitor="val_loss", patience=early_stopping, verbose=1))
-    if tensorboard_available():
-        callbacks.append(TensorBoard(run_dir / "logs"))
-    return callbacks

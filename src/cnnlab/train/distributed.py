@@ -1,8 +1,9 @@
 """More than one process: ``cnnlab train --nproc N`` starts PyTorch's own launcher (torchrun) on this command.
 
 The launcher runs the same command N times with RANK / WORLD_SIZE / LOCAL_RANK set; ``Runtime`` (runtime.py)
-reads them and joins the process group. Nothing here pools processes itself: restarts after a failure
-(``--max-restarts``), rendezvous and the fate of the other processes when one dies are torchrun's.
+reads them and joins the process group (this module uses the runtime, never the reverse). Nothing here pools
+processes itself: restarts after a failure (``--max-restarts``), rendezvous and the fate of the other processes
+when one dies are torchrun's.
 """
 
 from __future__ import annotations
@@ -11,34 +12,9 @@ import os
 import subprocess
 import sys
 
+from .runtime import FRESH_STORE_PER_ATTEMPT, check_processes  # noqa: F401  (the CLI checks here)
+
 OWN_FLAGS = ("--nproc", "--max-restarts")  # this launcher's flags, not passed on to the processes
-
-# torchrun (2.13 here; it began sharing in 2024) keeps one key-value store for all attempts and hands it to the
-# processes: after a restart a new process can read a dead one's address from it, and its process group fails to
-# connect or hangs until --timeout (6 restarts of 8 on a loaded 2-core machine, none of 8 with this set:
-# benchmarks/torchrun_restarts.py; like pytorch/pytorch#135712). With it, each attempt's rank 0 serves a new
-# store on a port torchrun picked. Only when restarts are allowed: without them it fixes nothing, and a store
-# outliving every process (torchrun's reason to share) is what a run that ends normally wants.
-FRESH_STORE_PER_ATTEMPT = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
-
-
-def restarts_share_one_store() -> bool:
-    """Whether this process was started by a torchrun that may restart it and shares its store across attempts
-    (``torchrun --max-restarts K`` by hand without the setting above, or with the static rendezvous, which
-    always shares). Membership changes under ``--nnodes MIN:MAX`` also restart; they are not counted here."""
-    return (
-        os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
-        and int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", 0)) > 0
-    )
-
-
-SHARED_STORE_WARNING = (
-    "torchrun may restart these processes but shares one store across attempts: a restarted process group can "
-    "read a dead process's address and fail to connect or hang until --timeout. Use torchrun's c10d rendezvous "
-    "(--standalone, or --rdzv-backend c10d) with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in its environment on "
-    "every machine (cnnlab train --nproc N --max-restarts K does this for you); the static rendezvous "
-    "(--master-addr/--master-port) always shares its store."
-)
 
 
 def launch(argv: list[str], nproc: int, max_restarts: int = 0) -> int:
@@ -66,20 +42,6 @@ def launch(argv: list[str], nproc: int, max_restarts: int = 0) -> int:
             file=sys.stderr,
         )
     return status
-
-
-def check_processes(cfg, nproc: int) -> None:
-    """What would stop every process at once, said once before starting them (fit checks it again, for torchrun)."""
-    from ..errors import UsageError
-    from .runtime import pick_device
-
-    if cfg.batch_size % nproc:
-        raise UsageError(f"--batch-size {cfg.batch_size} is the global batch and must divide among {nproc} processes")
-    if cfg.sync_bn and pick_device(cfg.device).type == "cpu":
-        raise UsageError(
-            "--sync-bn needs GPUs (PyTorch's SyncBatchNorm is GPU-only); on CPUs rank 0's "
-            "BatchNorm statistics are shared before each evaluation instead"
-        )
 
 
 def strip_flags(argv: list[str], flags) -> list[str]:

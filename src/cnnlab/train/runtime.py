@@ -19,7 +19,45 @@ from tqdm.auto import tqdm
 
 from ..data.loader import Shard
 from ..errors import UsageError
-from .distributed import SHARED_STORE_WARNING, restarts_share_one_store
+
+# torchrun (2.13 here; it began sharing in 2024) keeps one key-value store for all attempts and hands it to the
+# processes: after a restart a new process can read a dead one's address from it, and its process group fails to
+# connect or hangs until --timeout (6 restarts of 8 on a loaded 2-core machine, none of 8 with this set:
+# benchmarks/torchrun_restarts.py; like pytorch/pytorch#135712). With it, each attempt's rank 0 serves a new
+# store on a port torchrun picked. Only when restarts are allowed: without them it fixes nothing, and a store
+# outliving every process (torchrun's reason to share) is what a run that ends normally wants.
+FRESH_STORE_PER_ATTEMPT = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+
+
+def restarts_share_one_store() -> bool:
+    """Whether this process was started by a torchrun that may restart it and shares its store across attempts
+    (``torchrun --max-restarts K`` by hand without the setting above, or with the static rendezvous, which
+    always shares). Membership changes under ``--nnodes MIN:MAX`` also restart; they are not counted here."""
+    return (
+        os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+        and int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", 0)) > 0
+    )
+
+
+SHARED_STORE_WARNING = (
+    "torchrun may restart these processes but shares one store across attempts: a restarted process group can "
+    "read a dead process's address and fail to connect or hang until --timeout. Use torchrun's c10d rendezvous "
+    "(--standalone, or --rdzv-backend c10d) with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in its environment on "
+    "every machine (cnnlab train --nproc N --max-restarts K does this for you); the static rendezvous "
+    "(--master-addr/--master-port) always shares its store."
+)
+
+
+def check_processes(cfg, nproc: int, device: torch.device | None = None) -> None:
+    """What would stop every one of ``nproc`` processes at once, refused before any work: ``cnnlab train --nproc N``
+    says it once before starting them, and ``fit`` again (for torchrun started by hand)."""
+    if cfg.batch_size % nproc:
+        raise UsageError(f"--batch-size {cfg.batch_size} is the global batch and must divide among {nproc} processes")
+    if cfg.sync_bn and nproc > 1 and (device or pick_device(cfg.device)).type == "cpu":
+        raise UsageError(
+            "--sync-bn needs GPUs (PyTorch's SyncBatchNorm is GPU-only); on CPUs rank 0's "
+            "BatchNorm statistics are shared before each evaluation instead"
+        )
 
 
 def available_devices() -> list[str]:

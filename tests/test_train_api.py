@@ -1,0 +1,158 @@
+"""fit as a Python caller meets it: reproducible from its seed, wrong arguments named, skipped steps reported,
+checkpoints of the previous release resumed, and the settings that were untested: the linear schedule with its
+final_lr, nesterov, --early-stopping."""
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import cnnlab
+from cnnlab import Callback, TrainConfig, create_model, fit
+from cnnlab.checkpoint import load_weights_into, read_weights, save_weights
+from cnnlab.errors import WrongType
+from cnnlab.train import NonFiniteLoss, run_directory_callbacks
+from cnnlab.train.loop import lr_at
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _flat(model) -> torch.Tensor:
+    return torch.cat([t.detach().flatten().float() for t in model.state_dict().values()])
+
+
+def _small(synthetic_dataset, n=128):
+    train, val = synthetic_dataset
+    return train.subset(range(n)), val.subset(range(64))
+
+
+def test_a_checkpoint_of_the_previous_release_resumes_to_the_same_end(tmp_path):
+    """tests/fixtures/checkpoint_v1 holds a mid-epoch checkpoint (EMA, EarlyStopping's state, the epoch's partial
+    metrics) written by the previous release, and the weights and history that run ended with."""
+    from resume_v1_case import callbacks, config, data, tiny_model
+
+    shutil.copytree(FIXTURES / "checkpoint_v1" / "step-000000006", tmp_path / "checkpoints" / "step-000000006")
+    train, val = data()
+    model = tiny_model()
+    history = fit(model, train, val, config(), callbacks=callbacks(), run_dir=tmp_path, resume=True)
+    final, _ = read_weights(FIXTURES / "checkpoint_v1" / "final.safetensors")  # the raw weights of its last checkpoint
+    now, _ = read_weights(tmp_path / "checkpoints" / "step-000000008" / "model.safetensors")
+    for key, value in now.items():
+        torch.testing.assert_close(value, final[key], rtol=1e-4, atol=1e-5)  # bit-exact only at one thread count
+    expected = json.loads((FIXTURES / "checkpoint_v1" / "history.json").read_text())
+    for key, values in expected.items():
+        assert history[key] == pytest.approx(values, rel=1e-4), key
+    # the checkpoint written after the resume is of today's version and resumes too
+    state = json.loads((tmp_path / "checkpoints" / "step-000000008" / "state.json").read_text())["state"]
+    assert ["version", 2] in state["__dict__"]
+
+
+def test_two_fits_of_fresh_models_with_one_seed_give_one_result(synthetic_dataset):
+    train, val = _small(synthetic_dataset)
+    runs = []
+    for draw in range(2):
+        torch.manual_seed(100 + draw)  # whatever the caller's random state, the config's seed decides
+        m = create_model("lenet5")
+        history = fit(m, train, val, config=cnnlab.config_for(m, epochs=1, seed=1, progress=False, device="cpu"))
+        runs.append((_flat(m), history["loss"]))
+    assert torch.equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
+    # the weights are those that cnnlab train --seed 1 starts from
+    torch.manual_seed(1)
+    m = create_model("lenet5")
+    fit(m, train, val, config=cnnlab.config_for(m, epochs=1, seed=1, progress=False, device="cpu"))
+    assert torch.equal(_flat(m), runs[0][0])
+
+
+def test_fit_keeps_weights_it_did_not_draw(synthetic_dataset, tmp_path):
+    """Loaded weights (fine-tuning) and a model trained before are never replaced by the seed's: the later fits
+    use another seed, whose initial weights would differ (lr 1e-9: training itself barely moves them)."""
+    train, val = _small(synthetic_dataset, 64)
+    cfg = dict(epochs=1, batch_size=64, lr=1e-9, progress=False, device="cpu", checkpoint_every=0)
+    trained = create_model("lenet5")
+    fit(trained, train, val, TrainConfig(**cfg, seed=7))
+    before = _flat(trained)
+    save_weights(tmp_path / "w.safetensors", trained)
+    fit(trained, train, val, TrainConfig(**cfg, seed=8))  # a second fit continues
+    torch.testing.assert_close(_flat(trained), before, rtol=0, atol=1e-6)
+    for how in ("load_weights_into", "load_state_dict"):
+        loaded = create_model("lenet5")
+        if how == "load_weights_into":
+            load_weights_into(loaded, tmp_path / "w.safetensors")
+        else:
+            loaded.load_state_dict(read_weights(tmp_path / "w.safetensors")[0])
+        fit(loaded, train, val, TrainConfig(**cfg, seed=8))
+        torch.testing.assert_close(_flat(loaded), before, rtol=0, atol=1e-6, msg=how)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(model="lenet5"), "model"),
+        (dict(config={"epochs": 1}), "config"),
+        (dict(callbacks=print), "callbacks"),
+        (dict(callbacks=[print]), "callbacks"),
+        (dict(runtime="cpu"), "runtime"),
+    ],
+)
+def test_wrong_types_name_the_argument(synthetic_dataset, kwargs, name):
+    train, val = _small(synthetic_dataset, 64)
+    args = {"model": create_model("lenet5"), "data": train, "validation_data": val, **kwargs}
+    with pytest.raises(WrongType, match=rf"fit\(\): {name} must be"):
+        fit(**args)
+
+
+def _poisoned(every: int):
+    """lenet5 whose training forward passes give NaN on every ``every``-th call."""
+    model = create_model("lenet5")
+    calls = []
+
+    def poison(module, args, output):
+        if not module.training:
+            return output
+        calls.append(1)
+        return output * float("nan") if len(calls) % every == 0 else output
+
+    model.register_forward_hook(poison)
+    return model
+
+
+def test_skipped_steps_are_reported_and_a_diverging_run_stops(synthetic_dataset, capsys):
+    train, val = synthetic_dataset  # 512 images: 8 steps an epoch
+    cfg = TrainConfig(epochs=2, batch_size=64, progress=False, nonfinite="skip", checkpoint_every=0, device="cpu")
+    history = fit(_poisoned(4), train, val, cfg)
+    assert history["skipped_steps"] == [2, 2]
+    assert "4 of 16 steps had a non-finite loss and were skipped" in capsys.readouterr().out
+    with pytest.raises(NonFiniteLoss, match=r"8 of 8 steps of epoch 1 had a non-finite loss"):
+        fit(_poisoned(1), train, val, cfg)
+
+
+def test_linear_schedule_ends_at_final_lr_and_constant_ignores_it():
+    cfg = TrainConfig(lr=0.5, warmup=0.0, schedule="linear", final_lr=0.1)
+    lrs = [lr_at(s, 100, cfg) for s in range(101)]  # step 100: the rate training ends at
+    assert lrs[0] == pytest.approx(0.5) and lrs[50] == pytest.approx(0.5 * 0.55) and lrs[100] == pytest.approx(0.05)
+    assert all(b - a == pytest.approx(-0.5 * 0.9 / 100) for a, b in zip(lrs, lrs[1:]))  # a straight line
+    cosine = TrainConfig(lr=0.5, warmup=0.0, schedule="cosine", final_lr=0.1)
+    assert lr_at(100, 100, cosine) == pytest.approx(0.05) and lr_at(50, 100, cosine) == pytest.approx(0.5 * 0.55)
+    assert lr_at(100, 100, TrainConfig(lr=0.5, warmup=0.0, schedule="constant", final_lr=0.1)) == 0.5
+
+
+def test_early_stopping_of_a_run_directory_stops_fit(synthetic_dataset, tmp_path):
+    """--early-stopping 1: run_directory_callbacks' EarlyStopping on val_loss ends fit after one epoch without
+    improvement, and metrics.csv and the weights say so."""
+    train, val = _small(synthetic_dataset, 64)
+
+    class RisingValLoss(Callback):  # runs before the run directory's callbacks
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_loss"] = 1.0 + epoch
+
+    model = create_model("lenet5")
+    cbs = [RisingValLoss(), *run_directory_callbacks(tmp_path, {"run": "t"}, early_stopping=1)]
+    cfg = TrainConfig(epochs=6, batch_size=64, progress=False, checkpoint_every=0, device="cpu")
+    history = fit(model, train, val, cfg, callbacks=cbs)
+    assert history.epoch == [0, 1]
+    with open(tmp_path / "metrics.csv") as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1"]
+    assert read_weights(tmp_path / "weights" / "last.safetensors")[1]["epoch"] == 2
