@@ -160,8 +160,6 @@ def test_the_installed_command_runs_a_dry_run(synthetic_mnist_dir, tmp_path):
     assert "no accuracy is reported" in ok.stdout and "accuracy:" not in ok.stdout, ok.stdout
 
 
-
-
 @pytest.mark.parametrize(
     "args, message",
     [

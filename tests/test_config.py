@@ -109,8 +109,17 @@ def test_a_recipe_name_that_the_model_lacks_is_refused_naming_those_it_has():
         resolve_config("lenet5", {"recipe": "small-data"})
     with pytest.raises(ConfigError, match=r'^run.json: "recipe" \'small-data\' is not a recipe for lenet5'):
         resolve_config("lenet5", None, {"recipe": "small-data"}, "run.json")  # named where it was written
-    with pytest.raises(ConfigError, match="alexnet_bn has no named recipes"):
+    with pytest.raises(ConfigError, match="'record' is not a recipe for alexnet_bn; alexnet_bn's recipes: challenge"):
         resolve_config("alexnet_bn", {"recipe": "record"})
+    with pytest.raises(ConfigError, match="alexnet has no named recipes"):
+        resolve_config("alexnet", {"recipe": "record"})
+
+
+def test_the_challenge_preset_changes_only_its_own_settings():
+    lesson, challenge = resolve_config("alexnet_bn"), resolve_config("alexnet_bn", {"recipe": "challenge"})
+    changed = {k for k, v in challenge.record().items() if lesson.record().get(k) != v}
+    assert changed == {"recipe", "epochs", "label_smoothing", "ema"}
+    assert (challenge.epochs, challenge.label_smoothing, challenge.ema) == (10, 0.1, 0.998)
 
 
 def test_a_presets_augmentation_changes_key_by_key_and_a_file_can_turn_it_off():

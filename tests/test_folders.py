@@ -13,8 +13,9 @@ from PIL import Image
 
 from cnnlab.cli import main
 from cnnlab.data.cache import open_cache
-from cnnlab.data.folders import BadImage, FolderError, decode, scan_folder
+from cnnlab.data.folders import FolderError, decode, scan_folder
 from cnnlab.data.imagedata import TEN_VIEWS, FolderSource, crop_batch, view_window
+from cnnlab.data.images import ImageError
 from cnnlab.train import TrainConfig
 
 
@@ -123,7 +124,7 @@ def test_broken_files_are_refused_by_name(tmp_path):
         "bomb.png": "decompression bomb",
     }
     for name, message in cases.items():
-        with pytest.raises(BadImage, match=re.escape(message)) as info:
+        with pytest.raises(ImageError, match=re.escape(message)) as info:
             decode(tmp_path / name, 64)
         assert str(tmp_path / name) in str(info.value)
     assert decode(good, 64).shape == (64, 64, 3)

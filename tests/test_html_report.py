@@ -110,7 +110,9 @@ def test_the_page_has_every_section_with_the_runs_numbers(runs_dir):
     assert "augmentation was off" in page
     assert "petaflop/s-days" in page and torch.__version__ in page  # compute.json and environment.json read
     assert_self_contained(page)
-    assert len(embedded_pngs(page)) == 5  # curves, confusion matrix, mistakes, their Grad-CAM, the filters
+    cam = (run / "mistakes_gradcam.png").is_file()  # Grad-CAM of the mistakes, when the run made any
+    assert cam == (report["accuracy"] < 1)
+    assert len(embedded_pngs(page)) == 4 + cam  # curves, confusion matrix, mistakes, the filters (and Grad-CAM)
 
 
 def test_embedded_images_are_the_runs_files_byte_for_byte(runs_dir):
@@ -176,7 +178,8 @@ def test_unreadable_files_are_named_on_the_page(runs_dir, tmp_path):
     page = build_report(run).read_text()
     assert "compute.json: could not be read" in page
     assert "curves.png: could not be read (not a PNG file)" in page
-    assert len(embedded_pngs(page)) == 4  # confusion matrix, mistakes, Grad-CAM, filters; not the damaged curves
+    cam = (run / "mistakes_gradcam.png").is_file()
+    assert len(embedded_pngs(page)) == 3 + cam  # confusion matrix, mistakes, filters (Grad-CAM); not the curves
     assert load_run(run).history["loss"] == [0.5]
     assert "broken: compute.json could not be read" in page
 

@@ -21,11 +21,15 @@ def running_statistics(model) -> int:
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_every_model_summary_counts_match_pytorchs_parameters_and_buffers(name):
+def test_every_model_summary_rows_add_up_to_its_totals(name):
+    """The rows come from one forward pass, the totals from the model's own weights: they agree only if the walk
+    meets every layer that holds weights exactly once, and Keras' non-trainable count is the running statistics."""
     model = create_model(name)
     table = summary(model)
-    assert table.trainable_params == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert sum(r.params for r in table.rows) == table.total_params
+    assert sum(r.trainable for r in table.rows) == table.trainable_params
     assert table.non_trainable_params == running_statistics(model)
+    assert table.total_params == sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,10 @@
 import pytest
 import torch
+from torch import nn
 
 from cnnlab import create_model, summary
 from cnnlab.models import PatternError, from_pattern, parse_pattern
-from cnnlab.models.pattern import ALEXNET, ALEXNET_BN, LENET5, LESSON, Group, Layer
+from cnnlab.models.pattern import ALEXNET, ALEXNET_BN, LAYERS, LENET5, LESSON, Group, Layer
 
 
 @pytest.mark.parametrize(
@@ -103,3 +104,19 @@ def test_missing_variable_and_shrinking_volume_are_errors():
 def test_pattern_is_a_registered_model():
     model = create_model("pattern", text="CONV(4) => RELU => POOL => FC", num_classes=3, img_size=16)
     assert model(torch.zeros(1, 1, 16, 16)).shape == (1, 3)
+
+
+BUILT_AS = {
+    "CONV": nn.Conv2d, "POOL": nn.MaxPool2d, "MAXPOOL": nn.MaxPool2d, "AVGPOOL": nn.AvgPool2d, "FC": nn.Linear,
+    "RELU": nn.ReLU, "TANH": nn.Tanh, "SIGMOID": nn.Sigmoid, "ELU": nn.ELU, "GELU": nn.GELU,
+    "LEAKYRELU": nn.LeakyReLU, "BN": nn.BatchNorm2d, "DROPOUT": nn.Dropout, "LRN": nn.LocalResponseNorm,
+    "FLATTEN": nn.Flatten, "SOFTMAX": nn.Softmax,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+def test_every_layer_the_parser_accepts_builds_the_module_it_names(kind):
+    net = from_pattern(f"CONV(4) => {kind} => FC", (1, 8, 8), 3)
+    assert set(BUILT_AS) == LAYERS
+    assert any(isinstance(m, BUILT_AS[kind]) for m in list(net)[1:-1])  # between conv1 and the classifier
+    assert net.eval()(torch.zeros(2, 1, 8, 8)).shape == (2, 3)

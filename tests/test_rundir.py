@@ -6,6 +6,7 @@ commands that refuse do so before any work, so most tests here take well under a
 
 from __future__ import annotations
 
+import base64
 import csv
 import errno
 import json
@@ -113,7 +114,7 @@ def test_every_file_of_a_run_is_whole_and_no_temporary_file_stays(folder_run):
 
 def test_the_page_shows_the_first_layers_filters_and_grad_cam_of_the_mistakes(folder_run):
     page = (folder_run / "report.html").read_text()
-    assert (folder_run / "filters.png").read_bytes() in RunDir(folder_run).record().png("filters.png")
+    assert base64.b64encode((folder_run / "filters.png").read_bytes()).decode() in page
     filters = page[page.index('<section id="filters">') :]
     assert "data:image/png;base64," in filters[: filters.index("</section>")]
     report = json.loads((folder_run / "report.json").read_text())
@@ -289,3 +290,26 @@ def test_a_failed_export_leaves_nothing_and_names_the_users_file(tmp_path, monke
         export_pt2(create_model("lenet5"), InputNorm((0.5,), (0.5,)), (1, 28, 28), out)
     assert failed.value.filename == str(out) and ".tmp" not in str(failed.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_worst_mistakes_get_grad_cam_on_the_page(run_copy):
+    """Four images, three predicted wrong with falling confidence: mistakes_gradcam.png shows where the run's model
+    looked in them, and the page embeds it under the mistakes."""
+    import torch
+
+    from cnnlab.data.arrays import ArraySource
+    from cnnlab.evaluation.metrics import make_report
+    from cnnlab.inference import write_evaluation
+
+    model, _ = RunDir(run_copy).load_model()
+    images = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (4, 3, 28, 28), dtype=np.uint8))
+    labels = torch.tensor([0, 0, 1, 1])
+    source = ArraySource.from_arrays(images, labels, (images, labels), classes=("cat", "dog"))
+    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.6, 0.4]])
+    report = make_report(probs, labels, ("cat", "dog"))
+    write_evaluation(report, {"": probs}, source, "test", RunDir(run_copy), "t", model)
+    Image.open(run_copy / "mistakes_gradcam.png").load()
+    page = RunDir(run_copy).write_report().read_text()
+    assert "3 of 4 test images misclassified" in page
+    assert base64.b64encode((run_copy / "mistakes_gradcam.png").read_bytes()).decode() in page
+    assert "Grad-CAM overlays of the worst mistakes" in page

@@ -31,3 +31,11 @@ def test_lenet5_macs_match_hand_arithmetic_and_flop_counter():
 def test_torch_layout_prints_channels_first():
     text = summary(create_model("lenet5"), (1, 28, 28)).format("torch")
     assert "(N, 6, 28, 28)" in text
+
+
+def test_frozen_weights_count_as_non_trainable_like_keras():
+    model = create_model("lenet5")
+    model.features[0].requires_grad_(False)  # conv1: 6 filters of 5x5, and 6 biases
+    table = summary(model, (1, 28, 28))
+    assert (table.total_params, table.trainable_params, table.non_trainable_params) == (61_706, 61_550, 156)
+    assert (table.rows[0].params, table.rows[0].trainable) == (156, 0)

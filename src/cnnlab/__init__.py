@@ -12,7 +12,8 @@ def evaluate(model, data, **kwargs):
     return _evaluate(model, data, **kwargs)
 
 
-__version__ = "0.1.0"
+from .environment import __version__  # noqa: E402  (one owner of the version)
+
 __all__ = [
     "create_model",
     "list_models",

@@ -7,6 +7,10 @@ import platform
 import time
 from pathlib import Path
 
+# The package's version, owned here (the lowest layer) so that modules that record it need not import the package
+# root, whose __init__ imports training and inference. pyproject.toml's version; test_run_errors checks they agree.
+__version__ = "0.1.0"
+
 
 def environment_info(device, threads: int | None = None) -> dict:
     """What a run's numbers depend on besides its configuration, for ``RUN/environment.json``: versions, the
@@ -14,8 +18,6 @@ def environment_info(device, threads: int | None = None) -> dict:
     ``torch_threads`` is what PyTorch used."""
     import numpy as np
     import torch
-
-    from . import __version__
 
     device = torch.device(device)
     accelerator = None

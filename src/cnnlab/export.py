@@ -134,7 +134,7 @@ def _metadata(input_norm: InputNorm, input_size, num_classes: int, metadata: dic
 
 
 def _version() -> str:
-    from . import __version__
+    from .environment import __version__
 
     return __version__
 

@@ -11,6 +11,7 @@ the convention of the lesson's FLOP figures and of OpenAI's "AI and Compute": FL
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -91,9 +92,9 @@ def _torch_shape(shape) -> str:
     return "(N, " + ", ".join(str(x) for x in shape) + ")"
 
 
-def layer_macs(module: nn.Module, output: torch.Tensor) -> int:
-    """Multiply-accumulates of one example through ``module`` producing ``output`` (batch first)."""
-    per_example = output[0].numel()
+def layer_macs(module: nn.Module, out_shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of one example through ``module`` producing ``out_shape`` (without the batch)."""
+    per_example = math.prod(out_shape)
     if isinstance(module, nn.modules.conv._ConvNd):
         k = 1
         for s in module.kernel_size:
@@ -116,35 +117,43 @@ def _own_counts(module: nn.Module) -> tuple[int, int]:
     return trainable + frozen + stats, trainable
 
 
-def summary(model: nn.Module, input_size: tuple[int, ...] | None = None, *, device=None) -> ModelSummary:
-    """Run one example through ``model`` and tabulate every leaf layer (Keras' ``model.summary()``).
+@dataclass
+class TracedLayer:
+    """A leaf layer as one forward pass met it: ``index`` in call order, shapes without the batch dimension."""
 
-    ``input_size`` is (C, H, W) without the batch dimension; by default the size the registry
-    designed the model for.
-    """
-    if input_size is None:
-        from .models import get_model_entry
+    index: int
+    name: str
+    module: nn.Module
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
 
-        input_size = get_model_entry(getattr(model, "cnnlab_name", "")).input_size
-    input_size = tuple(int(s) for s in input_size)
-    name = getattr(model, "cnnlab_name", type(model).__name__)
-    result = ModelSummary(model_name=name, input_size=input_size)
-    rows: list[LayerRow] = []
+    @property
+    def kind(self) -> str:
+        return type(self.module).__name__
+
+    @property
+    def weights(self) -> int:
+        return sum(p.numel() for p in self.module.parameters(recurse=False))
+
+
+def trace(model: nn.Module, input_size, *, device=None) -> list[TracedLayer]:
+    """Run zeros of ``input_size`` (C, H, W) through ``model`` and record every leaf layer in call order.
+
+    The one walker of a model's layers, shared by the summary, the compute count and the advisor. Two
+    examples, so that BatchNorm would work in train mode too; eval mode, so that nothing is updated."""
+    layers: list[TracedLayer] = []
     hooks = []
-    for qualname, module in model.named_modules():
+    for name, module in model.named_modules():
         if any(True for _ in module.children()):
             continue  # containers hold no arithmetic of their own; their leaves are listed
 
-        def hook(mod, args, output, qualname=qualname):
-            total, trainable = _own_counts(mod)
+        def hook(mod, args, output, name=name):
             out = output[0] if isinstance(output, (tuple, list)) else output
-            rows.append(
-                LayerRow(qualname, type(mod).__name__, tuple(out.shape[1:]), total, trainable, layer_macs(mod, out))
-            )
+            in_shape = tuple(args[0].shape[1:]) if args and isinstance(args[0], torch.Tensor) else ()
+            layers.append(TracedLayer(len(layers), name, mod, in_shape, tuple(out.shape[1:])))
 
         hooks.append(module.register_forward_hook(hook))
     was_training = model.training
-    # Two examples, so that BatchNorm in train mode would also work; eval mode so nothing is updated.
     model.eval()
     try:
         param = next(model.parameters(), None)
@@ -156,7 +165,25 @@ def summary(model: nn.Module, input_size: tuple[int, ...] | None = None, *, devi
         for h in hooks:
             h.remove()
         model.train(was_training)
-    result.rows = rows
+    return layers
+
+
+def summary(model: nn.Module, input_size: tuple[int, ...] | None = None, *, device=None) -> ModelSummary:
+    """Run one example through ``model`` and tabulate every leaf layer (Keras' ``model.summary()``).
+
+    ``input_size`` is (C, H, W) without the batch dimension; by default the size the registry
+    designed the model for.
+    """
+    if input_size is None:
+        from .models import get_model_entry
+
+        input_size = get_model_entry(getattr(model, "cnnlab_name", "")).input_size
+    input_size = tuple(int(s) for s in input_size)
+    result = ModelSummary(model_name=getattr(model, "cnnlab_name", type(model).__name__), input_size=input_size)
+    for layer in trace(model, input_size, device=device):
+        total, trainable = _own_counts(layer.module)
+        macs = layer_macs(layer.module, layer.out_shape)
+        result.rows.append(LayerRow(layer.name, layer.kind, layer.out_shape, total, trainable, macs))
     # Totals come from the model itself, so weights of layers that the forward pass skipped still count.
     result.trainable_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     result.total_params = sum(_own_counts(m)[0] for m in model.modules())

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from torch import nn
 
 from ..errors import UsageError
-from .trace import TracedLayer, trace
+from ..summary import TracedLayer, trace
 
 
 @dataclass
@@ -86,6 +86,238 @@ def _fmt(shape) -> str:
     return "x".join(str(s) for s in shape)
 
 
+@dataclass
+class _Net:
+    """What every rule looks at: the traced layers and the input's height and width."""
+
+    layers: list[TracedLayer]
+    h: int
+    w: int
+
+    @property
+    def convs(self) -> list[TracedLayer]:
+        return [layer for layer in self.layers if isinstance(layer.module, nn.Conv2d)]
+
+    @property
+    def pools(self) -> list[TracedLayer]:
+        return [layer for layer in self.layers if isinstance(layer.module, (nn.MaxPool2d, nn.AvgPool2d))]
+
+
+def _square_input(net: _Net):
+    h, w = net.h, net.w
+    if h != w:
+        yield Finding(
+            "square-input",
+            "warning",
+            "input",
+            f"input {h}x{w} is not square",
+            f"resize or crop to a square, e.g. {max(h, w)}x{max(h, w)} or {min(h, w)}x{min(h, w)}",
+        )
+
+
+def _divisible_input(net: _Net):
+    """Each spatial size must pass every downsampling step exactly (one finding per axis, both when not square)."""
+    h, w, layers = net.h, net.w, net.layers
+    for axis, size in ((0, h),) if h == w else ((0, h), (1, w)):
+        steps = _walk_sizes(layers, size, axis)
+        inexact = [(layer, s_in, out) for layer, s_in, out in steps if out != int(out)]
+        dim = "" if h == w else (" (height)" if axis == 0 else " (width)")
+        if inexact:
+            layer, s_in, out = inexact[0]
+            k, s, p = (g[axis] for g in _geometry(layer.module))
+            lost = (s_in + 2 * p - k) % s
+            fixes = _exact_sizes(layers, size, axis)
+            yield Finding(
+                "divisible-input",
+                "warning",
+                layer.name,
+                f"input size {size}{dim} becomes fractional at {layer.name} ({layer.kind} {k}x{k}/{s}): "
+                f"{s_in} -> {out:g}, so {lost} row(s)/column(s) of the map are dropped"
+                + (f"; {len(inexact) - 1} more such step(s) follow" if len(inexact) > 1 else ""),
+                f"use an input size every downsampling step divides: {', '.join(map(str, fixes))}"
+                if fixes
+                else "change the input size or the strides so that each step divides exactly",
+            )
+        elif size % 2 and any(_geometry(p.module)[1][axis] == 2 for p in net.pools):
+            yield Finding(
+                "divisible-input",
+                "note",
+                "input",
+                f"input size {size}{dim} is odd (the lesson prefers sizes divisible by two), but every "
+                "downsampling step here divides exactly, so no pixels are lost",
+                f"keep {size}: the nearest even sizes would drop pixels"
+                if not any(sz % 2 == 0 for sz in _exact_sizes(layers, size, axis, 2))
+                else "",
+            )
+
+
+def _conv_rules(net: _Net):
+    """Filter size, stride and padding of every convolution, in layer order."""
+    for i, layer in enumerate(net.convs):
+        (kh, kw), (sh, sw), _ = _geometry(layer.module)
+        side = min(layer.in_shape[1], layer.in_shape[2])
+        k = max(kh, kw)
+        if i > 0 and k > 5:
+            yield Finding(
+                "large-filter",
+                "warning",
+                layer.name,
+                f"{kh}x{kw} filters after the first layer",
+                "use 3x3 (or 5x5) filters; stack two 3x3 convolutions for the receptive field of one 5x5 with "
+                "fewer weights",
+            )
+        if i == 0 and k >= 7 and side < 200:
+            yield Finding(
+                "large-filter",
+                "warning",
+                layer.name,
+                f"{kh}x{kw} first-layer filters on a {side}-px input (the lesson keeps 7x7 and 11x11 for inputs "
+                "over 200 px)",
+                "use 3x3 or 5x5 filters at this size",
+            )
+        if max(sh, sw) > 1 and i == 0 and side >= 200:
+            yield Finding(
+                "conv-stride",
+                "note",
+                layer.name,
+                f"stride {sh} in the first layer on a {side}-px input: allowed by the lesson to cut a large "
+                "input down early",
+                "",
+            )
+        elif max(sh, sw) > 1:
+            yield Finding(
+                "strided-downsampling",
+                "warning",
+                layer.name,
+                f"convolution with stride {sh} downsamples a {side}-px map",
+                "use stride 1 with same padding and downsample with a 2x2/2 pool",
+            )
+        if max(sh, sw) == 1 and k > 1 and min(layer.out_shape[1], layer.out_shape[2]) < side:
+            yield Finding(
+                "same-padding",
+                "warning",
+                layer.name,
+                f"valid padding shrinks the volume {_fmt(layer.in_shape)} -> {_fmt(layer.out_shape)}",
+                f"use padding={k // 2} ('same') so that only pooling changes the spatial size",
+            )
+
+
+def _pool_settings(net: _Net):
+    """2x2/2 anywhere, 3x3/2 (overlapping) early; anything else is a warning."""
+    for j, layer in enumerate(net.pools):
+        (kh, _), (sh, _), _ = _geometry(layer.module)
+        if (kh, sh) == (3, 2) and j >= 2:
+            yield Finding(
+                "pool-settings",
+                "note",
+                layer.name,
+                "3x3/2 overlapping pooling late in the network (the lesson uses it early)",
+                "2x2/2 pooling is the usual choice past the first blocks",
+            )
+        elif (kh, sh) not in ((2, 2), (3, 2)):
+            yield Finding(
+                "pool-settings",
+                "warning",
+                layer.name,
+                f"{kh}x{kh} pooling with stride {sh}",
+                "pool 2x2 with stride 2 (or 3x3 with stride 2 early in the network)",
+            )
+
+
+def _era_choices(net: _Net):
+    """LeNet-5's era against the lesson's pattern: saturating activations and average pooling."""
+    saturating = [layer.name for layer in net.layers if isinstance(layer.module, (nn.Tanh, nn.Sigmoid))]
+    if saturating:
+        yield Finding(
+            "activation",
+            "note",
+            saturating[0],
+            f"saturating activations (tanh/sigmoid) in {len(saturating)} layer(s): {', '.join(saturating)}",
+            "the lesson's pattern uses ReLU, which trains faster in deep stacks; keep tanh to reproduce LeNet-5",
+        )
+    averaging = [layer.name for layer in net.pools if isinstance(layer.module, nn.AvgPool2d)]
+    if averaging:
+        yield Finding(
+            "pool-kind",
+            "note",
+            averaging[0],
+            f"average pooling in {len(averaging)} layer(s): {', '.join(averaging)}",
+            "max pooling is the modern default for downsampling between conv blocks",
+        )
+
+
+def _early_collapse(net: _Net):
+    """The first map that is 1 px wide while convolutions still follow."""
+    spatial = [layer for layer in net.layers if len(layer.out_shape) == 3]
+    for idx, layer in enumerate(spatial):
+        later_conv = any(isinstance(later.module, nn.Conv2d) for later in spatial[idx + 1 :])
+        if min(layer.out_shape[1], layer.out_shape[2]) <= 1 and later_conv:
+            yield Finding(
+                "early-collapse",
+                "warning",
+                layer.name,
+                f"the map is {_fmt(layer.out_shape)} already, and convolutions follow",
+                "use a larger input or fewer downsampling steps",
+            )
+            return
+
+
+_ACTIVATIONS = (nn.ReLU, nn.Tanh, nn.ELU, nn.GELU, nn.LeakyReLU, nn.Sigmoid)
+_AFTER = "after the activation, as the lesson's Keras code places it"
+_BETWEEN = "between the layer and its activation, as Ioffe & Szegedy (2015) place it"
+
+
+def _bn_placement(net: _Net):
+    """One note per placement of batch norm, naming its layers."""
+    placements: dict[str, list[str]] = {}
+    for before, layer in zip(net.layers, net.layers[1:]):
+        if isinstance(layer.module, nn.modules.batchnorm._BatchNorm):
+            if isinstance(before.module, _ACTIVATIONS):
+                placements.setdefault(_AFTER, []).append(layer.name)
+            elif isinstance(before.module, (nn.Conv2d, nn.Linear)):
+                placements.setdefault(_BETWEEN, []).append(layer.name)
+    for where, names in placements.items():
+        yield Finding(
+            "bn-placement",
+            "note",
+            names[0],
+            f"batch norm {where} ({len(names)} layer(s): {', '.join(names)})",
+            "both work; the lesson reports that after the activation often does slightly better",
+        )
+
+
+def _large_fc(net: _Net):
+    """A first dense layer that holds most of the network's weights (AlexNet's 9216x4096)."""
+    total = sum(layer.weights for layer in net.layers)
+    dense = [layer for layer in net.layers if isinstance(layer.module, nn.Linear)]
+    if not dense or not total:
+        return
+    first = dense[0]
+    share = first.weights / total
+    if share > 0.5 and first.weights > 1_000_000:
+        m = first.module
+        yield Finding(
+            "large-fc",
+            "warning",
+            first.name,
+            f"the first dense layer ({m.in_features}x{m.out_features}) holds {share:.0%} of all {total:,} weights",
+            "shrink the map before flattening (more pooling, or global average pooling) or use fewer units",
+        )
+
+
+# In this order: findings on the same layer are listed in the order of their rules.
+RULES = (
+    _square_input,
+    _divisible_input,
+    _conv_rules,
+    _pool_settings,
+    _era_choices,
+    _early_collapse,
+    _bn_placement,
+    _large_fc,
+)
+
+
 def advise(model: nn.Module, input_size) -> list[Finding]:
     """Check ``model`` at ``input_size`` (C, H, W) against the lesson's best practices."""
     c, h, w = input_size
@@ -97,230 +329,8 @@ def advise(model: nn.Module, input_size) -> list[Finding]:
             f"{name} cannot take a {w}x{h}x{c} input ({str(e).splitlines()[0]}); a network with a "
             "fixed dense layer needs its own size, a pattern adapts to any"
         ) from None
-    findings: list[Finding] = []
-    convs = [layer for layer in layers if isinstance(layer.module, nn.Conv2d)]
-    pools = [layer for layer in layers if isinstance(layer.module, (nn.MaxPool2d, nn.AvgPool2d))]
-
-    # --- the input ------------------------------------------------------------------------------------
-    if h != w:
-        side = max(h, w)
-        findings.append(
-            Finding(
-                "square-input",
-                "warning",
-                "input",
-                f"input {h}x{w} is not square",
-                f"resize or crop to a square, e.g. {side}x{side} or {min(h, w)}x{min(h, w)}",
-            )
-        )
-    for axis, size in ((0, h),) if h == w else ((0, h), (1, w)):
-        steps = _walk_sizes(layers, size, axis)
-        inexact = [(layer, s_in, out) for layer, s_in, out in steps if out != int(out)]
-        dim = "" if h == w else (" (height)" if axis == 0 else " (width)")
-        if inexact:
-            layer, s_in, out = inexact[0]
-            k, s, p = (g[axis] for g in _geometry(layer.module))
-            lost = (s_in + 2 * p - k) % s
-            fixes = _exact_sizes(layers, size, axis)
-            findings.append(
-                Finding(
-                    "divisible-input",
-                    "warning",
-                    layer.name,
-                    f"input size {size}{dim} becomes fractional at {layer.name} ({layer.kind} {k}x{k}/{s}): "
-                    f"{s_in} -> {out:g}, so {lost} row(s)/column(s) of the map are dropped"
-                    + (f"; {len(inexact) - 1} more such step(s) follow" if len(inexact) > 1 else ""),
-                    f"use an input size every downsampling step divides: {', '.join(map(str, fixes))}"
-                    if fixes
-                    else "change the input size or the strides so that each step divides exactly",
-                )
-            )
-        elif size % 2 and any(_geometry(p.module)[1][axis] == 2 for p in pools):
-            findings.append(
-                Finding(
-                    "divisible-input",
-                    "note",
-                    "input",
-                    f"input size {size}{dim} is odd (the lesson prefers sizes divisible by two), but every "
-                    "downsampling step here divides exactly, so no pixels are lost",
-                    f"keep {size}: the nearest even sizes would drop pixels"
-                    if not any(sz % 2 == 0 for sz in _exact_sizes(layers, size, axis, 2))
-                    else "",
-                )
-            )
-
-    # --- convolutions ---------------------------------------------------------------------------------
-    for i, layer in enumerate(convs):
-        (kh, kw), (sh, sw), _ = _geometry(layer.module)
-        side = min(layer.in_shape[1], layer.in_shape[2])
-        k = max(kh, kw)
-        if i > 0 and k > 5:
-            findings.append(
-                Finding(
-                    "large-filter",
-                    "warning",
-                    layer.name,
-                    f"{kh}x{kw} filters after the first layer",
-                    "use 3x3 (or 5x5) filters; stack two "
-                    "3x3 convolutions for the receptive field of one 5x5 with fewer weights",
-                )
-            )
-        if i == 0 and k >= 7 and side < 200:
-            findings.append(
-                Finding(
-                    "large-filter",
-                    "warning",
-                    layer.name,
-                    f"{kh}x{kw} first-layer filters on a {side}-px input (the lesson keeps 7x7 "
-                    "and 11x11 for inputs over 200 px)",
-                    "use 3x3 or 5x5 filters at this size",
-                )
-            )
-        if max(sh, sw) > 1:
-            if i == 0 and side >= 200:
-                findings.append(
-                    Finding(
-                        "conv-stride",
-                        "note",
-                        layer.name,
-                        f"stride {sh} in the first layer on a {side}-px input: allowed by the "
-                        "lesson to cut a large input down early",
-                        "",
-                    )
-                )
-            else:
-                findings.append(
-                    Finding(
-                        "strided-downsampling",
-                        "warning",
-                        layer.name,
-                        f"convolution with stride {sh} downsamples a {side}-px map",
-                        "use stride 1 with same padding and downsample with a 2x2/2 pool",
-                    )
-                )
-        out_side = min(layer.out_shape[1], layer.out_shape[2])
-        if max(sh, sw) == 1 and k > 1 and out_side < side:
-            findings.append(
-                Finding(
-                    "same-padding",
-                    "warning",
-                    layer.name,
-                    f"valid padding shrinks the volume {_fmt(layer.in_shape)} -> {_fmt(layer.out_shape)}",
-                    f"use padding={k // 2} ('same') so that only pooling changes the spatial size",
-                )
-            )
-
-    # --- pooling --------------------------------------------------------------------------------------
-    for j, layer in enumerate(pools):
-        (kh, _), (sh, _), _ = _geometry(layer.module)
-        if (kh, sh) == (2, 2):
-            continue
-        if (kh, sh) == (3, 2):
-            if j >= 2:
-                findings.append(
-                    Finding(
-                        "pool-settings",
-                        "note",
-                        layer.name,
-                        "3x3/2 overlapping pooling late in the network (the lesson uses it early)",
-                        "2x2/2 pooling is the usual choice past the first blocks",
-                    )
-                )
-            continue
-        findings.append(
-            Finding(
-                "pool-settings",
-                "warning",
-                layer.name,
-                f"{kh}x{kh} pooling with stride {sh}",
-                "pool 2x2 with stride 2 (or 3x3 with stride 2 early in the network)",
-            )
-        )
-
-    # --- activations and pooling kind (LeNet-5's era vs. the lesson's pattern) --------------------------
-    saturating = [layer.name for layer in layers if isinstance(layer.module, (nn.Tanh, nn.Sigmoid))]
-    if saturating:
-        findings.append(
-            Finding(
-                "activation",
-                "note",
-                saturating[0],
-                f"saturating activations (tanh/sigmoid) in {len(saturating)} layer(s): {', '.join(saturating)}",
-                "the lesson's pattern uses ReLU, which trains faster in deep stacks; keep tanh to reproduce LeNet-5",
-            )
-        )
-    averaging = [layer.name for layer in pools if isinstance(layer.module, nn.AvgPool2d)]
-    if averaging:
-        findings.append(
-            Finding(
-                "pool-kind",
-                "note",
-                averaging[0],
-                f"average pooling in {len(averaging)} layer(s): {', '.join(averaging)}",
-                "max pooling is the modern default for downsampling between conv blocks",
-            )
-        )
-
-    # --- spatial collapse -----------------------------------------------------------------------------
-    spatial = [layer for layer in layers if len(layer.out_shape) == 3]
-    for idx, layer in enumerate(spatial):
-        if min(layer.out_shape[1], layer.out_shape[2]) <= 1 and any(
-            isinstance(later.module, nn.Conv2d) for later in spatial[idx + 1 :]
-        ):
-            findings.append(
-                Finding(
-                    "early-collapse",
-                    "warning",
-                    layer.name,
-                    f"the map is {_fmt(layer.out_shape)} already, and convolutions follow",
-                    "use a larger input or fewer downsampling steps",
-                )
-            )
-            break
-
-    # --- batch norm placement (one note per placement, naming the layers) -----------------------------
-    acts = (nn.ReLU, nn.Tanh, nn.ELU, nn.GELU, nn.LeakyReLU, nn.Sigmoid)
-    placements: dict[str, list[str]] = {}
-    for idx, layer in enumerate(layers):
-        if isinstance(layer.module, nn.modules.batchnorm._BatchNorm) and idx > 0:
-            before = layers[idx - 1].module
-            if isinstance(before, acts):
-                placements.setdefault("after the activation, as the lesson's Keras code places it", []).append(
-                    layer.name
-                )
-            elif isinstance(before, (nn.Conv2d, nn.Linear)):
-                placements.setdefault(
-                    "between the layer and its activation, as Ioffe & Szegedy (2015) place it", []
-                ).append(layer.name)
-    for where, names in placements.items():
-        findings.append(
-            Finding(
-                "bn-placement",
-                "note",
-                names[0],
-                f"batch norm {where} ({len(names)} layer(s): {', '.join(names)})",
-                "both work; the lesson reports that after the activation often does slightly better",
-            )
-        )
-
-    # --- a very large first dense layer ---------------------------------------------------------------
-    total = sum(layer.weights for layer in layers)
-    dense = [layer for layer in layers if isinstance(layer.module, nn.Linear)]
-    if dense and total:
-        first = dense[0]
-        share = first.weights / total
-        if share > 0.5 and first.weights > 1_000_000:
-            m = first.module
-            findings.append(
-                Finding(
-                    "large-fc",
-                    "warning",
-                    first.name,
-                    f"the first dense layer ({m.in_features}x{m.out_features}) holds {share:.0%} "
-                    f"of all {total:,} weights",
-                    "shrink the map before flattening (more pooling, or global average pooling) or use fewer units",
-                )
-            )
+    net = _Net(layers, h, w)
+    findings = [finding for rule in RULES for finding in rule(net)]
     order = {layer.name: layer.index for layer in layers}
     findings.sort(key=lambda f: -1 if f.layer == "input" else order.get(f.layer, len(order)))
     return findings

@@ -9,14 +9,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError
-from .datasets import DatasetNotFoundError, load_idx_dataset, load_mnist_sample, stratified_split
+from ..errors import DataError, UsageError
+from .datasets import ArrayDataset, DatasetNotFoundError, load_idx_dataset, load_mnist_sample, stratified_split
+from .folders import FolderError, check_same_classes, scan_folder
 from .idx import IdxError, read_images_and_labels
-from .images import image_to_tensor, open_image
+from .images import ImageError, image_to_tensor, open_image
 from .loader import ONE_PROCESS, InMemoryLoader, InputNorm
-from .source import check_split
+from .source import check_split, register
 
 
+@register
 class ArraySource:
     """Splits given as ``ArrayDataset``s; "test" defaults to "val", as Keras' ``fit`` validates on what it is given."""
 
@@ -41,6 +43,21 @@ class ArraySource:
         train = as_array_dataset(x, y, classes, "x")
         val = as_array_dataset(*validation_data, train.classes, "validation_data") if validation_data else None
         return cls(train, val)
+
+    @classmethod
+    def opens(cls, cfg) -> bool:
+        return False  # arrays are given from Python (``fit((x, y))``), never named by a configuration
+
+    @classmethod
+    def open(cls, cfg, allow_sample: bool = True, echo=print) -> ArraySource:
+        raise UsageError("arrays are given to cnnlab.fit from Python; a configuration names a dataset or a folder")
+
+    @classmethod
+    def for_evaluation(cls, path: Path, description: dict, classes, cache_dir=None, echo=print) -> ArraySource:
+        """A folder of MNIST-style IDX files, or of labelled image files (Kaggle names or class subfolders)."""
+        if IdxSource.holds_idx(path):
+            return IdxSource.from_folder(path, description, classes)
+        return cls.from_image_folder(path, description, classes, echo)
 
     def _split(self, split: str):
         check_split(split)
@@ -74,13 +91,13 @@ class ArraySource:
         return {"": ("full",)}
 
     @classmethod
-    def from_image_folder(cls, folder: Path, description: dict, classes) -> ArraySource:
+    def from_image_folder(cls, folder: Path, description: dict, classes, echo=print) -> ArraySource:
         """Labelled image files (Kaggle names or class subfolders), each read as ``file_reader`` reads one."""
-        from .folders import FolderError, scan_folder
-        from .images import ImageError
-
         listing = scan_folder(folder)
         check_same_classes(folder, listing.classes, classes)
+        if note := listing.ignored_note():
+            echo(note)
+        position = {name: i for i, name in enumerate(classes)}
         read = cls.file_reader(description)
         images, labels, skipped = [], [], []
         for path, label in zip(listing.files, listing.labels):
@@ -89,7 +106,7 @@ class ArraySource:
             except ImageError as e:
                 skipped.append(str(e))
                 continue
-            labels.append(classes.index(listing.classes[label]))
+            labels.append(position[listing.classes[label]])
         if not images:
             raise FolderError(f"{folder}: no readable images")
         data = as_array_dataset(torch.stack(images), torch.tensor(labels), classes, str(folder))
@@ -104,6 +121,7 @@ class ArraySource:
         return lambda path: image_to_tensor(open_image(path), size, invert)
 
 
+@register
 class IdxSource(ArraySource):
     """MNIST or Fashion-MNIST from IDX files (found or downloaded, see datasets.py), with the validation split
     the configuration asks for: the test set (the lesson's way) or a stratified part of the training set."""
@@ -111,13 +129,19 @@ class IdxSource(ArraySource):
     kind = "idx"
 
     @classmethod
-    def open(cls, cfg, allow_sample: bool = True) -> IdxSource:
+    def opens(cls, cfg) -> bool:
+        return not cfg.data
+
+    @classmethod
+    def open(cls, cfg, allow_sample: bool = True, echo=print) -> IdxSource:
         notes: list[str] = []
         try:
             train = load_idx_dataset(cfg.dataset, "train", cfg.data_dir)
             test = load_idx_dataset(cfg.dataset, "test", cfg.data_dir)
+            if train.source != test.source:  # found in different places: say where each came from
+                notes.append(f"{cfg.dataset}: training images from {train.source}, test images from {test.source}")
         except DatasetNotFoundError as e:
-            if not (allow_sample and cfg.dataset == "mnist"):
+            if not (allow_sample and cfg.dataset == "mnist") or cfg.data_dir:  # a folder the user named: no fallback
                 raise
             train, test = load_mnist_sample(seed=cfg.seed)
             notes.append(
@@ -125,7 +149,8 @@ class IdxSource(ArraySource):
                 f"({len(train):,} train / {len(test):,} test). Accuracy is lower than on the full set.\n" + str(e)
             )
         if cfg.val_split > 0:
-            keep, held = stratified_split(train.labels, cfg.val_split, cfg.seed)
+            option = f"--val-split {cfg.val_split:g}"
+            keep, held = stratified_split(train.labels, cfg.val_split, cfg.seed, train.classes, option)
             train, val = train.subset(keep), train.subset(held)
             notes.append(f"validation: {len(val):,} images held out of the training set (stratified, seed {cfg.seed})")
         else:
@@ -148,7 +173,7 @@ class IdxSource(ArraySource):
         if not pairs:
             raise IdxError(f"{folder}: no pair of *images-idx3-ubyte and *labels-idx1-ubyte files")
         images_path, labels_path = next((p for p in pairs if p[0].name.startswith("t10k")), pairs[0])
-        images, labels = read_images_and_labels(images_path, labels_path)
+        images, labels = read_images_and_labels(images_path, labels_path, len(classes))
         data = as_array_dataset(images, labels, classes, str(images_path))
         if data.image_size != tuple(description["input_size"]):
             raise IdxError(
@@ -159,8 +184,6 @@ class IdxSource(ArraySource):
 
 def as_array_dataset(x, y, classes=None, what: str = "x"):
     """Images and labels in any of the layouts Keras users hold them in, as an ``ArrayDataset``."""
-    from .datasets import ArrayDataset
-
     x = torch.tensor(np.asarray(x))  # a copy: the caller's array stays theirs
     y = torch.tensor(np.asarray(y)).reshape(-1)
     if x.ndim == 3:
@@ -181,12 +204,3 @@ def as_array_dataset(x, y, classes=None, what: str = "x"):
     if int(y.max()) >= len(classes):
         raise DataError(f"{what}: label {int(y.max())} but only {len(classes)} classes")
     return ArrayDataset(x.to(torch.uint8).contiguous(), y.long(), classes, name=what)
-
-
-def check_same_classes(folder, found, expected) -> None:
-    from .folders import FolderError
-
-    if set(found) - set(expected):
-        raise FolderError(
-            f"{folder}: classes {', '.join(found)} are not the run's classes ({', '.join(map(str, expected))})"
-        )

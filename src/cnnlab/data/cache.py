@@ -2,26 +2,37 @@
 
 The cache is one memory-mapped array (N, S, S, 3) beside an index (``index.json``) of the source files
 with their sizes and modification times, the preprocessing (size, resize method) and the files that
-could not be read. It is rebuilt, with a progress bar, whenever any of that changes: a file added,
-removed or touched, another size. Decoding runs on a thread pool (Pillow releases the GIL), at reduced
-size where the JPEG codec allows.
+could not be read. It is rebuilt, with a progress bar and its ETA, whenever any of that changes: a file
+added, removed or touched, another size.
+
+A build decodes on a thread per core (Pillow releases the GIL while it decodes and resizes); each thread
+writes its images straight into the memory-mapped file, so no decoded image waits in memory, and at most a
+few tasks per thread are queued: the memory a build needs does not grow with the number of images. It
+writes into ``<cache>.partial`` under a lock, and the finished folder is renamed into place, so a build
+killed part-way is never read: the next one removes it and starts again. The disk space is checked first.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import threading
 import warnings
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .folders import BadImage, FolderListing, decode
+from ..errors import DataError
+from .folders import FolderListing, decode
+from .images import ImageError
 
 CACHE_VERSION = 1
 RESIZE = "shorter-side bilinear + centre crop, JPEG draft"
@@ -66,15 +77,15 @@ def open_cache(
     slot = hashlib.sha256(str(listing.root.resolve()).encode()).hexdigest()[:12]
     folder = root / f"{listing.root.name}-{slot}-{size}"
     key = cache_key(listing, size)
-    index_path = folder / "index.json"
-    rebuilt = False
-    index = _read_index(index_path)
-    if index is None or index.get("key") != key:
-        reason = "no cache yet" if index is None else "the source files or the preprocessing changed"
-        echo(f"decoding {len(listing.files):,} images of {listing.root} into {folder} ({reason})")
-        _build(listing, size, folder, key, workers, progress)
-        index = _read_index(index_path)
-        rebuilt = True
+    index = _read_index(folder / "index.json")
+    rebuilt = index is None or index.get("key") != key
+    if rebuilt:
+        with _build_lock(folder):  # one build at a time: a process that waited here finds it built
+            index = _read_index(folder / "index.json")
+            if index is None or index.get("key") != key:
+                reason = "no cache yet" if index is None else "the source files or the preprocessing changed"
+                _build(listing, size, folder, key, workers, progress, lambda n: echo(f"{n} ({reason})"))
+                index = _read_index(folder / "index.json")
     n = len(index["files"])
     images = (
         np.memmap(folder / "images.u8", dtype=np.uint8, mode="r", shape=(n, size, size, 3))
@@ -97,59 +108,107 @@ def _read_index(path: Path):
     data = path.parent / "images.u8"
     expected = len(index.get("files", [])) * index.get("size", 0) ** 2 * 3
     if not data.exists() or data.stat().st_size != expected:
-        return None  # a half-written or damaged cache is rebuilt, never read
+        return None  # a damaged cache is rebuilt, never read
     return index
 
 
-def _build(listing: FolderListing, size: int, folder: Path, key: str, workers, progress: bool) -> None:
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(folder.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+@contextmanager
+def _build_lock(folder: Path):
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder.with_name(folder.name + ".lock"), os.O_CREAT | os.O_RDWR, 0o644)
+    except OSError as e:
+        raise DataError(
+            f"cannot write the image cache in {folder.parent} ({e.strerror}); "
+            "choose another folder with --cache-dir DIR"
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def check_space(folder: Path, need: int) -> None:
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise DataError(
+            f"the image cache needs {need / 1e9:.2f} GB in {folder}, which has {free / 1e9:.2f} GB free; "
+            "choose another folder with --cache-dir DIR"
+        )
+
+
+def _build(listing: FolderListing, size: int, folder: Path, key: str, workers, progress: bool, echo) -> None:
+    """Decode ``listing`` into ``folder`` (the caller holds the build lock)."""
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)  # a build killed part-way: started again, never read
+    shutil.rmtree(folder, ignore_errors=True)  # stale; its space goes to the new one
     n = len(listing.files)
-    out = np.memmap(tmp / "images.u8", dtype=np.uint8, mode="w+", shape=(max(n, 1), size, size, 3))
-    kept_files, kept_labels, skipped = [], [], []
-    channel_sums = np.zeros(3, np.float64)
-
-    def work(path):
-        try:
-            return decode(path, size), None
-        except BadImage as e:
-            return None, str(e)
-
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
-        results = pool.map(work, listing.files)
-        bar = tqdm(results, total=n, desc="decoding", unit="img", disable=not progress, dynamic_ncols=True)
-        for i, (pixels, error) in enumerate(bar):
-            if error:
-                skipped.append(error)  # warned about, by name, each time the cache is opened
-                continue
-            out[len(kept_files)] = pixels
-            channel_sums += pixels.reshape(-1, 3).sum(axis=0)
-            kept_files.append(str(listing.files[i].relative_to(listing.root)))
-            if listing.labels is not None:
-                kept_labels.append(listing.labels[i])
+    check_space(folder.parent, n * size * size * 3)
+    echo(f"decoding {n:,} images of {listing.root} into {folder}, {n * size * size * 3 / 1e9:.2f} GB")
+    partial.mkdir()
+    out = np.memmap(partial / "images.u8", dtype=np.uint8, mode="w+", shape=(max(n, 1), size, size, 3))
+    ok, skipped, sums = _decode_into(out, listing.files, size, workers, progress)
+    kept = np.flatnonzero(ok)
+    first_gap = n if ok.all() else int(np.argmin(ok))
+    for j in range(first_gap, len(kept)):  # close the gaps that skipped files left
+        out[j] = out[kept[j]]
     out.flush()
     del out
-    count = len(kept_files)
-    with open(tmp / "images.u8", "r+b") as f:  # drop the slots of skipped files
+    count = len(kept)
+    with open(partial / "images.u8", "r+b") as f:
         f.truncate(count * size * size * 3)
-        f.flush()
         os.fsync(f.fileno())
-    mean = (channel_sums / max(count * size * size, 1) / 255.0).tolist()
     index = {
         "key": key,
         "version": CACHE_VERSION,
         "size": size,
         "resize": RESIZE,
         "source": str(listing.root),
-        "files": kept_files,
-        "labels": kept_labels if listing.labels is not None else None,
+        "files": [str(listing.files[i].relative_to(listing.root)) for i in kept],
+        "labels": [listing.labels[i] for i in kept] if listing.labels is not None else None,
         "classes": list(listing.classes),
-        "skipped": skipped,
-        "mean": mean,
+        "skipped": skipped,  # warned about, by name, each time the cache is opened
+        "mean": (sums / max(count * size * size, 1) / 255.0).tolist(),
         "layout": listing.layout,
     }
-    (tmp / "index.json").write_text(json.dumps(index))
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+    with open(partial / "index.json", "w") as f:
+        f.write(json.dumps(index))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(partial, folder)
+
+
+def _decode_into(out: np.ndarray, files: list[Path], size: int, workers, progress: bool):
+    """Decode ``files[i]`` into ``out[i]`` on a thread per core: (which were read, one message per file that
+    was not, the per-channel pixel sums). At most a few tasks per thread wait, so memory stays flat."""
+    n, workers = len(files), workers or os.cpu_count() or 2
+    ok = np.zeros(n, dtype=bool)
+    sums = np.zeros(3, np.float64)
+    errors: dict[int, str] = {}
+    lock = threading.Lock()
+
+    def work(i: int) -> None:
+        try:
+            pixels = decode(files[i], size)
+        except ImageError as e:
+            errors[i] = str(e)
+            return
+        out[i] = pixels
+        total = pixels.reshape(-1, 3).sum(axis=0, dtype=np.uint64)
+        with lock:
+            sums[:] += total
+        ok[i] = True
+
+    bar = tqdm(total=n, desc="decoding", unit="img", disable=not progress, dynamic_ncols=True)
+    with ThreadPoolExecutor(max_workers=workers) as pool, bar:
+        pending: deque = deque()
+        for i in range(n):
+            pending.append(pool.submit(work, i))
+            if len(pending) >= 4 * workers:
+                pending.popleft().result()  # re-raises a worker's unexpected error here
+                bar.update()
+        for future in pending:
+            future.result()
+            bar.update()
+    return ok, [errors[i] for i in sorted(errors)], sums

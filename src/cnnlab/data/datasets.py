@@ -1,8 +1,9 @@
 """The IDX datasets (MNIST, Fashion-MNIST): where their files are found, how they are fetched, and
 how they live in memory.
 
-Files are looked for, in order: ``--data-dir``, the ``CNNLAB_DATA`` environment variable, the user
-cache (``$XDG_CACHE_HOME/cnnlab`` or ``~/.cache/cnnlab``), the dataset's system location (Debian's
+Files are looked for in ``--data-dir`` alone when it is given (a split missing there is refused, not taken
+from elsewhere); otherwise, in order: the ``CNNLAB_DATA`` environment variable, the user cache
+(``$XDG_CACHE_HOME/cnnlab`` or ``~/.cache/cnnlab``), the dataset's system location (Debian's
 ``dataset-fashion-mnist`` package), and finally downloaded from the canonical mirrors into the cache.
 A download is verified by the MD5 of its *decompressed* bytes: recompressed copies (Debian's, or
 ../shared/data's train-images) hold the same content under another .gz checksum.
@@ -14,6 +15,7 @@ so batches are drawn by indexing, with no per-sample Python in the training loop
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import urllib.request
 from dataclasses import dataclass, field
@@ -110,10 +112,11 @@ class ArrayDataset:
 
 
 def search_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """The folders looked at for ``name``'s files, in order (a folder or its ``name`` subfolder)."""
-    roots: list[Path] = []
+    """The folders looked at for ``name``'s files, in order (a folder or its ``name`` subfolder). A folder the
+    user named is the only one: its missing files are not taken from somewhere else."""
     if data_dir:
-        roots.append(Path(data_dir))
+        return [Path(data_dir) / name, Path(data_dir)]
+    roots: list[Path] = []
     if os.environ.get("CNNLAB_DATA"):
         roots.append(Path(os.environ["CNNLAB_DATA"]))
     roots.append(cache_dir())
@@ -189,6 +192,13 @@ def load_idx_dataset(name: str, split: str = "train", data_dir=None, download_mi
     if split not in SPLIT_FILES:
         raise UsageError(f"unknown split {split!r}; known: {', '.join(SPLIT_FILES)}")
     found = locate(name, split, data_dir)
+    if found is None and data_dir:
+        wanted = " and ".join(s + "[.gz]" for s in SPLIT_FILES[split])
+        raise DatasetNotFoundError(
+            f"--data-dir {data_dir}: no {name} {split} split ({wanted}) in it or in its '{name}' subfolder; "
+            f"with --data-dir only that folder is used (leave it out to look in CNNLAB_DATA and {cache_dir()}, "
+            "and to download)"
+        )
     download_error = None
     if found is None and download_missing and os.environ.get("CNNLAB_OFFLINE") != "1":
         try:
@@ -205,7 +215,7 @@ def load_idx_dataset(name: str, split: str = "train", data_dir=None, download_mi
             + "Provide the files with --data-dir DIR or CNNLAB_DATA=DIR (the folder or its "
             f"'{name}' subfolder), or put them in {cache_dir() / name}."
         )
-    images, labels = read_images_and_labels(*found)
+    images, labels = read_images_and_labels(*found, num_classes=len(DATASETS[name].classes))
     return ArrayDataset(
         torch.from_numpy(images.copy()).unsqueeze(1),
         torch.from_numpy(labels.astype(np.int64)),
@@ -232,10 +242,32 @@ def load_mnist_sample(test_fraction: float = 0.2, seed: int = 0) -> tuple[ArrayD
     return whole.subset(train_idx), whole.subset(test_idx)
 
 
-def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def check_split_sizes(labels, fraction: float, classes, what: str = "validation split") -> None:
+    """Refuse a stratified split that would leave a class, or a side, without images, naming ``what`` and the
+    class: the checks scikit-learn makes, said in the user's terms instead of its traceback."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
+    n, present = int(counts.sum()), int((counts > 0).sum())
+    held = math.ceil(fraction * n)  # as scikit-learn counts the held-out part
+    if held < present or n - held < present:
+        raise DataError(
+            f"{what} holds out {held:,} of {n:,} images and leaves {n - held:,} to train on; a stratified split "
+            f"needs at least one image of each of the {present} classes on each side"
+        )
+    if (counts == 1).any():
+        single = classes[int(np.flatnonzero(counts == 1)[0])]
+        raise DataError(
+            f"{what}: class {single!r} has a single image; a stratified split needs at least two of each class "
+            "(add images, or give validation images with --val-dir)"
+        )
+
+
+def stratified_split(
+    labels: torch.Tensor, fraction: float, seed: int, classes=None, what: str = "validation split"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices (keep, held_out) with ``fraction`` of each class held out, chosen with ``seed``."""
     from sklearn.model_selection import train_test_split
 
+    check_split_sizes(labels, fraction, classes or [str(i) for i in range(int(labels.max()) + 1)], what)
     index = np.arange(len(labels))
     keep, held = train_test_split(index, test_size=fraction, random_state=seed, stratify=labels.numpy())
     return torch.from_numpy(np.sort(keep)), torch.from_numpy(np.sort(held))

@@ -4,35 +4,29 @@ Two labelled layouts are recognised: Kaggle's (``train/cat.123.jpg``: the label 
 before the first dot) and the usual class-per-subfolder one (``train/cat/xyz.jpg``). An unlabelled folder
 (Kaggle's ``test1/123.jpg``) is read for prediction, with ids from the file names.
 
-Decoding converts every mode to RGB (grey, palette, CMYK, RGBA composited on white, 16-bit scaled to 8),
-reduces JPEGs while decoding where the codec can (Pillow's ``draft``: DCT scaling by 1/2, 1/4 or 1/8), then
-resizes aspect-aware: the shorter side to the target, then a centre crop. A file that cannot be read is
-reported with its name and the reason, never with a traceback, and never silently.
+A file is decoded by images.py, then resized aspect-aware: the shorter side to the target, then a centre
+crop. Anything in the folder that is not an image of its layout (other files, nested or empty folders) is
+left out by name (``FolderListing.ignored``), and said so in the run's notes; never silently.
 """
 
 from __future__ import annotations
 
 import re
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..errors import DataError
+from .images import open_image, to_rgb
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-MAX_PIXELS = 50_000_000  # a larger image is refused as a likely decompression bomb (Pillow's own limit is 89M)
 
 
 class FolderError(DataError):
     """A folder holds no usable images or labels; the message names it and says what was expected."""
-
-
-class BadImage(DataError):
-    """One image file cannot be used; the message names the file and the problem."""
 
 
 @dataclass
@@ -42,15 +36,38 @@ class FolderListing:
     labels: list[int] | None  # None: an unlabelled folder
     classes: tuple[str, ...]
     layout: str  # "kaggle" | "subfolders" | "unlabelled"
-    ignored: list[str] = field(default_factory=list)  # files that are not images, by name
+    ignored: list[str] = field(default_factory=list)  # what was left out, relative to root; folders end in "/"
 
-
-def _is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    def ignored_note(self) -> str | None:
+        """One line counting and naming what was left out, or None."""
+        if not self.ignored:
+            return None
+        kinds = Counter("folder" if n.endswith("/") else Path(n).suffix.lower() or "no suffix" for n in self.ignored)
+        counted = ", ".join(f"{k} {n}" for k, n in kinds.most_common())
+        names = ", ".join(self.ignored[:5]) + (f", ... ({len(self.ignored) - 5} more)" if len(self.ignored) > 5 else "")
+        return (
+            f"{self.root}: left out {len(self.ignored)} entr{'y' if len(self.ignored) == 1 else 'ies'} that are not "
+            f"images of the {self.layout} layout ({counted}; images are {', '.join(sorted(IMAGE_SUFFIXES))}): {names}"
+        )
 
 
 def _natural_key(path: Path):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+def _entries(folder: Path, root: Path) -> tuple[list[Path], list[Path], list[str]]:
+    """(images, subfolders, other files by name relative to ``root``) of ``folder``; hidden entries aside."""
+    images, folders, others = [], [], []
+    for p in folder.iterdir():
+        if p.name.startswith("."):
+            continue
+        if p.is_dir():
+            folders.append(p)
+        elif p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+            images.append(p)
+        else:
+            others.append(str(p.relative_to(root)))
+    return sorted(images, key=_natural_key), sorted(folders), sorted(others)
 
 
 def scan_folder(root: str | Path, allow_unlabelled: bool = False) -> FolderListing:
@@ -60,23 +77,26 @@ def scan_folder(root: str | Path, allow_unlabelled: bool = False) -> FolderListi
         raise FolderError(f"{root}: no such folder")
     if not root.is_dir():
         raise FolderError(f"{root}: not a folder")
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    by_class = {d.name: sorted((p for p in d.iterdir() if _is_image(p)), key=_natural_key) for d in subdirs}
-    by_class = {k: v for k, v in by_class.items() if v}
-    loose = sorted((p for p in root.iterdir() if _is_image(p)), key=_natural_key)
-    ignored = sorted(p.name for p in root.iterdir() if p.is_file() and not _is_image(p) and not p.name.startswith("."))
-    if by_class and not loose:
-        classes = tuple(sorted(by_class))
+    loose, subdirs, ignored = _entries(root, root)
+    by_class, inside = {}, []
+    for d in subdirs:
+        images, nested, others = _entries(d, root)
+        by_class[d.name] = images
+        inside += [f"{n.relative_to(root)}/" for n in nested] + others
+    if by_class and not loose and any(by_class.values()):
+        ignored += [f"{name}/" for name, images in by_class.items() if not images] + inside
+        classes = tuple(sorted(name for name, images in by_class.items() if images))
         files = [f for c in classes for f in by_class[c]]
         labels = [i for i, c in enumerate(classes) for _ in by_class[c]]
         layout = "subfolders"
     elif loose:
+        ignored += [f"{d.relative_to(root)}/" for d in subdirs]
         prefixes = [p.name.split(".")[0] if p.name.count(".") >= 2 else None for p in loose]
         if all(prefixes) and not all(x.isdigit() for x in prefixes):
             classes = tuple(sorted(set(prefixes)))
             files, labels, layout = loose, [classes.index(x) for x in prefixes], "kaggle"
         elif allow_unlabelled:
-            return FolderListing(root, loose, None, (), "unlabelled", ignored)
+            return FolderListing(root, loose, None, (), "unlabelled", sorted(ignored))
         else:
             unnamed = next(p.name for p, x in zip(loose, prefixes) if not x)
             raise FolderError(
@@ -91,7 +111,15 @@ def scan_folder(root: str | Path, allow_unlabelled: bool = False) -> FolderListi
     if len(classes) < 2:
         raise FolderError(f"{root}: only one class ({classes[0]}) found; training needs at least two")
     check_class_names(root, files, labels, classes, layout)
-    return FolderListing(root, files, labels, classes, layout, ignored)
+    return FolderListing(root, files, labels, classes, layout, sorted(ignored))
+
+
+def check_same_classes(folder, found, expected) -> None:
+    """New labelled data must hold only classes a run was trained on."""
+    if set(found) - set(expected):
+        raise FolderError(
+            f"{folder}: classes {', '.join(found)} are not the run's classes ({', '.join(map(str, expected))})"
+        )
 
 
 def check_class_names(root: Path, files: list[Path], labels: list[int], classes: tuple[str, ...], layout: str):
@@ -127,45 +155,7 @@ def check_class_names(root: Path, files: list[Path], labels: list[int], classes:
 
 def decode(path: str | Path, size: int) -> np.ndarray:
     """One image file as uint8 RGB (size, size, 3): shorter side resized to ``size``, then centre-cropped."""
-    path = Path(path)
-    try:
-        if path.stat().st_size == 0:
-            raise BadImage(f"{path}: empty file (0 bytes)")
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                w, h = im.size
-                if w * h > MAX_PIXELS:
-                    raise BadImage(f"{path}: {w}x{h} pixels is too large (a decompression bomb?); limit {MAX_PIXELS:,}")
-                if im.format == "JPEG":
-                    scale = size / min(w, h)
-                    im.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
-                im.load()
-                rgb = to_rgb(im)
-    except BadImage:
-        raise
-    except FileNotFoundError:
-        raise BadImage(f"{path}: file not found") from None
-    except UnidentifiedImageError:
-        raise BadImage(f"{path}: not an image Pillow can read") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise BadImage(f"{path}: refused as a decompression bomb ({e})") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise BadImage(f"{path}: unreadable or truncated image ({e})") from None
-    return resize_and_crop(rgb, size)
-
-
-def to_rgb(im: Image.Image) -> Image.Image:
-    """Any Pillow mode as RGB: alpha composited on white, 16-bit and float scaled to 8 bits, CMYK converted."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if im.mode.startswith("I;16") or array.max() > 255 else 255.0
-        im = Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(background, rgba)
-    return im.convert("RGB")
+    return resize_and_crop(to_rgb(open_image(path, shorter_side=size)), size)
 
 
 def resize_and_crop(im: Image.Image, size: int) -> np.ndarray:

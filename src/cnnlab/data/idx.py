@@ -83,10 +83,24 @@ def write_idx(path: str | Path, array: np.ndarray, compress: bool | None = None)
     path.write_bytes(data)
 
 
-def read_images_and_labels(images_path: str | Path, labels_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """A pair of IDX files: images (N, H, W) uint8 and labels (N,) uint8, with matching counts."""
+def read_images_and_labels(
+    images_path: str | Path, labels_path: str | Path, num_classes: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A pair of IDX files: images (N, H, W) uint8 and labels (N,) uint8, with matching counts and, given
+    ``num_classes``, every label a class index."""
     images = read_idx(images_path, IMAGES_MAGIC)
     labels = read_idx(labels_path, LABELS_MAGIC)
+    if images.ndim != 3 or labels.ndim != 1:
+        raise IdxError(
+            f"{images_path}, {labels_path}: expected images (N, H, W) and labels (N,), got "
+            f"{images.shape} and {labels.shape}"
+        )
     if len(images) != len(labels):
         raise IdxError(f"{labels_path}: {len(labels):,} labels for {len(images):,} images in {images_path}")
+    if num_classes is not None and len(labels) and int(labels.max()) >= num_classes:
+        first = int(np.flatnonzero(labels >= num_classes)[0])
+        raise IdxError(
+            f"{labels_path}: label {int(labels[first])} at position {first:,} is not a class "
+            f"(labels are 0..{num_classes - 1})"
+        )
     return images, labels

@@ -19,11 +19,10 @@ import torch
 
 from ..errors import UsageError
 from .cache import ImageCache, open_cache
-from .datasets import stratified_split
-from .folders import BadImage, FolderError, decode, scan_folder
-from .images import ImageError
+from .datasets import check_split_sizes, stratified_split
+from .folders import FolderError, check_same_classes, decode, scan_folder
 from .loader import ONE_PROCESS, InputNorm, epoch_order, epoch_seed
-from .source import check_split
+from .source import check_split, register
 
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right", "centre")
 TEN_VIEWS = tuple(f"{corner}{mirror}" for corner in CORNERS for mirror in ("", "-mirrored"))
@@ -47,6 +46,7 @@ class FolderSplit:
     labels: np.ndarray  # their labels, in the run's class order
 
 
+@register
 class FolderSource:
     kind = "folder"
 
@@ -61,33 +61,36 @@ class FolderSource:
 
     # --- opening ---------------------------------------------------------------------------------------
     @classmethod
-    def open(cls, cfg, echo=print) -> FolderSource:
+    def opens(cls, cfg) -> bool:
+        return bool(cfg.data)
+
+    @classmethod
+    def open(cls, cfg, allow_sample: bool = True, echo=print) -> FolderSource:
         """``cfg.data`` decoded once into the cache; validation from ``cfg.val_dir`` or a stratified split."""
         listing = scan_folder(cfg.data)
         notes = [
             f"{listing.root}: {len(listing.files):,} images, classes {', '.join(listing.classes)} "
             f"({listing.layout} layout)"
         ]
-        if listing.ignored:
-            notes.append(
-                f"ignored {len(listing.ignored)} file(s) that are not images: {', '.join(listing.ignored[:5])}"
-            )
+        fraction = cfg.val_split or 0.1
+        split = f"{cfg.data}: --val-split {fraction:g}" + ("" if cfg.val_split else " (the default for image folders)")
+        val_listing = scan_folder(cfg.val_dir) if cfg.val_dir else None
+        if val_listing and val_listing.classes != listing.classes:
+            differ = f"classes {val_listing.classes} differ from {listing.classes} in {cfg.data}"
+            raise FolderError(f"{cfg.val_dir}: {differ}")
+        if not val_listing:
+            check_split_sizes(np.asarray(listing.labels), fraction, listing.classes, split)  # before decoding
+        notes += [note for note in (listing.ignored_note(), val_listing and val_listing.ignored_note()) if note]
         cache = open_cache(listing, cfg.image_size, cfg.cache_dir, progress=cfg.progress, echo=echo)
         skipped = list(cache.skipped)
         everything = np.arange(len(cache.files))
         if cfg.val_dir:
-            val_listing = scan_folder(cfg.val_dir)
-            if val_listing.classes != listing.classes:
-                raise FolderError(
-                    f"{cfg.val_dir}: classes {val_listing.classes} differ from {listing.classes} in {cfg.data}"
-                )
             val_cache = open_cache(val_listing, cfg.image_size, cfg.cache_dir, progress=cfg.progress, echo=echo)
             train = FolderSplit(cache, everything, cache.labels)
             val = FolderSplit(val_cache, np.arange(len(val_cache.files)), val_cache.labels)
             skipped += val_cache.skipped
         else:
-            fraction = cfg.val_split or 0.1
-            keep, held = stratified_split(torch.from_numpy(cache.labels), fraction, cfg.seed)
+            keep, held = stratified_split(torch.from_numpy(cache.labels), fraction, cfg.seed, listing.classes, split)
             keep, held = keep.numpy(), held.numpy()
             train = FolderSplit(cache, keep, cache.labels[keep])
             val = FolderSplit(cache, held, cache.labels[held])
@@ -103,12 +106,13 @@ class FolderSource:
     @classmethod
     def for_evaluation(cls, folder, description: dict, classes, cache_dir=None, echo=print) -> FolderSource:
         """A labelled folder, every image in the "test" split, labels in the run's class order."""
-        from .arrays import check_same_classes
-
         listing = scan_folder(folder)
         check_same_classes(folder, listing.classes, classes)
+        if note := listing.ignored_note():
+            echo(note)
         cache = open_cache(listing, description["image_size"], cache_dir, echo=echo)
-        labels = np.array([list(classes).index(cache.classes[i]) for i in cache.labels], dtype=np.int64)
+        position = {name: i for i, name in enumerate(classes)}
+        labels = np.array([position[name] for name in cache.classes], dtype=np.int64)[cache.labels]
         split = FolderSplit(cache, np.arange(len(cache.files)), labels)
         return cls({"test": split, "val": split}, classes, description["crop"], str(folder), skipped=cache.skipped)
 
@@ -118,6 +122,8 @@ class FolderSource:
         listing = scan_folder(folder, allow_unlabelled=True)
         if listing.labels is not None:
             raise FolderError(f"{folder}: holds labelled files ({listing.layout} layout); Kaggle's test1/ holds N.jpg")
+        if note := listing.ignored_note():
+            echo(note)
         cache = open_cache(listing, description["image_size"], cache_dir, echo=echo)
         n = len(cache.files)
         split = FolderSplit(cache, np.arange(n), np.zeros(n, np.int64))
@@ -179,15 +185,13 @@ class FolderSource:
         return {"centre crop": ("centre",), "10-crop": TEN_VIEWS}
 
     @staticmethod
-    def file_reader(description: dict):
-        """A file as the run's centre crop: shorter side to the cache size, centre crop, then the training crop."""
+    def file_reader(description: dict, invert: str = "auto"):
+        """A file as the run's centre crop: shorter side to the cache size, centre crop, then the training crop
+        (colour images: ``invert`` is for grey models)."""
         size, crop = description["image_size"], description["crop"]
 
         def read(path) -> torch.Tensor:
-            try:
-                pixels = decode(path, size)
-            except BadImage as e:
-                raise ImageError(str(e)) from None
+            pixels = decode(path, size)
             off = (size - crop) // 2
             window = pixels[off : off + crop, off : off + crop]
             return torch.from_numpy(np.ascontiguousarray(window)).permute(2, 0, 1)

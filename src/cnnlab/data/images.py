@@ -1,7 +1,14 @@
-"""Image files as model input, for ``cnnlab predict``: any size, colour or grey, any format Pillow reads."""
+"""Image files as pixels: the one decoder behind every use (an image folder's cache, ``predict``, previews).
+
+Any format Pillow reads. Every mode becomes RGB (grey, palette, CMYK, RGBA composited on white, 16-bit and
+float scaled to 8 bits), or luminance for grey models. A JPEG wanted smaller is reduced while decoding
+(Pillow's ``draft``: DCT scaling by 1/2, 1/4 or 1/8). A file that cannot be read raises ``ImageError``,
+naming the file and the reason, never a traceback.
+"""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,23 +17,59 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
 
+MAX_PIXELS = 50_000_000  # a larger image is refused as a likely decompression bomb (Pillow's own limit is 89M)
+GREY_MODES = ("L", "1", "I;16", "I;16B", "I;16L", "I", "F")
+
 
 class ImageError(DataError):
-    """An image file cannot be read; the message names the file."""
+    """An image file cannot be used; the message names the file and the problem."""
 
 
-def open_image(path: str | Path) -> Image.Image:
+def open_image(path: str | Path, shorter_side: int | None = None) -> Image.Image:
+    """The decoded file; a JPEG at the smallest DCT scale whose shorter side is still ``shorter_side`` or more."""
     path = Path(path)
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im.copy()
+        if path.stat().st_size == 0:
+            raise ImageError(f"{path}: empty file (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_PIXELS:
+                    limit = f"limit {MAX_PIXELS:,}"
+                    raise ImageError(f"{path}: {w}x{h} pixels is too large (a decompression bomb?); {limit}")
+                if shorter_side and im.format == "JPEG":
+                    scale = shorter_side / min(w, h)
+                    im.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
+                im.load()
+                return im  # leaving ``with`` closes the file only; the pixels stay loaded
+    except ImageError:
+        raise
     except FileNotFoundError:
         raise ImageError(f"{path}: file not found") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image Pillow can read") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise ImageError(f"{path}: unreadable image ({e})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{path}: refused as a decompression bomb ({e})") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{path}: unreadable or truncated image ({e})") from None
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any Pillow mode as RGB: alpha composited on white, 16-bit and float scaled to 8 bits, CMYK converted."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or array.max() > 255 else 255.0
+        im = Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(background, rgba)
+    return im.convert("RGB")
+
+
+def to_grey(im: Image.Image) -> Image.Image:
+    return im if im.mode == "L" else to_rgb(im).convert("L")  # grey RGB -> L gives the same values back
 
 
 def image_to_tensor(im: Image.Image, size: tuple[int, int, int], invert: str = "auto") -> torch.Tensor:
@@ -36,11 +79,7 @@ def image_to_tensor(im: Image.Image, size: tuple[int, int, int], invert: str = "
     while photos and scans of handwriting are usually dark on light.
     """
     channels, height, width = size
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        background = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(background, im.convert("RGBA"))
-    im = im.convert("L" if channels == 1 else "RGB")
-    im = im.resize((width, height), Image.Resampling.BILINEAR)
+    im = (to_grey(im) if channels == 1 else to_rgb(im)).resize((width, height), Image.Resampling.BILINEAR)
     array = np.asarray(im, dtype=np.uint8)
     if channels == 1:
         border = np.concatenate([array[0], array[-1], array[:, 0], array[:, -1]])
@@ -54,11 +93,6 @@ def image_to_tensor(im: Image.Image, size: tuple[int, int, int], invert: str = "
 
 def load_any_image(path: str | Path) -> torch.Tensor:
     """A file as uint8 (C, H, W) at its own size: grey images keep one channel, everything else becomes RGB."""
-    from .folders import to_rgb
-
     im = open_image(path)
-    if im.mode in ("L", "1", "I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(to_rgb(im).convert("L"))[None]
-    else:
-        array = np.asarray(to_rgb(im)).transpose(2, 0, 1)
+    array = np.asarray(to_grey(im))[None] if im.mode in GREY_MODES else np.asarray(to_rgb(im)).transpose(2, 0, 1)
     return torch.from_numpy(np.array(array, copy=True, order="C"))

@@ -15,9 +15,19 @@ answers every question a run asks of them:
     eval_views()                          {report name: views averaged}: {"": ("full",)} for arrays,
                                           {"centre crop": ("centre",), "10-crop": (ten views)} for folders
 
-Implementations: ``ArraySource`` (in-memory arrays; the Python API's ``fit((x, y))``), ``IdxSource``
-(MNIST, Fashion-MNIST) in ``arrays.py``, and ``FolderSource`` (image folders, decoded once into a cache)
-in ``imagedata.py``. ``open_source`` picks one from a configuration; nothing else branches on the kind.
+A kind of data is one class that also answers, as class methods, how it is found and read back:
+
+    kind                                  its name in ``describe()["kind"]``
+    opens(cfg)                            whether a training configuration names data of this kind
+    open(cfg, allow_sample, echo)         the source that configuration names
+    for_evaluation(path, description, classes, cache_dir, echo)
+                                          new labelled data at ``path``, prepared as ``description`` says
+    file_reader(description, invert)      path -> uint8 (C, H, W) model input
+
+and is made known with ``@register``. The kinds: ``ArraySource`` (in-memory arrays; the Python API's
+``fit((x, y))``) and ``IdxSource`` (MNIST, Fashion-MNIST) in ``arrays.py``, ``FolderSource`` (image folders,
+decoded once into a cache) in ``imagedata.py``; the package imports them, so they are registered before any
+question is asked. This module imports none of them: a new kind is one class and one ``@register``.
 """
 
 from __future__ import annotations
@@ -47,7 +57,7 @@ class DataSource(Protocol):
     name: str  # "mnist", "dogs-vs-cats-small/train", "arrays"
     classes: tuple[str, ...]
     image_size: tuple[int, int, int]  # the model's input (C, H, W)
-    notes: list[str]  # what a person should know: held-out splits, fallbacks
+    notes: list[str]  # what a person should know: held-out splits, fallbacks, files left out
     skipped: list[str]  # files that could not be read, one message each
 
     def size(self, split: str) -> int: ...
@@ -72,39 +82,39 @@ def check_split(split: str) -> None:
         raise UsageError(f"unknown split {split!r}; splits are {', '.join(SPLITS)}")
 
 
+KINDS: dict[str, type] = {}  # kind name -> its class, in the order registered
+KIND_METHODS = ("opens", "open", "for_evaluation", "file_reader")
+
+
+def register(cls: type) -> type:
+    """Class decorator: ``cls`` becomes a kind of data, found by its ``kind``."""
+    missing = [name for name in KIND_METHODS if not callable(getattr(cls, name, None))]
+    if missing:
+        raise TypeError(f"{cls.__name__} cannot be a kind of data: it lacks {', '.join(missing)}")
+    KINDS[cls.kind] = cls
+    return cls
+
+
+def kind_of(description: dict) -> type:
+    kind = description.get("kind")
+    if kind not in KINDS:
+        raise UsageError(f"unknown data kind {kind!r} in the run's model.json; known: {', '.join(KINDS)}")
+    return KINDS[kind]
+
+
 def open_source(cfg, allow_sample: bool = True, echo=print) -> DataSource:
-    """The source a training configuration names: an image folder (``cfg.data``) or an IDX dataset."""
-    if cfg.data:
-        from .imagedata import FolderSource
-
-        return FolderSource.open(cfg, echo)
-    from .arrays import IdxSource
-
-    return IdxSource.open(cfg, allow_sample)
+    """The source a training configuration names (an image folder, an IDX dataset, ...)."""
+    for cls in reversed(KINDS.values()):  # the newest first: a new kind may claim what an older one would take
+        if cls.opens(cfg):
+            return cls.open(cfg, allow_sample, echo)
+    raise UsageError(f"no kind of data ({', '.join(KINDS)}) opens dataset {cfg.dataset!r} with data {cfg.data!r}")
 
 
 def open_eval_source(path: str | Path, description: dict, classes, cache_dir=None, echo=print) -> DataSource:
-    """New labelled data to evaluate a trained run on, prepared as the run's training data was: a folder of
-    images (Kaggle names or class subfolders), or for grey-array runs also a folder of MNIST-style IDX files."""
-    from .arrays import ArraySource, IdxSource
-    from .imagedata import FolderSource
-
-    path = Path(path)
-    if description.get("kind") == "folder":
-        return FolderSource.for_evaluation(path, description, classes, cache_dir, echo)
-    if IdxSource.holds_idx(path):
-        return IdxSource.from_folder(path, description, classes)
-    return ArraySource.from_image_folder(path, description, classes)
+    """New labelled data to evaluate a trained run on, prepared as the run's training data was."""
+    return kind_of(description).for_evaluation(Path(path), description, classes, cache_dir, echo)
 
 
 def read_file(description: dict, invert: str = "auto") -> Callable[[str | Path], torch.Tensor]:
     """path -> uint8 (C, H, W) model input, as the source that ``describe()``d itself prepared its images."""
-    from .arrays import ArraySource
-    from .imagedata import FolderSource
-
-    kind = description.get("kind")
-    if kind == "folder":
-        return FolderSource.file_reader(description)
-    if kind in ("idx", "array"):
-        return ArraySource.file_reader(description, invert)
-    raise UsageError(f"unknown data kind {kind!r} in the run's model.json")
+    return kind_of(description).file_reader(description, invert)

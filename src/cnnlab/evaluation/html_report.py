@@ -29,7 +29,7 @@ SECTIONS = (  # (anchor, heading): the page's order
     ("evaluation", "Classification report"),
     ("confusion", "Confusion matrix"),
     ("mistakes", "Most confident mistakes"),
-    ("filters", "First layer's filters"),
+    ("filters", "Filters of the first layer"),
     ("augmentation", "Augmentation preview"),
     ("timing", "Timing per epoch"),
     ("compute", "Compute"),

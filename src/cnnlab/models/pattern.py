@@ -25,7 +25,9 @@ Whatever a layer's arguments leave open comes from the options, per stage (a sta
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 from torch import nn
 
@@ -52,24 +54,8 @@ _TOKEN = re.compile(
     r"([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?))"
 )
 
-LAYERS = {
-    "CONV",
-    "POOL",
-    "MAXPOOL",
-    "AVGPOOL",
-    "FC",
-    "RELU",
-    "TANH",
-    "SIGMOID",
-    "ELU",
-    "GELU",
-    "LEAKYRELU",
-    "BN",
-    "DROPOUT",
-    "LRN",
-    "FLATTEN",
-    "SOFTMAX",
-}
+# Each one is built by a method of _Builder (_BUILDERS, below).
+LAYERS = set("CONV POOL MAXPOOL AVGPOOL FC RELU TANH SIGMOID ELU GELU LEAKYRELU BN DROPOUT LRN FLATTEN SOFTMAX".split())
 
 
 @dataclass
@@ -237,6 +223,137 @@ class PatternNet(nn.Sequential):
     pattern: str = ""
 
 
+class _Builder:
+    """Walks the syntax tree in order, following the volume's shape (c, h, w until the first FC, then ``flat``
+    units), and collects the (kind, module) pairs of the network."""
+
+    def __init__(self, text: str, input_shape, total_fc: int, **options):
+        self.text, self.total_fc = text, total_fc
+        self.o = SimpleNamespace(**options)  # from_pattern's: what a layer's own arguments leave open
+        self.c, self.h, self.w = (int(v) for v in input_shape)
+        self.flat: int | None = None  # the width once the volume is flattened
+        self.stage = self.fc_index = self.drop_index = 0
+        self.layers: list[tuple[str, nn.Module]] = []
+
+    def fail(self, layer: Layer, message: str):
+        raise PatternError(self.text, layer.pos, message)
+
+    def build(self, item) -> None:
+        if isinstance(item, Group):
+            for _ in range(self.repeats(item)):
+                for sub in item.items:
+                    self.build(sub)
+        elif not item.optional or self.o.optional:
+            _BUILDERS[item.kind](self, item, item.args, dict(item.kwargs))
+
+    def repeats(self, group: Group) -> int:
+        count = group.count
+        if isinstance(count, str):
+            if count not in self.o.variables:
+                raise PatternError(self.text, group.pos, f"a value for {count} (pass {count}=... as an option)")
+            count = self.o.variables[count]
+        if not isinstance(count, int) or count < 0:
+            raise PatternError(self.text, group.pos, f"a whole-number repeat count, got {count!r}")
+        return count
+
+    def shrink(self, layer: Layer, what: str, k: int, s: int, p: int) -> None:
+        self.h, self.w = int(_out_size(self.h, k, s, p)), int(_out_size(self.w, k, s, p))
+        if min(self.h, self.w) < 1:
+            self.fail(layer, f"a larger input: the volume shrinks below 1x1 at this {what}")
+
+    def conv(self, layer: Layer, a: list, kw: dict) -> None:
+        o = self.o
+        if self.flat is not None:
+            self.fail(layer, "no CONV after an FC (the volume is flat by then)")
+        out = int(a[0]) if len(a) > 0 else _per_stage(o.filters, self.stage, o.filter_growth)
+        k = int(a[1]) if len(a) > 1 else int(kw.pop("kernel", kw.pop("kernel_size", o.kernel_size)))
+        s = int(kw.pop("stride", o.stride))
+        pad = kw.pop("padding", o.padding)
+        groups = int(kw.pop("groups", 1))
+        if kw:
+            self.fail(layer, f"CONV options filters, kernel, stride, padding, groups (not {', '.join(kw)})")
+        p = (k // 2 if pad == "same" else 0) if isinstance(pad, str) else int(pad)
+        if pad == "same" and s != 1:
+            self.fail(layer, "padding=same with stride 1 (use an explicit padding with strides)")
+        if self.c % groups or out % groups:
+            self.fail(layer, f"channels divisible by groups={groups}")
+        conv = nn.Conv2d(self.c, out, k, stride=s, padding=p, groups=groups)
+        self.c = out
+        self.shrink(layer, "CONV", k, s, p)
+        self.layers.append(("conv", conv))
+
+    def pool(self, layer: Layer, a: list, kw: dict) -> None:
+        if self.flat is not None:
+            self.fail(layer, "no POOL after an FC (the volume is flat by then)")
+        size = int(a[0]) if len(a) > 0 else int(kw.pop("size", self.o.pool_size))
+        stride = int(a[1]) if len(a) > 1 else int(kw.pop("stride", self.o.pool_stride or size))
+        kind = {"MAXPOOL": "max", "AVGPOOL": "avg"}.get(layer.kind, kw.pop("kind", self.o.pool))
+        if kw:
+            self.fail(layer, f"POOL options size, stride, kind (not {', '.join(kw)})")
+        self.shrink(layer, "POOL", size, stride, 0)
+        self.stage += 1  # a stage ends at each pool
+        self.layers.append(("pool", nn.MaxPool2d(size, stride) if kind == "max" else AvgPool2d(size, stride)))
+
+    def flatten(self, layer=None, a=(), kw=None) -> None:
+        if self.flat is None:
+            self.layers.append(("flatten", nn.Flatten()))
+            self.flat = self.c * self.h * self.w
+
+    def fc(self, layer: Layer, a: list, kw: dict) -> None:
+        self.flatten()
+        self.fc_index += 1
+        widths = self.o.fc
+        if a:
+            units = int(a[0])
+        elif self.fc_index == self.total_fc:  # the last FC is the classifier
+            units = self.o.num_classes
+        elif isinstance(widths, (list, tuple)):
+            units = widths[min(self.fc_index - 1, len(widths) - 1)]
+        else:
+            units = int(widths)
+        self.layers.append(("fc", nn.Linear(self.flat, units)))
+        self.flat = units
+
+    def activation(self, layer: Layer, a: list, kw: dict) -> None:
+        self.layers.append(("act", ACTIVATIONS[self.o.activation if layer.kind == "RELU" else layer.kind]()))
+
+    def bn(self, layer: Layer, a: list, kw: dict) -> None:
+        self.layers.append(("bn", nn.BatchNorm2d(self.c) if self.flat is None else nn.BatchNorm1d(self.flat)))
+
+    def dropout(self, layer: Layer, a: list, kw: dict) -> None:
+        rate = self.o.dropout
+        if a:
+            rate = float(a[0])
+        elif isinstance(rate, (list, tuple)):
+            rate = _per_stage(rate, self.drop_index)
+        self.drop_index += 1
+        self.layers.append(("dropout", nn.Dropout(rate)))
+
+    def lrn(self, layer: Layer, a: list, kw: dict) -> None:
+        self.layers.append(("lrn", nn.LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2.0)))
+
+    def softmax(self, layer: Layer, a: list, kw: dict) -> None:
+        self.layers.append(("softmax", nn.Softmax(dim=1)))
+
+    def network(self) -> PatternNet:
+        """conv1, act1, pool1, ..., fc3: names a reader can match to the text."""
+        counts: dict[str, int] = {}
+        named = OrderedDict()
+        for kind, module in self.layers:
+            counts[kind] = counts.get(kind, 0) + 1
+            named[f"{kind}{counts[kind]}"] = module
+        net = PatternNet(named)
+        net.pattern = self.text
+        return net
+
+
+_BUILDERS = {
+    "CONV": _Builder.conv, "POOL": _Builder.pool, "MAXPOOL": _Builder.pool, "AVGPOOL": _Builder.pool,
+    "FLATTEN": _Builder.flatten, "FC": _Builder.fc, "BN": _Builder.bn, "DROPOUT": _Builder.dropout,
+    "LRN": _Builder.lrn, "SOFTMAX": _Builder.softmax, **{kind: _Builder.activation for kind in ACTIVATIONS},
+}  # fmt: skip
+
+
 def from_pattern(
     text: str,
     input_shape=(1, 28, 28),
@@ -258,127 +375,21 @@ def from_pattern(
 ) -> PatternNet:
     """Build the network that ``text`` describes for input ``(C, H, W)``; see the module's docstring."""
     tree = parse_pattern(text)
-    c, h, w = (int(v) for v in input_shape)
-    layers: list[tuple[str, nn.Module]] = []
-    state = {"c": c, "h": h, "w": w, "flat": None, "stage": 0, "fc_index": 0, "drop_index": 0}
-    fc_widths = list(fc) if isinstance(fc, (list, tuple)) else None
-    total_fc = _count_fc(tree, variables, text)
     act_name = activation.upper().replace("_", "")
     if act_name not in ACTIVATIONS:
         raise UsageError(f"activation must be one of {', '.join(k.lower() for k in ACTIVATIONS)}, got {activation!r}")
-
-    def fail(layer, message):
-        raise PatternError(text, layer.pos, message)
-
-    def add(kind, module):
-        layers.append((kind, module))
-
-    def spatial():
-        return state["flat"] is None
-
-    def build(item):
-        if isinstance(item, Group):
-            count = item.count
-            if isinstance(count, str):
-                if count not in variables:
-                    raise PatternError(text, item.pos, f"a value for {count} (pass {count}=... as an option)")
-                count = variables[count]
-            if not isinstance(count, int) or count < 0:
-                raise PatternError(text, item.pos, f"a whole-number repeat count, got {count!r}")
-            for _ in range(count):
-                for sub in item.items:
-                    build(sub)
-            return
-        layer = item
-        if layer.optional and not optional:
-            return
-        kind, a, kw = layer.kind, layer.args, dict(layer.kwargs)
-        if kind == "CONV":
-            if not spatial():
-                fail(layer, "no CONV after an FC (the volume is flat by then)")
-            out = int(a[0]) if len(a) > 0 else _per_stage(filters, state["stage"], filter_growth)
-            k = int(a[1]) if len(a) > 1 else int(kw.pop("kernel", kw.pop("kernel_size", kernel_size)))
-            s = int(kw.pop("stride", stride))
-            pad = kw.pop("padding", padding)
-            groups = int(kw.pop("groups", 1))
-            if kw:
-                fail(layer, f"CONV options filters, kernel, stride, padding, groups (not {', '.join(kw)})")
-            p = (k // 2 if pad == "same" else 0) if isinstance(pad, str) else int(pad)
-            if pad == "same" and s != 1:
-                fail(layer, "padding=same with stride 1 (use an explicit padding with strides)")
-            if state["c"] % groups or out % groups:
-                fail(layer, f"channels divisible by groups={groups}")
-            conv = nn.Conv2d(state["c"], out, k, stride=s, padding=p, groups=groups)
-            state["h"], state["w"] = (int(_out_size(state["h"], k, s, p)), int(_out_size(state["w"], k, s, p)))
-            state["c"] = out
-            if min(state["h"], state["w"]) < 1:
-                fail(layer, "a larger input: the volume shrinks below 1x1 at this CONV")
-            add("conv", conv)
-        elif kind in ("POOL", "MAXPOOL", "AVGPOOL"):
-            if not spatial():
-                fail(layer, "no POOL after an FC (the volume is flat by then)")
-            size = int(a[0]) if len(a) > 0 else int(kw.pop("size", pool_size))
-            st = int(a[1]) if len(a) > 1 else int(kw.pop("stride", pool_stride or size))
-            kind_name = {"MAXPOOL": "max", "AVGPOOL": "avg"}.get(kind, kw.pop("kind", pool))
-            if kw:
-                fail(layer, f"POOL options size, stride, kind (not {', '.join(kw)})")
-            module = nn.MaxPool2d(size, st) if kind_name == "max" else AvgPool2d(size, st)
-            state["h"], state["w"] = int(_out_size(state["h"], size, st, 0)), int(_out_size(state["w"], size, st, 0))
-            if min(state["h"], state["w"]) < 1:
-                fail(layer, "a larger input: the volume shrinks below 1x1 at this POOL")
-            state["stage"] += 1
-            add("pool", module)
-        elif kind == "FC":
-            if spatial():
-                add("flatten", nn.Flatten())
-                state["flat"] = state["c"] * state["h"] * state["w"]
-            state["fc_index"] += 1
-            last = state["fc_index"] == total_fc
-            if a:
-                units = int(a[0])
-            elif last:
-                units = num_classes
-            elif fc_widths is not None:
-                units = fc_widths[min(state["fc_index"] - 1, len(fc_widths) - 1)]
-            else:
-                units = int(fc)
-            add("fc", nn.Linear(state["flat"], units))
-            state["flat"] = units
-        elif kind in ACTIVATIONS:
-            add("act", ACTIVATIONS[act_name if kind == "RELU" else kind]())
-        elif kind == "BN":
-            add("bn", nn.BatchNorm2d(state["c"]) if spatial() else nn.BatchNorm1d(state["flat"]))
-        elif kind == "DROPOUT":
-            if a:
-                rate = float(a[0])
-            else:
-                rate = _per_stage(dropout, state["drop_index"]) if isinstance(dropout, (list, tuple)) else dropout
-            state["drop_index"] += 1
-            add("dropout", nn.Dropout(rate))
-        elif kind == "LRN":
-            add("lrn", nn.LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2.0))
-        elif kind == "FLATTEN":
-            if spatial():
-                add("flatten", nn.Flatten())
-                state["flat"] = state["c"] * state["h"] * state["w"]
-        elif kind == "SOFTMAX":
-            add("softmax", nn.Softmax(dim=1))
-
+    builder = _Builder(
+        text, input_shape, _count_fc(tree, variables), num_classes=num_classes, filters=filters,
+        filter_growth=filter_growth, kernel_size=kernel_size, stride=stride, padding=padding, pool=pool,
+        pool_size=pool_size, pool_stride=pool_stride, fc=fc, dropout=dropout, activation=act_name, optional=optional,
+        variables=variables,
+    )  # fmt: skip
     for item in tree:
-        build(item)
-    from collections import OrderedDict
-
-    counts: dict[str, int] = {}
-    named = OrderedDict()
-    for kind, module in layers:  # conv1, act1, pool1, ..., fc3: names a reader can match to the text
-        counts[kind] = counts.get(kind, 0) + 1
-        named[f"{kind}{counts[kind]}"] = module
-    net = PatternNet(named)
-    net.pattern = text
-    return net
+        builder.build(item)
+    return builder.network()
 
 
-def _count_fc(tree, variables, text) -> int:
+def _count_fc(tree, variables) -> int:
     def count(item):
         if isinstance(item, Group):
             n = item.count if isinstance(item.count, int) else variables.get(item.count, 0)

@@ -143,7 +143,9 @@ class TrainConfig(BaseModel):
             raise _config_error(e, values, TrainConfig, _source or Namer("TrainConfig")) from None
 
     model: str = setting("lenet5", "registered model name (see 'cnnlab models')", flag="MODEL")
-    recipe: str = setting("", "a named preset on top of the model's recipe (lenet5: record)", metavar="NAME")
+    recipe: str = setting(
+        "", "a named preset on top of the model's recipe (lenet5: record; alexnet_bn: challenge)", metavar="NAME"
+    )
     model_options: dict[str, Any] = setting({}, "model option (repeatable)", flag="--option", metavar="KEY=VALUE")
     dataset: Literal["mnist", "fashion-mnist", "folder"] = setting(
         "mnist", "the IDX dataset ('folder' comes with --data)", choices=("mnist", "fashion-mnist")
