@@ -319,11 +319,6 @@ def test_train_on_idx_folders(case, environment):
 # --- cnnlab train on an image folder --------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="fixed by data (data/datasets.py stratified_split): a class with one image and --val-split ends in "
-    "scikit-learn's traceback (found by this test: classes cat and 'with space' of one readable image each)",
-)
 @examples(EXAMPLES["images"])
 @given(spec=image_folders(), val_split=st.sampled_from([None, "0.2", "0.5"]), batch=st.sampled_from(["2", "8"]))
 def test_train_on_image_folders(spec, val_split, batch, environment):
