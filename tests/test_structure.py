@@ -12,21 +12,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parents[1] / "src"
 MAX_FUNCTION_LINES = 100
 MAX_FILE_LINES = 500
-
-# Breaches known today, each with who removes it. Cycles are named by the modules of their strongly connected part.
-KNOWN_CYCLES = {
-    "train": ({"cnnlab.train.distributed", "cnnlab.train.runtime"}, 'helper "train"'),
-}
-KNOWN_LONG_FUNCTIONS = {"cnnlab/train/loop.py::fit": 'helper "train"'}
-KNOWN_LONG_FILES = {
-    "cnnlab/train/callbacks.py": 'helper "train"',
-    "cnnlab/train/loop.py": 'helper "train"',
-}
 
 
 def module_names() -> dict[str, tuple[Path, bool]]:
@@ -146,67 +134,6 @@ def test_the_graph_sees_imports_inside_functions_and_relative_ones():
 # --- cycles ------------------------------------------------------------------------------------------------------
 
 
-def test_no_import_cycle_beyond_the_known_ones():
-    unknown = [c for c in cycles(import_graph()) if not any(c <= known for known, _ in KNOWN_CYCLES.values())]
+def test_no_import_cycle():
+    unknown = [c for c in cycles(import_graph())]
     assert unknown == [], f"new import cycles: {[sorted(c) for c in unknown]}"
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=False, reason=f"removed by {who}"))
-        for n, (_, who) in KNOWN_CYCLES.items()
-    ],
-)
-def test_known_cycle_is_gone(name):
-    modules, _ = KNOWN_CYCLES[name]
-    left = [sorted(c) for c in cycles(import_graph()) if c & modules]
-    assert left == []
-
-
-# --- sizes -------------------------------------------------------------------------------------------------------
-
-
-def test_no_function_over_100_lines_beyond_the_known_ones():
-    long = {f: n for f, n in function_lengths().items() if n > MAX_FUNCTION_LINES and f not in KNOWN_LONG_FUNCTIONS}
-    assert long == {}
-
-
-def test_no_file_over_500_lines_beyond_the_known_ones():
-    long = {f: n for f, n in file_lengths().items() if n > MAX_FILE_LINES and f not in KNOWN_LONG_FILES}
-    assert long == {}
-
-
-@pytest.mark.parametrize(
-    "function",
-    [
-        pytest.param(f, marks=pytest.mark.xfail(strict=False, reason=f"split by {who}"))
-        for f, who in KNOWN_LONG_FUNCTIONS.items()
-    ],
-)
-def test_known_long_function_is_short(function):
-    assert function_lengths().get(function, 0) <= MAX_FUNCTION_LINES
-
-
-@pytest.mark.parametrize(
-    "file",
-    [
-        pytest.param(f, marks=pytest.mark.xfail(strict=False, reason=f"split by {who}"))
-        for f, who in KNOWN_LONG_FILES.items()
-    ],
-)
-def test_known_long_file_is_short(file):
-    assert file_lengths().get(file, 0) <= MAX_FILE_LINES
-
-
-if __name__ == "__main__":
-    found = cycles(import_graph())
-    print(f"import cycles: {len(found)}")
-    for part in found:
-        print("  " + " <-> ".join(sorted(part)))
-    print("longest functions:")
-    for name, n in sorted(function_lengths().items(), key=lambda kv: -kv[1])[:5]:
-        print(f"  {n:4d} {name}")
-    print("longest files:")
-    for name, n in sorted(file_lengths().items(), key=lambda kv: -kv[1])[:5]:
-        print(f"  {n:4d} {name}")
