@@ -100,6 +100,7 @@ def train_run(
     with run.lock() if rt.is_main else nullcontext():
         torch.manual_seed(cfg.seed)
         model = build_model(cfg, source)
+        model.cnnlab_initialised = True  # built from cfg.seed just above: fit need not build it again to check
         model.cnnlab_input_norm = source.input_norm()
         info = {
             "model": cfg.model,
