@@ -3,8 +3,10 @@ back to back, and the image pipeline alone (decode + cache + crops), cold and wa
 
 (a) plain loop: fp32, channels-last, Adam 1e-3, batch 32, the L2 penalty added to the loss as a Keras port
     writes it (0.0002 * sum(w^2) over the kernels), random input already in memory (no pipeline);
-(b) cnnlab: ``fit`` with the registry's defaults for alexnet_bn (bf16 autocast,
-    channels-last, fused Adam with the L2 penalty as per-group weight decay), same random data in memory.
+(b) cnnlab: ``fit``'s step with the registry's defaults for alexnet_bn (bf16 autocast,
+    channels-last, fused Adam with the L2 penalty as per-group weight decay, glibc keeping freed memory for
+    reuse as ``fit`` does: ``environment.reuse_freed_memory``), same random data in memory;
+(c) the same step without ``reuse_freed_memory``, alternated with (b) --pairs times: the allocator's share.
 Then the pipeline on a folder of JPEGs (../shared/data/dogs-vs-cats-small/train by default): decoding into
 a fresh cache (cold), opening the cache again (warm), and cutting random 227x227 crops (batches/s).
 
@@ -14,6 +16,7 @@ a fresh cache (cold), opening the cache again (warm), and cutting random 227x227
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import tempfile
@@ -28,7 +31,7 @@ from cnnlab import create_model
 from cnnlab.data.cache import open_cache
 from cnnlab.data.folders import scan_folder
 from cnnlab.data.imagedata import CropLoader, FolderSplit
-from cnnlab.environment import cpu_name
+from cnnlab.environment import cpu_name, reuse_freed_memory
 from cnnlab.run import resolve_config
 from cnnlab.train.loop import make_optimizer
 from cnnlab.train.runtime import Runtime
@@ -61,7 +64,7 @@ def plain_loop(steps: int, batch: int = 32) -> float:
     return images_per_second(step, batch, steps)
 
 
-def cnnlab_defaults(steps: int) -> tuple[float, dict]:
+def cnnlab_defaults(steps: int, keep_freed_memory: bool = True) -> tuple[float, dict]:
     cfg = resolve_config("alexnet_bn")
     runtime = Runtime("cpu", cfg.precision)
     torch.manual_seed(0)
@@ -78,7 +81,8 @@ def cnnlab_defaults(steps: int) -> tuple[float, dict]:
         optimizer.step()
 
     settings = {"batch_size": cfg.batch_size, "precision": cfg.precision, "optimizer": cfg.optimizer}
-    return images_per_second(step, cfg.batch_size, steps), settings
+    with reuse_freed_memory() if keep_freed_memory else contextlib.nullcontext():
+        return images_per_second(step, cfg.batch_size, steps), settings
 
 
 def pipeline(folder: Path, batch: int = 64) -> dict:
@@ -110,6 +114,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--folder", type=Path, default=DEFAULT_FOLDER)
+    parser.add_argument("--pairs", type=int, default=3, help="(b)/(c) pairs, back to back")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's choice)")
     parser.add_argument("--out", type=Path, default=RESULTS / "alexnet_throughput.json")
     parser.add_argument("--plot", type=Path, nargs="+", metavar="RESULT.json", help="only draw these results")
@@ -132,6 +137,11 @@ def main():
     print(f"cnnlab defaults {result['cnnlab_settings']}: {result['cnnlab_images_per_s']:.1f} img/s", flush=True)
     result["speedup"] = result["cnnlab_images_per_s"] / result["plain_fp32_images_per_s"]
     print(f"speed-up: {result['speedup']:.2f}x")
+    result["allocator_pairs"] = []
+    for _ in range(args.pairs):  # the allocator setting's share: with / without, back to back
+        pair = [cnnlab_defaults(args.steps, keep)[0] for keep in (True, False)]
+        result["allocator_pairs"].append(pair)
+        print(f"with / without reuse_freed_memory: {pair[0]:.1f} / {pair[1]:.1f} img/s ({pair[0] / pair[1]:.2f}x)")
     if args.folder.is_dir():
         result["pipeline"] = pipeline(args.folder)
         p = result["pipeline"]

@@ -119,7 +119,7 @@ def test_the_challenge_preset_changes_only_its_own_settings():
     lesson, challenge = resolve_config("alexnet_bn"), resolve_config("alexnet_bn", {"recipe": "challenge"})
     changed = {k for k, v in challenge.record().items() if lesson.record().get(k) != v}
     assert changed == {"recipe", "epochs", "label_smoothing", "ema"}
-    assert (challenge.epochs, challenge.label_smoothing, challenge.ema) == (10, 0.1, 0.998)
+    assert (challenge.epochs, challenge.label_smoothing, challenge.ema) == (11, 0.1, 0.998)
 
 
 def test_a_presets_augmentation_changes_key_by_key_and_a_file_can_turn_it_off():

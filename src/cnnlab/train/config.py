@@ -191,7 +191,7 @@ class TrainConfig(BaseModel):
     val_split: Fraction = setting(
         0.0, "hold out this fraction of the training data (0: validate on the test set)", needs=SPLIT
     )
-    eval_batch_size: Positive = setting(500, "batch size of validation and of the test report (500)")
+    eval_batch_size: Positive = setting(500, "batch size of validation and of the test report (500; 200 for image folders)")
     checkpoint_every: Count = setting(1, "epochs between resumable checkpoints (0: none)", metavar="EPOCHS")
     checkpoint_steps: Count = setting(0, "also every N steps inside an epoch (0: never)", metavar="STEPS")
     early_stopping: Count = setting(0, "stop after N epochs without a better val_loss (0: off)", metavar="PATIENCE")

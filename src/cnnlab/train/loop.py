@@ -23,6 +23,7 @@ from ..data.arrays import ArraySource
 from ..data.datasets import ArrayDataset
 from ..data.loader import Preprocess, epoch_seed
 from ..data.source import DataSource
+from ..environment import reuse_freed_memory
 from ..errors import TrainingInterrupted, UsageError, WrongType
 from ..evaluation.metrics import predict_logits
 from ..models import create_model
@@ -280,7 +281,11 @@ def fit(
     plan.eval_net = state.model if rt.distributed else plan.net
     if state.ema is not None:
         rt.print(f"validating and keeping a moving average of the weights (ema {cfg.ema}; --ema 0 turns it off)")
-    with stop_on_signals(run_dir is not None) as received, deterministic_algorithms(cfg.deterministic):
+    with (
+        stop_on_signals(run_dir is not None) as received,
+        deterministic_algorithms(cfg.deterministic),
+        reuse_freed_memory(),
+    ):
         state.begin()
         for epoch in range(state.epoch, plan.epochs):
             if state.stop_training:  # a callback stopped it (before a resume too: the checkpoint says so)
