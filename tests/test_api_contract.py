@@ -1,10 +1,7 @@
 """The Python API's contract (issue 20): every public function, given an argument of the wrong type or value,
 raises TypeError or ValueError (cnnlab's WrongType / UsageError derive from them) whose message names the
 argument, before any work; never torch's or Python's message from deep inside. And ``fit`` repeats exactly
-from its seed on the CPU, as the README promises.
-
-A case whose fix belongs to another part of the code is marked xfail (strict=False) with the part that owns
-it, so that the suite says what is still open without failing on it."""
+from its seed on the CPU, as the README promises."""
 
 from __future__ import annotations
 
@@ -19,29 +16,6 @@ from cnnlab.augment import Augment
 from cnnlab.export import export_run
 from cnnlab.inference import load_run, predict_files
 from cnnlab.models import from_pattern
-
-OWNERS = {  # who fixes a case that still fails (the part of the code where the fact is known)
-    "summary": "layers (summary.py)",
-    "advise": "layers (analysis/advise.py)",
-    "pattern": "layers (models/pattern.py)",
-    "fit": "train (train/loop.py)",
-    "config_for": "train (train/recipes.py)",
-    "evaluate": "rundir (inference.py)",
-    "load_run": "rundir (inference.py)",
-    "predict": "rundir (inference.py)",
-    "export": "rundir (export.py)",
-    "augment": "the lead (augment.py has no helper)",
-}
-
-
-def fixed_case(part: str, *values):
-    """A case that its owner (``part``) has fixed: an ordinary check now."""
-    return pytest.param(*values)
-
-
-def open_case(part: str, *values):
-    """A case that fails today and is fixed by the owner of ``part``."""
-    return pytest.param(*values, marks=pytest.mark.xfail(strict=False, reason=f"fixed by {OWNERS[part]}"))
 
 
 @pytest.fixture(scope="module")
@@ -98,46 +72,46 @@ CASES = [
      ["bogus"]),
     ("create_model init", lambda t, m, r: cnnlab.create_model("lenet5", init="xavier"), ValueError, ["init"]),
     # summary
-    open_case("summary", "summary of a name", lambda t, m, r: cnnlab.summary("lenet5"), TypeError, ["model"]),
-    open_case("summary", "summary size int", lambda t, m, r: cnnlab.summary(m, 28), TypeError, ["input_size"]),
-    open_case("summary", "summary size 2", lambda t, m, r: cnnlab.summary(m, (28, 28)), ValueError,
+    ("summary of a name", lambda t, m, r: cnnlab.summary("lenet5"), TypeError, ["model"]),
+    ("summary size int", lambda t, m, r: cnnlab.summary(m, 28), TypeError, ["input_size"]),
+    ("summary size 2", lambda t, m, r: cnnlab.summary(m, (28, 28)), ValueError,
               ["input_size"]),
-    open_case("summary", "summary size text", lambda t, m, r: cnnlab.summary(m, (1, 28, "a")), TypeError,
+    ("summary size text", lambda t, m, r: cnnlab.summary(m, (1, 28, "a")), TypeError,
               ["input_size"]),
-    open_case("summary", "summary channels", lambda t, m, r: cnnlab.summary(m, (3, 28, 28)), ValueError,
+    ("summary channels", lambda t, m, r: cnnlab.summary(m, (3, 28, 28)), ValueError,
               ["28x28x3"]),
-    open_case("summary", "summary size 0", lambda t, m, r: cnnlab.summary(m, (1, 0, 28)), ValueError,
+    ("summary size 0", lambda t, m, r: cnnlab.summary(m, (1, 0, 28)), ValueError,
               ["input_size"]),
-    open_case("summary", "summary unnamed model", lambda t, m, r: cnnlab.summary(torch.nn.Linear(3, 2)),
+    ("summary unnamed model", lambda t, m, r: cnnlab.summary(torch.nn.Linear(3, 2)),
               ValueError, ["input_size"]),
     # fit
-    fixed_case("fit", "fit model name", lambda t, m, r: cnnlab.fit("lenet5", t), TypeError, ["model"]),
+    ("fit model name", lambda t, m, r: cnnlab.fit("lenet5", t), TypeError, ["model"]),
     ("fit data int", lambda t, m, r: cnnlab.fit(m, 5), TypeError, ["DataSource"]),
-    open_case("fit", "fit data 1-tuple", lambda t, m, r: cnnlab.fit(m, t[:1]), ValueError, ["(x, y)"]),
+    ("fit data 1-tuple", lambda t, m, r: cnnlab.fit(m, t[:1]), ValueError, ["(x, y)"]),
     ("fit data lengths", lambda t, m, r: cnnlab.fit(m, (t[0], t[1][:3])), ValueError, ["16", "3"]),
-    fixed_case("fit", "fit config dict", lambda t, m, r: cnnlab.fit(m, t, config={"epochs": 1}), TypeError,
+    ("fit config dict", lambda t, m, r: cnnlab.fit(m, t, config={"epochs": 1}), TypeError,
               ["config"]),
-    fixed_case("fit", "fit callbacks int", lambda t, m, r: cnnlab.fit(m, t, config=one_epoch(m), callbacks=5),
+    ("fit callbacks int", lambda t, m, r: cnnlab.fit(m, t, config=one_epoch(m), callbacks=5),
               TypeError, ["callbacks"]),
-    fixed_case("fit", "fit callbacks item",
+    ("fit callbacks item",
               lambda t, m, r: cnnlab.fit(m, t, config=one_epoch(m), callbacks=[1]), TypeError, ["callbacks"]),
-    open_case("fit", "fit validation_data int",
+    ("fit validation_data int",
               lambda t, m, r: cnnlab.fit(m, t, validation_data=5, config=one_epoch(m)), TypeError,
               ["validation_data"]),
-    open_case("fit", "fit augment int", lambda t, m, r: cnnlab.fit(m, t, config=one_epoch(m), augment=5),
+    ("fit augment int", lambda t, m, r: cnnlab.fit(m, t, config=one_epoch(m), augment=5),
               TypeError, ["augment"]),
-    open_case("fit", "fit labels past the model",
+    ("fit labels past the model",
               lambda t, m, r: cnnlab.fit(m, (t[0], t[1] + 90), config=one_epoch(m)), ValueError, ["label"]),
     ("fit labels negative", lambda t, m, r: cnnlab.fit(m, (t[0], t[1].astype(int) - 1), config=one_epoch(m)),
      ValueError, ["labels"]),
-    open_case("fit", "fit images too small",
+    ("fit images too small",
               lambda t, m, r: cnnlab.fit(m, (t[0][:, :5, :5], t[1]), config=one_epoch(m)), ValueError, ["5x5"]),
-    open_case("fit", "fit run_dir int", lambda t, m, r: cnnlab.fit(m, t, config=one_epoch(m), run_dir=5),
+    ("fit run_dir int", lambda t, m, r: cnnlab.fit(m, t, config=one_epoch(m), run_dir=5),
               TypeError, ["run_dir"]),
     ("fit batch past the data", lambda t, m, r: cnnlab.fit(m, t, config=cnnlab.config_for(m, batch_size=64)),
      ValueError, ["batch size 64"]),
     # config_for and TrainConfig
-    open_case("config_for", "config_for int", lambda t, m, r: cnnlab.config_for(5), TypeError, ["model"]),
+    ("config_for int", lambda t, m, r: cnnlab.config_for(5), TypeError, ["model"]),
     ("config_for epochs 0", lambda t, m, r: cnnlab.config_for(m, epochs=0), ValueError, ["epochs"]),
     ("config_for epochs text", lambda t, m, r: cnnlab.config_for(m, epochs="2"), (TypeError, ValueError),
      ["epochs"]),
@@ -145,52 +119,45 @@ CASES = [
     ("config_for unknown model", lambda t, m, r: cnnlab.config_for("nope"), ValueError, ["nope"]),
     ("TrainConfig lr text", lambda t, m, r: cnnlab.TrainConfig(lr="x"), (TypeError, ValueError), ["lr"]),
     # evaluate, load_run, predict, export
-    open_case("evaluate", "evaluate data int", lambda t, m, r: cnnlab.evaluate(load_run(r)[0], 5), TypeError,
+    ("evaluate data int", lambda t, m, r: cnnlab.evaluate(load_run(r)[0], 5), TypeError,
               ["data"]),
-    open_case("evaluate", "evaluate model name", lambda t, m, r: cnnlab.evaluate("lenet5", t), TypeError,
+    ("evaluate model name", lambda t, m, r: cnnlab.evaluate("lenet5", t), TypeError,
               ["model"]),
-    open_case("evaluate", "evaluate batch 0", lambda t, m, r: cnnlab.evaluate(load_run(r)[0], t, batch_size=0),
+    ("evaluate batch 0", lambda t, m, r: cnnlab.evaluate(load_run(r)[0], t, batch_size=0),
               ValueError, ["batch_size"]),
-    open_case("load_run", "load_run int", lambda t, m, r: load_run(5), TypeError, ["run_dir"]),
-    open_case("load_run", "load_run weights", lambda t, m, r: load_run(r, weights="worst"), ValueError,
+    ("load_run int", lambda t, m, r: load_run(5), TypeError, ["run_dir"]),
+    ("load_run weights", lambda t, m, r: load_run(r, weights="worst"), ValueError,
               ["weights", "worst", "best"]),
     ("load_run missing", lambda t, m, r: load_run(r.parent / "missing"), ValueError, ["missing"]),
-    open_case("predict", "predict one path as text", lambda t, m, r: predict_files(r, "digit.png"), TypeError,
+    ("predict one path as text", lambda t, m, r: predict_files(r, "digit.png"), TypeError,
               ["paths"]),
-    open_case("predict", "predict top 0", lambda t, m, r: predict_files(r, [r / "x.png"], top=0), ValueError,
+    ("predict top 0", lambda t, m, r: predict_files(r, [r / "x.png"], top=0), ValueError,
               ["top"]),
-    open_case("export", "export_run int", lambda t, m, r: export_run(5), TypeError, ["run_dir"]),
+    ("export_run int", lambda t, m, r: export_run(5), TypeError, ["run_dir"]),
     ("export_run format", lambda t, m, r: export_run(r, "tflite"), ValueError, ["tflite"]),
-    open_case("export", "export_run weights", lambda t, m, r: export_run(r, weights="worst"), ValueError,
+    ("export_run weights", lambda t, m, r: export_run(r, weights="worst"), ValueError,
               ["weights", "worst", "best"]),
     # Augment, from_pattern, advise
-    open_case("augment", "Augment rotation text", lambda t, m, r: Augment(rotation_range="a"), TypeError,
+    ("Augment rotation text", lambda t, m, r: Augment(rotation_range="a"), TypeError,
               ["rotation_range"]),
-    open_case("augment", "Augment rotation negative", lambda t, m, r: Augment(rotation_range=-5), ValueError,
+    ("Augment rotation negative", lambda t, m, r: Augment(rotation_range=-5), ValueError,
               ["rotation_range"]),
-    open_case("augment", "Augment zoom reversed", lambda t, m, r: Augment(zoom_range=[2, 1]), ValueError,
+    ("Augment zoom reversed", lambda t, m, r: Augment(zoom_range=[2, 1]), ValueError,
               ["zoom_range"]),
     ("Augment fill_mode", lambda t, m, r: Augment(fill_mode="x"), ValueError, ["fill_mode"]),
     ("Augment unknown", lambda t, m, r: Augment(bogus=1), ValueError, ["bogus"]),
-    open_case("augment", "Augment call int", lambda t, m, r: Augment(rotation_range=10)(5), TypeError, ["x"]),
-    open_case("pattern", "from_pattern int", lambda t, m, r: from_pattern(5), TypeError, ["text"]),
+    ("Augment call int", lambda t, m, r: Augment(rotation_range=10)(5), TypeError, ["x"]),
+    ("from_pattern int", lambda t, m, r: from_pattern(5), TypeError, ["text"]),
     ("from_pattern empty", lambda t, m, r: from_pattern(""), ValueError, ["pattern"]),
-    open_case("pattern", "from_pattern classes 0",
+    ("from_pattern classes 0",
               lambda t, m, r: from_pattern("INPUT => CONV => FC", num_classes=0), ValueError, ["num_classes"]),
-    open_case("advise", "advise size int", lambda t, m, r: advise(m, 28), TypeError, ["input_size"]),
-    open_case("advise", "advise name", lambda t, m, r: advise("lenet5", (1, 28, 28)), TypeError, ["model"]),
+    ("advise size int", lambda t, m, r: advise(m, 28), TypeError, ["input_size"]),
+    ("advise name", lambda t, m, r: advise("lenet5", (1, 28, 28)), TypeError, ["model"]),
     ("advise too small", lambda t, m, r: advise(m, (1, 5, 5)), ValueError, ["5x5"]),
 ]  # fmt: skip
 
 
-def _unpack(case):
-    return (case.values, case.marks) if isinstance(case, type(pytest.param(0))) else (case, ())
-
-
-@pytest.mark.parametrize(
-    "call, errors, words",
-    [pytest.param(*_unpack(c)[0][1:], id=_unpack(c)[0][0], marks=_unpack(c)[1]) for c in CASES],
-)
+@pytest.mark.parametrize("call, errors, words", [pytest.param(*case[1:], id=case[0]) for case in CASES])
 def test_a_wrong_argument_is_named(call, errors, words, tiny, lenet, run_dir):
     with pytest.raises(errors) as caught:
         call(tiny, lenet, run_dir)
@@ -207,11 +174,16 @@ def test_error_classes_are_the_builtins_a_caller_expects():
     assert issubclass(UsageError, ValueError) and issubclass(UsageError, CnnlabError)
 
 
-@pytest.mark.xfail(strict=False, reason=f"fixed by {OWNERS['evaluate']}: (x, y) arrays have no 'test' split")
 def test_evaluate_takes_arrays_as_the_readme_says(tiny, run_dir):
+    """(x, y) and an ArrayDataset give the report of those images: the same as the DataSource of them."""
+    from cnnlab.data.arrays import ArraySource, as_array_dataset
+
     model, _ = load_run(run_dir)
-    report = cnnlab.evaluate(model, tiny)
-    assert 0.0 <= report.accuracy <= 1.0
+    dataset = as_array_dataset(*tiny)
+    from_arrays, from_dataset = cnnlab.evaluate(model, tiny), cnnlab.evaluate(model, dataset)
+    from_source = cnnlab.evaluate(model, ArraySource(dataset, test=dataset))
+    assert from_arrays.accuracy == from_dataset.accuracy == from_source.accuracy
+    assert from_arrays.n == len(tiny[1])
 
 
 def test_fit_repeats_exactly_from_its_seed():

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .errors import UsageError
+from .errors import UsageError, expect_type
 
 FILL_MODES = ("constant", "nearest", "reflect", "wrap")
 
@@ -89,13 +89,23 @@ class Augment:
             raise UsageError(f"fill_mode must be one of {', '.join(FILL_MODES)}, got {cfg.fill_mode!r}")
         if cfg.shear_units not in ("degrees", "radians"):
             raise UsageError(f"shear_units must be degrees or radians, got {cfg.shear_units!r}")
+        for name in ("rotation_range", "shear_range", "channel_shift_range"):  # Keras draws in [-value, value]
+            value = getattr(cfg, name)
+            expect_type(value, numbers.Real, name, "a number")
+            if not value >= 0:
+                raise UsageError(f"{name} is {value}; expected a number >= 0 (a draw in [-{name}, +{name}])")
         z = cfg.zoom_range
-        if isinstance(z, (int, float)):
+        if isinstance(z, numbers.Real) and not isinstance(z, bool):
             self.zoom = (1 - z, 1 + z)
-        elif len(z) == 2:
+        elif isinstance(z, (list, tuple)) and len(z) == 2 and all(isinstance(v, numbers.Real) for v in z):
             self.zoom = (float(z[0]), float(z[1]))
         else:
-            raise UsageError(f"zoom_range must be a float or [lower, upper], got {z!r}")
+            raise UsageError(f"zoom_range must be a number or [lower, upper], got {z!r}")
+        if not 0 < self.zoom[0] <= self.zoom[1]:
+            raise UsageError(
+                f"zoom_range {z!r} means zooms {self.zoom[0]:g} to {self.zoom[1]:g}; expected 0 < lower <= upper "
+                "(a number z: 1 - z to 1 + z, z < 1)"
+            )
         if cfg.brightness_range is not None and len(cfg.brightness_range) != 2:
             raise UsageError(f"brightness_range must be [lower, upper], got {cfg.brightness_range!r}")
         for name in ("width_shift_range", "height_shift_range"):
@@ -251,6 +261,7 @@ class Augment:
     ) -> torch.Tensor:
         """A random transform per image of x. With ``draw`` and ``rows``, parameters are drawn for ``draw``
         images (a global batch across processes) and x's images take rows ``rows`` of them."""
+        expect_type(x, torch.Tensor, "x", "a batch of images, a tensor (N, C, H, W)")
         x = x.float()
         n, _, h, w = x.shape
         params = self.random_params(

@@ -51,3 +51,51 @@ class TrainingInterrupted(CnnlabError):
         super().__init__(message)
         self.signum = int(signum)
         self.exit_code = 128 + self.signum
+
+
+# The Python API's argument checks, one wording for every public function: the message names the argument,
+# what was expected and what came, before any work (tests/test_api_contract.py calls each function with them).
+
+
+def expect_type(value, kinds, name: str, expected: str) -> None:
+    """``value`` is one of ``kinds`` (a bool is not a number here), else WrongType naming ``name``."""
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in _as_tuple(kinds)):
+        raise WrongType(f"{name} must be {expected}, not {type(value).__name__} {_short(value)}")
+
+
+def whole_number(value, name: str, minimum: int = 1) -> int:
+    """A whole number >= ``minimum`` (numpy's integers too, never a bool)."""
+    import numbers
+
+    expect_type(value, numbers.Integral, name, "a whole number")
+    if value < minimum:
+        raise UsageError(f"{name} is {value}; expected a whole number >= {minimum}")
+    return int(value)
+
+
+def path_argument(value, name: str):
+    """A path given as str or os.PathLike (a run directory, a file), as a pathlib.Path."""
+    import os
+    from pathlib import Path
+
+    expect_type(value, (str, os.PathLike), name, "a path (str or os.PathLike)")
+    if value == "":
+        raise UsageError(f"{name} is empty; expected a path")
+    return Path(value)
+
+
+def image_shape(value, name: str = "input_size") -> tuple[int, int, int]:
+    """(channels, height, width) of one image, each a whole number >= 1."""
+    expect_type(value, (tuple, list), name, "(channels, height, width)")
+    if len(value) != 3:
+        raise UsageError(f"{name} {tuple(value)} has {len(value)} numbers; expected (channels, height, width)")
+    return tuple(whole_number(v, name) for v in value)
+
+
+def _as_tuple(kinds) -> tuple:
+    return kinds if isinstance(kinds, tuple) else (kinds,)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .checkpoint import CheckpointError, _fsync_dir, atomic_write_bytes, read_json
-from .errors import RunError, UsageError
+from .errors import RunError, UsageError, path_argument
 
 # 1: model.json's "pipeline" (before the data interface); 2: "data" and "format_version"
 FORMAT_VERSION = 2
@@ -53,6 +53,7 @@ OWN_FILES = (
     "comparison.txt comparison.png report.html"
 ).split()
 OWN_FOLDERS = ("weights", "checkpoints", "logs")
+WEIGHTS = ("last", "best")  # weights/last.safetensors after every epoch, best.safetensors at the best validation
 MARKS_A_RUN = ("config.json", "model.json", "metrics.csv", "summary.txt", "report.json", "report.txt")
 MODEL_INFO_KEYS = {"model": str, "options": dict, "classes": list, "input_size": list, "input_norm": dict, "data": dict}
 
@@ -146,9 +147,12 @@ class RunDir:
     """The run directory at ``path``: its files, its lock, its writes and its two ways to be read."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
+        self.path = path_argument(path, "run_dir")
 
     def weights(self, which: str = "last") -> Path:
+        """The file of the run's ``which`` weights: "last" (after the last epoch) or "best" (best validation)."""
+        if which not in WEIGHTS:
+            raise UsageError(f"weights is {which!r}; expected one of {', '.join(map(repr, WEIGHTS))}")
         return self.path / "weights" / f"{which}.safetensors"
 
     def is_run(self) -> bool:

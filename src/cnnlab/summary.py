@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from .errors import UsageError, expect_type, image_shape
+
 
 @dataclass
 class LayerRow:
@@ -140,7 +142,10 @@ def trace(model: nn.Module, input_size, *, device=None) -> list[TracedLayer]:
     """Run zeros of ``input_size`` (C, H, W) through ``model`` and record every leaf layer in call order.
 
     The one walker of a model's layers, shared by the summary, the compute count and the advisor. Two
-    examples, so that BatchNorm would work in train mode too; eval mode, so that nothing is updated."""
+    examples, so that BatchNorm would work in train mode too; eval mode, so that nothing is updated. A size
+    the model cannot take is refused naming it (WxHxC, as Keras writes shapes), not with torch's message."""
+    expect_type(model, nn.Module, "model", "a torch.nn.Module (cnnlab.create_model makes one)")
+    c, h, w = input_size = image_shape(input_size)
     layers: list[TracedLayer] = []
     hooks = []
     for name, module in model.named_modules():
@@ -161,6 +166,11 @@ def trace(model: nn.Module, input_size, *, device=None) -> list[TracedLayer]:
         dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
         with torch.no_grad():
             model(torch.zeros((2, *input_size), device=device, dtype=dtype))
+    except RuntimeError as e:  # a size the layers cannot take (a channel count, a fixed dense layer)
+        raise UsageError(
+            f"{getattr(model, 'cnnlab_name', type(model).__name__)} cannot take a {w}x{h}x{c} input "
+            f"({str(e).splitlines()[0]}); a network with a fixed dense layer needs its own size, a pattern adapts"
+        ) from None
     finally:
         for h in hooks:
             h.remove()
@@ -174,11 +184,15 @@ def summary(model: nn.Module, input_size: tuple[int, ...] | None = None, *, devi
     ``input_size`` is (C, H, W) without the batch dimension; by default the size the registry
     designed the model for.
     """
+    expect_type(model, nn.Module, "model", "a torch.nn.Module (cnnlab.create_model makes one)")
     if input_size is None:
         from .models import get_model_entry
 
-        input_size = get_model_entry(getattr(model, "cnnlab_name", "")).input_size
-    input_size = tuple(int(s) for s in input_size)
+        name = getattr(model, "cnnlab_name", None)
+        if name is None:
+            raise UsageError(f"give input_size (C, H, W): {type(model).__name__} is not from cnnlab's registry")
+        input_size = get_model_entry(name).input_size
+    input_size = image_shape(input_size)
     result = ModelSummary(model_name=getattr(model, "cnnlab_name", type(model).__name__), input_size=input_size)
     for layer in trace(model, input_size, device=device):
         total, trainable = _own_counts(layer.module)

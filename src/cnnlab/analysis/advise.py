@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 
 from torch import nn
 
-from ..errors import UsageError
 from ..summary import TracedLayer, trace
 
 
@@ -320,15 +319,8 @@ RULES = (
 
 def advise(model: nn.Module, input_size) -> list[Finding]:
     """Check ``model`` at ``input_size`` (C, H, W) against the lesson's best practices."""
-    c, h, w = input_size
-    try:
-        layers = trace(model, input_size)
-    except RuntimeError as e:
-        name = getattr(model, "cnnlab_name", type(model).__name__)
-        raise UsageError(
-            f"{name} cannot take a {w}x{h}x{c} input ({str(e).splitlines()[0]}); a network with a "
-            "fixed dense layer needs its own size, a pattern adapts to any"
-        ) from None
+    layers = trace(model, input_size)  # checks both arguments
+    _, h, w = input_size
     net = _Net(layers, h, w)
     findings = [finding for rule in RULES for finding in rule(net)]
     order = {layer.name: layer.index for layer in layers}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..rundir import WEIGHTS
 from ._types import png_path, positive_int, refuse_output_over_input
 
 NAME = "activations"
@@ -15,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", help="an image file, read as the run's training read its images")
     parser.add_argument("-o", "--output", type=png_path, default="activations.png", metavar="FILE.png")
     parser.add_argument("--max-channels", type=positive_int, default=64, help="channels shown per layer (default 64)")
-    parser.add_argument("--weights", default="last", choices=["last", "best"])
+    parser.add_argument("--weights", default="last", choices=WEIGHTS)
 
 
 def run(args: argparse.Namespace) -> int:

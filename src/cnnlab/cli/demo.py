@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..rundir import WEIGHTS
 from ._types import positive_int, whole_number
 
 NAME = "demo"
@@ -12,7 +13,7 @@ HELP = "a local web page to try a run: draw a digit or drop a photo, see the ans
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir")
-    parser.add_argument("--weights", default="last", choices=["last", "best"])
+    parser.add_argument("--weights", default="last", choices=WEIGHTS)
     parser.add_argument("--top", type=positive_int, default=5, help="classes shown (default 5)")
     parser.add_argument("--host", default="127.0.0.1", help="default: this machine only (0.0.0.0: the network)")
     port = whole_number(1, "a TCP port in 1..65535", 65535)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UsageError
+from ..rundir import WEIGHTS
 from ._types import positive_int
 
 NAME = "evaluate"
@@ -19,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="new labelled data: images (Kaggle names or class subfolders) or MNIST-style IDX files; "
         "the report goes to RUN/eval-<parent>_<folder>/",
     )
-    parser.add_argument("--weights", default="last", choices=["last", "best"])
+    parser.add_argument("--weights", default="last", choices=WEIGHTS)
     parser.add_argument("--data-dir", help="where the run's own dataset's files are")
     parser.add_argument("--cache-dir", help="image folders: where the decoded cache goes")
     parser.add_argument(

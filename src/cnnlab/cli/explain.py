@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
+from ..rundir import WEIGHTS
 from ._types import refuse_output_over_input
 
 NAME = "explain"
@@ -33,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--class", dest="target", metavar="CLASS", help="explain this class (default: the prediction)")
     parser.add_argument("--layer", help="Grad-CAM's layer (default: the last convolution block's output)")
-    parser.add_argument("--weights", default="last", choices=["last", "best"])
+    parser.add_argument("--weights", default="last", choices=WEIGHTS)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..rundir import WEIGHTS
 from ._types import png_path
 
 NAME = "filters"
@@ -19,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "row per kernel, a tile per input channel",
     )
     parser.add_argument("-o", "--output", type=png_path, default="filters.png", metavar="FILE.png")
-    parser.add_argument("--weights", default="last", choices=["last", "best"])
+    parser.add_argument("--weights", default="last", choices=WEIGHTS)
 
 
 def run(args: argparse.Namespace) -> int:

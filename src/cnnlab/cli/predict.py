@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UsageError
+from ..rundir import WEIGHTS
 from ._types import positive_int
 
 NAME = "predict"
@@ -22,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hard", action="store_true", help="labels 0/1 instead of probabilities")
     parser.add_argument("--single-crop", action="store_true", help="the centre crop only, not 10-crop averaging")
     parser.add_argument("--cache-dir")
-    parser.add_argument("--weights", default="last", choices=["last", "best"])
+    parser.add_argument("--weights", default="last", choices=WEIGHTS)
     parser.add_argument("--device", default="auto")
     parser.add_argument(
         "--batch-size", type=positive_int, help="default: 64 for image files, the run's eval batch size for --kaggle"

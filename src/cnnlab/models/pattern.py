@@ -31,7 +31,7 @@ from types import SimpleNamespace
 
 from torch import nn
 
-from ..errors import UsageError
+from ..errors import UsageError, expect_type, image_shape, whole_number
 from .layers import AvgPool2d, Tanh
 from .registry import register_model
 
@@ -374,6 +374,9 @@ def from_pattern(
     **variables,
 ) -> PatternNet:
     """Build the network that ``text`` describes for input ``(C, H, W)``; see the module's docstring."""
+    expect_type(text, str, "from_pattern(): text", "a pattern such as 'INPUT => [CONV => RELU => POOL]*2 => FC'")
+    input_shape = image_shape(input_shape, "from_pattern(): input_shape")
+    num_classes = whole_number(num_classes, "from_pattern(): num_classes")
     tree = parse_pattern(text)
     act_name = activation.upper().replace("_", "")
     if act_name not in ACTIVATIONS:
