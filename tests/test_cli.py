@@ -102,6 +102,13 @@ def test_evaluate_reproduces_the_training_report(trained_run, capsys):
     assert f"top-1 accuracy: {saved['accuracy']:.4f}" in out
 
 
+def test_evaluate_refuses_a_cache_dir_that_an_idx_run_would_ignore(trained_run, tmp_path, capsys):
+    run_dir, data_dir = trained_run
+    code, out, err = run_main(capsys, "evaluate", run_dir, "--cache-dir", tmp_path / "cache")
+    assert code == 2 and "read without a cache" in err and str(tmp_path / "cache") in err and "Traceback" not in err
+    assert not (tmp_path / "cache").exists()
+
+
 def test_evaluate_on_new_labelled_data_writes_its_own_report(trained_run, tmp_path, capsys):
     """Keras' model.evaluate(x, y): new IDX files, or image files in class folders, prepared as training did."""
     from conftest import synthetic_digits

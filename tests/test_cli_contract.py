@@ -275,11 +275,6 @@ def idx_case_is_valid(case: dict) -> bool:
     )
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="fixed by train/rundir (check_fits_source or run.py): IDX images of 20x20 for lenet5 (28x28) are not "
-    "checked against the model before work and end in torch's traceback from summary() (found by this test)",
-)
 @examples(EXAMPLES["idx"])
 @given(case=idx_train_cases)
 def test_train_on_idx_folders(case, environment):

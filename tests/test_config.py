@@ -368,3 +368,16 @@ def test_random_augmentation_and_model_options_are_valid_or_one_message(augment,
         return
     event("valid: consumers accept it")
     assert_usable(cfg)
+
+
+def test_an_empty_name_is_refused_not_replaced_by_the_default():
+    with pytest.raises(ConfigError, match="--name is empty"):
+        resolve_config("lenet5", {"run_name": ""})
+
+
+def test_cval_without_constant_fill_is_refused_naming_both():
+    """Keras uses cval only with fill_mode 'constant'; a run that recorded a cval it never used would mislead."""
+    with pytest.raises(ConfigError, match="cval 3.0 .* fill_mode is 'nearest': add --fill-mode constant"):
+        resolve_config("lenet5", {"augment": {"rotation_range": 10, "cval": 3.0}})
+    taken = resolve_config("lenet5", {"augment": {"rotation_range": 10, "cval": 3.0, "fill_mode": "constant"}})
+    assert taken.augment["cval"] == 3.0

@@ -112,3 +112,40 @@ def test_everything_left_out_of_an_image_folder_is_counted_and_named(tmp_path):
             (flat / "extra").mkdir(parents=True, exist_ok=True)
             Image.new("RGB", (20, 20)).save(flat / f"{name}.{i}.png")
     assert scan_folder(flat).ignored == ["extra/"]  # a subfolder beside Kaggle's names: said, not read
+
+
+def _photos(folder, counts=(("cat", 4), ("dog", 4))):
+    for name, count in counts:
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            Image.new("RGB", (40, 40), (9 * i, 60, 0)).save(folder / name / f"{i}.png")
+    return folder
+
+
+@pytest.mark.parametrize("how", ["same folder", "a link to it", "a class folder's parent inside"])
+def test_validation_images_that_are_training_images_are_refused(capsys, tmp_path, how):
+    """--val-dir naming the training folder (or a link to it) would validate on training images: refused,
+    naming a shared image, before anything is decoded."""
+    data = _photos(tmp_path / "photos")
+    if how == "same folder":
+        val = data
+    elif how == "a link to it":
+        val = tmp_path / "link"
+        val.symlink_to(data, target_is_directory=True)
+    else:  # a validation folder whose class folders link to the training ones
+        val = tmp_path / "val"
+        val.mkdir()
+        for name in ("cat", "dog"):
+            (val / name).symlink_to(data / name, target_is_directory=True)
+    cache = tmp_path / "cache"
+    err = refused(capsys, tmp_path, "alexnet_bn", "--data", str(data), "--val-dir", str(val), "--cache-dir", str(cache))
+    assert "a validation image" in err and "also a training image" in err and "8 of 8 are" in err
+    assert not cache.exists()
+
+
+def test_a_validation_folder_of_other_images_is_taken(tmp_path):
+    """The check compares files, not names: another folder with the same file names is fine."""
+    from cnnlab.data.imagedata import check_disjoint
+
+    train, val = _photos(tmp_path / "a"), _photos(tmp_path / "b")
+    check_disjoint(scan_folder(train), scan_folder(val))  # no error

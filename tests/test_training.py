@@ -1,3 +1,6 @@
+import platform
+import resource
+
 import pytest
 import torch
 
@@ -325,3 +328,23 @@ def test_clean_epochs_end_augmented_training_on_unaugmented_images(synthetic_dat
     fit(create_model("lenet5"), train, val, _cfg(epochs=3, clean_epochs=1), callbacks=[noter], augment=augment)
     steps = len(train) // 64 + (len(train) % 64 > 0)
     assert seen == [0] * steps + [1] * steps  # the third epoch: none
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_fit_reuses_freed_memory_and_gives_it_back_after():
+    """Inside ``reuse_freed_memory`` (fit's steps), a 64 MB block freed and taken again costs no page faults; before
+    and after, glibc maps it afresh (16,385 faults of 4 KiB pages here): the settings are restored on leaving."""
+    from cnnlab.environment import reuse_freed_memory
+
+    def faults_of_a_second_block():
+        torch.empty(2**24).fill_(1)  # 64 MB, freed at once
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        torch.empty(2**24).fill_(1)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    before = faults_of_a_second_block()
+    with reuse_freed_memory():
+        faults_of_a_second_block()  # the first block inside may still be laid out afresh (seen 4 times in 10)
+        inside = faults_of_a_second_block()
+    after = faults_of_a_second_block()
+    assert inside * 10 < min(before, after), (before, inside, after)  # 0 vs 16,385 here (4 KiB pages)

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from .checkpoint import sha256_file
-from .data.arrays import ArraySource
+from .data.arrays import ArraySource, as_array_dataset
 from .data.datasets import ArrayDataset
 from .data.loader import Preprocess
-from .data.source import DataSource, open_eval_source, open_source, read_file
-from .errors import DataError, RunError, UsageError
+from .data.source import DataSource, kind_of, open_eval_source, open_source, read_file
+from .errors import DataError, RunError, UsageError, expect_type, path_argument, whole_number
 from .evaluation import make_report, plot_confusion
 from .evaluation.metrics import Report, predict_logits
 from .export import JSON_KEYS, ExportError, default_path, export_run, require
@@ -140,10 +140,15 @@ def prediction_rows(view_probs: dict[str, torch.Tensor], labels, classes, names:
 def evaluate(model, data, batch_size: int = 500, device: str = "auto", precision: str = "fp32") -> Report:
     """Keras' ``model.evaluate``: the classification report of a trained model on labelled data: a data
     source (its "test" split), an ``ArrayDataset``, or ``(x, y)`` arrays."""
+    expect_type(model, torch.nn.Module, "evaluate(): model", "a trained model (load_run or cnnlab.fit gives one)")
+    expect_type(data, (DataSource, ArrayDataset, tuple), "evaluate(): data", "a DataSource, an ArrayDataset or (x, y)")
+    whole_number(batch_size, "evaluate(): batch_size")
     if isinstance(data, tuple):
-        data = ArraySource.from_arrays(*data)
-    elif isinstance(data, ArrayDataset):
-        data = ArraySource(data, data)
+        if len(data) != 2:
+            raise UsageError(f"evaluate(): data as arrays is (x, y), images and labels; got a tuple of {len(data)}")
+        data = as_array_dataset(*data)
+    if isinstance(data, ArrayDataset):
+        data = ArraySource(data, test=data)
     if getattr(model, "cnnlab_input_norm", None) is None:
         raise UsageError("the model has no input normalisation: train it with cnnlab.fit or load it with load_run")
     report, _ = evaluate_source(model, data, "test", Runtime(device, precision), batch_size)
@@ -166,6 +171,9 @@ def evaluate_run(
     run = RunDir(run_dir)
     model, info = run.load_model(weights)
     cfg = run.config()
+    if cache_dir and not kind_of(info["data"]).caches:
+        kind = info["data"]["kind"]
+        raise UsageError(f"--cache-dir {cache_dir}: this run's data ({kind}) are read without a cache; leave it out")
     runtime = Runtime(device, cfg.precision)
     batch_size = batch_size or cfg.eval_batch_size
     if data:
@@ -174,6 +182,8 @@ def evaluate_run(
     else:
         if data_dir:
             cfg.data_dir = data_dir
+        if cache_dir:
+            cfg.cache_dir = cache_dir
         source = open_source(cfg, allow_sample=allow_sample, echo=echo)
         for note in source.notes:  # what was evaluated: the sample instead of full MNIST, skipped files
             if not note.startswith("validation:"):
@@ -207,6 +217,10 @@ def predict_files(
 ):
     """[(path, [(class, probability), ...])] for each image file, best first. ``runtime``: onnxruntime on the
     run's ONNX export, PyTorch, or auto (see ``onnx_predictor_for_run``)."""
+    expect_type(paths, (list, tuple), "predict_files(): paths", "a list of image files")
+    paths = [path_argument(p, "predict_files(): paths") for p in paths]
+    top, batch_size = whole_number(top, "predict_files(): top"), whole_number(batch_size, "predict_files(): batch_size")
+    RunDir(run_dir).weights(weights)  # a run directory and a weights name, checked before onnxruntime is asked
     predictor = onnx_predictor_for_run(run_dir, weights, runtime)
     if predictor is not None:
         info = predictor.info  # the export carries model.json's classes, input size and data description

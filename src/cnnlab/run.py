@@ -25,7 +25,7 @@ from .rundir import RunDir
 from .runs import new_run_dir
 from .summary import summary
 from .train import Runtime, TrainConfig, fit, run_directory_callbacks
-from .train.loop import check_fits_source
+from .train.loop import check_fits_source, check_model_fits_source
 from .train.recipes import check_classes, resolve_config  # noqa: F401  (resolve_config: the benchmarks import it here)
 
 
@@ -93,14 +93,16 @@ def train_run(
         source = open_source(cfg, allow_sample, echo)
     for note in source.notes:
         echo(note)
-    check_fits_source(cfg, source, rt)  # before the run directory exists: a refused run leaves nothing behind
-    check_classes(cfg.model_options, source.classes)
+    # Before the run directory exists, so that a refused run leaves nothing behind: the data against the
+    # settings, then the model (built from the seed) against the data.
+    check_fits_source(cfg, source, rt)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, source)
+    model.cnnlab_initialised = True  # built from cfg.seed just above: fit need not build it again to check
+    check_model_fits_source(model, source)
     run_dir, resume = claim_run_dir(cfg, Path(run_dir) if run_dir else None, resume, rt)
     run = RunDir(run_dir)
     with run.lock() if rt.is_main else nullcontext():
-        torch.manual_seed(cfg.seed)
-        model = build_model(cfg, source)
-        model.cnnlab_initialised = True  # built from cfg.seed just above: fit need not build it again to check
         model.cnnlab_input_norm = source.input_norm()
         info = {
             "model": cfg.model,

@@ -23,6 +23,7 @@ class ArraySource:
     """Splits given as ``ArrayDataset``s; "test" defaults to "val", as Keras' ``fit`` validates on what it is given."""
 
     kind = "array"
+    caches = False  # arrays and IDX files are read straight into memory
 
     def __init__(self, train, val=None, test=None, name: str = "arrays", notes=None):
         self.splits = {"train": train, "val": val, "test": test if test is not None else val}

@@ -9,6 +9,7 @@ the device as uint8 (a quarter of float32's bytes) and are converted there.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ class FolderSplit:
 @register
 class FolderSource:
     kind = "folder"
+    caches = True
 
     def __init__(self, splits: dict, classes, crop: int, name: str, notes=(), skipped=()):
         self.splits = {"train": splits.get("train"), "val": splits.get("val"), "test": splits.get("test")}
@@ -78,6 +80,8 @@ class FolderSource:
         if val_listing and val_listing.classes != listing.classes:
             differ = f"classes {val_listing.classes} differ from {listing.classes} in {cfg.data}"
             raise FolderError(f"{cfg.val_dir}: {differ}")
+        if val_listing:
+            check_disjoint(listing, val_listing)
         if not val_listing:
             check_split_sizes(np.asarray(listing.labels), fraction, listing.classes, split)  # before decoding
         notes += [note for note in (listing.ignored_note(), val_listing and val_listing.ignored_note()) if note]
@@ -197,6 +201,18 @@ class FolderSource:
             return torch.from_numpy(np.ascontiguousarray(window)).permute(2, 0, 1)
 
         return read
+
+
+def check_disjoint(train, val) -> None:
+    """Validation images that are also training images (the same folder, one inside the other, links to the same
+    files) would report memorisation as accuracy: refused, naming one."""
+    training = {os.path.realpath(f) for f in train.files}
+    shared = [f for f in val.files if os.path.realpath(f) in training]
+    if shared:
+        raise FolderError(
+            f"{shared[0]}: a validation image (--val-dir {val.root}) that is also a training image (in {train.root});"
+            f" {len(shared)} of {len(val.files)} are: validate on other images, or leave --val-dir out to hold some out"
+        )
 
 
 def crop_batch(images: np.ndarray, index: np.ndarray, tops, lefts, flips, crop: int) -> np.ndarray:

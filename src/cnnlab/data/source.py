@@ -18,6 +18,7 @@ answers every question a run asks of them:
 A kind of data is one class that also answers, as class methods, how it is found and read back:
 
     kind                                  its name in ``describe()["kind"]``
+    caches                                whether it decodes images into a cache (``--cache-dir``)
     opens(cfg)                            whether a training configuration names data of this kind
     open(cfg, allow_sample, echo)         the source that configuration names
     for_evaluation(path, description, classes, cache_dir, echo)

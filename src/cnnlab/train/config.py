@@ -191,7 +191,9 @@ class TrainConfig(BaseModel):
     val_split: Fraction = setting(
         0.0, "hold out this fraction of the training data (0: validate on the test set)", needs=SPLIT
     )
-    eval_batch_size: Positive = setting(500, "batch size of validation and of the test report (500; 200 for image folders)")
+    eval_batch_size: Positive = setting(
+        500, "batch size of validation and of the test report (500; 200 for image folders)"
+    )
     checkpoint_every: Count = setting(1, "epochs between resumable checkpoints (0: none)", metavar="EPOCHS")
     checkpoint_steps: Count = setting(0, "also every N steps inside an epoch (0: never)", metavar="STEPS")
     early_stopping: Count = setting(0, "stop after N epochs without a better val_loss (0: off)", metavar="PATIENCE")
@@ -269,6 +271,12 @@ def _check_combination(cfg: TrainConfig, say: Namer) -> None:
         raise ConfigError(f"{say('nesterov')} needs a momentum above 0 (momentum is 0)")
     if cfg.augment:
         check_augment(cfg.augment, say("augment"))
+        fill_mode = cfg.augment.get("fill_mode", "nearest")
+        if "cval" in cfg.augment and fill_mode != "constant":  # Keras ignores it there; a run would say it used it
+            raise ConfigError(
+                f"{say('augment')}: cval {cfg.augment['cval']} is the value outside the image with fill_mode "
+                f"'constant', but fill_mode is {fill_mode!r}: add --fill-mode constant, or leave --cval out"
+            )
 
 
 # --- messages: where a value came from, what it is, what was expected ---------------------------------------

@@ -24,9 +24,10 @@ from ..data.datasets import ArrayDataset
 from ..data.loader import Preprocess, epoch_seed
 from ..data.source import DataSource
 from ..environment import reuse_freed_memory
-from ..errors import TrainingInterrupted, UsageError, WrongType
+from ..errors import TrainingInterrupted, UsageError, WrongType, path_argument
 from ..evaluation.metrics import predict_logits
 from ..models import create_model
+from ..summary import trace
 from .callbacks import Callback, CallbackList, EpochTimer, NonFiniteLoss
 from .config import TrainConfig
 from .ema import WeightAverage
@@ -62,6 +63,13 @@ def as_source(data, validation_data=None) -> DataSource:
         if validation_data is not None:
             raise UsageError("a data source brings its own validation split; do not pass validation_data too")
         return data
+    if validation_data is not None and not isinstance(validation_data, (tuple, ArrayDataset)):
+        raise WrongType(
+            f"fit(): validation_data must be (x, y) or an ArrayDataset, got {type(validation_data).__name__}"
+        )
+    for given, name in ((data, "data"), (validation_data, "validation_data")):
+        if isinstance(given, tuple) and len(given) != 2:
+            raise UsageError(f"fit(): {name} as arrays is (x, y), images and labels; got a tuple of {len(given)}")
     if isinstance(data, tuple):
         return ArraySource.from_arrays(*data, validation_data=validation_data)
     if isinstance(data, ArrayDataset):
@@ -99,7 +107,20 @@ def check_fits_source(cfg: TrainConfig, source: DataSource, rt: Runtime) -> None
     check_processes(cfg, rt.world_size, rt.device)
 
 
-def _check_arguments(model, config, callbacks, runtime) -> list[Callback]:
+def check_model_fits_source(model: torch.nn.Module, source: DataSource) -> None:
+    """The model takes the data's images (two zeros through it: refused naming the size) and has an output for
+    every class of the data, before any work."""
+    outputs = trace(model, source.image_size)[-1].out_shape
+    classes = len(source.classes)
+    if len(outputs) == 1 and outputs[0] < classes:
+        name = getattr(model, "cnnlab_name", type(model).__name__)
+        raise UsageError(
+            f"the data has {classes} classes (labels 0-{classes - 1}) but {name} has {outputs[0]} outputs: "
+            f"make it with num_classes={classes}"
+        )
+
+
+def _check_arguments(model, config, callbacks, runtime, augment, run_dir) -> list[Callback]:
     """fit's arguments of the wrong type, refused with their name (not with torch's message from deep inside)."""
     if not isinstance(model, torch.nn.Module):
         raise WrongType(f"fit(): model must be a torch.nn.Module, got {type(model).__name__}")
@@ -108,6 +129,10 @@ def _check_arguments(model, config, callbacks, runtime) -> list[Callback]:
             f"fit(): config must be a TrainConfig (cnnlab.config_for(model, ...) makes one), "
             f"got {type(config).__name__}"
         )
+    if augment is not None and not callable(augment):
+        raise WrongType(f"fit(): augment must be a batch transform f(x, generator=g), got {type(augment).__name__}")
+    if run_dir is not None:
+        path_argument(run_dir, "fit(): run_dir")
     if runtime is not None and not isinstance(runtime, Runtime):
         raise WrongType(f"fit(): runtime must be a cnnlab Runtime, got {type(runtime).__name__}")
     callbacks = [] if callbacks is None else callbacks  # Keras' default
@@ -259,12 +284,13 @@ def fit(
     equal arguments give equal results. A model already trained, or whose weights were loaded or changed, keeps
     its weights (see ``seeded_init``).
     """
-    callbacks = _check_arguments(model, config, callbacks, runtime)
+    callbacks = _check_arguments(model, config, callbacks, runtime, augment, run_dir)
     cfg = config or config_for(model)
     cfg.validate()
     rt = runtime or Runtime(cfg.device, cfg.precision, cfg.threads, cfg.timeout)
     source = as_source(data, validation_data)
     check_fits_source(cfg, source, rt)
+    check_model_fits_source(model, source)
     # Rank 0 reads the checkpoint (saying what it skipped) and hands it to the others: the run directory needs
     # to be on its machine only; DistributedDataParallel then starts every process from rank 0's weights.
     found = rt.broadcast_object(resume_point(run_dir, resume, rt.print) if rt.is_main else None)

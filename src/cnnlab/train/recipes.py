@@ -12,6 +12,7 @@ from __future__ import annotations
 import typing
 
 from ..augment import LESSON
+from ..errors import expect_type
 from ..models import create_model, get_model_entry
 from .config import ConfigError, Namer, TrainConfig, check_values, load_config_file, value_problem
 
@@ -99,6 +100,8 @@ def resolve_config(
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}
     check_values(config_file, file_label)
     check_values(flags, "flag")
+    if flags.get("run_name") == "":  # not given is "" in TrainConfig: given empty would silently be the default
+        raise ConfigError(f"{Namer('flag')('run_name')} is empty; give a name, or leave it out for MODEL-DATA-TIME")
     sources = {**{k: file_label for k in config_file}, **{k: "flag" for k in flags}}
     preset = flags.get("recipe", config_file.get("recipe", ""))
     preset_values = preset_settings(model, preset, Namer(file_label, sources)("recipe")) if preset else {}
@@ -169,6 +172,9 @@ def new_run_settings(
 def config_for(model, **overrides) -> TrainConfig:
     """The recipe of a model (a name, or a model made by ``create_model``), with ``overrides`` on top:
     ``cnnlab.fit(model, train, val, config_for(model, epochs=2))``. A model without a name gets the defaults."""
+    import torch
+
+    expect_type(model, (str, torch.nn.Module), "config_for(): model", "a model name or a model")
     name = model if isinstance(model, str) else getattr(model, "cnnlab_name", None)
     if name is None:
         return TrainConfig(**overrides) if overrides else TrainConfig()
