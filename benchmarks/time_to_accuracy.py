@@ -68,6 +68,7 @@ def ten_crop_curve(run: dict, weights_dir: Path) -> list[tuple[int, float, float
     from cnnlab.checkpoint import load_weights_into
     from cnnlab.data.source import open_source
     from cnnlab.inference import evaluate_source, load_run, run_config
+    from cnnlab.train import Runtime
 
     run_dir = Path(run["run"])
     model, _ = load_run(run_dir)
@@ -78,7 +79,8 @@ def ten_crop_curve(run: dict, weights_dir: Path) -> list[tuple[int, float, float
     for path in sorted(weights_dir.glob("epoch-*.safetensors"), key=lambda p: int(p.stem.split("-")[1])):
         epoch = int(path.stem.split("-")[1])
         load_weights_into(model, path)
-        report, _ = evaluate_source(model, source, "test", batch_size=cfg.eval_batch_size)
+        # in the run's precision, as its own validation and final report evaluate
+        report, _ = evaluate_source(model, source, "test", Runtime(cfg.device, cfg.precision), cfg.eval_batch_size)
         curve.append((epoch, seconds[epoch], report.ten_crop_accuracy, report.n))
         print(f"  epoch {epoch}: centre {report.accuracy:.2%}, 10-crop {report.ten_crop_accuracy:.2%}", flush=True)
     return curve
