@@ -6,7 +6,9 @@ back to back, and the image pipeline alone (decode + cache + crops), cold and wa
 (b) cnnlab: ``fit``'s step with the registry's defaults for alexnet_bn (bf16 autocast,
     channels-last, fused Adam with the L2 penalty as per-group weight decay, glibc keeping freed memory for
     reuse as ``fit`` does: ``environment.reuse_freed_memory``), same random data in memory;
-(c) the same step without ``reuse_freed_memory``, alternated with (b) --pairs times: the allocator's share.
+(c) the same step without ``reuse_freed_memory``, alternated with (b) --pairs times, each in a fresh process
+    (mallopt leaves glibc's mmap threshold fixed after it, so a later "without" in the same process would not
+    be glibc's default): the allocator's share.
 Then the pipeline on a folder of JPEGs (../shared/data/dogs-vs-cats-small/train by default): decoding into
 a fresh cache (cold), opening the cache again (warm), and cutting random 227x227 crops (batches/s).
 
@@ -19,6 +21,8 @@ import argparse
 import contextlib
 import json
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -110,6 +114,18 @@ def pipeline(folder: Path, batch: int = 64) -> dict:
     }
 
 
+def fresh_process_step(steps: int, keep_freed_memory: bool, threads: int) -> float:
+    """(b) or (c) in a new Python process: glibc's malloc as a process starts with it."""
+    code = (
+        "import sys, torch; sys.path.insert(0, sys.argv[1]); import alexnet_throughput as b; "
+        "torch.set_num_threads(int(sys.argv[4])) if int(sys.argv[4]) else None; "
+        "print(b.cnnlab_defaults(int(sys.argv[2]), sys.argv[3] == 'keep')[0])"
+    )
+    args = [str(Path(__file__).parent), str(steps), "keep" if keep_freed_memory else "plain", str(threads)]
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6)
@@ -138,8 +154,8 @@ def main():
     result["speedup"] = result["cnnlab_images_per_s"] / result["plain_fp32_images_per_s"]
     print(f"speed-up: {result['speedup']:.2f}x")
     result["allocator_pairs"] = []
-    for _ in range(args.pairs):  # the allocator setting's share: with / without, back to back
-        pair = [cnnlab_defaults(args.steps, keep)[0] for keep in (True, False)]
+    for _ in range(args.pairs):  # the allocator setting's share: with / without, back to back, fresh processes
+        pair = [fresh_process_step(args.steps, keep, args.threads) for keep in (True, False)]
         result["allocator_pairs"].append(pair)
         print(f"with / without reuse_freed_memory: {pair[0]:.1f} / {pair[1]:.1f} img/s ({pair[0] / pair[1]:.2f}x)")
     if args.folder.is_dir():

@@ -381,3 +381,8 @@ def test_cval_without_constant_fill_is_refused_naming_both():
         resolve_config("lenet5", {"augment": {"rotation_range": 10, "cval": 3.0}})
     taken = resolve_config("lenet5", {"augment": {"rotation_range": 10, "cval": 3.0, "fill_mode": "constant"}})
     assert taken.augment["cval"] == 3.0
+    keras_default = resolve_config("lenet5", {"augment": {"rotation_range": 10, "cval": 0.0}})
+    assert keras_default.augment["cval"] == 0.0
+    # a run recorded before the rule still reads (resume, evaluate, predict)
+    recorded = TrainConfig.from_dict({"model": "lenet5", "augment": {"rotation_range": 10, "cval": 3.0}}, "config.json")
+    assert recorded.augment["cval"] == 3.0

@@ -4,6 +4,8 @@ substitute, and nothing in the folder left out without a word."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -122,21 +124,25 @@ def _photos(folder, counts=(("cat", 4), ("dog", 4))):
     return folder
 
 
-@pytest.mark.parametrize("how", ["same folder", "a link to it", "a class folder's parent inside"])
+@pytest.mark.parametrize("how", ["same folder", "a link to it", "linked class folders", "hard links"])
 def test_validation_images_that_are_training_images_are_refused(capsys, tmp_path, how):
-    """--val-dir naming the training folder (or a link to it) would validate on training images: refused,
-    naming a shared image, before anything is decoded."""
+    """--val-dir naming the training folder, a link to it, or files linked to its files would validate on training
+    images: refused, naming a shared image, before anything is decoded."""
     data = _photos(tmp_path / "photos")
+    val = tmp_path / "val"
     if how == "same folder":
         val = data
     elif how == "a link to it":
-        val = tmp_path / "link"
         val.symlink_to(data, target_is_directory=True)
-    else:  # a validation folder whose class folders link to the training ones
-        val = tmp_path / "val"
-        val.mkdir()
+    else:
         for name in ("cat", "dog"):
-            (val / name).symlink_to(data / name, target_is_directory=True)
+            if how == "linked class folders":
+                val.mkdir(exist_ok=True)
+                (val / name).symlink_to(data / name, target_is_directory=True)
+            else:
+                (val / name).mkdir(parents=True)
+                for image in (data / name).iterdir():
+                    os.link(image, val / name / image.name)
     cache = tmp_path / "cache"
     err = refused(capsys, tmp_path, "alexnet_bn", "--data", str(data), "--val-dir", str(val), "--cache-dir", str(cache))
     assert "a validation image" in err and "also a training image" in err and "8 of 8 are" in err

@@ -25,6 +25,7 @@ class NpzSource:
     """Digits in one .npz file (x_train, y_train, x_test, y_test), written from scratch against the interface."""
 
     kind = "npz"
+    caches = False  # read into memory, as arrays are
 
     def __init__(self, path: Path):
         arrays = np.load(path)
@@ -121,7 +122,8 @@ def test_registration_names_what_a_kind_lacks(monkeypatch):
         def opens(cls, cfg):
             return False
 
-    with pytest.raises(TypeError, match="Half cannot be a kind of data: it lacks open, for_evaluation, file_reader"):
+    lacks = "open, for_evaluation, file_reader, caches"
+    with pytest.raises(TypeError, match=f"Half cannot be a kind of data: it lacks {lacks}"):
         source_module.register(Half)
     with pytest.raises(UsageError, match="unknown data kind 'half' in the run's model.json; known: array, idx, folder"):
         source_module.read_file({"kind": "half"})

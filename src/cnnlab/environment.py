@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import os
 import platform
+import threading
 import time
 from pathlib import Path
 
@@ -59,6 +60,9 @@ def cpu_name() -> str:
 # glibc's mallopt parameters (malloc.h) and their defaults.
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 _DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
+_USER_TUNED = ("GLIBC_TUNABLES", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
+_reusing = {"depth": 0}  # nested or concurrent fits: the first in sets, the last out restores
+_reusing_lock = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -67,23 +71,31 @@ def reuse_freed_memory():
 
     A training step allocates and frees the same few hundred MB of activations and gradients (AlexNet-BN at
     batch 64). glibc serves blocks over its mmap threshold with fresh mmaps and returns them on free, so every
-    step faults and zeroes those pages again; on a 2-core AMD EPYC that was a quarter of the step
-    (benchmarks/alexnet_throughput.py measures with and without). This is what tcmalloc or jemalloc, which Intel's
-    CPU tuning guides LD_PRELOAD, do by default; mallopt gives the same without a dependency. On leaving, the
-    defaults come back and malloc_trim hands the kept memory back. Elsewhere (macOS, Windows, musl): nothing.
+    step faults and zeroes those pages again; on a 2-core AMD EPYC that cost 18-23% of the step
+    (benchmarks/alexnet_throughput.py measures with and without, each in a fresh process). tcmalloc and jemalloc,
+    which Intel's CPU tuning guides LD_PRELOAD, keep freed memory by default; mallopt does it without a dependency.
+    On leaving, glibc's default limits come back and malloc_trim hands the kept memory back; its mmap threshold
+    then stays where it was (mallopt turns glibc's dynamic threshold off). Untouched: a process whose malloc the
+    user tuned (GLIBC_TUNABLES, MALLOC_*_), and anything but glibc (macOS, Windows, musl).
     """
-    libc = _glibc()
+    libc = None if any(name in os.environ for name in _USER_TUNED) else _glibc()
     if libc is None:
         yield
         return
-    libc.mallopt(_M_MMAP_MAX, 0)  # big blocks from the heap too, where freed memory stays for reuse
-    libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)  # and keep the heap's free top instead of trimming it
+    with _reusing_lock:
+        _reusing["depth"] += 1
+        if _reusing["depth"] == 1:
+            libc.mallopt(_M_MMAP_MAX, 0)  # big blocks from the heap too, where freed memory stays for reuse
+            libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)  # and keep the heap's free top instead of trimming it
     try:
         yield
     finally:
-        libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
-        libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
-        libc.malloc_trim(0)
+        with _reusing_lock:
+            _reusing["depth"] -= 1
+            if _reusing["depth"] == 0:
+                libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+                libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+                libc.malloc_trim(0)
 
 
 def _glibc():

@@ -169,11 +169,11 @@ def evaluate_run(
     """A run's report on its own test split, or with ``data`` on new labelled images (a folder with Kaggle
     names or class subfolders, or MNIST-style IDX files), written to ``RUN/eval-<parent>_<folder>/``."""
     run = RunDir(run_dir)
+    if cache_dir and not kind_of(description := run.model_info()["data"]).caches:  # before any work
+        kind = description["kind"]
+        raise UsageError(f"--cache-dir {cache_dir}: this run's data ({kind}) are read without a cache; leave it out")
     model, info = run.load_model(weights)
     cfg = run.config()
-    if cache_dir and not kind_of(info["data"]).caches:
-        kind = info["data"]["kind"]
-        raise UsageError(f"--cache-dir {cache_dir}: this run's data ({kind}) are read without a cache; leave it out")
     runtime = Runtime(device, cfg.precision)
     batch_size = batch_size or cfg.eval_batch_size
     if data:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from .errors import UsageError, expect_type, image_shape
+from .errors import CnnlabError, UsageError, expect_type, image_shape
 
 
 @dataclass
@@ -167,13 +167,15 @@ def trace(model: nn.Module, input_size, *, device=None) -> list[TracedLayer]:
         with torch.no_grad():
             model(torch.zeros((2, *input_size), device=device, dtype=dtype))
     except RuntimeError as e:  # a size the layers cannot take (a channel count, a fixed dense layer)
+        if isinstance(e, (NotImplementedError, torch.OutOfMemoryError, CnnlabError)):
+            raise  # not a size: a module without forward, a full device, cnnlab's own error
         raise UsageError(
             f"{getattr(model, 'cnnlab_name', type(model).__name__)} cannot take a {w}x{h}x{c} input "
             f"({str(e).splitlines()[0]}); a network with a fixed dense layer needs its own size, a pattern adapts"
         ) from None
     finally:
-        for h in hooks:
-            h.remove()
+        for handle in hooks:
+            handle.remove()
         model.train(was_training)
     return layers
 

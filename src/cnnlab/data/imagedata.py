@@ -205,9 +205,15 @@ class FolderSource:
 
 def check_disjoint(train, val) -> None:
     """Validation images that are also training images (the same folder, one inside the other, links to the same
-    files) would report memorisation as accuracy: refused, naming one."""
-    training = {os.path.realpath(f) for f in train.files}
-    shared = [f for f in val.files if os.path.realpath(f) in training]
+    files, hard links included: compared as files, not names) would report memorisation as accuracy: refused,
+    naming one."""
+
+    def identity(path):
+        st = os.stat(path)
+        return st.st_dev, st.st_ino
+
+    training = {identity(f) for f in train.files}
+    shared = [f for f in val.files if identity(f) in training]
     if shared:
         raise FolderError(
             f"{shared[0]}: a validation image (--val-dir {val.root}) that is also a training image (in {train.root});"

@@ -90,6 +90,8 @@ KIND_METHODS = ("opens", "open", "for_evaluation", "file_reader")
 def register(cls: type) -> type:
     """Class decorator: ``cls`` becomes a kind of data, found by its ``kind``."""
     missing = [name for name in KIND_METHODS if not callable(getattr(cls, name, None))]
+    if not isinstance(getattr(cls, "caches", None), bool):
+        missing.append("caches (True or False)")
     if missing:
         raise TypeError(f"{cls.__name__} cannot be a kind of data: it lacks {', '.join(missing)}")
     KINDS[cls.kind] = cls

@@ -108,14 +108,22 @@ def check_fits_source(cfg: TrainConfig, source: DataSource, rt: Runtime) -> None
 
 
 def check_model_fits_source(model: torch.nn.Module, source: DataSource) -> None:
-    """The model takes the data's images (two zeros through it: refused naming the size) and has an output for
-    every class of the data, before any work."""
-    outputs = trace(model, source.image_size)[-1].out_shape
-    classes = len(source.classes)
-    if len(outputs) == 1 and outputs[0] < classes:
-        name = getattr(model, "cnnlab_name", type(model).__name__)
+    """The model takes the data's images (two zeros through it: a size it cannot take is refused naming it) and
+    answers with logits (N, K), K at least the data's classes, before any work."""
+    outputs = []
+    handle = model.register_forward_hook(lambda module, args, out: outputs.append(out))
+    try:
+        trace(model, source.image_size)
+    finally:
+        handle.remove()
+    out, classes = outputs[0], len(source.classes)
+    name = getattr(model, "cnnlab_name", type(model).__name__)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        shape = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise UsageError(f"{name} answers {shape} per image; fit trains a classifier's logits, one per class")
+    if out.shape[1] < classes:
         raise UsageError(
-            f"the data has {classes} classes (labels 0-{classes - 1}) but {name} has {outputs[0]} outputs: "
+            f"the data has {classes} classes (labels 0-{classes - 1}) but {name} has {out.shape[1]} outputs: "
             f"make it with num_classes={classes}"
         )
 

@@ -14,7 +14,15 @@ import typing
 from ..augment import LESSON
 from ..errors import expect_type
 from ..models import create_model, get_model_entry
-from .config import ConfigError, Namer, TrainConfig, check_values, load_config_file, value_problem
+from .config import (
+    FOLDER_EVAL_BATCH_SIZE,
+    ConfigError,
+    Namer,
+    TrainConfig,
+    check_values,
+    load_config_file,
+    value_problem,
+)
 
 RECIPES: dict[str, dict] = {
     # Chosen by measurement (benchmarks/lenet5_mnist.py): batch 128 with a one-cycle schedule reaches the
@@ -51,9 +59,8 @@ PRESETS: dict[str, dict[str, dict]] = {
     # The Dogs & Cats challenge: AlexNet-BN on Kaggle's full training set (20,693 images after the 10% split)
     # inside 90 minutes of a 2-core CPU. The lesson's architecture, optimizer and schedule; label smoothing 0.1 and
     # a weight average with a horizon of ~1.5 epochs (500 steps) for the validated and saved weights; as many
-    # epochs as 90 minutes hold on a CPU without AMX at ~49 images/s (an epoch ~7.3 minutes): 11. With 10 epochs at
-    # 39-44 images/s (before environment.reuse_freed_memory), seed 42 on an AMD EPYC reached 91.43% centre, 91.83%
-    # 10-crop in 88.8 minutes (benchmarks/results/dogs_vs_cats_challenge.json).
+    # epochs as 90 minutes hold on a CPU without AMX (~49 images/s, an epoch ~7 minutes): 11. Seed 42 on an AMD
+    # EPYC: 94.17% centre, 94.35% 10-crop in 81.7 minutes (benchmarks/results/dogs_vs_cats_challenge.json).
     "challenge": {
         "alexnet_bn": dict(epochs=11, label_smoothing=0.1, ema=0.998),
     },
@@ -100,8 +107,10 @@ def resolve_config(
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}
     check_values(config_file, file_label)
     check_values(flags, "flag")
-    if flags.get("run_name") == "":  # not given is "" in TrainConfig: given empty would silently be the default
-        raise ConfigError(f"{Namer('flag')('run_name')} is empty; give a name, or leave it out for MODEL-DATA-TIME")
+    for given, label in ((config_file, file_label), (flags, "flag")):  # "" is TrainConfig's "not given"
+        if given.get("run_name") == "":
+            say = Namer(label)("run_name")
+            raise ConfigError(f"{say} is empty; give a name, or leave it out for MODEL-DATA-TIME")
     sources = {**{k: file_label for k in config_file}, **{k: "flag" for k in flags}}
     preset = flags.get("recipe", config_file.get("recipe", ""))
     preset_values = preset_settings(model, preset, Namer(file_label, sources)("recipe")) if preset else {}
@@ -109,6 +118,7 @@ def resolve_config(
     values = {**base, **config_file, **flags, "model": model}
     values["model_options"] = {**config_file.get("model_options", {}), **flags.get("model_options", {})}
     values["augment"] = _merged_augment(base, config_file, flags)
+    _check_cval(values["augment"], config_file, flags, Namer(file_label, sources))
     origins = {**{k: f"--recipe {preset}" for k in preset_values}, **sources}
     if values.get("data"):
         _folder_defaults(values, origins, Namer("TrainConfig", origins))
@@ -118,6 +128,19 @@ def resolve_config(
     check_model_options(model, flags.get("model_options", {}), "flag")
     check_model_options(model, values["model_options"], "flag")  # together: the builder's own checks
     return cfg
+
+
+def _check_cval(augment: dict | None, config_file: dict, flags: dict, say: Namer) -> None:
+    """A cval given to a new run that its fill mode ignores (Keras uses it with fill_mode 'constant' only) is
+    refused: the record would claim a setting the run never used. A recorded run that has one still reads."""
+    augment = augment or {}
+    given_by = next((s for s in (flags, config_file) if "cval" in (s.get("augment") or {})), None)
+    fill_mode = augment.get("fill_mode", "nearest")
+    if given_by is not None and augment.get("cval", 0) != 0 and fill_mode != "constant":
+        raise ConfigError(
+            f"{say('augment')}: cval {augment['cval']} is the value outside the image with fill_mode 'constant', "
+            f"but fill_mode is {fill_mode!r}: add --fill-mode constant, or leave --cval out"
+        )
 
 
 def _check_clean_epochs(cfg: TrainConfig, name: str) -> None:
@@ -137,9 +160,7 @@ def _folder_defaults(values: dict, origins: dict, say) -> None:
     (0.1 unless given): there is no separate test set to validate on, and config.json says what is used."""
     if "dataset" not in origins:  # a model's recipe names its usual dataset; a folder replaces it
         values["dataset"] = "folder"
-    # Photos at 227x227: an evaluation batch of 500 holds 1.0 GB of activations, 200 holds 0.4 GB, and both
-    # evaluate as fast (the forward pass is compute-bound past 64); measured on the full Dogs vs. Cats folder.
-    values.setdefault("eval_batch_size", 200)
+    values.setdefault("eval_batch_size", FOLDER_EVAL_BATCH_SIZE)
     if values.get("val_dir"):
         return
     if "val_split" in origins and values["val_split"] == 0:
