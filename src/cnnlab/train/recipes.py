@@ -107,10 +107,9 @@ def resolve_config(
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}
     check_values(config_file, file_label)
     check_values(flags, "flag")
-    for given, label in ((config_file, file_label), (flags, "flag")):  # "" is TrainConfig's "not given"
-        if given.get("run_name") == "":
-            say = Namer(label)("run_name")
-            raise ConfigError(f"{say} is empty; give a name, or leave it out for MODEL-DATA-TIME")
+    # "" is TrainConfig's "not given" (a run's config.json records it so), but a flag given empty is a mistake
+    if flags.get("run_name") == "":
+        raise ConfigError(f"{Namer('flag')('run_name')} is empty; give a name, or leave it out for MODEL-DATA-TIME")
     sources = {**{k: file_label for k in config_file}, **{k: "flag" for k in flags}}
     preset = flags.get("recipe", config_file.get("recipe", ""))
     preset_values = preset_settings(model, preset, Namer(file_label, sources)("recipe")) if preset else {}
