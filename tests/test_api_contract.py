@@ -157,15 +157,9 @@ CASES = [
 ]  # fmt: skip
 
 
-# Open: fit would need a forward pass on zeros before training to know the model's output and input sizes, and
-# the caller's own forward hooks would see it (cnnlab train checks these before it claims the run directory).
-OPEN = {"fit labels past the model", "fit images too small"}
-OPEN_MARK = pytest.mark.xfail(strict=True, reason="open: fit checks the model against the data only at its first step")
-
-
 @pytest.mark.parametrize(
     "call, errors, words",
-    [pytest.param(*case[1:], id=case[0], marks=[OPEN_MARK] if case[0] in OPEN else []) for case in CASES],
+    [pytest.param(*case[1:], id=case[0]) for case in CASES],
 )
 def test_a_wrong_argument_is_named(call, errors, words, tiny, lenet, run_dir):
     with pytest.raises(errors) as caught:

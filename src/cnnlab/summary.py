@@ -143,9 +143,9 @@ def trace(model: nn.Module, input_size, *, device=None) -> list[TracedLayer]:
 
     The one walker of a model's layers, shared by the summary, the compute count and the advisor. Two
     examples, so that BatchNorm would work in train mode too; eval mode, so that nothing is updated. A size
-    the model cannot take is refused naming it (WxHxC, as Keras writes shapes), not with torch's message."""
+    the model cannot take is refused naming it (HxWxC, as Keras writes shapes), not with torch's message."""
     expect_type(model, nn.Module, "model", "a torch.nn.Module (cnnlab.create_model makes one)")
-    c, h, w = input_size = image_shape(input_size)
+    input_size = image_shape(input_size)
     layers: list[TracedLayer] = []
     hooks = []
     for name, module in model.named_modules():
@@ -166,18 +166,26 @@ def trace(model: nn.Module, input_size, *, device=None) -> list[TracedLayer]:
         dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
         with torch.no_grad():
             model(torch.zeros((2, *input_size), device=device, dtype=dtype))
-    except RuntimeError as e:  # a size the layers cannot take (a channel count, a fixed dense layer)
-        if isinstance(e, (NotImplementedError, torch.OutOfMemoryError, CnnlabError)):
-            raise  # not a size: a module without forward, a full device, cnnlab's own error
-        raise UsageError(
-            f"{getattr(model, 'cnnlab_name', type(model).__name__)} cannot take a {w}x{h}x{c} input "
-            f"({str(e).splitlines()[0]}); a network with a fixed dense layer needs its own size, a pattern adapts"
-        ) from None
+    except RuntimeError as e:
+        raise input_refused(model, input_size, e) from None
     finally:
         for handle in hooks:
             handle.remove()
         model.train(was_training)
     return layers
+
+
+def input_refused(model: nn.Module, input_size: tuple[int, int, int], error: RuntimeError) -> Exception:
+    """What to raise for ``error``, raised by ``model`` on inputs of ``input_size`` (C, H, W): a size the layers
+    cannot take (a channel count, a fixed dense layer) becomes a ``UsageError`` naming it HxWxC, as Keras writes
+    shapes; anything else (a module without forward, a full device, cnnlab's own error) stays itself."""
+    if isinstance(error, (NotImplementedError, torch.OutOfMemoryError, CnnlabError)):
+        return error
+    c, h, w = input_size
+    return UsageError(
+        f"{getattr(model, 'cnnlab_name', type(model).__name__)} cannot take a {h}x{w}x{c} input "
+        f"({str(error).splitlines()[0]}); a network with a fixed dense layer needs its own size, a pattern adapts"
+    )
 
 
 def summary(model: nn.Module, input_size: tuple[int, ...] | None = None, *, device=None) -> ModelSummary:

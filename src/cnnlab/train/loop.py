@@ -27,7 +27,7 @@ from ..environment import reuse_freed_memory
 from ..errors import TrainingInterrupted, UsageError, WrongType, path_argument
 from ..evaluation.metrics import predict_logits
 from ..models import create_model
-from ..summary import trace
+from ..summary import input_refused, trace
 from .callbacks import Callback, CallbackList, EpochTimer, NonFiniteLoss
 from .config import TrainConfig
 from .ema import WeightAverage
@@ -110,14 +110,19 @@ def check_fits_source(cfg: TrainConfig, source: DataSource, rt: Runtime) -> None
 def check_model_fits_source(model: torch.nn.Module, source: DataSource) -> None:
     """The model takes the data's images (two zeros through it: a size it cannot take is refused naming it) and
     answers with logits (N, K), K at least the data's classes. ``cnnlab train`` calls it before it claims the run
-    directory; ``fit`` does not, since the forward pass on zeros would reach the caller's own hooks."""
+    directory; ``fit`` checks the same at its first step (``checked_forward``), since a forward pass on zeros
+    would reach the caller's own hooks."""
     outputs = []
     handle = model.register_forward_hook(lambda module, args, out: outputs.append(out))
     try:
         trace(model, source.image_size)
     finally:
         handle.remove()
-    out, classes = outputs[0], len(source.classes)
+    check_logits(model, outputs[0], len(source.classes))
+
+
+def check_logits(model: torch.nn.Module, out, classes: int) -> None:
+    """``out``, the model's answer to a batch, is logits (N, K) with K at least the data's ``classes``."""
     name = getattr(model, "cnnlab_name", type(model).__name__)
     if not isinstance(out, torch.Tensor) or out.ndim != 2:
         shape = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -127,6 +132,19 @@ def check_model_fits_source(model: torch.nn.Module, source: DataSource) -> None:
             f"the data has {classes} classes (labels 0-{classes - 1}) but {name} has {out.shape[1]} outputs: "
             f"make it with num_classes={classes}"
         )
+
+
+def checked_forward(plan: _Plan, model: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """The first step's forward pass, checked as ``check_model_fits_source`` checks before ``cnnlab train``
+    starts: an input size the model cannot take, or fewer outputs than classes, refused naming them instead of
+    torch's message from deep inside (or a label past the logits at the loss)."""
+    try:
+        logits = plan.net(inputs)
+    except RuntimeError as e:
+        raise input_refused(model, tuple(inputs.shape[1:]), e) from None
+    check_logits(model, logits, len(plan.source.classes))
+    plan.model_checked = True
+    return logits
 
 
 def _check_arguments(model, config, callbacks, runtime, augment, run_dir) -> list[Callback]:
@@ -222,6 +240,7 @@ class _Plan:
     l2_gradient: list = field(default_factory=list)
     regularization: object = None
     watch: _NonFiniteWatch = None
+    model_checked: bool = False  # the first step's answer was checked against the data (checked_forward)
 
     def non_finite(self, value: float, global_step: int) -> NonFiniteLoss:
         epoch, step = divmod(global_step, self.steps_per_epoch)
@@ -399,7 +418,8 @@ def train_step(plan: _Plan, state: TrainState, images, labels, step: int, aug_ge
     if aug_gen is not None:  # seeded per step: any step can be replayed after a restart
         aug_gen.manual_seed(epoch_seed(cfg.seed, global_step, salt=1))
     with rt.autocast():
-        logits = plan.net(plan.train_pre(images, aug_gen, batch_len, rt.shard.rows(batch_len)))
+        inputs = plan.train_pre(images, aug_gen, batch_len, rt.shard.rows(batch_len))
+        logits = plan.net(inputs) if plan.model_checked else checked_forward(plan, state.model, inputs)
         loss = classification_loss(logits, labels, cfg.label_smoothing)
         # DDP averages the processes' gradients; an uneven last batch is weighted by its rows.
         share = len(labels) * rt.world_size / batch_len
