@@ -13,6 +13,7 @@ import torch
 from sklearn.metrics import classification_report, confusion_matrix
 
 from ..data.loader import interleave
+from ..environment import reuse_freed_memory
 
 
 @torch.no_grad()
@@ -25,11 +26,12 @@ def predict_logits(
     model.eval()
     loader = source.loader(split, batch_size, runtime.device, shard=runtime.shard, view=view)
     out = []
-    for i, (images, _) in enumerate(loader.epoch(0)):
-        if max_batches and i >= max_batches:
-            break
-        with runtime.autocast():
-            out.append(model(preprocess(images)).float())
+    with reuse_freed_memory():  # each batch frees the activations the next one needs again (as in fit)
+        for i, (images, _) in enumerate(loader.epoch(0)):
+            if max_batches and i >= max_batches:
+                break
+            with runtime.autocast():
+                out.append(model(preprocess(images)).float())
     local = torch.cat(out)
     n = source.size(split)
     if max_batches:
