@@ -95,6 +95,14 @@ def test_precedence_defaults_recipe_file_flags():
     assert merged.model_options == {"init": "torch", "img_size": 32}  # options merge key by key
 
 
+def test_a_presets_model_options_merge_with_the_flags_key_by_key():
+    preset = resolve_config("alexnet_bn", {"recipe": "challenge"}).model_options
+    assert preset, "the challenge preset sets model options (its regularisation)"
+    key = sorted(preset)[0]
+    merged = resolve_config("alexnet_bn", {"recipe": "challenge", "model_options": {key: 0.125}}).model_options
+    assert merged == {**preset, key: 0.125}  # the flag's value wins; the preset's other options stay
+
+
 def test_a_named_recipe_sits_between_the_models_recipe_and_files_and_flags():
     record = resolve_config("lenet5", {"recipe": "record"})
     assert (record.recipe, record.epochs, record.ema) == ("record", 40, 0.999)  # the preset's, over the recipe's
@@ -115,11 +123,14 @@ def test_a_recipe_name_that_the_model_lacks_is_refused_naming_those_it_has():
         resolve_config("alexnet", {"recipe": "record"})
 
 
-def test_the_challenge_preset_changes_only_its_own_settings():
+def test_the_challenge_preset_changes_only_its_own_settings_and_keeps_the_lessons_network():
     lesson, challenge = resolve_config("alexnet_bn"), resolve_config("alexnet_bn", {"recipe": "challenge"})
     changed = {k for k, v in challenge.record().items() if lesson.record().get(k) != v}
-    assert changed == {"recipe", "epochs", "label_smoothing", "ema"}
-    assert (challenge.epochs, challenge.label_smoothing, challenge.ema) == (11, 0.1, 0.998)
+    assert changed == {"recipe", *PRESETS["challenge"]["alexnet_bn"]}  # nothing else moves with it
+    model = create_model("alexnet_bn", **challenge.model_options)
+    weights = sum(p.numel() for p in model.parameters())
+    statistics = sum(b.numel() for n, b in model.named_buffers() if n.endswith(("running_mean", "running_var")))
+    assert (weights + statistics, statistics) == (58_327_810, 19_136)  # the lesson's AlexNet-BN, as Keras counts
 
 
 def test_a_presets_augmentation_changes_key_by_key_and_a_file_can_turn_it_off():
