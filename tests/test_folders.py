@@ -261,6 +261,10 @@ def test_train_predict_and_kaggle_submission(kaggle, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "10-crop (corners + centre, mirrored)" in out and "(24 images)" in out
     assert (run / f"eval-{tmp_path.name}_train" / "mistakes.png").is_file()
+    # The run's own validation split, its cache decoded elsewhere (the first one moved, deleted, or on a slow disk)
+    assert main(["evaluate", str(run), "--cache-dir", str(tmp_path / "elsewhere")]) == 0
+    assert "(8 images)" in capsys.readouterr().out  # 0.25 of the 32 training images
+    assert [p.suffix for p in (tmp_path / "elsewhere").iterdir()] and (tmp_path / "elsewhere").is_dir()
     rows = submit("sub.csv")
     assert rows[0] == ["id", "label"] and [r[0] for r in rows[1:]] == ["1", "2", "3", "10"]
     p_dog = {int(r[0]): float(r[1]) for r in rows[1:]}
