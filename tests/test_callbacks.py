@@ -5,6 +5,7 @@ and a run that is killed and resumed ends exactly as one that was never stopped.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import inspect
 import json
 import os
@@ -101,11 +102,18 @@ def _named(params) -> list[dict]:
     return [p for p in params if p["kind"] != "VAR_KEYWORD"]
 
 
+def _fixture_encoding():
+    """The script's own encoding of a parameter (name, kind, default), applied to ours: one owner of the format."""
+    path = Path(__file__).parents[1] / "scripts" / "make_keras_callback_fixtures.py"
+    spec = importlib.util.spec_from_file_location("make_keras_callback_fixtures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.describe
+
+
 @pytest.mark.parametrize("name", list(KERAS_CALLBACKS["signatures"]))
 def test_signatures_and_defaults_are_keras(name):
-    sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
-    from make_keras_callback_fixtures import describe  # the fixture's own encoding, applied to ours
-
+    describe = _fixture_encoding()
     ours = [describe(p) for p in inspect.signature(OURS[name]).parameters.values() if p.name != "metadata"]
     # In order (Keras users pass some positionally); metadata is cnnlab's addition.
     assert _named(ours) == _named(KERAS_CALLBACKS["signatures"][name])

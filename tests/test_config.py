@@ -133,6 +133,16 @@ def test_the_challenge_preset_changes_only_its_own_settings_and_keeps_the_lesson
     assert (weights + statistics, statistics) == (58_327_810, 19_136)  # the lesson's AlexNet-BN, as Keras counts
 
 
+def test_another_optimizer_needs_its_own_weight_decay_beside_the_challenge_preset():
+    # AdamW's decoupled 0.05 as Adam's coupled decay would be 125 times the lesson's L2: refused, not kept
+    with pytest.raises(ConfigError, match=r"^--optimizer is 'adam', but --recipe challenge's weight decay 0\.05 "):
+        resolve_config("alexnet_bn", {"recipe": "challenge", "optimizer": "adam"})
+    chosen = resolve_config("alexnet_bn", {"recipe": "challenge", "optimizer": "adam", "weight_decay": 0.0})
+    assert (chosen.optimizer, chosen.weight_decay) == ("adam", 0.0)
+    with pytest.raises(ConfigError, match=r'^c\.json: "optimizer" is \'sgd\'.*give "weight_decay" in c\.json too$'):
+        resolve_config("alexnet_bn", {}, {"recipe": "challenge", "optimizer": "sgd"}, file_label="c.json")
+
+
 def test_a_presets_augmentation_changes_key_by_key_and_a_file_can_turn_it_off():
     record = resolve_config("lenet5", {"recipe": "record"}).augment
     tweaked = resolve_config("lenet5", {"recipe": "record", "augment": {"rotation_range": 10.0}}).augment

@@ -333,3 +333,17 @@ def test_the_maps_of_chosen_layers_are_the_same_and_stop_the_forward_pass_early(
     assert not calls  # the classifier never ran
     torch.testing.assert_close(first.values, ex.feature_maps(model, image)[0].values)
     assert calls
+
+
+def test_pictures_take_tensors_straight_from_a_model():
+    # A layer's output or a map that still requires grad (or lives on a GPU) is drawn as its values, not refused
+    # by numpy(): the drawing functions detach and move to the CPU themselves.
+    conv = torch.nn.Conv2d(3, 4, 3)
+    maps = conv(torch.rand(1, 3, 8, 8))[0]
+    assert maps.requires_grad
+    mosaic = ex.feature_mosaic(maps)
+    assert np.nanmin(mosaic) == 0 and np.nanmax(mosaic) == 1
+    heat = maps[0]
+    picture = ex.overlay(torch.rand(3, 6, 6), heat)
+    assert picture.shape == (6, 6, 3) and 0 <= picture.min() and picture.max() <= 1
+    assert ex.filter_grid(conv.weight).shape[-1] == 3  # RGB kernels: one colour tile each

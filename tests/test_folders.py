@@ -4,6 +4,7 @@ rule, the crops (10-crop geometry), and a Kaggle submission from a trained run."
 import csv
 import os
 import re
+import shutil
 import time
 
 import numpy as np
@@ -261,10 +262,11 @@ def test_train_predict_and_kaggle_submission(kaggle, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "10-crop (corners + centre, mirrored)" in out and "(24 images)" in out
     assert (run / f"eval-{tmp_path.name}_train" / "mistakes.png").is_file()
-    # The run's own validation split, its cache decoded elsewhere (the first one moved, deleted, or on a slow disk)
+    # The run's own validation split after its cache was deleted: decoded again where --cache-dir says
+    shutil.rmtree(tmp_path / "cache")
     assert main(["evaluate", str(run), "--cache-dir", str(tmp_path / "elsewhere")]) == 0
     assert "(8 images)" in capsys.readouterr().out  # 0.25 of the 32 training images
-    assert [p.suffix for p in (tmp_path / "elsewhere").iterdir()] and (tmp_path / "elsewhere").is_dir()
+    assert list((tmp_path / "elsewhere").iterdir()) and not (tmp_path / "cache").exists()
     rows = submit("sub.csv")
     assert rows[0] == ["id", "label"] and [r[0] for r in rows[1:]] == ["1", "2", "3", "10"]
     p_dog = {int(r[0]): float(r[1]) for r in rows[1:]}

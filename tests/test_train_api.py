@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import synthetic_digits
+from torch import nn
 
 import cnnlab
 from cnnlab import Callback, TrainConfig, create_model, fit
 from cnnlab.checkpoint import load_weights_into, read_weights, save_weights
-from cnnlab.errors import WrongType
+from cnnlab.errors import CnnlabError, WrongType
 from cnnlab.train import NonFiniteLoss, run_directory_callbacks
 from cnnlab.train.loop import lr_at
 
@@ -156,3 +158,22 @@ def test_early_stopping_of_a_run_directory_stops_fit(synthetic_dataset, tmp_path
     with open(tmp_path / "metrics.csv") as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1"]
     assert read_weights(tmp_path / "weights" / "last.safetensors")[1]["epoch"] == 2
+
+
+def test_a_models_own_error_at_the_first_step_keeps_its_type_and_traceback():
+    # fit's first step calls a failure a size problem only if the model also fails on zeros of that size:
+    # a model's own bug (here: only in train mode) is not turned into a user error.
+    class FailsInTraining(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(28 * 28, 10)
+
+        def forward(self, x):
+            if self.training:
+                raise RuntimeError("a bug in forward")
+            return self.fc(x.flatten(1))
+
+    x, y = synthetic_digits(8, seed=0)
+    with pytest.raises(RuntimeError, match="a bug in forward") as caught:
+        fit(FailsInTraining(), (x, y), config=TrainConfig(epochs=1, batch_size=4, progress=False))
+    assert not isinstance(caught.value, CnnlabError)

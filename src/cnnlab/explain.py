@@ -96,7 +96,7 @@ def filter_grid(weight: torch.Tensor) -> np.ndarray:
     or (H, W, 3). Any other number (a deeper layer): one row per kernel, one tile per input channel, (H, W, 1).
     """
     out_channels, in_channels = weight.shape[:2]
-    scaled = scale_each(weight).numpy()
+    scaled = scale_each(weight.detach().cpu()).numpy()
     if in_channels in (1, 3):
         return mosaic(scaled.transpose(0, 2, 3, 1), min(out_channels, GRID_COLUMNS))
     per_channel = scaled.reshape(out_channels * in_channels, 1, *scaled.shape[2:]).transpose(0, 2, 3, 1)
@@ -170,7 +170,7 @@ def feature_maps(model: nn.Module, image: torch.Tensor, only: set[str] | None = 
 def feature_mosaic(values: torch.Tensor, max_channels: int = 64, columns: int = GRID_COLUMNS) -> np.ndarray:
     """One layer's (C, H, W) maps as a (H', W') grid in [0, 1], all on the layer's own range, so that a quiet
     channel looks quiet; the first ``max_channels`` channels; NaN between the maps."""
-    shown = values[:max_channels].float()
+    shown = values[:max_channels].detach().float().cpu()
     low, high = float(shown.min()), float(shown.max())
     scaled = (shown - low) / (high - low) if high > low else torch.zeros_like(shown)
     return mosaic(scaled.numpy()[..., None], min(len(shown), columns), background=np.nan)[..., 0]  # NaN: white
@@ -302,7 +302,7 @@ def overlay(image: torch.Tensor, heat: torch.Tensor, alpha: float = 0.5) -> np.n
     """An RGB (H, W, 3) picture in [0, 1]: the image with the positive part of ``heat`` in the jet colour map
     (blue: none, red: the map's maximum) over it."""
     base = _as_rgb(image)
-    positive = heat.clamp_min(0).float()
+    positive = heat.detach().clamp_min(0).float().cpu()
     peak = float(positive.max())
     scaled = (positive / peak).numpy() if peak > 0 else np.zeros(positive.shape, np.float32)
     colour = colormaps["jet"](scaled)[..., :3]

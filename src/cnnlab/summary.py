@@ -167,7 +167,10 @@ def trace(model: nn.Module, input_size, *, device=None) -> list[TracedLayer]:
         with torch.no_grad():
             model(torch.zeros((2, *input_size), device=device, dtype=dtype))
     except RuntimeError as e:
-        raise input_refused(model, input_size, e) from None
+        refusal = input_refused(model, input_size, e)
+        if refusal is e:
+            raise
+        raise refusal from None
     finally:
         for handle in hooks:
             handle.remove()

@@ -27,7 +27,7 @@ from ..environment import reuse_freed_memory
 from ..errors import TrainingInterrupted, UsageError, WrongType, path_argument
 from ..evaluation.metrics import predict_logits
 from ..models import create_model
-from ..summary import input_refused, trace
+from ..summary import trace
 from .callbacks import Callback, CallbackList, EpochTimer, NonFiniteLoss
 from .config import TrainConfig
 from .ema import WeightAverage
@@ -107,6 +107,22 @@ def check_fits_source(cfg: TrainConfig, source: DataSource, rt: Runtime) -> None
     check_processes(cfg, rt.world_size, rt.device)
 
 
+def check_model_options(model: torch.nn.Module, cfg: TrainConfig) -> None:
+    """The model was made with the options the settings name (a preset's dropout, say): ``fit`` trains the
+    model it is given, so settings that describe another one would be recorded without having been used."""
+    made_with = getattr(model, "cnnlab_options", None)
+    if made_with is None or not cfg.model_options:
+        return
+    differ = {k: v for k, v in cfg.model_options.items() if made_with.get(k) != v}
+    if differ:
+        name = model.cnnlab_name
+        made = ", ".join(f"{k}={made_with.get(k)!r}" for k in differ)
+        raise UsageError(
+            f"the settings' model_options {differ} differ from the model's ({made}): make it with "
+            f"cnnlab.create_model({name!r}, **config.model_options)"
+        )
+
+
 def check_model_fits_source(model: torch.nn.Module, source: DataSource) -> None:
     """The model takes the data's images (two zeros through it: a size it cannot take is refused naming it) and
     answers with logits (N, K), K at least the data's classes. ``cnnlab train`` calls it before it claims the run
@@ -137,11 +153,16 @@ def check_logits(model: torch.nn.Module, out, classes: int) -> None:
 def checked_forward(plan: _Plan, model: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     """The first step's forward pass, checked as ``check_model_fits_source`` checks before ``cnnlab train``
     starts: an input size the model cannot take, or fewer outputs than classes, refused naming them instead of
-    torch's message from deep inside (or a label past the logits at the loss)."""
+    torch's message from deep inside (or a label past the logits at the loss).
+
+    A failure is called a size problem only if the plain model fails on zeros of that size too (``trace``):
+    the step also runs in train mode, under autocast, through DDP or torch.compile, where a batch of one
+    row in BatchNorm, a compiler or a device error fail for other reasons; those keep their own traceback."""
     try:
         logits = plan.net(inputs)
-    except RuntimeError as e:
-        raise input_refused(model, tuple(inputs.shape[1:]), e) from None
+    except RuntimeError:
+        trace(model, tuple(inputs.shape[1:]))  # raises the UsageError naming the size, if it is one
+        raise
     check_logits(model, logits, len(plan.source.classes))
     plan.model_checked = True
     return logits
@@ -318,6 +339,7 @@ def fit(
     rt = runtime or Runtime(cfg.device, cfg.precision, cfg.threads, cfg.timeout)
     source = as_source(data, validation_data)
     check_fits_source(cfg, source, rt)
+    check_model_options(model, cfg)
     # Rank 0 reads the checkpoint (saying what it skipped) and hands it to the others: the run directory needs
     # to be on its machine only; DistributedDataParallel then starts every process from rank 0's weights.
     found = rt.broadcast_object(resume_point(run_dir, resume, rt.print) if rt.is_main else None)

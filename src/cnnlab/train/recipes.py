@@ -57,8 +57,8 @@ RECIPES: dict[str, dict] = {
 # Cats sample has none yet: no change measured there beat the lesson's recipe at 40 epochs.
 PRESETS: dict[str, dict[str, dict]] = {
     # The Dogs & Cats challenge: AlexNet-BN on Kaggle's full training set (20,693 images after the 10% split)
-    # inside 90 minutes of a 2-core CPU: the lesson's architecture and 58,327,810 parameters, Adam at 1e-3 with
-    # a cosine schedule, as many epochs as 90 minutes hold on a CPU without AMX (~49 images/s, ~7 minutes an
+    # inside 90 minutes of a 2-core CPU: the lesson's architecture and 58,327,810 parameters, lr 1e-3 with a
+    # cosine schedule, as many epochs as 90 minutes hold on a CPU without AMX (~49 images/s, ~7 minutes an
     # epoch): 11. With the lesson's regularisation the full run was still fitting at its end (training 94.8%,
     # validation 94.2%), so this preset regularises less, each change chosen on a 6,000-image subset (3 epochs,
     # 1,000 held-out images, seed 42; benchmarks/README.md): no dropout after the conv blocks (validation after
@@ -135,6 +135,7 @@ def resolve_config(
     values["augment"] = _merged_augment(base, config_file, flags)
     _check_cval(values["augment"], config_file, flags, Namer(file_label, sources))
     origins = {**{k: f"--recipe {preset}" for k in preset_values}, **sources}
+    _check_preset_weight_decay(preset, preset_values, values, origins)
     if values.get("data"):
         _folder_defaults(values, origins, Namer("TrainConfig", origins))
     cfg = TrainConfig.from_dict(values, "TrainConfig", origins)
@@ -143,6 +144,21 @@ def resolve_config(
     check_model_options(model, flags.get("model_options", {}), "flag")
     check_model_options(model, values["model_options"], "flag")  # together: the builder's own checks
     return cfg
+
+
+def _check_preset_weight_decay(preset: str, preset_values: dict, values: dict, origins: dict) -> None:
+    """A preset's weight decay belongs to its optimizer: AdamW's decoupled 0.05 (the challenge preset) would
+    be 125 times the lesson's L2 as Adam's or SGD's coupled decay. Another optimizer from a file or a flag
+    needs its own weight decay, given beside it."""
+    if "weight_decay" not in preset_values or "optimizer" not in preset_values:
+        return
+    if values["optimizer"] != preset_values["optimizer"] and origins["weight_decay"] == f"--recipe {preset}":
+        where = origins["optimizer"]
+        beside = "--weight-decay" if where == "flag" else f'"weight_decay" in {where}'
+        raise ConfigError(
+            f"{Namer('flag', origins)('optimizer')} is {values['optimizer']!r}, but --recipe {preset}'s weight "
+            f"decay {preset_values['weight_decay']} is meant for {preset_values['optimizer']!r}: give {beside} too"
+        )
 
 
 def _check_cval(augment: dict | None, config_file: dict, flags: dict, say: Namer) -> None:
