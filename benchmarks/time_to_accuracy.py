@@ -89,7 +89,8 @@ def ten_crop_curve(run: dict, weights_dir: Path) -> list[tuple[int, float, float
 def time_to(curve, target: float):
     """(epoch, seconds) at which the validation accuracy first reached ``target``, or None."""
     for epoch, seconds, accuracy in curve:
-        if accuracy >= target:
+        # accuracies come as float32 (2,070 of 2,300 is stored as 0.89999998): within float32's rounding is reached
+        if accuracy >= target - 1e-6:
             return epoch, seconds
     return None
 
