@@ -265,7 +265,8 @@ def test_train_predict_and_kaggle_submission(kaggle, tmp_path, capsys):
     # The run's own validation split after its cache was deleted: decoded again where --cache-dir says
     shutil.rmtree(tmp_path / "cache")
     assert main(["evaluate", str(run), "--cache-dir", str(tmp_path / "elsewhere")]) == 0
-    assert "(8 images)" in capsys.readouterr().out  # 0.25 of the 32 training images
+    out = capsys.readouterr().out
+    assert "decoding 24 images" in out and "(6 images)" in out  # the split, 0.25 of the 24, decoded anew
     assert list((tmp_path / "elsewhere").iterdir()) and not (tmp_path / "cache").exists()
     rows = submit("sub.csv")
     assert rows[0] == ["id", "label"] and [r[0] for r in rows[1:]] == ["1", "2", "3", "10"]
