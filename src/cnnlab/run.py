@@ -25,7 +25,7 @@ from .rundir import RunDir
 from .runs import new_run_dir
 from .summary import summary
 from .train import Runtime, TrainConfig, fit, run_directory_callbacks
-from .train.loop import check_fits_source, check_model_fits_source
+from .train.checks import check_fits_source, check_model_fits_source
 from .train.recipes import check_classes, resolve_config  # noqa: F401  (resolve_config: the benchmarks import it here)
 
 

@@ -1,0 +1,84 @@
+"""What the data, the processes and the model make impossible, found before a run's first step or at it.
+
+``cnnlab train`` calls ``check_fits_source`` and ``check_model_fits_source`` before it claims a run directory,
+so that a refused run leaves no folder behind; ``fit`` checks the same at its first step (``checked_forward``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..data.source import DataSource
+from ..errors import UsageError
+from ..summary import trace
+from .config import TrainConfig
+from .runtime import Runtime, check_processes
+
+
+def check_fits_source(cfg: TrainConfig, source: DataSource, rt: Runtime) -> None:
+    """What the data and the processes make impossible, refused before any work (``cnnlab train`` calls it
+    before it claims a run directory, so that a refused run leaves no folder behind)."""
+    n_train = source.size("train")
+    if cfg.batch_size > n_train:
+        raise UsageError(f"batch size {cfg.batch_size} is larger than the training set ({n_train} images)")
+    check_processes(cfg, rt.world_size, rt.device)
+
+
+def check_model_options(model: torch.nn.Module, cfg: TrainConfig) -> None:
+    """The model was made with the options the settings name (a preset's dropout, say): ``fit`` trains the
+    model it is given, so settings that describe another one would be recorded without having been used."""
+    made_with = getattr(model, "cnnlab_options", None)
+    if made_with is None or not cfg.model_options:
+        return
+    differ = {k: v for k, v in cfg.model_options.items() if made_with.get(k) != v}
+    if differ:
+        name = model.cnnlab_name
+        made = ", ".join(f"{k}={made_with.get(k)!r}" for k in differ)
+        raise UsageError(
+            f"the settings' model_options {differ} differ from the model's ({made}): make it with "
+            f"cnnlab.create_model({name!r}, **config.model_options)"
+        )
+
+
+def check_model_fits_source(model: torch.nn.Module, source: DataSource) -> None:
+    """The model takes the data's images (two zeros through it: a size it cannot take is refused naming it) and
+    answers with logits (N, K), K at least the data's classes. ``cnnlab train`` calls it before it claims the run
+    directory; ``fit`` checks the same at its first step (``checked_forward``), since a forward pass on zeros
+    would reach the caller's own hooks."""
+    outputs = []
+    handle = model.register_forward_hook(lambda module, args, out: outputs.append(out))
+    try:
+        trace(model, source.image_size)
+    finally:
+        handle.remove()
+    check_logits(model, outputs[0], len(source.classes))
+
+
+def check_logits(model: torch.nn.Module, out, classes: int) -> None:
+    """``out``, the model's answer to a batch, is logits (N, K) with K at least the data's ``classes``."""
+    name = getattr(model, "cnnlab_name", type(model).__name__)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        shape = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise UsageError(f"{name} answers {shape} per image; fit trains a classifier's logits, one per class")
+    if out.shape[1] < classes:
+        raise UsageError(
+            f"the data has {classes} classes (labels 0-{classes - 1}) but {name} has {out.shape[1]} outputs: "
+            f"make it with num_classes={classes}"
+        )
+
+
+def checked_forward(net, model: torch.nn.Module, inputs: torch.Tensor, classes: int) -> torch.Tensor:
+    """The first step's forward pass, checked as ``check_model_fits_source`` checks before ``cnnlab train``
+    starts: an input size the model cannot take, or fewer outputs than classes, refused naming them instead of
+    torch's message from deep inside (or a label past the logits at the loss).
+
+    A failure is called a size problem only if the plain model fails on zeros of that size too (``trace``):
+    the step also runs in train mode, under autocast, through DDP or torch.compile, where a batch of one
+    row in BatchNorm, a compiler or a device error fail for other reasons; those keep their own traceback."""
+    try:
+        logits = net(inputs)
+    except RuntimeError:
+        trace(model, tuple(inputs.shape[1:]))  # raises the UsageError naming the size, if it is one
+        raise
+    check_logits(model, logits, classes)
+    return logits
