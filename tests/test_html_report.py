@@ -316,13 +316,28 @@ def test_a_set_chosen_by_the_caller_keeps_its_order():
 
 
 @pytest.mark.parametrize("channels, size", [(1, 28), (3, 64)])
-def test_mistake_grid_draws_grey_and_colour_images(tmp_path, channels, size):
+def test_mistake_grid_shows_the_worst_mistakes_most_confident_first(tmp_path, channels, size):
+    """Each image is one flat colour of its own, so the picture says which images it shows and where: the 16
+    most confident mistakes, in that order (two rows of eight, left to right), and nothing else."""
     rng = np.random.default_rng(1)
-    images = rng.integers(0, 255, (30, channels, size, size), dtype=np.uint8)
-    probs = rng.dirichlet(np.ones(3), 30)
-    path = plot_worst_mistakes(images, probs, rng.integers(0, 3, 30), ["cat", "dog", "fox"], tmp_path / "m.png")
-    width, height = Image.open(path).size
-    assert width > height > 100  # 16 tiles in two rows of eight
+    n = 30
+    probs, labels = rng.dirichlet(np.ones(3), n), rng.integers(0, 3, n)
+    levels = 40 + 6 * np.arange(n)  # distinct, and neither the white page nor the dark red titles
+    colours = levels[:, None] if channels == 1 else np.stack([levels, np.full(n, 200), 255 - levels], 1)
+    images = np.broadcast_to(colours[:, :, None, None], (n, channels, size, size)).astype(np.uint8)
+    path = plot_worst_mistakes(images, probs, labels, ["cat", "dog", "fox"], tmp_path / "m.png")
+
+    picture = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    rgb = np.repeat(colours, 3, 1) if channels == 1 else colours
+    # Within 1 of its colour: the grey colour map rounds some levels down.
+    areas = {i: np.argwhere((abs(picture - rgb[i]) <= 1).all(-1)) for i in range(n)}
+    shown = [i for i in range(n) if len(areas[i]) > 1000]  # a tile; an edge pixel may match a colour by chance
+    expected = worst_mistakes(probs, labels, 16).tolist()
+    assert sorted(shown) == sorted(expected) and len(shown) == 16
+    assert all(len(areas[i]) < 100 for i in range(n) if i not in shown)
+    centres = {i: areas[i].mean(0) for i in shown}
+    row_of = {i: int(centres[i][0] > picture.shape[0] / 2) for i in shown}
+    assert sorted(shown, key=lambda i: (row_of[i], centres[i][1])) == expected
 
 
 def test_mistake_grid_without_mistakes_and_with_mismatched_inputs(tmp_path):
