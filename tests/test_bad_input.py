@@ -275,7 +275,8 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, m
     assert found[0].name == "step-000000003" and skipped == []
 
 
-def test_nonfinite_skip_option_skips_the_step_and_keeps_training():
+def test_nonfinite_skip_option_skips_the_step_and_keeps_training(capsys):
+    """One poisoned step is skipped, counted in the history and said at the end; the weights stay finite."""
     train, val = _small_data()
     model = create_model("lenet5")
     calls = []
@@ -290,3 +291,5 @@ def test_nonfinite_skip_option_skips_the_step_and_keeps_training():
     )
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert np.isfinite(history["loss"][0])
+    assert history["skipped_steps"] == [1]
+    assert re.search(r"\b1 of \d+ steps had a non-finite loss and were skipped", capsys.readouterr().out)
