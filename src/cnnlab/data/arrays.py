@@ -41,8 +41,10 @@ class ArraySource:
     def from_arrays(cls, x, y, validation_data=None, classes=None) -> ArraySource:
         """Keras' ``fit(x, y, validation_data=(xv, yv))``: images (N, H, W), (N, H, W, C) or (N, C, H, W) as
         uint8 0..255 or floats in 0..1, labels as integers."""
-        train = as_array_dataset(x, y, classes, "x")
-        val = as_array_dataset(*validation_data, train.classes, "validation_data") if validation_data else None
+        train = as_array_dataset(x, y, classes)
+        val = None
+        if validation_data:
+            val = as_array_dataset(*validation_data, train.classes, "validation_data[0]", "validation_data[1]")
         return cls(train, val)
 
     @classmethod
@@ -110,7 +112,7 @@ class ArraySource:
             labels.append(position[listing.classes[label]])
         if not images:
             raise FolderError(f"{folder}: no readable images")
-        data = as_array_dataset(torch.stack(images), torch.tensor(labels), classes, str(folder))
+        data = as_array_dataset(torch.stack(images), torch.tensor(labels), classes, str(folder), str(folder))
         source = cls(data, data, data, name=str(folder))
         source.skipped = skipped
         return source
@@ -178,7 +180,7 @@ class IdxSource(ArraySource):
             raise IdxError(f"{folder}: no pair of *images-idx3-ubyte and *labels-idx1-ubyte files")
         images_path, labels_path = next((p for p in pairs if p[0].name.startswith("t10k")), pairs[0])
         images, labels = read_images_and_labels(images_path, labels_path, len(classes))
-        data = as_array_dataset(images, labels, classes, str(images_path))
+        data = as_array_dataset(images, labels, classes, str(images_path), str(labels_path))
         if data.image_size != tuple(description["input_size"]):
             raise IdxError(
                 f"{images_path}: images are {data.image_size}, the run was trained on {description['input_size']}"
@@ -186,8 +188,9 @@ class IdxSource(ArraySource):
         return cls(data, data, data, name=str(folder))
 
 
-def as_array_dataset(x, y, classes=None, what: str = "x"):
-    """Images and labels in any of the layouts Keras users hold them in, as an ``ArrayDataset``."""
+def as_array_dataset(x, y, classes=None, what: str = "x", labels_what: str = "y"):
+    """Images and labels in any of the layouts Keras users hold them in, as an ``ArrayDataset``; a message
+    names the images as ``what`` and the labels as ``labels_what``."""
     x = torch.tensor(np.asarray(x))  # a copy: the caller's array stays theirs
     y = torch.tensor(np.asarray(y)).reshape(-1)
     if x.ndim == 3:
@@ -203,8 +206,8 @@ def as_array_dataset(x, y, classes=None, what: str = "x"):
     elif x.min() < 0 or x.max() > 255:
         raise DataError(f"{what}: integer images must lie in 0..255")
     if y.is_floating_point() or y.min() < 0:
-        raise DataError(f"{what}: labels must be class indices 0..K-1")
+        raise DataError(f"{labels_what}: labels must be class indices 0..K-1")
     classes = tuple(classes) if classes is not None else tuple(str(i) for i in range(int(y.max()) + 1))
     if int(y.max()) >= len(classes):
-        raise DataError(f"{what}: label {int(y.max())} but only {len(classes)} classes")
+        raise DataError(f"{labels_what}: label {int(y.max())} but only {len(classes)} classes")
     return ArrayDataset(x.to(torch.uint8).contiguous(), y.long(), classes, name=what)
