@@ -179,11 +179,14 @@ CLI_CASES = [
     (["train", "lenet5", "--name", "../escape"], '--name is "../escape"; expected a plain folder name'),
     (["train", "lenet5", "--option", "bogus=1"], "has no option bogus"),
     (["train", "--resume", "/nonexistent/run"], "/nonexistent/run: no such run directory"),
+    (["train", "--resume", __file__], f"{__file__}: a file, not a run directory"),
     (["train"], "name a model to train"),
     (["summary", "lenet5", "--input", "28x28x1x9"], "size must look like 28x28x1"),
     (["advise", "INPUT => CONV => => FC"], "pattern error at position 18"),
     (["evaluate", "/nonexistent/run"], "no such run directory"),
     (["compute"], "name a model, or ask for --chart PNG"),
+    (["predict", "run", "--kaggle", "test1", "-o", "sub.txt"], "must name a .csv file, got 'sub.txt'"),
+    (["report", "run", "other", "-o", "runs.txt"], "must name a .html or .htm file, got 'runs.txt'"),
 ]
 
 

@@ -118,7 +118,9 @@ def test_broken_files_are_refused_by_name(tmp_path):
     data = good.read_bytes()
     (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 3])
     Image.new("L", (9000, 6000)).save(tmp_path / "bomb.png")  # 54M pixels, a few KB on disk
+    (tmp_path / "folder.jpg").mkdir()
     cases = {
+        "folder.jpg": "a folder, not an image file",
         "zero.jpg": "empty file",
         "text.jpg": "not an image",
         "truncated.jpg": "unreadable or truncated",

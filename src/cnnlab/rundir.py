@@ -223,7 +223,8 @@ class RunDir:
 
     def require(self) -> None:
         if not self.path.is_dir():
-            raise RunError(f"{self.path}: no such run directory")
+            problem = "a file, not a run directory" if self.path.exists() else "no such run directory"
+            raise RunError(f"{self.path}: {problem}")
 
     def config(self):
         """``config.json`` as a checked TrainConfig (a hand-edited file gets a message naming it)."""
@@ -297,8 +298,7 @@ class RunDir:
 
     def record(self) -> RunRecord:
         """What the run directory holds; missing files stay None, files that do not read are named."""
-        if not self.path.is_dir():
-            raise RunError(f"{self.path}: no such run directory")
+        self.require()
         if not self.is_run():
             raise RunError(f"{self.path}: not a cnnlab run directory (none of {', '.join(MARKS_A_RUN)})")
         record = RunRecord(self.path)

@@ -47,6 +47,8 @@ def open_image(path: str | Path, shorter_side: int | None = None) -> Image.Image
         raise
     except FileNotFoundError:
         raise ImageError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: a folder, not an image file") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image Pillow can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
