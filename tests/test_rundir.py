@@ -244,7 +244,7 @@ def test_a_kaggle_submission_sorts_ids_and_says_its_speed(folder_run, tmp_path, 
     assert {line.split(",")[1] for line in lines[1:]} <= {"0", "1"}
     assert re.search(r"4 images, 1 view\(s\) each, in [0-9.]+s: [0-9.]+ images/s", capsys.readouterr().out)
     assert leftovers(tmp_path) == []
-    assert main([*args[:-4], "-o", str(folder_run / "report.json")]) == 2  # a run's file is no submission
+    assert main([*args[:-4], "-o", str(folder_run / "metrics.csv")]) == 2  # a run's file is no submission
 
 
 # --- a run that has not finished training (issue 20) ---------------------------------------------------------

@@ -79,8 +79,15 @@ def refuse_output_over_input(output, inputs) -> None:
             raise UsageError(f"-o {output} is the input {given}; writing it would destroy it: give another name")
 
 
-def png_path(text: str) -> Path:
-    """-o FILE.png: a picture file's name must say PNG."""
-    if not text.lower().endswith(".png"):
-        raise argparse.ArgumentTypeError(f"must name a .png file, got {text!r}")
-    return Path(text)
+def output_named(*suffixes: str):
+    """-o FILE: the name must say the format written (a .png picture, an .html page, a .csv table)."""
+
+    def parse(text: str) -> Path:
+        if not text.lower().endswith(suffixes):
+            raise argparse.ArgumentTypeError(f"must name a {' or '.join(suffixes)} file, got {text!r}")
+        return Path(text)
+
+    return parse
+
+
+png_path = output_named(".png")

@@ -6,7 +6,7 @@ import argparse
 
 from ..errors import UsageError
 from ..rundir import WEIGHTS
-from ._types import positive_int
+from ._types import output_named, positive_int
 
 NAME = "predict"
 HELP = "classify image files with a trained run, or write a Kaggle submission"
@@ -18,7 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kaggle", metavar="FOLDER", help="an unlabelled folder (Kaggle's test1/): write id,label rows"
     )
-    parser.add_argument("-o", "--output", help="the submission file (with --kaggle; default: submission.csv)")
+    parser.add_argument(
+        "-o", "--output", type=output_named(".csv"), help="the submission file (with --kaggle; default: submission.csv)"
+    )
     parser.add_argument("--positive", help="the class whose probability is the label (default: the last, e.g. dog)")
     parser.add_argument("--hard", action="store_true", help="labels 0/1 instead of probabilities")
     parser.add_argument("--single-crop", action="store_true", help="the centre crop only, not 10-crop averaging")

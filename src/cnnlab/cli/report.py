@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._types import output_named
+
 NAME = "report"
 HELP = "rebuild a run's report.html, or write one page comparing several runs"
 
@@ -11,7 +13,10 @@ HELP = "rebuild a run's report.html, or write one page comparing several runs"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     parser.add_argument(
-        "-o", "--output", help="where the page goes (one run: RUN_DIR/report.html; several: comparison.html)"
+        "-o",
+        "--output",
+        type=output_named(".html", ".htm"),
+        help="where the page goes (one run: RUN_DIR/report.html; several: comparison.html)",
     )
 
 
