@@ -167,6 +167,17 @@ def test_the_installed_command_runs_a_dry_run(synthetic_mnist_dir, tmp_path):
     assert "no accuracy is reported" in ok.stdout and "top-1 accuracy" not in ok.stdout, ok.stdout
 
 
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly():
+    """`cnnlab summary alexnet_bn | head -1`: the reader leaves early; exit 141 (128 + SIGPIPE), as a shell
+    reports it, and no traceback (it was one, as an internal error)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab", "summary", "alexnet_bn"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stdout.close()  # before the command writes a line: its first write finds no reader
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141 and err == "", err
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

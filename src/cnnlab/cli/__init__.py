@@ -23,7 +23,8 @@ A command is one module of this package with ``NAME``, ``HELP``, ``add_arguments
 Every error a user can cause (a bad option or config value, a missing or damaged file, a full disk, a device
 that is not here, an input size the model does not take) ends in one line, ``cnnlab: error: ...``, naming the
 file or option, and exit status 2. Anything else is a bug of cnnlab's: its traceback, a line asking to report
-it, and exit status 1. SIGINT ends a training run with exit status 130, SIGTERM with 143 (128 + signal).
+it, and exit status 1. SIGINT ends a training run with exit status 130, SIGTERM with 143 (128 + signal), a
+reader that closed the pipe (``| head``) with 141 and no message.
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ def report_error(e: BaseException) -> int:
     if isinstance(e, KeyboardInterrupt):
         print("cnnlab: interrupted", file=sys.stderr)
         return 130
+    if isinstance(e, BrokenPipeError):  # `cnnlab summary alexnet | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit would fail
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
     if not isinstance(e, Exception):  # SystemExit and the like are not errors
         raise e
     message = user_error_message(e)
