@@ -165,6 +165,12 @@ def main(argv=None) -> int:
             if run.get("ten_crop_curve"):
                 _, seconds, accuracy, _ = zip(*run["ten_crop_curve"])
                 ax.plot([s / 60 for s in seconds], [100 * a for a in accuracy], marker="s", ms=4, label="10-crop")
+            final = run.get("final") or {}
+            if final.get("ten_crop") is not None and final.get("n"):  # the report's number, with its interval
+                done, y = minutes[-1], 100 * final["ten_crop"]
+                lo, hi = (100 * b for b in wilson_interval(round(final["ten_crop"] * final["n"]), final["n"]))
+                ax.errorbar([done], [y], yerr=[[y - lo], [hi - y]], fmt="D", ms=5, capsize=4, color="black",
+                            label=f"final 10-crop {y:.2f}% (95% interval)")  # fmt: skip
         for t in sorted({t for r in results for t in map(float, r["reached"])}):
             ax.axhline(100 * t, color="grey", lw=0.8, ls="--")
         ax.set_xlabel("wall time (minutes, training + per-epoch validation)")

@@ -13,6 +13,7 @@ from conftest import synthetic_digits, write_synthetic_mnist
 import cnnlab
 from cnnlab.analysis.advise import advise
 from cnnlab.augment import Augment
+from cnnlab.data.arrays import as_array_dataset
 from cnnlab.export import export_run
 from cnnlab.inference import load_run, predict_files
 from cnnlab.models import from_pattern
@@ -108,6 +109,9 @@ CASES = [
      ValueError, ["y: labels"]),
     ("fit validation labels float", lambda t, m, r: cnnlab.fit(m, t, (t[0], t[1] / 2), config=one_epoch(m)),
      ValueError, ["validation_data[1]: labels"]),
+    ("fit dataset, validation labels float",
+              lambda t, m, r: cnnlab.fit(m, as_array_dataset(*t), (t[0], t[1] / 2), config=one_epoch(m)),
+              ValueError, ["validation_data[1]: labels"]),
     ("fit settings of another model",
               lambda t, m, r: cnnlab.fit(m, t, config=one_epoch(m, model_options={"init": "torch"})), ValueError,
               ["model_options", "init", "keras"]),

@@ -1,5 +1,6 @@
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -170,8 +171,12 @@ def test_the_installed_command_runs_a_dry_run(synthetic_mnist_dir, tmp_path):
 def test_a_reader_that_closes_the_pipe_ends_the_command_quietly():
     """`cnnlab summary alexnet_bn | head -1`: the reader leaves early; exit 141 (128 + SIGPIPE), as a shell
     reports it, and no traceback (it was one, as an internal error)."""
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # the table waits in the buffer
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cnnlab", "summary", "alexnet_bn"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-m", "cnnlab", "summary", "alexnet_bn"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=buffered,
     )
     proc.stdout.close()  # before the command writes a line: its first write finds no reader
     err = proc.stderr.read().decode()

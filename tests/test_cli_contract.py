@@ -171,13 +171,14 @@ def make_image_folder(root: Path, spec: dict) -> Path:
 
 
 def valid_image_folder(spec: dict) -> bool:
-    """At least two classes of class subfolders, each with two or more good images, nothing else in it."""
-    if spec["layout"] != "classes" or any(kind in ("empty", "text", "tiny") for kind in spec["files"].values()):
+    """Class subfolders, at least two, each with two or more good images; a file that is no image (empty,
+    text) is skipped with a word and does not count."""
+    if spec["layout"] != "classes" or any(kind == "tiny" for kind in spec["files"].values()):
         return False
-    per_class: dict[str, int] = {}
-    for where in spec["files"]:
-        per_class[where.split("/")[0]] = per_class.get(where.split("/")[0], 0) + 1
-    return len(per_class) >= 2 and min(per_class.values()) >= 2
+    good: dict[str, int] = {}
+    for where, kind in spec["files"].items():
+        good[where.split("/")[0]] = good.get(where.split("/")[0], 0) + (kind not in ("empty", "text"))
+    return len(good) >= 2 and min(good.values()) >= 2
 
 
 # --- the session's run -------------------------------------------------------------------------------------------

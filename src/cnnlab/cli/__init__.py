@@ -76,22 +76,27 @@ def main(argv=None) -> int:
     args.argv = argv  # train --nproc N runs this same command line under PyTorch's launcher
     command = next(c for c in COMMANDS if c.NAME == args.command)
     try:
-        return command.run(args)
+        status = command.run(args)
+        sys.stdout.flush()  # a reader gone (| head) shows here, not in Python's own flush at exit
+        return status
     except BaseException as e:  # noqa: BLE001  (sorted below: user errors, interruptions, our bugs)
         return report_error(e)
 
 
 def report_error(e: BaseException) -> int:
     """One line for an error the user can fix (a CnnlabError with its exit code, an OSError naming a file,
-    running out of memory: exit 2); 130 for Ctrl-C; for anything else, our bug: the traceback, a line asking
+    running out of memory: exit 2); 130 for Ctrl-C; 141 and nothing said for a reader that closed the
+    console's pipe; for anything else, our bug: the traceback, a line asking
     to report it, and exit 1. Sorted by class alone, never by where it was raised."""
     import traceback
 
     if isinstance(e, KeyboardInterrupt):
         print("cnnlab: interrupted", file=sys.stderr)
         return 130
-    if isinstance(e, BrokenPipeError):  # `cnnlab summary alexnet | head`: the reader has all it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit would fail
+    if isinstance(e, BrokenPipeError) and sys.stdout is sys.__stdout__:  # `cnnlab summary alexnet | head`
+        devnull = os.open(os.devnull, os.O_WRONLY)  # what is left in the buffer goes nowhere, not to a traceback
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
         return 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
     if not isinstance(e, Exception):  # SystemExit and the like are not errors
         raise e

@@ -29,6 +29,8 @@ def open_image(path: str | Path, shorter_side: int | None = None) -> Image.Image
     """The decoded file; a JPEG at the smallest DCT scale whose shorter side is still ``shorter_side`` or more."""
     path = Path(path)
     try:
+        if path.is_dir():  # before the size: some file systems give a folder 0 bytes
+            raise ImageError(f"{path}: a folder, not an image file")
         if path.stat().st_size == 0:
             raise ImageError(f"{path}: empty file (0 bytes)")
         with warnings.catch_warnings():
@@ -47,8 +49,6 @@ def open_image(path: str | Path, shorter_side: int | None = None) -> Image.Image
         raise
     except FileNotFoundError:
         raise ImageError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: a folder, not an image file") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image Pillow can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:

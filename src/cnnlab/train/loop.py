@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoint import resume_point
-from ..data.arrays import ArraySource
+from ..data.arrays import ArraySource, as_array_dataset
 from ..data.datasets import ArrayDataset
 from ..data.loader import Preprocess, epoch_seed
 from ..data.source import DataSource
@@ -74,7 +74,8 @@ def as_source(data, validation_data=None) -> DataSource:
         return ArraySource.from_arrays(*data, validation_data=validation_data)
     if isinstance(data, ArrayDataset):
         if isinstance(validation_data, tuple):
-            validation_data = ArraySource.from_arrays(*validation_data, classes=data.classes).splits["train"]
+            xv, yv = validation_data
+            validation_data = as_array_dataset(xv, yv, data.classes, "validation_data[0]", "validation_data[1]")
         return ArraySource(data, validation_data)
     raise WrongType(f"fit() takes a DataSource, an ArrayDataset or (x, y), got {type(data).__name__}")
 
