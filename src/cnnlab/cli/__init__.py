@@ -86,8 +86,8 @@ def main(argv=None) -> int:
 def report_error(e: BaseException) -> int:
     """One line for an error the user can fix (a CnnlabError with its exit code, an OSError naming a file,
     running out of memory: exit 2); 130 for Ctrl-C; 141 and nothing said for a reader that closed the
-    console's pipe; for anything else, our bug: the traceback, a line asking
-    to report it, and exit 1. Sorted by class alone, never by where it was raised."""
+    console's pipe; for anything else, our bug: the traceback, a line asking to report it, and exit 1.
+    Sorted by class alone, never by where it was raised."""
     import traceback
 
     if isinstance(e, KeyboardInterrupt):
