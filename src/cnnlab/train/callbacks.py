@@ -24,10 +24,10 @@ both saved in checkpoints and restored on resume:
 
 So the rate of a step is ``(override if set else schedule(step)) * scale``.
 
-**Resume.** Every callback has ``state_dict()`` and ``load_state_dict(state)`` (the base class: nothing to
-keep). ``fit`` saves the states in each checkpoint and, when it resumes, loads them right after
-``on_train_begin`` (which resets a callback as in Keras), so patience, plateau counters, best values,
-the CSV file and the TensorBoard logs continue exactly where the checkpoint left them.
+**Resume.** Every callback has ``state_dict()`` and ``load_state_dict(state)`` (the base class: the attributes
+named in ``_kept``, none by default). ``fit`` saves the states in each checkpoint and, when it resumes, loads
+them right after ``on_train_begin`` (which resets a callback as in Keras), so patience, plateau counters, best
+values, the CSV file and the TensorBoard logs continue exactly where the checkpoint left them.
 
 Batch hooks are called only when some callback overrides them, so the common case costs nothing per step.
 """
@@ -54,6 +54,7 @@ class Callback:
     model = None  # the nn.Module being trained, set by fit()
     params: dict = {}  # {"verbose", "epochs", "steps"}, set by fit()
     trainer = None  # the loop's state: optimizer, history, runtime, learning rate (see the module's docstring)
+    _kept: tuple[str, ...] = ()  # the attributes a checkpoint keeps, under their own names
 
     def set_trainer(self, trainer, params: dict) -> None:
         self.trainer, self.model, self.params = trainer, trainer.model, params
@@ -74,11 +75,13 @@ class Callback:
     def on_batch_end(self, batch, logs=None): ...
 
     def state_dict(self) -> dict:
-        """What a checkpoint keeps of this callback (JSON values and tensors); nothing by default."""
-        return {}
+        """What a checkpoint keeps of this callback (JSON values and tensors): the attributes in ``_kept``."""
+        return {key: getattr(self, key) for key in self._kept}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from ``state_dict()``'s output; called after ``on_train_begin`` when resuming."""
+        for key in self._kept:
+            setattr(self, key, state[key])
 
 
 class CallbackList:
@@ -110,13 +113,9 @@ class CallbackList:
             # Checkpoints of older versions saved None, or a bare state by position: nothing to match by class.
             if isinstance(entry, dict) and "callback" in entry:
                 by_class.setdefault(entry["callback"], []).append(entry["state"])
-        seen: dict[str, int] = {}
         for cb in self.callbacks:
-            name = type(cb).__name__
-            k = seen[name] = seen.get(name, -1) + 1
-            states = by_class.get(name, [])
-            if k < len(states):
-                cb.load_state_dict(states[k])
+            if states := by_class.get(type(cb).__name__):
+                cb.load_state_dict(states.pop(0))
 
 
 def _numeric(logs: dict) -> dict:
@@ -184,6 +183,8 @@ class EarlyStopping(Callback):
     (``state_dict``: buffers too, as Keras' ``get_weights``) of the best epoch when training ends, also
     when it ran to the end. Its state (wait, best, best epoch and weights) is saved in checkpoints.
     """
+
+    _kept = ("wait", "stopped_epoch", "best", "best_epoch", "best_weights")
 
     def __init__(
         self,
@@ -256,19 +257,6 @@ class EarlyStopping(Callback):
     def _weights(self) -> dict:
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
-    def state_dict(self) -> dict:
-        return {
-            "wait": self.wait,
-            "stopped_epoch": self.stopped_epoch,
-            "best": self.best,
-            "best_epoch": self.best_epoch,
-            "best_weights": self.best_weights,
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.wait, self.stopped_epoch, self.best = state["wait"], state["stopped_epoch"], state["best"]
-        self.best_epoch, self.best_weights = state["best_epoch"], state["best_weights"]
-
 
 class ReduceLROnPlateau(Callback):
     """Reduce the learning rate when a metric has stopped improving
@@ -282,6 +270,8 @@ class ReduceLROnPlateau(Callback):
     ``lr`` is the rate of the epoch's last step. Its counters and best value are saved in checkpoints
     (the reduced rate is in the trainer's state).
     """
+
+    _kept = ("wait", "cooldown_counter", "best")
 
     def __init__(
         self,
@@ -298,13 +288,10 @@ class ReduceLROnPlateau(Callback):
             raise UsageError(f"ReduceLROnPlateau does not support a factor >= 1.0. Received factor={factor}")
         self.monitor, self.factor, self.patience, self.verbose = monitor, factor, patience, verbose
         self.min_delta, self.cooldown, self.min_lr = min_delta, cooldown, min_lr
-        if mode not in ("auto", "min", "max"):
-            warnings.warn(f"Learning rate reduction mode {mode} is unknown, fallback to auto mode.", stacklevel=2)
-            mode = "auto"
-        self.mode = mode
-        self._reset()
+        self.mode = _checked_mode(mode, "Learning rate reduction")
+        self.on_train_begin()
 
-    def _reset(self) -> None:
+    def on_train_begin(self, logs=None):
         self.minimize = self.mode == "min" or (self.mode == "auto" and "acc" not in self.monitor)
         self.best = math.inf if self.minimize else -math.inf
         self.cooldown_counter = 0
@@ -312,9 +299,6 @@ class ReduceLROnPlateau(Callback):
 
     def _improved(self, current, best) -> bool:
         return current < best - self.min_delta if self.minimize else current > best + self.min_delta
-
-    def on_train_begin(self, logs=None):
-        self._reset()
 
     def in_cooldown(self) -> bool:
         return self.cooldown_counter > 0
@@ -347,12 +331,6 @@ class ReduceLROnPlateau(Callback):
                     self.cooldown_counter = self.cooldown
                     self.wait = 0
 
-    def state_dict(self) -> dict:
-        return {"wait": self.wait, "cooldown_counter": self.cooldown_counter, "best": self.best}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.wait, self.cooldown_counter, self.best = state["wait"], state["cooldown_counter"], state["best"]
-
 
 class LearningRateScheduler(Callback):
     """At the start of each epoch, the learning rate becomes ``schedule(epoch, lr)``
@@ -365,14 +343,16 @@ class LearningRateScheduler(Callback):
     be a float, as in Keras. Resuming in the middle of an epoch does not apply the schedule twice.
     """
 
+    _kept = ("last_epoch",)
+
     def __init__(self, schedule, verbose=0):
         self.schedule = schedule
         self.verbose = verbose
         self.takes_lr = len(inspect.signature(schedule).parameters) >= 2
-        self._last_epoch = None  # the epoch whose rate is set: a resume inside it must not set it again
+        self.last_epoch = None  # the epoch whose rate is set: a resume inside it must not set it again
 
     def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self._last_epoch:
+        if epoch == self.last_epoch:
             return
         trainer = self.trainer
         lr = trainer.learning_rate if trainer.lr_override is not None else trainer.initial_learning_rate
@@ -380,15 +360,9 @@ class LearningRateScheduler(Callback):
         if not isinstance(new_lr, (float, np.floating)):
             raise UsageError(f"The output of the `schedule` function should be a float. Got: {new_lr}")
         trainer.learning_rate = float(new_lr)
-        self._last_epoch = epoch
+        self.last_epoch = epoch
         if self.verbose > 0:
             trainer.runtime.print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {new_lr}.")
-
-    def state_dict(self) -> dict:
-        return {"last_epoch": self._last_epoch}
-
-    def load_state_dict(self, state: dict) -> None:
-        self._last_epoch = state["last_epoch"]
 
 
 class NonFiniteLoss(TrainingError):

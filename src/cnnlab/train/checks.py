@@ -16,8 +16,7 @@ from .runtime import Runtime, check_processes
 
 
 def check_fits_source(cfg: TrainConfig, source: DataSource, rt: Runtime) -> None:
-    """What the data and the processes make impossible, refused before any work (``cnnlab train`` calls it
-    before it claims a run directory, so that a refused run leaves no folder behind)."""
+    """What the data and the processes make impossible, refused before any work."""
     n_train = source.size("train")
     if cfg.batch_size > n_train:
         raise UsageError(f"batch size {cfg.batch_size} is larger than the training set ({n_train} images)")
@@ -42,9 +41,8 @@ def check_model_options(model: torch.nn.Module, cfg: TrainConfig) -> None:
 
 def check_model_fits_source(model: torch.nn.Module, source: DataSource) -> None:
     """The model takes the data's images (two zeros through it: a size it cannot take is refused naming it) and
-    answers with logits (N, K), K at least the data's classes. ``cnnlab train`` calls it before it claims the run
-    directory; ``fit`` checks the same at its first step (``checked_forward``), since a forward pass on zeros
-    would reach the caller's own hooks."""
+    answers with logits (N, K), K at least the data's classes. ``fit`` checks the same at its first step
+    instead (``checked_forward``), since a forward pass on zeros would reach the caller's own hooks."""
     outputs = []
     handle = model.register_forward_hook(lambda module, args, out: outputs.append(out))
     try:

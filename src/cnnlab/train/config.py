@@ -17,6 +17,7 @@ import json
 import math
 import types
 import typing
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,8 +97,7 @@ def device_problem(name: str) -> str | None:
     if kind not in ("cuda", "mps") or (index and not index.isdigit()):
         return f"{name!r} is not a device name"
     if kind == "mps":
-        ok = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()) and not index
-        return None if ok else "no MPS device here"
+        return None if torch.backends.mps.is_available() and not index else "no MPS device here"
     if not torch.cuda.is_available():
         return "CUDA is not available here"
     if index and int(index) >= torch.cuda.device_count():
@@ -369,10 +369,7 @@ BOUND_WORDS = {Ge: ">=", Gt: ">", Le: "<=", Lt: "<"}
 
 def _limit(bound) -> str:
     """The number of a bound, Ge(1) -> '1', Le(4096) -> '4,096'."""
-    return _number(getattr(bound, type(bound).__name__.lower()))
-
-
-def _number(x) -> str:
+    x = getattr(bound, type(bound).__name__.lower())
     return f"{x:,}" if isinstance(x, int) else f"{x:g}"
 
 
@@ -436,8 +433,6 @@ def _with_lists(hint, numbers):
 def check_augment(settings: dict, where: str) -> None:
     """Augmentation settings against ``AugmentConfig``'s fields and types, then Augment's own checks (fill
     mode, ranges), without drawing anything."""
-    import warnings
-
     from ..augment import Augment
 
     model = augment_settings_model()

@@ -46,14 +46,11 @@ def launch(argv: list[str], nproc: int, max_restarts: int = 0) -> int:
 
 def strip_flags(argv: list[str], flags) -> list[str]:
     """``argv`` without ``--flag VALUE`` and ``--flag=VALUE`` for each of ``flags``."""
-    out, skip = [], False
-    for token in argv:
-        if skip:
-            skip = False
-            continue
-        name = token.split("=", 1)[0]
-        if name in flags:
-            skip = "=" not in token
-            continue
-        out.append(token)
+    out, tokens = [], iter(argv)
+    for token in tokens:
+        name, given_with_value, _ = token.partition("=")
+        if name not in flags:
+            out.append(token)
+        elif not given_with_value:
+            next(tokens, None)  # the flag's value is the next token
     return out

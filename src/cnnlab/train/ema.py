@@ -28,9 +28,8 @@ class WeightAverage:
             raise UsageError(f"ema momentum must be between 0 and 1, got {momentum}")
         self.model, self.momentum = model, momentum
         self.averaged = AveragedModel(model, multi_avg_fn=self._keras_rule)
-        trainable = [p.requires_grad for p in model.parameters()]
-        self.params = [p for p, t in zip(model.parameters(), trainable) if t]
-        self.average = [a for a, t in zip(self.averaged.module.parameters(), trainable) if t]
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.average = [a for a, p in zip(self.averaged.module.parameters(), model.parameters()) if p.requires_grad]
         self.updates = 0  # also AveragedModel's n_averaged; kept on the host so that no step waits for the device
 
     @torch.no_grad()

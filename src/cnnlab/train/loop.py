@@ -355,8 +355,7 @@ def train_epoch(plan: _Plan, state: TrainState, epoch: int, received: list[int])
 
 
 def train_step(plan: _Plan, state: TrainState, images, labels, step: int, aug_gen, sums, stop_asked: bool):
-    """One optimizer step on this process's rows of one global batch, added to ``sums``; with N processes
-    DistributedDataParallel averages the gradients, so the step is that of one process. Returns the loss and
+    """One optimizer step on this process's rows of one global batch, added to ``sums``. Returns the loss and
     whether every process is to stop (a signal reached one of them)."""
     cfg, rt = plan.cfg, plan.rt
     global_step = state.step = state.epoch * plan.steps_per_epoch + step

@@ -48,22 +48,14 @@ def make_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
         params = [{"params": ps, "weight_decay": 2 * c + cfg.weight_decay} for c, ps in model.l2_groups()]
     else:
         params = list(model.parameters())
-    return _optimizer(params, cfg)
-
-
-def _optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
-    kinds = {
-        "adam": lambda **kw: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kw),
-        "adamw": lambda **kw: torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **kw),
-        "sgd": lambda **kw: torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, **kw
-        ),
-    }
-    params = list(params)
+    kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[cfg.optimizer]
+    settings = dict(lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        settings.update(momentum=cfg.momentum, nesterov=cfg.nesterov)
     try:  # fused kernels update all parameters in one pass (CPU since PyTorch 2.4)
-        return kinds[cfg.optimizer](fused=True)
+        return kind(params, **settings, fused=True)
     except (RuntimeError, TypeError):
-        return kinds[cfg.optimizer]()
+        return kind(params, **settings)
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:

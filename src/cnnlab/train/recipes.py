@@ -230,7 +230,7 @@ def config_for(model, **overrides) -> TrainConfig:
     expect_type(model, (str, torch.nn.Module), "config_for(): model", "a model name or a model")
     name = model if isinstance(model, str) else getattr(model, "cnnlab_name", None)
     if name is None:
-        return TrainConfig(**overrides) if overrides else TrainConfig()
+        return TrainConfig(**overrides)
     return resolve_config(name, overrides)
 
 

@@ -34,6 +34,8 @@ class ModelCheckpoint(Callback):
     into every file's header. Only rank 0 writes. Its best value is saved in checkpoints.
     """
 
+    _kept = ("best", "batches_seen_since_last_saving", "last_batch_seen")
+
     def __init__(
         self,
         filepath,
@@ -56,8 +58,8 @@ class ModelCheckpoint(Callback):
         self.best = initial_value_threshold
         self.metadata = dict(metadata or {})
         self.monitor_op = None
-        self._batches_seen_since_last_saving = 0
-        self._last_batch_seen = 0
+        self.batches_seen_since_last_saving = 0
+        self.last_batch_seen = 0
         self._current_epoch = 0
         if save_freq != "epoch" and not (isinstance(save_freq, int) and save_freq > 0):
             raise UsageError(f"Unrecognized save_freq: {save_freq}. Expected save_freq are 'epoch' or integer values")
@@ -81,11 +83,11 @@ class ModelCheckpoint(Callback):
         if self.save_freq == "epoch":
             return
         # Keras' _should_save_on_batch: a batch number that does not grow means a new epoch.
-        added = batch + 1 if batch <= self._last_batch_seen else batch - self._last_batch_seen
-        self._batches_seen_since_last_saving += added
-        self._last_batch_seen = batch
-        if self._batches_seen_since_last_saving >= self.save_freq:
-            self._batches_seen_since_last_saving = 0
+        added = batch + 1 if batch <= self.last_batch_seen else batch - self.last_batch_seen
+        self.batches_seen_since_last_saving += added
+        self.last_batch_seen = batch
+        if self.batches_seen_since_last_saving >= self.save_freq:
+            self.batches_seen_since_last_saving = 0
             self._save(self._current_epoch, batch, logs or {})
 
     def on_epoch_end(self, epoch, logs=None):
@@ -97,18 +99,22 @@ class ModelCheckpoint(Callback):
             self.monitor_op = _improvement_op(self.monitor, self.mode, "ModelCheckpoint")
             if self.best is None:
                 self.best = math.inf if self.monitor_op is operator.lt else -math.inf
+        counted = {"epoch": epoch + 1} if batch is None else {"epoch": epoch + 1, "batch": batch + 1}
         try:
-            fields = {"epoch": epoch + 1, **logs} if batch is None else {"epoch": epoch + 1, "batch": batch + 1, **logs}
-            path = Path(self.filepath.format(**fields))
+            path = Path(self.filepath.format(**{**counted, **logs}))
         except KeyError as e:
             raise KeyError(f'Failed to format this callback filepath: "{self.filepath}". Reason: {e}') from None
-        if not self._should_save(epoch, logs, path):
+        if not self._should_save(epoch, logs, path) or not self.trainer.runtime.is_main:
             return
-        if not self.trainer.runtime.is_main:
-            return
-        meta = {} if self.save_weights_only else _model_description(self.model)
-        meta.update(self.metadata)
-        meta.update({"epoch": epoch + 1, **({"batch": batch + 1} if batch is not None else {}), **_numeric(logs)})
+        meta = {}
+        if not self.save_weights_only:  # what rebuilds a registry model, as its run's model.json
+            model = self.model
+            meta = {
+                "model": model.cnnlab_name,
+                "options": model.cnnlab_options,
+                "input_norm": model.cnnlab_input_norm.to_dict(),
+            }
+        meta.update({**self.metadata, **counted, **_numeric(logs)})
         path.parent.mkdir(parents=True, exist_ok=True)
         save_weights(path, self.model, meta)
 
@@ -132,27 +138,6 @@ class ModelCheckpoint(Callback):
         if self.verbose > 0:
             self.trainer.runtime.print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
         return False
-
-    def state_dict(self) -> dict:
-        return {
-            "best": self.best,
-            "batches_seen_since_last_saving": self._batches_seen_since_last_saving,
-            "last_batch_seen": self._last_batch_seen,
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.best = state["best"]
-        self._batches_seen_since_last_saving = state["batches_seen_since_last_saving"]
-        self._last_batch_seen = state["last_batch_seen"]
-
-
-def _model_description(model) -> dict:
-    """What rebuilds a registry model (its run's model.json): name, options and input normalisation."""
-    return {
-        "model": model.cnnlab_name,
-        "options": model.cnnlab_options,
-        "input_norm": model.cnnlab_input_norm.to_dict(),
-    }
 
 
 class CSVLogger(Callback):
@@ -183,16 +168,12 @@ class CSVLogger(Callback):
             self.keys = sorted(logs)
             if self.keys and not any(k.startswith("val_") for k in self.keys):
                 self.keys += ["val_" + k for k in self.keys]
-
-        class Dialect(csv.excel):
-            delimiter = self.sep
-
         with open(self.filename, "a+", newline="") as f:
             if self._cut_to is not None:
                 f.truncate(self._cut_to)
                 self._cut_to = None
             f.seek(0, 2)
-            writer = csv.DictWriter(f, fieldnames=["epoch", *self.keys], dialect=Dialect)
+            writer = csv.DictWriter(f, fieldnames=["epoch", *self.keys], delimiter=self.sep)
             if f.tell() == 0:
                 writer.writeheader()
             writer.writerow({"epoch": epoch, **{k: _csv_value(logs.get(k, "NA")) for k in self.keys}})
@@ -225,7 +206,7 @@ class TensorBoard(Callback):
     """
 
     def __init__(self, log_dir="logs"):
-        if importlib.util.find_spec("tensorboard") is None:
+        if not tensorboard_available():
             raise ImportError(
                 "the TensorBoard callback needs the tensorboard package: pip install 'cnnlab[tensorboard]' "
                 "(or pip install tensorboard)"

@@ -64,7 +64,7 @@ def available_devices() -> list[str]:
     devices = ["cpu"]
     if torch.cuda.is_available():
         devices += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+    if torch.backends.mps.is_available():
         devices.append("mps")
     return devices
 
@@ -75,7 +75,7 @@ def pick_device(name: str = "auto") -> torch.device:
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     if name != "auto":
         return torch.device(name)
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+    if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
 
@@ -185,18 +185,8 @@ class Runtime:
             tqdm.write(" ".join(str(a) for a in args), **kwargs)
 
     def progress(self, total: int, desc: str, enabled: bool = True):
-        return tqdm(
-            total=total,
-            desc=desc,
-            leave=False,
-            dynamic_ncols=True,
-            unit="batch",
-            disable=not (enabled and self.is_main),
-        )
-
-    def close(self) -> None:
-        if self.distributed and dist.is_initialized():
-            dist.destroy_process_group()
+        disable = not (enabled and self.is_main)
+        return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, unit="batch", disable=disable)
 
 
 def shutdown() -> None:
