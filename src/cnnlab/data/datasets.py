@@ -111,15 +111,8 @@ class ArrayDataset:
 
 def search_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
     """The folders looked at for ``name``'s files, in order (a folder or its ``name`` subfolder)."""
-    roots: list[Path] = [Path(data_dir)] if data_dir else []
-    if os.environ.get("CNNLAB_DATA"):
-        roots.append(Path(os.environ["CNNLAB_DATA"]))
-    roots.append(cache_dir())
-    dirs: list[Path] = []
-    for root in roots:
-        dirs += [root / name, root]
-    dirs += [Path(d) for d in DATASETS[name].system_dirs]
-    return dirs
+    roots = [Path(d) for d in (data_dir, os.environ.get("CNNLAB_DATA")) if d] + [cache_dir()]
+    return [d for root in roots for d in (root / name, root)] + [Path(d) for d in DATASETS[name].system_dirs]
 
 
 def cache_dir() -> Path:
