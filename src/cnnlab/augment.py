@@ -73,9 +73,6 @@ class AugmentConfig:
     shear_units: str = "degrees"
     keras_axes: bool = True
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 class Augment:
     """``Augment(rotation_range=30, ...)(x, generator=g)``: a random transform per image of x (N, C, H, W)."""
@@ -264,26 +261,20 @@ class Augment:
         expect_type(x, torch.Tensor, "x", "a batch of images, a tensor (N, C, H, W)")
         x = x.float()
         n, _, h, w = x.shape
-        params = self.random_params(
-            draw or n, h, w, generator, x.device, torch.float64 if x.dtype == torch.float64 else torch.float32
-        )
+        params = self.random_params(draw or n, h, w, generator, x.device)  # x is float32 here: so are they
         if rows is not None:
             params = {k: v[rows] if v is not None else None for k, v in params.items()}
         return self.standardize(self.apply(x, params))
 
     def to_dict(self) -> dict:
-        return self.config.to_dict()
+        return asdict(self.config)
+
+
+IDENTITY = {"theta": 0, "tx": 0, "ty": 0, "shear": 0, "zx": 1, "zy": 1}  # the geometric parameters of no transform
 
 
 def _is_identity(params: dict) -> bool:
-    return bool(
-        (params["theta"] == 0).all()
-        and (params["tx"] == 0).all()
-        and (params["ty"] == 0).all()
-        and (params["shear"] == 0).all()
-        and (params["zx"] == 1).all()
-        and (params["zy"] == 1).all()
-    )
+    return all(bool((params[key] == value).all()) for key, value in IDENTITY.items())
 
 
 def affine_sample(x: torch.Tensor, matrices: torch.Tensor, fill_mode: str, cval: float = 0.0) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch
 
 from ..errors import DataError, UsageError
 from .datasets import ArrayDataset, DatasetNotFoundError, load_idx_dataset, load_mnist_sample, stratified_split
-from .folders import FolderError, check_same_classes, scan_folder
+from .folders import FolderError, scan_labelled
 from .idx import IdxError, read_images_and_labels
 from .images import ImageError, image_to_tensor, open_image
 from .loader import ONE_PROCESS, InMemoryLoader, InputNorm
@@ -96,10 +96,7 @@ class ArraySource:
     @classmethod
     def from_image_folder(cls, folder: Path, description: dict, classes, echo=print) -> ArraySource:
         """Labelled image files (Kaggle names or class subfolders), each read as ``file_reader`` reads one."""
-        listing = scan_folder(folder)
-        check_same_classes(folder, listing.classes, classes)
-        if note := listing.ignored_note():
-            echo(note)
+        listing = scan_labelled(folder, classes, echo)
         position = {name: i for i, name in enumerate(classes)}
         read = cls.file_reader(description)
         images, labels, skipped = [], [], []

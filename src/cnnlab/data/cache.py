@@ -31,6 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import DataError
+from .datasets import cache_dir
 from .folders import FolderListing, decode
 from .images import ImageError
 
@@ -59,11 +60,6 @@ def cache_key(listing: FolderListing, size: int) -> str:
     return h.hexdigest()
 
 
-def default_cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "cnnlab" / "images"
-
-
 def open_cache(
     listing: FolderListing,
     size: int = 256,
@@ -73,7 +69,7 @@ def open_cache(
     echo=print,
 ) -> ImageCache:
     """The cache of ``listing`` at ``size``, built or rebuilt first when it is missing or stale."""
-    root = Path(cache_root) if cache_root else default_cache_root()
+    root = Path(cache_root) if cache_root else cache_dir() / "images"
     slot = hashlib.sha256(str(listing.root.resolve()).encode()).hexdigest()[:12]
     folder = root / f"{listing.root.name}-{slot}-{size}"
     key = cache_key(listing, size)

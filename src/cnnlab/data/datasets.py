@@ -45,33 +45,30 @@ class IdxDatasetSpec:
 
 
 DATASETS: dict[str, IdxDatasetSpec] = {
-    spec.name: spec
-    for spec in [
-        IdxDatasetSpec(
-            "mnist",
-            tuple(str(d) for d in range(10)),
-            {
-                "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
-                "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
-                "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
-                "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
-            },
-            ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://yann.lecun.com/exdb/mnist/"),
-        ),
-        IdxDatasetSpec(
-            "fashion-mnist",
-            ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-            # Computed from the decompressed files of Debian's dataset-fashion-mnist (upstream git 2020-05-23).
-            {
-                "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
-                "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
-                "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
-                "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
-            },
-            ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
-            system_dirs=("/usr/share/datasets/fashion-mnist",),
-        ),
-    ]
+    "mnist": IdxDatasetSpec(
+        "mnist",
+        tuple(str(d) for d in range(10)),
+        {
+            "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+            "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+            "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+            "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+        },
+        ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://yann.lecun.com/exdb/mnist/"),
+    ),
+    "fashion-mnist": IdxDatasetSpec(
+        "fashion-mnist",
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        # Computed from the decompressed files of Debian's dataset-fashion-mnist (upstream git 2020-05-23).
+        {
+            "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+            "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+            "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+            "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+        },
+        ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        system_dirs=("/usr/share/datasets/fashion-mnist",),
+    ),
 }
 
 
@@ -114,15 +111,8 @@ class ArrayDataset:
 
 def search_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
     """The folders looked at for ``name``'s files, in order (a folder or its ``name`` subfolder)."""
-    roots: list[Path] = [Path(data_dir)] if data_dir else []
-    if os.environ.get("CNNLAB_DATA"):
-        roots.append(Path(os.environ["CNNLAB_DATA"]))
-    roots.append(cache_dir())
-    dirs: list[Path] = []
-    for root in roots:
-        dirs += [root / name, root]
-    dirs += [Path(d) for d in DATASETS[name].system_dirs]
-    return dirs
+    roots = [Path(d) for d in (data_dir, os.environ.get("CNNLAB_DATA")) if d] + [cache_dir()]
+    return [d for root in roots for d in (root / name, root)] + [Path(d) for d in DATASETS[name].system_dirs]
 
 
 def cache_dir() -> Path:
@@ -131,10 +121,7 @@ def cache_dir() -> Path:
 
 
 def _find_file(folder: Path, stem: str) -> Path | None:
-    for candidate in (folder / f"{stem}.gz", folder / stem):
-        if candidate.is_file():
-            return candidate
-    return None
+    return next((c for c in (folder / f"{stem}.gz", folder / stem) if c.is_file()), None)
 
 
 def locate(name: str, split: str, data_dir=None) -> tuple[Path, Path] | None:
@@ -190,10 +177,10 @@ def load_idx_dataset(name: str, split: str = "train", data_dir=None, download_mi
     if split not in SPLIT_FILES:
         raise UsageError(f"unknown split {split!r}; known: {', '.join(SPLIT_FILES)}")
     found = locate(name, split, data_dir)
+    wanted = " and ".join(s + "[.gz]" for s in SPLIT_FILES[split])
     own = [Path(data_dir) / name, Path(data_dir)] if data_dir else []
     holds_some = any(_find_file(d, stem) for d in own for stem in DATASETS[name].md5)
     if holds_some and (found is None or found[0].parent not in own):  # a split missing from the user's folder
-        wanted = " and ".join(s + "[.gz]" for s in SPLIT_FILES[split])
         raise DatasetNotFoundError(
             f"--data-dir {data_dir}: no {name} {split} split ({wanted}) in it or in its '{name}' subfolder; "
             f"with --data-dir only that folder is used (leave it out to look in CNNLAB_DATA and {cache_dir()}, "
@@ -209,7 +196,7 @@ def load_idx_dataset(name: str, split: str = "train", data_dir=None, download_mi
     if found is None:
         looked = "\n".join(f"  - {d}" for d in search_dirs(name, data_dir))
         raise DatasetNotFoundError(
-            f"{name} ({split}) not found. Looked for {' and '.join(s + '[.gz]' for s in SPLIT_FILES[split])} in:\n"
+            f"{name} ({split}) not found. Looked for {wanted} in:\n"
             f"{looked}\n"
             + (f"  - download: {download_error}\n" if download_error else "  - download: not tried (offline)\n")
             + "Provide the files with --data-dir DIR or CNNLAB_DATA=DIR (the folder or its "

@@ -114,12 +114,17 @@ def scan_folder(root: str | Path, allow_unlabelled: bool = False) -> FolderListi
     return FolderListing(root, files, labels, classes, layout, sorted(ignored))
 
 
-def check_same_classes(folder, found, expected) -> None:
-    """New labelled data must hold only classes a run was trained on."""
-    if set(found) - set(expected):
+def scan_labelled(folder, classes, echo=print) -> FolderListing:
+    """New labelled data to evaluate a run on: it must hold only the run's ``classes``; what it leaves out is
+    said through ``echo``."""
+    listing = scan_folder(folder)
+    if set(listing.classes) - set(classes):
         raise FolderError(
-            f"{folder}: classes {', '.join(found)} are not the run's classes ({', '.join(map(str, expected))})"
+            f"{folder}: classes {', '.join(listing.classes)} are not the run's classes ({', '.join(map(str, classes))})"
         )
+    if note := listing.ignored_note():
+        echo(note)
+    return listing
 
 
 def check_class_names(root: Path, files: list[Path], labels: list[int], classes: tuple[str, ...], layout: str):

@@ -21,7 +21,7 @@ import torch
 from ..errors import UsageError
 from .cache import ImageCache, open_cache
 from .datasets import check_split_sizes, stratified_split
-from .folders import FolderError, check_same_classes, decode, scan_folder
+from .folders import FolderError, decode, scan_folder, scan_labelled
 from .loader import ONE_PROCESS, InputNorm, epoch_order, epoch_seed
 from .source import check_split, register
 
@@ -77,12 +77,12 @@ class FolderSource:
         fraction = cfg.val_split or 0.1
         split = f"{cfg.data}: --val-split {fraction:g}" + ("" if cfg.val_split else " (the default for image folders)")
         val_listing = scan_folder(cfg.val_dir) if cfg.val_dir else None
-        if val_listing and val_listing.classes != listing.classes:
-            differ = f"classes {val_listing.classes} differ from {listing.classes} in {cfg.data}"
-            raise FolderError(f"{cfg.val_dir}: {differ}")
         if val_listing:
+            if val_listing.classes != listing.classes:
+                differ = f"classes {val_listing.classes} differ from {listing.classes} in {cfg.data}"
+                raise FolderError(f"{cfg.val_dir}: {differ}")
             check_disjoint(listing, val_listing)
-        if not val_listing:
+        else:
             check_split_sizes(np.asarray(listing.labels), fraction, listing.classes, split)  # before decoding
         notes += [note for note in (listing.ignored_note(), val_listing and val_listing.ignored_note()) if note]
         cache = open_cache(listing, cfg.image_size, cfg.cache_dir, progress=cfg.progress, echo=echo)
@@ -110,10 +110,7 @@ class FolderSource:
     @classmethod
     def for_evaluation(cls, folder, description: dict, classes, cache_dir=None, echo=print) -> FolderSource:
         """A labelled folder, every image in the "test" split, labels in the run's class order."""
-        listing = scan_folder(folder)
-        check_same_classes(folder, listing.classes, classes)
-        if note := listing.ignored_note():
-            echo(note)
+        listing = scan_labelled(folder, classes, echo)
         cache = open_cache(listing, description["image_size"], cache_dir, echo=echo)
         position = {name: i for i, name in enumerate(classes)}
         labels = np.array([position[name] for name in cache.classes], dtype=np.int64)[cache.labels]
@@ -150,24 +147,17 @@ class FolderSource:
         return torch.from_numpy(self._split(split).labels)
 
     def loader(self, split, batch_size, device, *, train=False, seed=0, shard=ONE_PROCESS, view=None) -> CropLoader:
+        part = self._split(split)
         return CropLoader(
-            self._split(split),
-            self.crop,
-            batch_size,
-            device,
-            train=train,
-            seed=seed,
-            shard=shard,
-            view=view or "centre",
+            part, self.crop, batch_size, device, train=train, seed=seed, shard=shard, view=view or "centre"
         )
 
     def images(self, split: str, positions) -> torch.Tensor:
         part = self._split(split)
         index = part.indices[np.asarray(positions, dtype=np.int64)]
         top, left, _ = view_window("centre", part.cache.images.shape[1], self.crop)
-        pixels = crop_batch(
-            part.cache.images, index, [top] * len(index), [left] * len(index), [False] * len(index), self.crop
-        )
+        n = len(index)
+        pixels = crop_batch(part.cache.images, index, [top] * n, [left] * n, [False] * n, self.crop)
         return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
 
     def input_norm(self) -> InputNorm:
@@ -240,30 +230,19 @@ class CropLoader:
     batch from (seed, epoch, step), so an image gets the same crop however many processes run and after a
     restart. Evaluation: one fixed view (the centre crop, or one of the ten) of this process's positions."""
 
+    prefetch = 3  # batches cut ahead of the model
+
     def __init__(
-        self,
-        split: FolderSplit,
-        crop,
-        batch_size,
-        device,
-        *,
-        train,
-        seed=0,
-        shard=ONE_PROCESS,
-        view="centre",
-        prefetch=3,
+        self, split: FolderSplit, crop, batch_size, device, *, train, seed=0, shard=ONE_PROCESS, view="centre"
     ):
         self.split, self.crop, self.batch_size, self.device = split, crop, batch_size, device
-        self.train, self.seed, self.shard, self.view, self.prefetch = train, seed, shard, view, prefetch
+        self.train, self.seed, self.shard, self.view = train, seed, shard, view
         self.size = split.cache.images.shape[1]
         if crop > self.size:
             raise UsageError(f"crop {crop} is larger than the cached images ({self.size})")
 
     def __len__(self) -> int:
-        n = len(self.split.indices)
-        if self.train:
-            return self.shard.train_steps(n, self.batch_size)
-        return -(-len(self.shard.eval_positions(n)) // self.batch_size)
+        return self.shard.batches(len(self.split.indices), self.batch_size, self.train)
 
     def global_batch_len(self, step: int) -> int:
         return self.shard.global_batch_len(len(self.split.indices), self.batch_size, step)

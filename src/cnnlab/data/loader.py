@@ -41,6 +41,11 @@ class Shard:
             steps -= 1
         return steps
 
+    def batches(self, n: int, batch_size: int, train: bool) -> int:
+        """This process's batches in an epoch of ``n`` samples: the global batches when training, else its
+        ``eval_positions`` ``batch_size`` at a time."""
+        return self.train_steps(n, batch_size) if train else -(-len(self.eval_positions(n)) // batch_size)
+
     def global_batch_len(self, n: int, global_batch: int, step: int) -> int:
         return min(global_batch, n - step * global_batch)
 
@@ -126,10 +131,7 @@ class InMemoryLoader:
         self.device = device
 
     def __len__(self) -> int:
-        n = len(self.labels)
-        if self.train:
-            return self.shard.train_steps(n, self.batch_size)
-        return -(-len(self.shard.eval_positions(n)) // self.batch_size)
+        return self.shard.batches(len(self.labels), self.batch_size, self.train)
 
     def global_batch_len(self, step: int) -> int:
         return self.shard.global_batch_len(len(self.labels), self.batch_size, step)
@@ -138,14 +140,11 @@ class InMemoryLoader:
         """Yield (images uint8, labels) for ``epoch``, from batch ``start`` on."""
         n = len(self.labels)
         if self.train:
-            order = epoch_order(n, self.seed, epoch, self.device)
-            rows = self.shard.rows
-            for step in range(start, len(self)):
-                idx = order[step * self.batch_size : (step + 1) * self.batch_size]
-                idx = idx[rows(len(idx))]
-                yield self.images[idx], self.labels[idx]
+            positions = epoch_order(n, self.seed, epoch, self.device)
         else:
             positions = self.shard.eval_positions(n).to(self.device)
-            for step in range(start, len(self)):
-                idx = positions[step * self.batch_size : (step + 1) * self.batch_size]
-                yield self.images[idx], self.labels[idx]
+        for step in range(start, len(self)):
+            idx = positions[step * self.batch_size : (step + 1) * self.batch_size]
+            if self.train:  # a global batch: this process's rows of it
+                idx = idx[self.shard.rows(len(idx))]
+            yield self.images[idx], self.labels[idx]
