@@ -143,12 +143,9 @@ def chart(path, extra: list[tuple[str, float, float]] = (), title: str = "Two er
 
 # Dense peak FLOP/s by device name fragment and precision (vendor datasheets); CPUs vary too much to list.
 PEAKS = {
-    ("H100", "bf16"): 989e12,
-    ("H100", "fp32"): 67e12,
-    ("H200", "bf16"): 989e12,
-    ("H200", "fp32"): 67e12,
-    ("A100", "bf16"): 312e12,
-    ("A100", "fp32"): 19.5e12,
+    "H100": {"bf16": 989e12, "fp32": 67e12},
+    "H200": {"bf16": 989e12, "fp32": 67e12},
+    "A100": {"bf16": 312e12, "fp32": 19.5e12},
 }
 
 
@@ -159,7 +156,7 @@ def device_peak(device, precision: str) -> float | None:
         return None
     name = torch.cuda.get_device_name(device)
     key = "bf16" if precision in ("bf16", "fp16") else "fp32"
-    return next((v for (frag, p), v in PEAKS.items() if frag in name and p == key), None)
+    return next((peaks[key] for frag, peaks in PEAKS.items() if frag in name), None)
 
 
 def year_now() -> float:
