@@ -22,6 +22,7 @@ model and info (``cnnlab.inference.load_run``).
 from __future__ import annotations
 
 import io
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -430,17 +431,15 @@ def _named_module(model: nn.Module, name: str) -> nn.Module:
     return modules[name] if name and name in modules else find_conv(model, name)[1]
 
 
-class _no_inplace:
+@contextmanager
+def _no_inplace(model: nn.Module):
     """In-place activations off while Captum hooks the model (its backward hooks refuse a tensor changed in
     place, e.g. AlexNet's ReLU(inplace=True)); restored afterwards."""
-
-    def __init__(self, model: nn.Module):
-        self.modules = [m for m in model.modules() if getattr(m, "inplace", False) is True]
-
-    def __enter__(self):
-        for m in self.modules:
-            m.inplace = False
-
-    def __exit__(self, *exc):
-        for m in self.modules:
+    modules = [m for m in model.modules() if getattr(m, "inplace", False) is True]
+    for m in modules:
+        m.inplace = False
+    try:
+        yield
+    finally:
+        for m in modules:
             m.inplace = True

@@ -98,10 +98,7 @@ def layer_macs(module: nn.Module, out_shape: tuple[int, ...]) -> int:
     """Multiply-accumulates of one example through ``module`` producing ``out_shape`` (without the batch)."""
     per_example = math.prod(out_shape)
     if isinstance(module, nn.modules.conv._ConvNd):
-        k = 1
-        for s in module.kernel_size:
-            k *= s
-        return per_example * (module.in_channels // module.groups) * k
+        return per_example * (module.in_channels // module.groups) * math.prod(module.kernel_size)
     if isinstance(module, nn.Linear):
         return per_example * module.in_features
     return 0

@@ -65,7 +65,7 @@ def _walk_sizes(layers: list[TracedLayer], size: int, axis: int = 0):
 
 
 def _exact_sizes(layers, around: int, axis: int = 0, count: int = 3) -> list[int]:
-    """Input sizes near ``around`` for which every downsampling step divides exactly."""
+    """Input sizes near ``around`` for which every downsampling step divides exactly, nearest (then smaller) first."""
     good = []
     for delta in range(1, 65):
         for candidate in (around - delta, around + delta):
@@ -76,7 +76,7 @@ def _exact_sizes(layers, around: int, axis: int = 0, count: int = 3) -> list[int
                 good.append(candidate)
         if len(good) >= count:
             break
-    return sorted(good[:count], key=lambda c: (abs(c - around), c))
+    return good[:count]
 
 
 def _fmt(shape) -> str:
@@ -181,7 +181,6 @@ def _conv_rules(net: _Net):
                 layer.name,
                 f"stride {sh} in the first layer on a {side}-px input: allowed by the lesson to cut a large "
                 "input down early",
-                "",
             )
         elif max(sh, sw) > 1:
             yield Finding(

@@ -99,23 +99,13 @@ def chart(path, extra: list[tuple[str, float, float]] = (), title: str = "Two er
     import numpy as np
 
     fig, ax = plt.subplots(figsize=(10, 6))
-    name, year, value = LANDMARKS[0]
-    before = np.linspace(1996, 2012.7, 50)
-    ax.plot(
-        before,
-        LENET5_1998[2] * 2 ** ((before - LENET5_1998[1]) / DOUBLING_BEFORE_2012_YEARS),
-        "--",
-        color="tab:gray",
-        label="first era: 2-year doubling (Moore's law)",
-    )
-    after = np.linspace(2012, 2018.5, 50)
-    ax.plot(
-        after,
-        value * 2 ** ((after - year) / DOUBLING_AFTER_2012_YEARS),
-        "--",
-        color="tab:red",
-        label="modern era: 3.4-month doubling",
-    )
+    trends = [  # (from, to, the run it passes through, doubling time in years, colour, label)
+        (1996, 2012.7, LENET5_1998, DOUBLING_BEFORE_2012_YEARS, "tab:gray", "first era: 2-year doubling (Moore's law)"),
+        (2012, 2018.5, LANDMARKS[0], DOUBLING_AFTER_2012_YEARS, "tab:red", "modern era: 3.4-month doubling"),
+    ]
+    for start, end, (_, year, value), doubling, colour, label in trends:
+        years = np.linspace(start, end, 50)
+        ax.plot(years, value * 2 ** ((years - year) / doubling), "--", color=colour, label=label)
     for i, (label, x, y) in enumerate(LANDMARKS + [LENET5_1998]):
         ax.scatter([x], [y], color="tab:blue", zorder=3)
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 3 if i % 2 else -10), fontsize=8)
@@ -143,12 +133,9 @@ def chart(path, extra: list[tuple[str, float, float]] = (), title: str = "Two er
 
 # Dense peak FLOP/s by device name fragment and precision (vendor datasheets); CPUs vary too much to list.
 PEAKS = {
-    ("H100", "bf16"): 989e12,
-    ("H100", "fp32"): 67e12,
-    ("H200", "bf16"): 989e12,
-    ("H200", "fp32"): 67e12,
-    ("A100", "bf16"): 312e12,
-    ("A100", "fp32"): 19.5e12,
+    "H100": {"bf16": 989e12, "fp32": 67e12},
+    "H200": {"bf16": 989e12, "fp32": 67e12},
+    "A100": {"bf16": 312e12, "fp32": 19.5e12},
 }
 
 
@@ -159,7 +146,7 @@ def device_peak(device, precision: str) -> float | None:
         return None
     name = torch.cuda.get_device_name(device)
     key = "bf16" if precision in ("bf16", "fp16") else "fp32"
-    return next((v for (frag, p), v in PEAKS.items() if frag in name and p == key), None)
+    return next((peaks[key] for frag, peaks in PEAKS.items() if frag in name), None)
 
 
 def year_now() -> float:

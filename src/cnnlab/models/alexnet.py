@@ -46,30 +46,24 @@ class AlexNetBN(nn.Module):
                 nn.BatchNorm2d(cout),
             ]
 
+        def pool_dropout():
+            return [nn.MaxPool2d(3, 2), nn.Dropout(dropout_conv)]
+
+        def dense(cin, cout):
+            return [nn.Linear(cin, cout), nn.ReLU(inplace=True), nn.BatchNorm1d(cout), nn.Dropout(dropout_fc)]
+
         self.features = nn.Sequential(
             *conv(in_chans, 96, 11, stride=4, padding=0),
-            nn.MaxPool2d(3, 2),
-            nn.Dropout(dropout_conv),
+            *pool_dropout(),
             *conv(96, 256, 5),
-            nn.MaxPool2d(3, 2),
-            nn.Dropout(dropout_conv),
+            *pool_dropout(),
             *conv(256, 384, 3),
             *conv(384, 384, 3),
             *conv(384, 256, 3),
-            nn.MaxPool2d(3, 2),
-            nn.Dropout(dropout_conv),
+            *pool_dropout(),
         )
         self.classifier = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(256 * 6 * 6, 4096),
-            nn.ReLU(inplace=True),
-            nn.BatchNorm1d(4096),
-            nn.Dropout(dropout_fc),
-            nn.Linear(4096, 4096),
-            nn.ReLU(inplace=True),
-            nn.BatchNorm1d(4096),
-            nn.Dropout(dropout_fc),
-            nn.Linear(4096, num_classes),
+            nn.Flatten(), *dense(256 * 6 * 6, 4096), *dense(4096, 4096), nn.Linear(4096, num_classes)
         )
         convs = [m for m in self.features if isinstance(m, nn.Conv2d)]
         # Per-kernel L2 coefficients (Keras' kernel_regularizer), block 3 = the three 3x3 convolutions.
@@ -137,42 +131,31 @@ class AlexNet2012(nn.Module):
         def lrn():  # the paper: k=2, n=5, alpha=1e-4, beta=0.75; PyTorch divides alpha by n
             return nn.LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2.0)
 
+        def conv(cin, cout, k, **options):
+            return [nn.Conv2d(cin, cout, k, **options), nn.ReLU(inplace=True)]
+
+        def dense(cin, cout):
+            return [nn.Dropout(dropout), nn.Linear(cin, cout), nn.ReLU(inplace=True)]
+
         self.features = nn.Sequential(
-            nn.Conv2d(in_chans, 96, 11, stride=4),
-            nn.ReLU(inplace=True),
+            *conv(in_chans, 96, 11, stride=4),
             lrn(),
             nn.MaxPool2d(3, 2),
-            nn.Conv2d(96, 256, 5, padding=2, groups=2),
-            nn.ReLU(inplace=True),
+            *conv(96, 256, 5, padding=2, groups=2),
             lrn(),
             nn.MaxPool2d(3, 2),
-            nn.Conv2d(256, 384, 3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(384, 384, 3, padding=1, groups=2),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(384, 256, 3, padding=1, groups=2),
-            nn.ReLU(inplace=True),
+            *conv(256, 384, 3, padding=1),
+            *conv(384, 384, 3, padding=1, groups=2),
+            *conv(384, 256, 3, padding=1, groups=2),
             nn.MaxPool2d(3, 2),
         )
         self.classifier = nn.Sequential(
-            nn.Flatten(),
-            nn.Dropout(dropout),
-            nn.Linear(256 * 6 * 6, 4096),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(4096, 4096),
-            nn.ReLU(inplace=True),
-            nn.Linear(4096, num_classes),
+            nn.Flatten(), *dense(256 * 6 * 6, 4096), *dense(4096, 4096), nn.Linear(4096, num_classes)
         )
-        ones = {4, 10, 12}  # conv2, conv4, conv5 (indices in features)
-        for i, m in enumerate(self.features):
-            if isinstance(m, nn.Conv2d):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.constant_(m.bias, 1.0 if i in ones else 0.0)
-        linears = [m for m in self.classifier if isinstance(m, nn.Linear)]
-        for j, m in enumerate(linears):
+        layers = [m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]  # conv1-conv5, fc1-fc3
+        for i, m in enumerate(layers):
             nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.constant_(m.bias, 1.0 if j < 2 else 0.0)
+            nn.init.constant_(m.bias, 1.0 if i in (1, 3, 4, 5, 6) else 0.0)  # conv2, conv4, conv5, fc1, fc2
 
     def forward(self, x):
         return self.classifier(self.features(x))

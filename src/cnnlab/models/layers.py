@@ -27,13 +27,12 @@ class Tanh(nn.Tanh):
     """``nn.Tanh`` with a faster CPU forward pass; on other devices, or when not training, the stock op."""
 
     def forward(self, x):
-        if torch.compiler.is_exporting():  # an exported graph (ONNX, pt2) holds plain tanh; its runtime picks a kernel
+        # an exported graph (ONNX, pt2) holds plain tanh; its runtime picks a kernel
+        if torch.compiler.is_exporting() or x.device.type != "cpu" or x.dtype != torch.float32:
             return torch.tanh(x)
-        if x.device.type == "cpu" and x.dtype == torch.float32 and torch.is_grad_enabled() and x.requires_grad:
+        if torch.is_grad_enabled() and x.requires_grad:
             return _TanhViaSigmoid.apply(x)
-        if x.device.type == "cpu" and x.dtype == torch.float32:
-            return torch.sigmoid(x * 2).mul_(2).sub_(1)
-        return torch.tanh(x)
+        return torch.sigmoid(x * 2).mul_(2).sub_(1)
 
 
 class AvgPool2d(nn.AvgPool2d):

@@ -50,12 +50,9 @@ class PatternError(UsageError):
 # --- parsing ----------------------------------------------------------------------------------------
 
 _TOKEN = re.compile(
-    r"\s*(?:(=>)|(\[)|(\])|(\*)|(\?)|(\()|(\))|(,)|(=)|([A-Za-z_][A-Za-z_0-9.]*)|"
-    r"([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?))"
+    r"\s*(?:(?P<arrow>=>)|(?P<lbr>\[)|(?P<rbr>\])|(?P<star>\*)|(?P<q>\?)|(?P<lp>\()|(?P<rp>\))|(?P<comma>,)|(?P<eq>=)|"
+    r"(?P<name>[A-Za-z_][A-Za-z_0-9.]*)|(?P<num>[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?))"
 )
-
-# Each one is built by a method of _Builder (_BUILDERS, below).
-LAYERS = set("CONV POOL MAXPOOL AVGPOOL FC RELU TANH SIGMOID ELU GELU LEAKYRELU BN DROPOUT LRN FLATTEN SOFTMAX".split())
 
 
 @dataclass
@@ -79,53 +76,48 @@ class _Parser:
         self.text = text
         self.tokens = []  # (kind, value, pos)
         pos = 0
-        kinds = ["arrow", "lbr", "rbr", "star", "q", "lp", "rp", "comma", "eq", "name", "num"]
-        while pos < len(text):
-            if text[pos:].strip() == "":
-                break
+        while text[pos:].strip():
             m = _TOKEN.match(text, pos)
-            if not m or m.end() == pos:
+            if not m:
                 start = len(text) - len(text[pos:].lstrip())
                 raise PatternError(text, start, "a layer name, '[', ']', '=>', '*', '(' or a number")
-            for i, kind in enumerate(kinds):
-                if m.group(i + 1) is not None:
-                    self.tokens.append((kind, m.group(i + 1), m.start(i + 1)))
+            self.tokens.append((m.lastgroup, m.group(m.lastgroup), m.start(m.lastgroup)))
             pos = m.end()
         self.i = 0
 
     def peek(self):
         return self.tokens[self.i] if self.i < len(self.tokens) else ("end", None, len(self.text))
 
-    def take(self, kind, expected):
-        tok = self.peek()
-        if tok[0] != kind:
-            raise PatternError(self.text, tok[2], expected)
+    def accept(self, kind) -> bool:
+        """Consume the next token if it is a ``kind``."""
+        if self.peek()[0] != kind:
+            return False
         self.i += 1
-        return tok
+        return True
+
+    def take(self, kind, expected):
+        if not self.accept(kind):
+            raise PatternError(self.text, self.peek()[2], expected)
 
     def parse(self) -> list:
-        tok = self.peek()
-        if tok[0] == "name" and tok[1].upper() == "INPUT":
+        kind, value, _ = self.peek()
+        if kind == "name" and value.upper() == "INPUT":
             self.i += 1
             if self.peek()[0] != "end":
                 self.take("arrow", "'=>' after INPUT")
         items = self.sequence()
-        tok = self.peek()
-        if tok[0] != "end":
-            raise PatternError(self.text, tok[2], "'=>' or the end of the pattern")
+        self.take("end", "'=>' or the end of the pattern")
         return items
 
     def sequence(self) -> list:
         items = [self.item()]
-        while self.peek()[0] == "arrow":
-            self.i += 1
+        while self.accept("arrow"):
             items.append(self.item())
         return items
 
     def count(self):
-        if self.peek()[0] != "star":
+        if not self.accept("star"):
             return 1
-        self.i += 1
         kind, value, pos = self.peek()
         if kind == "num" and value.isdigit():
             self.i += 1
@@ -137,8 +129,7 @@ class _Parser:
 
     def item(self):
         kind, value, pos = self.peek()
-        if kind == "lbr":
-            self.i += 1
+        if self.accept("lbr"):
             items = self.sequence()
             self.take("rbr", f"']' to close the group opened at position {pos + 1}")
             return Group(items, self.count(), pos)
@@ -147,20 +138,15 @@ class _Parser:
             if name not in LAYERS:
                 raise PatternError(self.text, pos, f"a layer ({', '.join(sorted(LAYERS))})")
             self.i += 1
-            layer = Layer(name, pos=pos)
-            if self.peek()[0] == "q":
-                self.i += 1
-                layer.optional = True
-            if self.peek()[0] == "lp":
-                self.i += 1
+            layer = Layer(name, optional=self.accept("q"), pos=pos)
+            if self.accept("lp"):
                 self.arguments(layer)
             count = self.count()
             return layer if count == 1 else Group([layer], count, pos)
         raise PatternError(self.text, pos, "a layer name or '['")
 
     def arguments(self, layer: Layer):
-        if self.peek()[0] == "rp":
-            self.i += 1
+        if self.accept("rp"):
             return
         while True:
             kind, value, pos = self.peek()
@@ -173,9 +159,7 @@ class _Parser:
                 layer.args.append(self.value())
             else:
                 raise PatternError(self.text, pos, "an argument (a number, a word or name=value)")
-            kind, _, pos = self.peek()
-            if kind == "comma":
-                self.i += 1
+            if self.accept("comma"):
                 continue
             self.take("rp", "',' or ')' in the argument list")
             return
@@ -211,10 +195,6 @@ def _per_stage(value, stage: int, growth: float = 1.0):
     if isinstance(value, (list, tuple)):
         return value[min(stage, len(value) - 1)]
     return int(round(value * growth**stage)) if growth != 1.0 else value
-
-
-def _out_size(size: int, k: int, s: int, p: int) -> float:
-    return (size + 2 * p - k) / s + 1
 
 
 class PatternNet(nn.Sequential):
@@ -257,7 +237,7 @@ class _Builder:
         return count
 
     def shrink(self, layer: Layer, what: str, k: int, s: int, p: int) -> None:
-        self.h, self.w = int(_out_size(self.h, k, s, p)), int(_out_size(self.w, k, s, p))
+        self.h, self.w = (int((side + 2 * p - k) / s + 1) for side in (self.h, self.w))
         if min(self.h, self.w) < 1:
             self.fail(layer, f"a larger input: the volume shrinks below 1x1 at this {what}")
 
@@ -321,11 +301,7 @@ class _Builder:
         self.layers.append(("bn", nn.BatchNorm2d(self.c) if self.flat is None else nn.BatchNorm1d(self.flat)))
 
     def dropout(self, layer: Layer, a: list, kw: dict) -> None:
-        rate = self.o.dropout
-        if a:
-            rate = float(a[0])
-        elif isinstance(rate, (list, tuple)):
-            rate = _per_stage(rate, self.drop_index)
+        rate = float(a[0]) if a else _per_stage(self.o.dropout, self.drop_index)
         self.drop_index += 1
         self.layers.append(("dropout", nn.Dropout(rate)))
 
@@ -352,6 +328,7 @@ _BUILDERS = {
     "FLATTEN": _Builder.flatten, "FC": _Builder.fc, "BN": _Builder.bn, "DROPOUT": _Builder.dropout,
     "LRN": _Builder.lrn, "SOFTMAX": _Builder.softmax, **{kind: _Builder.activation for kind in ACTIVATIONS},
 }  # fmt: skip
+LAYERS = set(_BUILDERS)  # the layer names the notation knows
 
 
 def from_pattern(
@@ -446,23 +423,6 @@ def pattern(
     optional: bool = True,
 ) -> nn.Module:
     """A network from the lesson's pattern notation (default: the lesson's generic pattern, N=2, M=2, K=1)."""
-    return from_pattern(
-        text,
-        (in_chans, img_size, img_size),
-        num_classes,
-        filters=filters,
-        filter_growth=filter_growth,
-        kernel_size=kernel_size,
-        stride=stride,
-        padding=padding,
-        pool=pool,
-        pool_size=pool_size,
-        pool_stride=pool_stride,
-        fc=fc,
-        dropout=dropout,
-        activation=activation,
-        optional=optional,
-        N=N,
-        M=M,
-        K=K,
-    )
+    # Every other parameter is one of from_pattern's options, or a repeat variable (N, M, K), by the same name.
+    options = {k: v for k, v in locals().items() if k not in ("text", "num_classes", "in_chans", "img_size")}
+    return from_pattern(text, (in_chans, img_size, img_size), num_classes, **options)

@@ -119,8 +119,7 @@ def checked_options(entry: ModelEntry, options: dict) -> dict:
         low, high, words = next((r for start, r in RANGES.items() if key.startswith(start)), (None, None, ""))
         if _is(value, float) and ((low is not None and not value >= low) or (high is not None and not value <= high)):
             raise UsageError(f"model {entry.name!r}: option {key} must be {words}, got {value!r}")
-    plain = {int: int, float: float}
-    return {k: plain[hints[k]](v) if hints.get(k) in plain and v is not None else v for k, v in options.items()}
+    return {k: hints[k](v) if hints.get(k) in (int, float) else v for k, v in options.items()}
 
 
 # --- which input sizes a built network takes ---------------------------------------------------------------
