@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checkpoint import CheckpointError, _fsync_dir, atomic_write_bytes, read_json
+from .checkpoint import CheckpointError, atomic_write_bytes, read_json, replace_through
 from .errors import RunError, UsageError, path_argument
 
 # 1: model.json's "pipeline" (before the data interface); 2: "data" and "format_version"
@@ -71,23 +71,10 @@ def upgrade_model_info(info: dict) -> dict:
 
 
 def write_through(path: str | Path, write: Callable[[Path], object]) -> Path:
-    """``write(tmp)`` a large file (an export) beside ``path``, fsync it and rename it into place. The temporary
-    file never stays behind, and an OSError names ``path``, not the temporary name."""
+    """``write(tmp)`` a large file (an export) beside ``path``, then rename it into place as every write here does
+    (``checkpoint.replace_through``); the temporary name keeps the suffix, by which an exporter picks its format."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    replace_through(path, path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}"), write)
     return path
 
 
@@ -234,7 +221,10 @@ class RunDir:
         path = self.path / "config.json"
         if not path.is_file():
             raise RunError(f"{self.path}: not a run directory (no config.json)")
-        saved = _strict_json(path)
+        try:
+            saved = read_json(path)
+        except CheckpointError as e:
+            raise RunError(str(e)) from None
         if not isinstance(saved, dict):
             raise RunError(f"{path}: holds no configuration (one JSON object expected)")
         return TrainConfig.from_dict(saved, str(path))
@@ -302,14 +292,8 @@ class RunDir:
         if not self.is_run():
             raise RunError(f"{self.path}: not a cnnlab run directory (none of {', '.join(MARKS_A_RUN)})")
         record = RunRecord(self.path)
-        for attribute, name in (
-            ("config", "config.json"),
-            ("model", "model.json"),
-            ("report", "report.json"),
-            ("compute", "compute.json"),
-            ("environment", "environment.json"),
-        ):
-            setattr(record, attribute, _tolerant_json(self.path / name, record.problems))
+        for name in ("config", "model", "report", "compute", "environment"):
+            setattr(record, name, _tolerant_json(self.path / f"{name}.json", record.problems))
         if record.model is not None:
             record.model = upgrade_model_info(record.model)
         record.history = _read_metrics(self.path / "metrics.csv", record.problems)
@@ -334,13 +318,6 @@ def write_comparison(run_dirs, output: str | Path = "comparison.html") -> Path:
         run.check_output(output)
     atomic_write_bytes(output, render_comparison_page(records).encode())
     return Path(output)
-
-
-def _strict_json(path: Path):
-    try:
-        return read_json(path)
-    except CheckpointError as e:
-        raise RunError(str(e)) from None
 
 
 def _tolerant_json(path: Path, problems: dict) -> dict | None:
