@@ -1,7 +1,7 @@
 """A run directory, and the one module that knows its files: ``RunDir``.
 
     runs/NAME/
-      .lock                one writer at a time (``RunLock``): the pid of the training process
+      .lock                one writer at a time (``RunDir.lock``): the pid of the training process
       config.json          the resolved configuration (``cnnlab train --resume`` reads it back)
       model.json           model name and options, classes, input size and normalisation, the data's
                            description (how a file becomes input), the run format's version
@@ -37,7 +37,8 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,41 +79,6 @@ def write_through(path: str | Path, write: Callable[[Path], object]) -> Path:
     return path
 
 
-class RunLock:
-    """One writer per run directory: an exclusive, non-blocking lock on ``RUN_DIR/.lock``.
-
-    ``writer=False`` only checks that nobody writes (and keeps others out while held) without creating or
-    changing a file of the run: used when looking at, or moving aside, a run that is not ours."""
-
-    def __init__(self, run_dir: Path, writer: bool = True):
-        self.path = Path(run_dir) / ".lock"
-        self.writer = writer
-        self.fd = None
-
-    def __enter__(self):
-        import fcntl
-
-        if not self.writer and not self.path.is_file():
-            return self  # no writer ever locked it
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT if self.writer else os.O_RDONLY, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(self.fd)
-            raise RunError(
-                f"{self.path.parent}: another training process (pid {holder}) is writing to this run"
-            ) from None
-        if self.writer:
-            os.ftruncate(self.fd, 0)
-            os.pwrite(self.fd, str(os.getpid()).encode(), 0)
-        return self
-
-    def __exit__(self, *exc):
-        if self.fd is not None:
-            os.close(self.fd)
-
-
 def lock_holder(run_dir: Path) -> str | None:
     """The pid of a training process holding the run's lock, or None."""
     import fcntl
@@ -145,8 +111,32 @@ class RunDir:
     def is_run(self) -> bool:
         return self.path.is_dir() and any((self.path / name).is_file() for name in MARKS_A_RUN)
 
-    def lock(self, writer: bool = True) -> RunLock:
-        return RunLock(self.path, writer)
+    @contextmanager
+    def lock(self, writer: bool = True) -> Iterator[None]:
+        """One writer per run directory: an exclusive, non-blocking lock on ``RUN_DIR/.lock``, which holds the
+        writer's pid.
+
+        ``writer=False`` only checks that nobody writes (and keeps others out while held) without creating or
+        changing a file of the run: used when looking at, or moving aside, a run that is not ours."""
+        import fcntl
+
+        path = self.path / ".lock"
+        if not writer and not path.is_file():
+            yield  # no writer ever locked it
+            return
+        fd = os.open(path, os.O_RDWR | os.O_CREAT if writer else os.O_RDONLY, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                raise RunError(f"{self.path}: another training process (pid {holder}) is writing to this run") from None
+            if writer:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield
+        finally:
+            os.close(fd)
 
     # --- writing: every file through a temporary name, fsync and a rename ------------------------------
 

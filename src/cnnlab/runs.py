@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError, read_json
 from .errors import RunError
-from .rundir import RunDir, RunLock
+from .rundir import RunDir
 from .train.config import FLAG_NAMES, TrainConfig, check_values
 
 
@@ -36,7 +36,7 @@ def dataset_label(cfg: TrainConfig) -> str:
 def _refuse_taken(run_dir: Path) -> None:
     """Raise the message for a name that is taken: locked by a live writer, or a finished/stopped run."""
     if run_dir.is_dir():
-        with RunLock(run_dir, writer=False):  # raises 'another training process ...' while one is writing
+        with RunDir(run_dir).lock(writer=False):  # raises 'another training process ...' while one is writing
             pass
     try:
         saved = read_json(run_dir / "config.json")
@@ -83,7 +83,7 @@ def set_aside(run_dir: Path) -> Path | None:
     while target.exists():
         n += 1
         target = run_dir.with_name(f"{run_dir.name}.old-{stamp}-{n}")
-    with RunLock(run_dir, writer=False) if run_dir.is_dir() and not run_dir.is_symlink() else nullcontext():
+    with RunDir(run_dir).lock(writer=False) if run_dir.is_dir() and not run_dir.is_symlink() else nullcontext():
         os.rename(run_dir, target)
     return target
 
