@@ -11,13 +11,16 @@ either the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
@@ -33,38 +36,34 @@ class CheckpointError(RunError):
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file; an OSError (a full disk, say) names ``path``."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    replace_through(path, path.with_name(f".{path.name}.tmp-{os.getpid()}"), lambda tmp: tmp.write_bytes(data))
+
+
+def replace_through(path: Path, tmp: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)``, fsync it and rename it to ``path``. The temporary file never stays behind, and an OSError
+    names ``path``: a failed write() carries no file name, and the temporary one would mean nothing to a user."""
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
-        # A failed write() carries no file name; the temporary name would mean nothing to a user.
         raise OSError(e.errno, e.strerror or str(e), str(path)) from e
-    except BaseException:
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
     _fsync_dir(path.parent)
 
 
 def _fsync_dir(folder: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def atomic_write_json(path: str | Path, obj) -> None:
@@ -117,8 +116,6 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         state = st_load(data)
     except (SafetensorError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: not a valid safetensors file ({e})") from None
-    from safetensors import safe_open
-
     with safe_open(str(path), "pt") as f:
         header = f.metadata() or {}
     try:
@@ -208,7 +205,7 @@ def save_checkpoint(run_dir: str | Path, tag: str, model_state: dict, train_stat
     root.mkdir(parents=True, exist_ok=True)
     final = root / tag
     for stale in root.glob(".*.tmp-*"):  # half-written by a process that was killed (one writer: the run lock)
-        _remove_tree(stale)
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = root / f".{tag}.tmp-{os.getpid()}"
     tmp.mkdir()
     try:
@@ -222,17 +219,17 @@ def save_checkpoint(run_dir: str | Path, tag: str, model_state: dict, train_stat
         files = ["model.safetensors", "state.safetensors", "state.json"]
         atomic_write_json(tmp / "MANIFEST.json", {"tag": tag, "files": {f: sha256_file(tmp / f) for f in files}})
         if final.exists():
-            _remove_tree(final)
+            shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         _fsync_dir(root)
     except BaseException:
-        _remove_tree(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
     others = [p for p in list_checkpoints(run_dir) if p.name != tag]
     later = [p for p in others if p.name > tag]  # tags are zero-padded step numbers: names sort as numbers
     earlier = [p for p in others if p.name < tag]
     for old in later + (earlier[: max(0, len(earlier) - (keep - 1))] if keep else []):
-        _remove_tree(old)
+        shutil.rmtree(old, ignore_errors=True)
     return final
 
 
@@ -251,12 +248,6 @@ def _checkpoint_hook(stage: str, folder: Path) -> None:
 
         (folder.parent / f"paused-{stage}").write_text(str(os.getpid()))
         time.sleep(3600)
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
@@ -303,11 +294,9 @@ def latest_checkpoint(run_dir: str | Path) -> tuple[tuple[Path, dict, dict] | No
             skipped.append(f"{p}: no MANIFEST.json (not a complete checkpoint)")
     for folder in reversed(list_checkpoints(run_dir)):
         try:
-            model_state, state = load_checkpoint(folder)
+            return (folder, *load_checkpoint(folder)), skipped
         except CheckpointError as e:
             skipped.append(f"{folder}: damaged ({e})")
-            continue
-        return (folder, model_state, state), skipped
     return None, skipped
 
 

@@ -59,7 +59,8 @@ class TrainingInterrupted(CnnlabError):
 
 def expect_type(value, kinds, name: str, expected: str) -> None:
     """``value`` is one of ``kinds`` (a bool is not a number here), else WrongType naming ``name``."""
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in _as_tuple(kinds)):
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
         raise WrongType(f"{name} must be {expected}, not {type(value).__name__} {_short(value)}")
 
 
@@ -95,10 +96,6 @@ def image_shape(value, name: str = "input_size") -> tuple[int, int, int]:
     if len(value) != 3:
         raise UsageError(f"{name} {tuple(value)} has {len(value)} numbers; expected (channels, height, width)")
     return tuple(whole_number(v, name) for v in value)
-
-
-def _as_tuple(kinds) -> tuple:
-    return kinds if isinstance(kinds, tuple) else (kinds,)
 
 
 def _short(value) -> str:

@@ -33,6 +33,7 @@ def claim_run_dir(cfg: TrainConfig, run_dir: Path | None, resume: bool, rt: Runt
     """Rank 0 names the run (or takes the one given) and tells the others. Under torchrun with
     ``--max-restarts``, a restarted attempt finds the run its first attempt began (a marker keyed by
     torchrun's run id) and resumes it from its newest checkpoint, without anyone typing --resume."""
+    decision = None
     if rt.is_main:
         marker = elastic_marker(cfg)
         restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) > 0
@@ -44,8 +45,6 @@ def claim_run_dir(cfg: TrainConfig, run_dir: Path | None, resume: bool, rt: Runt
                 marker.parent.mkdir(parents=True, exist_ok=True)
                 marker.write_text(str(run_dir))
         decision = (str(run_dir), resume)
-    else:
-        decision = None
     run_dir, resume = rt.broadcast_object(decision)
     return Path(run_dir), resume
 
@@ -165,7 +164,7 @@ def train_run(
         baseline = train_run(baseline_cfg, allow_sample=allow_sample, echo=echo)
         if rt.is_main:
             write_comparison(run_dir, history.history, report, baseline.history, baseline.report, echo)
-            RunDir(run_dir).write_report()  # now with the comparison
+            run.write_report()  # now with the comparison
     return RunResult(run_dir, history.history, report, source.notes)
 
 

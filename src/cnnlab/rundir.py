@@ -1,7 +1,7 @@
 """A run directory, and the one module that knows its files: ``RunDir``.
 
     runs/NAME/
-      .lock                one writer at a time (``RunLock``): the pid of the training process
+      .lock                one writer at a time (``RunDir.lock``): the pid of the training process
       config.json          the resolved configuration (``cnnlab train --resume`` reads it back)
       model.json           model name and options, classes, input size and normalisation, the data's
                            description (how a file becomes input), the run format's version
@@ -37,11 +37,12 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checkpoint import CheckpointError, _fsync_dir, atomic_write_bytes, read_json
+from .checkpoint import CheckpointError, atomic_write_bytes, read_json, replace_through
 from .errors import RunError, UsageError, path_argument
 
 # 1: model.json's "pipeline" (before the data interface); 2: "data" and "format_version"
@@ -71,59 +72,11 @@ def upgrade_model_info(info: dict) -> dict:
 
 
 def write_through(path: str | Path, write: Callable[[Path], object]) -> Path:
-    """``write(tmp)`` a large file (an export) beside ``path``, fsync it and rename it into place. The temporary
-    file never stays behind, and an OSError names ``path``, not the temporary name."""
+    """``write(tmp)`` a large file (an export) beside ``path``, then rename it into place as every write here does
+    (``checkpoint.replace_through``); the temporary name keeps the suffix, by which an exporter picks its format."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    replace_through(path, path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}"), write)
     return path
-
-
-class RunLock:
-    """One writer per run directory: an exclusive, non-blocking lock on ``RUN_DIR/.lock``.
-
-    ``writer=False`` only checks that nobody writes (and keeps others out while held) without creating or
-    changing a file of the run: used when looking at, or moving aside, a run that is not ours."""
-
-    def __init__(self, run_dir: Path, writer: bool = True):
-        self.path = Path(run_dir) / ".lock"
-        self.writer = writer
-        self.fd = None
-
-    def __enter__(self):
-        import fcntl
-
-        if not self.writer and not self.path.is_file():
-            return self  # no writer ever locked it
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT if self.writer else os.O_RDONLY, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(self.fd)
-            raise RunError(
-                f"{self.path.parent}: another training process (pid {holder}) is writing to this run"
-            ) from None
-        if self.writer:
-            os.ftruncate(self.fd, 0)
-            os.pwrite(self.fd, str(os.getpid()).encode(), 0)
-        return self
-
-    def __exit__(self, *exc):
-        if self.fd is not None:
-            os.close(self.fd)
 
 
 def lock_holder(run_dir: Path) -> str | None:
@@ -158,8 +111,32 @@ class RunDir:
     def is_run(self) -> bool:
         return self.path.is_dir() and any((self.path / name).is_file() for name in MARKS_A_RUN)
 
-    def lock(self, writer: bool = True) -> RunLock:
-        return RunLock(self.path, writer)
+    @contextmanager
+    def lock(self, writer: bool = True) -> Iterator[None]:
+        """One writer per run directory: an exclusive, non-blocking lock on ``RUN_DIR/.lock``, which holds the
+        writer's pid.
+
+        ``writer=False`` only checks that nobody writes (and keeps others out while held) without creating or
+        changing a file of the run: used when looking at, or moving aside, a run that is not ours."""
+        import fcntl
+
+        path = self.path / ".lock"
+        if not writer and not path.is_file():
+            yield  # no writer ever locked it
+            return
+        fd = os.open(path, os.O_RDWR | os.O_CREAT if writer else os.O_RDONLY, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                raise RunError(f"{self.path}: another training process (pid {holder}) is writing to this run") from None
+            if writer:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield
+        finally:
+            os.close(fd)
 
     # --- writing: every file through a temporary name, fsync and a rename ------------------------------
 
@@ -234,7 +211,10 @@ class RunDir:
         path = self.path / "config.json"
         if not path.is_file():
             raise RunError(f"{self.path}: not a run directory (no config.json)")
-        saved = _strict_json(path)
+        try:
+            saved = read_json(path)
+        except CheckpointError as e:
+            raise RunError(str(e)) from None
         if not isinstance(saved, dict):
             raise RunError(f"{path}: holds no configuration (one JSON object expected)")
         return TrainConfig.from_dict(saved, str(path))
@@ -302,14 +282,8 @@ class RunDir:
         if not self.is_run():
             raise RunError(f"{self.path}: not a cnnlab run directory (none of {', '.join(MARKS_A_RUN)})")
         record = RunRecord(self.path)
-        for attribute, name in (
-            ("config", "config.json"),
-            ("model", "model.json"),
-            ("report", "report.json"),
-            ("compute", "compute.json"),
-            ("environment", "environment.json"),
-        ):
-            setattr(record, attribute, _tolerant_json(self.path / name, record.problems))
+        for name in ("config", "model", "report", "compute", "environment"):
+            setattr(record, name, _tolerant_json(self.path / f"{name}.json", record.problems))
         if record.model is not None:
             record.model = upgrade_model_info(record.model)
         record.history = _read_metrics(self.path / "metrics.csv", record.problems)
@@ -334,13 +308,6 @@ def write_comparison(run_dirs, output: str | Path = "comparison.html") -> Path:
         run.check_output(output)
     atomic_write_bytes(output, render_comparison_page(records).encode())
     return Path(output)
-
-
-def _strict_json(path: Path):
-    try:
-        return read_json(path)
-    except CheckpointError as e:
-        raise RunError(str(e)) from None
 
 
 def _tolerant_json(path: Path, problems: dict) -> dict | None:

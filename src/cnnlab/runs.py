@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from .checkpoint import CheckpointError, read_json
 from .errors import RunError
-from .rundir import RunDir, RunLock
+from .rundir import RunDir
 from .train.config import FLAG_NAMES, TrainConfig, check_values
 
 
@@ -35,9 +36,8 @@ def dataset_label(cfg: TrainConfig) -> str:
 def _refuse_taken(run_dir: Path) -> None:
     """Raise the message for a name that is taken: locked by a live writer, or a finished/stopped run."""
     if run_dir.is_dir():
-        with RunLock(run_dir, writer=False):  # raises 'another training process ...' while one is writing
+        with RunDir(run_dir).lock(writer=False):  # raises 'another training process ...' while one is writing
             pass
-    what = "a run"
     try:
         saved = read_json(run_dir / "config.json")
         what = f"a run ({saved.get('model', '?')}, epochs={saved.get('epochs', '?')})"
@@ -83,10 +83,7 @@ def set_aside(run_dir: Path) -> Path | None:
     while target.exists():
         n += 1
         target = run_dir.with_name(f"{run_dir.name}.old-{stamp}-{n}")
-    if run_dir.is_dir() and not run_dir.is_symlink():
-        with RunLock(run_dir, writer=False):
-            os.rename(run_dir, target)
-    else:
+    with RunDir(run_dir).lock(writer=False) if run_dir.is_dir() and not run_dir.is_symlink() else nullcontext():
         os.rename(run_dir, target)
     return target
 
