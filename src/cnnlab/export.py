@@ -38,6 +38,7 @@ from torch import nn
 
 from .checkpoint import sha256_file
 from .data.loader import InputNorm, Preprocess
+from .environment import __version__
 from .errors import MissingExtra, RunError, UsageError
 from .rundir import RunDir, write_through
 
@@ -58,14 +59,17 @@ class ExportError(RunError):
     """A file that cannot be exported to or read as an export; the message names it."""
 
 
+def importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
 def require(*modules: str) -> None:
     """Import each module or raise ``MissingExtra`` naming the missing ones and the extra that brings them."""
-    missing = []
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
+    missing = [name for name in modules if not importable(name)]
     if missing:
         raise MissingExtra(f"ONNX export and onnxruntime need {', '.join(missing)}: {EXTRA_HINT}")
 
@@ -127,16 +131,10 @@ def _metadata(input_norm: InputNorm, input_size, num_classes: int, metadata: dic
         "input_size": list(input_size),
         "input_norm": input_norm.to_dict(),
         "classes": [str(i) for i in range(num_classes)],
-        "cnnlab_version": _version(),
+        "cnnlab_version": __version__,
         "torch_version": torch.__version__,
         **(metadata or {}),
     }
-
-
-def _version() -> str:
-    from .environment import __version__
-
-    return __version__
 
 
 @torch.no_grad()
@@ -147,7 +145,6 @@ def export_onnx(model: nn.Module, input_norm: InputNorm, input_size, path, metad
     metadata_props beside the input/output conventions.
     """
     require("onnx", "onnxscript")
-    path = Path(path)
     with _exportable(model, input_norm, input_size) as (wrapper, example), _quiet_exporter():
         num_classes = wrapper(example).shape[1]
         program = torch.onnx.export(
@@ -169,7 +166,6 @@ def export_onnx(model: nn.Module, input_norm: InputNorm, input_size, path, metad
 def export_pt2(model: nn.Module, input_norm: InputNorm, input_size, path, metadata: dict | None = None) -> Path:
     """Write ``model`` as a torch.export archive (.pt2), same graph and conventions as ``export_onnx``;
     the metadata goes into the archive's extra file "cnnlab.json"."""
-    path = Path(path)
     with _exportable(model, input_norm, input_size) as (wrapper, example):
         num_classes = wrapper(example).shape[1]
         program = torch.export.export(wrapper, (example,), dynamic_shapes=_batch_axis())

@@ -7,7 +7,6 @@ Everything goes through the data interface (data/source.py): a run's ``model.jso
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import sys
@@ -26,7 +25,7 @@ from .environment import reuse_freed_memory
 from .errors import DataError, RunError, UsageError, expect_type, path_argument, whole_number
 from .evaluation import make_report, plot_confusion
 from .evaluation.metrics import Report, predict_logits
-from .export import JSON_KEYS, ExportError, default_path, export_run, require
+from .export import JSON_KEYS, ExportError, default_path, export_run, importable, require
 from .rundir import RunDir, atomic_write_bytes
 from .train import Runtime, TrainConfig
 
@@ -346,13 +345,12 @@ def kaggle_submission(
 
 # --- onnxruntime -----------------------------------------------------------------------------------------
 
-# `cnnlab predict --runtime auto`: the runtime per model that benchmarks/inference_speed.py measured faster
-# (images/s, batch 1 and 64, PyTorch eager vs onnxruntime, back to back on a quiet machine). A model not in
-# the table uses onnxruntime when it is installed and the run holds a current ONNX export, else PyTorch.
-# `auto` never exports by itself (a 245 MB file and seconds of work the user did not ask for).
-# Model name -> the runtime ``predict --runtime auto`` uses when a current export exists. Measured back to back
-# on a 2-core AMD EPYC (benchmarks/results/inference_speed.json): onnxruntime was faster in every pair,
-# LeNet-5 5.6-5.7x at batch 1 and 1.6-2.2x at 64, AlexNet-BN 1.5-1.6x and 1.4x. Models not listed: onnx too.
+# Model name -> the runtime `cnnlab predict --runtime auto` uses when onnxruntime is installed and the run holds
+# a current ONNX export (else PyTorch); a model not listed uses onnxruntime too. benchmarks/inference_speed.py
+# measured images/s at batch 1 and 64, PyTorch eager vs onnxruntime, back to back on a quiet 2-core AMD EPYC
+# (benchmarks/results/inference_speed.json): onnxruntime was faster in every pair, LeNet-5 5.6-5.7x at batch 1
+# and 1.6-2.2x at 64, AlexNet-BN 1.5-1.6x and 1.4x. `auto` never exports by itself (a 245 MB file and seconds of
+# work the user did not ask for).
 AUTO_RUNTIME: dict[str, str] = {"lenet5": "onnx", "alexnet_bn": "onnx"}
 RUNTIMES = ("auto", "onnx", "torch")
 
@@ -394,14 +392,6 @@ class OnnxPredictor:
         return np.concatenate(parts) if parts else np.zeros((0, len(self.classes)), np.float32)
 
 
-def _installed(module: str) -> bool:
-    try:
-        importlib.import_module(module)
-    except ImportError:
-        return False
-    return True
-
-
 def _note(message: str) -> None:
     print(f"cnnlab: {message}", file=sys.stderr)
 
@@ -421,7 +411,7 @@ def onnx_predictor_for_run(run_dir, weights: str = "last", runtime: str = "auto"
     run_dir = Path(run_dir)
     path = default_path(run_dir, "onnx", weights)
     if runtime == "auto":
-        if not path.is_file() or not _installed("onnxruntime"):
+        if not path.is_file() or not importable("onnxruntime"):
             return None
         if AUTO_RUNTIME.get(RunDir(run_dir).model_info()["model"], "onnx") != "onnx":
             return None

@@ -51,6 +51,10 @@ def _templates():
     )
 
 
+def _render(template: str, **values) -> str:
+    return _templates().get_template(template).render(**values)
+
+
 # --- formatting ----------------------------------------------------------------------------------------------
 
 
@@ -79,15 +83,18 @@ def format_seconds(seconds: float | None) -> str:
 def _number(value) -> str:
     if value is None:
         return "none"
-    if isinstance(value, bool):
+    if isinstance(value, (bool, list, dict)):  # bool before int: True is an int
         return json.dumps(value)
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
         return f"{value:.6g}"
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)
     return str(value)
+
+
+def _fraction(value: float | None) -> str:
+    """An accuracy or loss to four places, "-" where there is none."""
+    return f"{value:.4f}" if value is not None else "-"
 
 
 def data_uri_png(data: bytes) -> str:
@@ -111,12 +118,11 @@ def _problem(record, name: str) -> str:
 
 def _cards(record) -> list[tuple[str, str]]:
     best = record.best_val_accuracy()
-    test = record.test_accuracy()
     return [
         ("model", record.model_name),
         ("data", record.data_label),
         ("epochs", f"{record.epochs_done}" + (f" / {record.epochs_planned}" if record.epochs_planned else "")),
-        ("test accuracy", f"{test:.4f}" if test is not None else "-"),
+        ("test accuracy", _fraction(record.test_accuracy())),
         (f"best val accuracy (epoch {best[1]})" if best else "best val accuracy", f"{best[0]:.4f}" if best else "-"),
         ("training time", format_seconds(record.seconds) if record.history else "-"),
         ("parameters", record.total_params() or "-"),
@@ -304,36 +310,32 @@ def _augmentation(record) -> dict:
 
 def render_run_page(record) -> str:
     """The page of one run, from its record (``RunDir.record()``)."""
-    return (
-        _templates()
-        .get_template("run.html.j2")
-        .render(
-            title=f"Run {record.name}",
-            subtitle=f"{record.model_name} on {record.data_label} · {record.path.resolve()}",
-            cards=_cards(record),
-            sections=SECTIONS,
-            headings=dict(SECTIONS),
-            **_configuration(record),
-            summary=(record.text("summary.txt") or "").rstrip(),
-            curves=_picture(record, "curves.png", "loss and accuracy per epoch"),
-            evaluation=_evaluation(record),
-            confusion=_picture(record, "confusion_matrix.png", "confusion matrix"),
-            mistakes=_mistakes(record),
-            filters=_picture(record, "filters.png", "the first convolution's kernels"),
-            augmentation=_augmentation(record),
-            timing=_timing(record),
-            compute=_compute(record),
-            environment=_environment(record),
-        )
+    return _render(
+        "run.html.j2",
+        title=f"Run {record.name}",
+        subtitle=f"{record.model_name} on {record.data_label} · {record.path.resolve()}",
+        cards=_cards(record),
+        sections=SECTIONS,
+        headings=dict(SECTIONS),
+        **_configuration(record),
+        summary=(record.text("summary.txt") or "").rstrip(),
+        curves=_picture(record, "curves.png", "loss and accuracy per epoch"),
+        evaluation=_evaluation(record),
+        confusion=_picture(record, "confusion_matrix.png", "confusion matrix"),
+        mistakes=_mistakes(record),
+        filters=_picture(record, "filters.png", "the first convolution's kernels"),
+        augmentation=_augmentation(record),
+        timing=_timing(record),
+        compute=_compute(record),
+        environment=_environment(record),
     )
 
 
 # --- several runs: the comparison page and the table of runs -------------------------------------------------
 
 
-def _comparison_rows(records):
-    def acc(value):
-        return f"{value:.4f}" if value is not None else "-"
+def _comparison_rows():
+    """(label, the cell of a run's record) for each row of the comparison table."""
 
     def best(record):
         found = record.best_val_accuracy()
@@ -355,13 +357,13 @@ def _comparison_rows(records):
         ("data", lambda r: r.data_label),
         ("state", lambda r: r.status()),
         ("epochs", lambda r: str(r.epochs_done)),
-        ("final loss", lambda r: acc(r.final("loss"))),
-        ("final accuracy", lambda r: acc(r.final("accuracy"))),
-        ("final val_loss", lambda r: acc(r.final("val_loss"))),
-        ("final val_accuracy", lambda r: acc(r.final("val_accuracy"))),
+        ("final loss", lambda r: _fraction(r.final("loss"))),
+        ("final accuracy", lambda r: _fraction(r.final("accuracy"))),
+        ("final val_loss", lambda r: _fraction(r.final("val_loss"))),
+        ("final val_accuracy", lambda r: _fraction(r.final("val_accuracy"))),
         ("best val_accuracy", best),
-        ("test accuracy", lambda r: acc(r.test_accuracy())),
-        ("10-crop accuracy", lambda r: acc(r.ten_crop_accuracy())),
+        ("test accuracy", lambda r: _fraction(r.test_accuracy())),
+        ("10-crop accuracy", lambda r: _fraction(r.ten_crop_accuracy())),
         ("training time", lambda r: format_seconds(r.seconds) if r.history else "-"),
         ("seconds per epoch", mean_epoch),
         ("parameters", lambda r: r.total_params() or "-"),
@@ -386,18 +388,15 @@ def render_comparison_page(records) -> str:
         curves = {"uri": data_uri_png(buffer.getvalue()), "alt": "the runs' curves, overlaid"}
     else:
         curves = {"uri": None, "missing": "no run has recorded an epoch yet"}
-    return (
-        _templates()
-        .get_template("comparison.html.j2")
-        .render(
-            title=f"{len(records)} runs compared",
-            subtitle=", ".join(r.name for r in records),
-            curves=curves,
-            without=[r.name for r in records if not r.history],
-            header=("", *(r.name for r in records)),
-            rows=[(label, *(value(r) for r in records)) for label, value in _comparison_rows(records)],
-            places=[(r.name, r.path.resolve()) for r in records],
-        )
+    return _render(
+        "comparison.html.j2",
+        title=f"{len(records)} runs compared",
+        subtitle=", ".join(r.name for r in records),
+        curves=curves,
+        without=[r.name for r in records if not r.history],
+        header=("", *(r.name for r in records)),
+        rows=[(label, *(value(r) for r in records)) for label, value in _comparison_rows()],
+        places=[(r.name, r.path.resolve()) for r in records],
     )
 
 
@@ -406,8 +405,6 @@ def format_runs_table(records) -> str:
     rows = []
     for r in records:
         best = r.best_val_accuracy()
-        final = r.final("val_accuracy")
-        test = r.test_accuracy()
         rows.append(
             (
                 r.name,
@@ -415,8 +412,8 @@ def format_runs_table(records) -> str:
                 r.data_label,
                 f"{r.epochs_done}/{r.epochs_planned}" if r.epochs_planned else str(r.epochs_done),
                 f"{best[0]:.4f} (e{best[1]})" if best else "-",
-                f"{final:.4f}" if final is not None else "-",
-                f"{test:.4f}" if test is not None else "-",
+                _fraction(r.final("val_accuracy")),
+                _fraction(r.test_accuracy()),
                 format_seconds(r.seconds) if r.history else "-",
                 r.status(),
             )

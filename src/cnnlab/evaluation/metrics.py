@@ -100,10 +100,9 @@ def make_report(logits: torch.Tensor, labels: torch.Tensor, classes, digits: int
     y_pred = logits.argmax(1).numpy()
     label_ids = list(range(len(classes)))
     names = [str(c) for c in classes]
-    text = classification_report(y_true, y_pred, labels=label_ids, target_names=names, digits=digits, zero_division=0)
-    table = classification_report(
-        y_true, y_pred, labels=label_ids, target_names=names, output_dict=True, zero_division=0
-    )
+    common = {"labels": label_ids, "target_names": names, "zero_division": 0}
+    text = classification_report(y_true, y_pred, digits=digits, **common)
+    table = classification_report(y_true, y_pred, output_dict=True, **common)
     return Report(
         accuracy=float((y_true == y_pred).mean()),
         top5=topk_accuracy(logits, labels, 5) if len(classes) > 5 else None,

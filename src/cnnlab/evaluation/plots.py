@@ -13,6 +13,14 @@ import numpy as np  # noqa: E402
 from ..errors import UsageError
 
 
+def _save(fig, path, dpi: int, rect=None, fmt=None):
+    """Lay out, write the figure to ``path`` (a file name, or a binary file object with ``fmt``), free it."""
+    fig.tight_layout(rect=rect)
+    fig.savefig(path, dpi=dpi, format=fmt)
+    plt.close(fig)
+    return path
+
+
 def plot_history(history: dict, path: str | Path, title: str = "") -> Path:
     """Loss and accuracy per epoch, training and validation, as the lesson plots them."""
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
@@ -25,14 +33,10 @@ def plot_history(history: dict, path: str | Path, title: str = "") -> Path:
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
         ax.legend()
-    if "val_accuracy" in history and history["val_accuracy"]:
-        best = max(history["val_accuracy"])
-        ax_acc.set_title(f"best val accuracy {best:.4f}")
+    if history.get("val_accuracy"):
+        ax_acc.set_title(f"best val accuracy {max(history['val_accuracy']):.4f}")
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, 110)
 
 
 def plot_confusion(matrix: np.ndarray, classes, path: str | Path, title: str = "Confusion matrix") -> Path:
@@ -41,34 +45,20 @@ def plot_confusion(matrix: np.ndarray, classes, path: str | Path, title: str = "
     size = max(4.5, 0.55 * n + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(
-        range(n),
-        labels=[str(c) for c in classes],
-        rotation=45 if n > 10 or max(map(len, map(str, classes))) > 3 else 0,
-        ha="right" if n > 10 else "center",
-    )
-    ax.set_yticks(range(n), labels=[str(c) for c in classes])
+    labels = [str(c) for c in classes]
+    rotation = 45 if n > 10 or max(map(len, labels)) > 3 else 0
+    ax.set_xticks(range(n), labels=labels, rotation=rotation, ha="right" if n > 10 else "center")
+    ax.set_yticks(range(n), labels=labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     threshold = matrix.max() / 2 if matrix.size else 0
     if n <= 30:
-        for i in range(n):
-            for j in range(n):
-                ax.text(
-                    j,
-                    i,
-                    str(matrix[i, j]),
-                    ha="center",
-                    va="center",
-                    fontsize=8,
-                    color="white" if matrix[i, j] > threshold else "black",
-                )
+        for i, j in np.ndindex(n, n):
+            color = "white" if matrix[i, j] > threshold else "black"
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8, color=color)
     accuracy = np.trace(matrix) / max(matrix.sum(), 1)
     ax.set_title(f"{title} (accuracy {accuracy:.4f})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, 110)
 
 
 def plot_comparison(with_aug: dict, without: dict, path, title="With and without data augmentation"):
@@ -84,10 +74,7 @@ def plot_comparison(with_aug: dict, without: dict, path, title="With and without
             ax.grid(alpha=0.3)
     ax_acc.legend(loc="lower right", fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, 110)
 
 
 def worst_mistakes(probs, labels, count: int = 16) -> np.ndarray:
@@ -112,7 +99,6 @@ def plot_worst_mistakes(images, probs, labels, classes, path: str | Path, count:
     if not (len(images) == len(probs) == len(labels)):
         raise UsageError(f"{len(images)} images, {len(probs)} rows of probabilities and {len(labels)} labels differ")
     chosen = worst_mistakes(probs, labels, count)
-    heading = title or "Most confident mistakes"
     if len(chosen) == 0:
         fig, ax = plt.subplots(figsize=(6, 1.6))
         ax.axis("off")
@@ -135,11 +121,8 @@ def plot_worst_mistakes(images, probs, labels, classes, path: str | Path, count:
                 fontsize=8,
                 color="darkred",
             )
-    fig.suptitle(heading, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    fig.suptitle(title or "Most confident mistakes", fontsize=10)
+    return _save(fig, path, 100)
 
 
 def plot_runs(histories: dict, path, title: str = "Runs compared"):
@@ -163,7 +146,4 @@ def plot_runs(histories: dict, path, title: str = "Runs compared"):
     if handles:
         fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=9, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.04 + 0.03 * ((len(labels) - 1) // 3), 1, 1))
-    fig.savefig(path, dpi=100, format="png")
-    plt.close(fig)
-    return path
+    return _save(fig, path, 100, rect=(0, 0.04 + 0.03 * ((len(labels) - 1) // 3), 1, 1), fmt="png")
