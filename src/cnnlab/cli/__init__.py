@@ -1,20 +1,6 @@
 """The ``cnnlab`` command line: one subcommand per thing a user does with a network, one module per command.
 
-    cnnlab models                       list the registered models
-    cnnlab summary MODEL                Keras-style table: shapes, parameters, MACs
-    cnnlab advise MODEL_OR_PATTERN      the lesson's best practices, checked layer by layer
-    cnnlab compute MODEL [--chart PNG]  FLOPs, training compute in petaflop/s-days, the two eras
-    cnnlab train MODEL [--epochs ...]   train and write a run directory (--resume RUN_DIR continues one;
-                                        --nproc N, or torchrun, for several processes)
-    cnnlab evaluate RUN_DIR [--data D]  classification report on the test set, or on new labelled data
-    cnnlab predict RUN_DIR IMAGE...     classify image files
-    cnnlab export RUN_DIR               ONNX (or --format pt2) for inference runtimes: raw pixels in, probabilities out
-    cnnlab report RUN_DIR [RUN_DIR...]  rebuild a run's report.html, or one page comparing several runs
-    cnnlab runs [FOLDER]                a table of the runs in a folder: model, data, epochs, accuracy, time
-    cnnlab filters RUN_DIR              a convolution's kernels as a grid of images (--layer NAME)
-    cnnlab activations RUN_DIR IMAGE    the feature maps of each convolution and pooling layer for one image
-    cnnlab explain RUN_DIR IMAGE...     where the network looks: Grad-CAM and occlusion overlays
-    cnnlab demo RUN_DIR                 a local web page: draw a digit or drop a photo (pip install 'cnnlab[demo]')
+``cnnlab --help`` lists the commands; each command module's docstring shows its command line.
 
 A command is one module of this package with ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args)``
 (parsing and messages only; the work lives in the library); adding one is that module plus an entry in
@@ -107,23 +93,18 @@ def report_error(e: BaseException) -> int:
     traceback.print_exception(e)
     report = "report it to cnnlab's maintainers with the command line and the traceback above."
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:  # under torchrun: most often a peer died and this one lost it
-        print(
-            f"cnnlab: error in rank {os.environ.get('RANK', '?')} (of {os.environ['WORLD_SIZE']} processes, "
+        message = (
+            f"error in rank {os.environ.get('RANK', '?')} (of {os.environ['WORLD_SIZE']} processes, "
             f"{type(e).__name__}). If another process failed first (torchrun's summary names it under \"Root "
             'Cause"), its report is the cause and this one only lost contact with it; if not, this is a bug in '
-            f"cnnlab: please {report}",
-            file=sys.stderr,
+            f"cnnlab: please {report}"
         )
-        return 1
-    print(
-        f"cnnlab: internal error ({type(e).__name__}): this is a bug in cnnlab, not in what you asked. Please "
-        + report,
-        file=sys.stderr,
-    )
+    else:
+        message = (
+            f"internal error ({type(e).__name__}): this is a bug in cnnlab, not in what you asked. Please {report}"
+        )
+    print(f"cnnlab: {message}", file=sys.stderr)
     return 1
-
-
-FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 
 
 def user_error_message(e: BaseException) -> str | None:
@@ -134,7 +115,7 @@ def user_error_message(e: BaseException) -> str | None:
     memory names the flags that use less of it."""
     if isinstance(e, CnnlabError):
         return str(e)
-    if isinstance(e, OSError) and (e.filename or e.errno in FULL_DISK):
+    if isinstance(e, OSError) and (e.filename or e.errno in (errno.ENOSPC, errno.EDQUOT)):
         reason = e.strerror or str(e) or type(e).__name__
         return f"{e.filename}: {reason}" if e.filename and str(e.filename) not in reason else reason
     torch = sys.modules.get("torch")  # without torch loaded, no error can be torch's

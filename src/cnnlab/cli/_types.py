@@ -32,15 +32,20 @@ def key_value(pair: str) -> tuple[str, object]:
         return key, value
 
 
-def whole_number(low: int, words: str, high: int | None = None):
+def whole_number(low: int, words: str, high: float = float("inf")):
     """An argparse type: an int in [``low``, ``high``]; anything else gets one line saying what was expected."""
+    return _number(int, words, lambda value: low <= value <= high)
 
-    def parse(text: str) -> int:
+
+def _number(convert, words: str, ok):
+    """An argparse type: ``convert(text)`` where ``ok`` of it, else the one line ``must be {words}, got {text}``."""
+
+    def parse(text: str):
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            value = low - 1
-        if value < low or (high is not None and value > high):
+            value = None
+        if value is None or not ok(value):
             raise argparse.ArgumentTypeError(f"must be {words}, got {text}")
         return value
 
@@ -49,16 +54,7 @@ def whole_number(low: int, words: str, high: int | None = None):
 
 positive_int = whole_number(1, "a positive whole number")
 non_negative_int = whole_number(0, "a whole number >= 0")
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+positive_float = _number(float, "a positive number", lambda value: 0 < value < float("inf"))
 
 
 def int_or_float(text: str) -> int | float:

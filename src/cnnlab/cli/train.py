@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train.runtime import shutdown
 
     flags = given_settings(args)
+    run_dir = Path(args.resume) if args.resume else None
     if args.max_restarts and not args.nproc:  # else silently without effect (torchrun by hand takes its own)
         raise UsageError("--max-restarts goes with --nproc N (under torchrun by hand, give it to torchrun)")
     if args.resume:
@@ -65,10 +66,8 @@ def run(args: argparse.Namespace) -> int:
                 raise UsageError(f"{flag} does not go with --resume: a resume continues the run with its own settings")
         if args.compare_without:
             raise UsageError("--compare-without does not go with --resume: the comparison is trained with the run")
-        run_dir = Path(args.resume)
         cfg = _resume_settings(run_dir, flags, args.model)
     else:
-        run_dir = None
         cfg = new_run_settings(args.model, flags, args.config, args.compare_without)
         _claim_name(cfg, args.overwrite, args.compare_without)
     if args.nproc and "RANK" not in os.environ:  # checked here, then PyTorch's launcher runs this command N times
@@ -76,15 +75,12 @@ def run(args: argparse.Namespace) -> int:
 
         check_processes(cfg, args.nproc)
         return launch(args.argv, args.nproc, args.max_restarts)
-    if run_dir is not None:
-        result = train_run(cfg, run_dir=run_dir, resume=True, allow_sample=not args.no_sample)
-    else:
-        result = train_run(cfg, allow_sample=not args.no_sample, compare_without=args.compare_without)
+    result = train_run(
+        cfg, run_dir, resume=run_dir is not None, allow_sample=not args.no_sample, compare_without=args.compare_without
+    )
     shutdown()
     if int(os.environ.get("RANK", 0)) == 0:
-        print()
-        print(result.report.format())
-        print(f"\nrun directory: {result.run_dir}")
+        print(f"\n{result.report.format()}\n\nrun directory: {result.run_dir}")
     return 0
 
 
