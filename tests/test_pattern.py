@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from cnnlab import create_model, summary
+from cnnlab.errors import UsageError
 from cnnlab.models import PatternError, from_pattern, parse_pattern
 from cnnlab.models.pattern import ALEXNET, ALEXNET_BN, LAYERS, LENET5, LESSON, Group, Layer
 
@@ -83,6 +84,10 @@ def test_batch_norm_follows_the_volume_and_options_apply():
         ("[CONV]*", 8, "a repeat count"),
         ("CONV(stride=2, 3)", 16, "positional arguments come first"),
         ("CONV => $", 9, "a layer name"),
+        # a pool kind that is not max or avg, or one given to a layer whose name says its kind, used to build
+        # an average pool, or a max pool, without a word
+        ("CONV => POOL(kind=mean)", 9, "POOL kind max or avg (not 'mean')"),
+        ("CONV => MAXPOOL(kind=avg)", 9, "MAXPOOL options size, stride (not kind)"),
     ],
 )
 def test_malformed_text_points_at_the_position(text, position, expected):
@@ -99,6 +104,11 @@ def test_missing_variable_and_shrinking_volume_are_errors():
         from_pattern("[CONV]*N => FC", (1, 28, 28))
     with pytest.raises(PatternError, match="shrinks below 1x1"):
         from_pattern("[CONV(8, 5, padding=valid)]*7 => FC", (1, 28, 28))
+
+
+def test_an_unknown_pool_option_is_refused():
+    with pytest.raises(UsageError, match="pool must be one of max, avg, got 'mean'"):
+        create_model("pattern", text="CONV(4) => POOL => FC", pool="mean")
 
 
 def test_pattern_is_a_registered_model():

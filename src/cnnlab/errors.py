@@ -57,6 +57,10 @@ class TrainingInterrupted(CnnlabError):
 # what was expected and what came, before any work (tests/test_api_contract.py calls each function with them).
 
 
+# How a message names the kind of value a setting or an option takes (config.py, models/registry.py)
+TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text", dict: "an object {...}"}
+
+
 def expect_type(value, kinds, name: str, expected: str) -> None:
     """``value`` is one of ``kinds`` (a bool is not a number here), else WrongType naming ``name``."""
     kinds = kinds if isinstance(kinds, tuple) else (kinds,)

@@ -19,7 +19,7 @@ from pathlib import Path
 from .checkpoint import CheckpointError, read_json
 from .errors import RunError
 from .rundir import RunDir
-from .train.config import FLAG_NAMES, TrainConfig, check_values
+from .train.config import TrainConfig, check_values, flag_name
 
 
 def dataset_label(cfg: TrainConfig) -> str:
@@ -130,7 +130,7 @@ def resume_config(run_dir: str | Path, flags: dict, model: str | None = None) ->
         given["model_options"] = {**saved.model_options, **given["model_options"]}
     refused = sorted(k for k, v in given.items() if k not in RESUME_MAY_CHANGE and v != getattr(saved, k))
     if refused:
-        changes = ", ".join(f"{_flag(k)} {given[k]!r} (the run has {getattr(saved, k)!r})" for k in refused)
+        changes = ", ".join(f"{flag_name(k)} {given[k]!r} (the run has {getattr(saved, k)!r})" for k in refused)
         why = (
             " (the learning-rate schedule spans the run's epochs: more epochs change every step from here on)"
             if "epochs" in refused
@@ -138,12 +138,8 @@ def resume_config(run_dir: str | Path, flags: dict, model: str | None = None) ->
         )
         raise RunError(
             f"{run_dir}: a resume continues the run as it was configured and cannot change {changes}{why}. "
-            f"It takes only {', '.join(map(_flag, RESUME_MAY_CHANGE))}; for other settings train a new run "
+            f"It takes only {', '.join(map(flag_name, RESUME_MAY_CHANGE))}; for other settings train a new run "
             "(--name NEW)"
         )
     allowed = {k: v for k, v in given.items() if k in RESUME_MAY_CHANGE}
     return TrainConfig.from_dict({**saved.to_dict(), **allowed}, str(Path(run_dir) / "config.json"))
-
-
-def _flag(key: str) -> str:
-    return FLAG_NAMES.get(key, "--" + key.replace("_", "-"))

@@ -197,6 +197,9 @@ def _per_stage(value, stage: int, growth: float = 1.0):
     return int(round(value * growth**stage)) if growth != 1.0 else value
 
 
+POOL_KINDS = ("max", "avg")
+
+
 class PatternNet(nn.Sequential):
     """A network built from a pattern; ``pattern`` holds its text."""
 
@@ -267,9 +270,13 @@ class _Builder:
             self.fail(layer, "no POOL after an FC (the volume is flat by then)")
         size = int(a[0]) if len(a) > 0 else int(kw.pop("size", self.o.pool_size))
         stride = int(a[1]) if len(a) > 1 else int(kw.pop("stride", self.o.pool_stride or size))
-        kind = {"MAXPOOL": "max", "AVGPOOL": "avg"}.get(layer.kind, kw.pop("kind", self.o.pool))
+        # MAXPOOL and AVGPOOL name their kind; only POOL takes one (a kind= on them would be ignored)
+        kind = kw.pop("kind", self.o.pool) if layer.kind == "POOL" else layer.kind[:3].lower()
+        if kind not in POOL_KINDS:
+            self.fail(layer, f"POOL kind max or avg (not {kind!r})")
         if kw:
-            self.fail(layer, f"POOL options size, stride, kind (not {', '.join(kw)})")
+            takes = "size, stride, kind" if layer.kind == "POOL" else "size, stride"
+            self.fail(layer, f"{layer.kind} options {takes} (not {', '.join(kw)})")
         self.shrink(layer, "POOL", size, stride, 0)
         self.stage += 1  # a stage ends at each pool
         self.layers.append(("pool", nn.MaxPool2d(size, stride) if kind == "max" else AvgPool2d(size, stride)))
@@ -355,6 +362,8 @@ def from_pattern(
     input_shape = image_shape(input_shape, "from_pattern(): input_shape")
     num_classes = whole_number(num_classes, "from_pattern(): num_classes")
     tree = parse_pattern(text)
+    if pool not in POOL_KINDS:
+        raise UsageError(f"pool must be one of {', '.join(POOL_KINDS)}, got {pool!r}")
     act_name = activation.upper().replace("_", "")
     if act_name not in ACTIVATIONS:
         raise UsageError(f"activation must be one of {', '.join(k.lower() for k in ACTIVATIONS)}, got {activation!r}")

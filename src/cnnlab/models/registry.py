@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import UsageError, WrongType
+from ..errors import TYPE_WORDS, UsageError, WrongType
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,6 @@ def create_model(name: str, **options) -> nn.Module:
 
 # Options a builder annotates with a plain type are checked before it runs, so that a wrong one is named here
 # rather than by torch from deep inside (num_classes="10" would end in torch.empty's message).
-TYPE_WORDS = {int: "a whole number", float: "a number", str: "text", bool: "true or false"}
 RANGES = {  # the network's sizes, dropout probabilities and L2 factors, by the start of the option's name
     "num_classes": (1, None, "a whole number >= 1"),
     "in_chans": (1, None, "a whole number >= 1"),

@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 from annotated_types import Ge, Gt, Le, Lt, MinLen
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
-from ..errors import UsageError
+from ..errors import TYPE_WORDS, UsageError
 
 
 class ConfigError(UsageError):
@@ -259,10 +259,9 @@ def applies(cfg: TrainConfig, key: str) -> bool:
 
 
 def flag_name(key: str) -> str:
-    return SETTINGS[key].flag or "--" + key.replace("_", "-")
-
-
-FLAG_NAMES = {key: flag_name(key) for key in SETTINGS}
+    """The flag that sets ``key``: its own (``--val-dir``) or the key spelt as a flag."""
+    setting = SETTINGS.get(key)
+    return (setting and setting.flag) or "--" + key.replace("_", "-")
 
 
 def _check_combination(cfg: TrainConfig, say: Namer) -> None:
@@ -291,7 +290,7 @@ class Namer:
     def __call__(self, key: str) -> str:
         origin = self.origins.get(key, self.origin)
         if origin == "flag":
-            return FLAG_NAMES.get(key, "--" + key.replace("_", "-"))
+            return flag_name(key)
         if origin == "TrainConfig":
             return key
         return f'{origin}: "{key}"'
@@ -331,9 +330,6 @@ def value_problem(value, hint) -> str | None:
     except ValidationError as e:
         return problem(value, e.errors()[0], hint)
     return None
-
-
-TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text", dict: "an object {...}"}
 
 
 def expected(hint, metadata=()) -> str:
