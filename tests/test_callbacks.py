@@ -637,3 +637,19 @@ def test_sigkill_at_a_random_moment_with_tensorboard_then_resume(tmp_path, unint
     assert [v for _, v in read_scalars(tmp_path / "logs" / "validation")["epoch_loss"]] == pytest.approx(
         reference_history["val_loss"], rel=1e-6
     )
+
+
+def test_the_keys_a_checkpoint_keeps_of_each_callback_stay_those_of_earlier_releases(tmp_path):
+    """The keys are the checkpoint format: a checkpoint written before must resume, whatever the attributes
+    are called today (ModelCheckpoint's are Keras' private names)."""
+    keys = {
+        EarlyStopping(): {"wait", "stopped_epoch", "best", "best_epoch", "best_weights"},
+        ReduceLROnPlateau(): {"wait", "cooldown_counter", "best"},
+        LearningRateScheduler(lambda epoch: 0.1): {"last_epoch"},
+        ModelCheckpoint(str(tmp_path / "w.safetensors")): {"best", "batches_seen_since_last_saving", "last_batch_seen"},
+    }
+    for callback, expected in keys.items():
+        state = callback.state_dict()
+        assert set(state) == expected, type(callback).__name__
+        callback.load_state_dict({key: 7 for key in state})
+        assert callback.state_dict() == {key: 7 for key in state}

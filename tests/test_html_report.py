@@ -244,7 +244,7 @@ def test_running_training_shows_as_running(runs_dir, tmp_path):
     shutil.copytree(runs_dir / "plain", run)
     fd = os.open(run / ".lock", os.O_RDWR)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what RunLock does while training
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what RunDir.lock does while training
         os.ftruncate(fd, 0)
         os.pwrite(fd, b"4242", 0)
         assert load_run(run).status() == "running (pid 4242)"

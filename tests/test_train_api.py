@@ -89,6 +89,21 @@ def test_fit_keeps_weights_it_did_not_draw(synthetic_dataset, tmp_path):
         torch.testing.assert_close(_flat(loaded), before, rtol=0, atol=1e-6, msg=how)
 
 
+def test_every_keras_form_of_data_and_validation_data_trains_the_same(synthetic_dataset):
+    """fit(model, (x, y) or an ArrayDataset, validation_data=(xv, yv) or an ArrayDataset): one history.
+    (x, y) with an ArrayDataset for validation raised a TypeError from inside cnnlab until 2026-12-07."""
+    train, val = _small(synthetic_dataset, 64)
+    arrays = (train.images.numpy(), train.labels.numpy())
+    val_arrays = (val.images.numpy(), val.labels.numpy())
+    cfg = TrainConfig(epochs=1, batch_size=32, seed=3, progress=False, checkpoint_every=0, device="cpu")
+    histories = [
+        fit(create_model("lenet5"), data, validation, cfg)
+        for data, validation in [(train, val), (arrays, val_arrays), (arrays, val), (train, val_arrays)]
+    ]
+    for history in histories[1:]:
+        assert history["val_loss"] == histories[0]["val_loss"] and history["loss"] == histories[0]["loss"]
+
+
 @pytest.mark.parametrize(
     "kwargs, name",
     [

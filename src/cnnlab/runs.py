@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 from .checkpoint import CheckpointError, read_json
@@ -83,7 +82,10 @@ def set_aside(run_dir: Path) -> Path | None:
     while target.exists():
         n += 1
         target = run_dir.with_name(f"{run_dir.name}.old-{stamp}-{n}")
-    with RunDir(run_dir).lock(writer=False) if run_dir.is_dir() and not run_dir.is_symlink() else nullcontext():
+    if run_dir.is_dir() and not run_dir.is_symlink():
+        with RunDir(run_dir).lock(writer=False):  # never while a process writes to it
+            os.rename(run_dir, target)
+    else:
         os.rename(run_dir, target)
     return target
 

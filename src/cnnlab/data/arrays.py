@@ -42,10 +42,7 @@ class ArraySource:
         """Keras' ``fit(x, y, validation_data=(xv, yv))``: images (N, H, W), (N, H, W, C) or (N, C, H, W) as
         uint8 0..255 or floats in 0..1, labels as integers."""
         train = as_array_dataset(x, y, classes)
-        val = None
-        if validation_data:
-            val = as_array_dataset(*validation_data, train.classes, "validation_data[0]", "validation_data[1]")
-        return cls(train, val)
+        return cls(train, as_validation_dataset(validation_data, train.classes))
 
     @classmethod
     def opens(cls, cfg) -> bool:
@@ -183,6 +180,13 @@ class IdxSource(ArraySource):
                 f"{images_path}: images are {data.image_size}, the run was trained on {description['input_size']}"
             )
         return cls(data, data, data, name=str(folder))
+
+
+def as_validation_dataset(validation_data, classes) -> ArrayDataset | None:
+    """Keras' ``validation_data``: ``(xv, yv)`` read with the training ``classes``; an ArrayDataset as it is."""
+    if validation_data is None or isinstance(validation_data, ArrayDataset):
+        return validation_data
+    return as_array_dataset(*validation_data, classes, "validation_data[0]", "validation_data[1]")
 
 
 def as_array_dataset(x, y, classes=None, what: str = "x", labels_what: str = "y"):

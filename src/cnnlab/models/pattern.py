@@ -10,8 +10,9 @@ describes. The grammar:
     count   := integer | a variable name given as an option (N=2, M=3, K=2)
     args    := value ("," value)* with "name=value" allowed (CONV(96, 11, stride=4, padding=valid))
 
-Layers: CONV (filters, kernel, stride, padding, groups), POOL / MAXPOOL / AVGPOOL (size, stride), FC (units),
-RELU / TANH / SIGMOID / ELU / GELU / LEAKYRELU, BN, DROPOUT (rate), LRN, FLATTEN, SOFTMAX.
+Layers: CONV (filters, kernel, stride, padding, groups), POOL (size, stride, kind: max or avg), MAXPOOL and
+AVGPOOL (size, stride), FC (units), RELU / TANH / SIGMOID / ELU / GELU / LEAKYRELU, BN, DROPOUT (rate), LRN,
+FLATTEN, SOFTMAX.
 ``X?`` marks an optional layer, built when the option ``optional=True`` (the default) and left out otherwise.
 A Flatten is inserted before the first FC after spatial layers; the last FC without a width gets
 ``num_classes``; BN becomes BatchNorm2d or BatchNorm1d by where it stands.
@@ -200,6 +201,11 @@ def _per_stage(value, stage: int, growth: float = 1.0):
 POOL_KINDS = ("max", "avg")
 
 
+def _out_size(size: int, k: int, s: int, p: int) -> int:
+    """A side after a kernel ``k``, stride ``s`` and padding ``p`` (floor, as PyTorch and Keras count)."""
+    return int((size + 2 * p - k) / s + 1)
+
+
 class PatternNet(nn.Sequential):
     """A network built from a pattern; ``pattern`` holds its text."""
 
@@ -240,7 +246,7 @@ class _Builder:
         return count
 
     def shrink(self, layer: Layer, what: str, k: int, s: int, p: int) -> None:
-        self.h, self.w = (int((side + 2 * p - k) / s + 1) for side in (self.h, self.w))
+        self.h, self.w = _out_size(self.h, k, s, p), _out_size(self.w, k, s, p)
         if min(self.h, self.w) < 1:
             self.fail(layer, f"a larger input: the volume shrinks below 1x1 at this {what}")
 
@@ -270,8 +276,8 @@ class _Builder:
             self.fail(layer, "no POOL after an FC (the volume is flat by then)")
         size = int(a[0]) if len(a) > 0 else int(kw.pop("size", self.o.pool_size))
         stride = int(a[1]) if len(a) > 1 else int(kw.pop("stride", self.o.pool_stride or size))
-        # MAXPOOL and AVGPOOL name their kind; only POOL takes one (a kind= on them would be ignored)
-        kind = kw.pop("kind", self.o.pool) if layer.kind == "POOL" else layer.kind[:3].lower()
+        # MAXPOOL and AVGPOOL name their kind; only POOL takes one (kind= on them is refused below)
+        kind = kw.pop("kind", self.o.pool) if layer.kind == "POOL" else {"MAXPOOL": "max", "AVGPOOL": "avg"}[layer.kind]
         if kind not in POOL_KINDS:
             self.fail(layer, f"POOL kind max or avg (not {kind!r})")
         if kw:
@@ -432,6 +438,8 @@ def pattern(
     optional: bool = True,
 ) -> nn.Module:
     """A network from the lesson's pattern notation (default: the lesson's generic pattern, N=2, M=2, K=1)."""
-    # Every other parameter is one of from_pattern's options, or a repeat variable (N, M, K), by the same name.
-    options = {k: v for k, v in locals().items() if k not in ("text", "num_classes", "in_chans", "img_size")}
-    return from_pattern(text, (in_chans, img_size, img_size), num_classes, **options)
+    return from_pattern(
+        text, (in_chans, img_size, img_size), num_classes, filters=filters, filter_growth=filter_growth,
+        kernel_size=kernel_size, stride=stride, padding=padding, pool=pool, pool_size=pool_size,
+        pool_stride=pool_stride, fc=fc, dropout=dropout, activation=activation, optional=optional, N=N, M=M, K=K,
+    )  # fmt: skip

@@ -54,7 +54,9 @@ class Callback:
     model = None  # the nn.Module being trained, set by fit()
     params: dict = {}  # {"verbose", "epochs", "steps"}, set by fit()
     trainer = None  # the loop's state: optimizer, history, runtime, learning rate (see the module's docstring)
-    _kept: tuple[str, ...] = ()  # the attributes a checkpoint keeps, under their own names
+    # What a checkpoint keeps: {key in the checkpoint: attribute}. The keys are the checkpoint format (older
+    # checkpoints must still load): rename an attribute freely, never a key.
+    _kept: dict[str, str] = {}
 
     def set_trainer(self, trainer, params: dict) -> None:
         self.trainer, self.model, self.params = trainer, trainer.model, params
@@ -76,12 +78,12 @@ class Callback:
 
     def state_dict(self) -> dict:
         """What a checkpoint keeps of this callback (JSON values and tensors): the attributes in ``_kept``."""
-        return {key: getattr(self, key) for key in self._kept}
+        return {key: getattr(self, attribute) for key, attribute in self._kept.items()}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from ``state_dict()``'s output; called after ``on_train_begin`` when resuming."""
-        for key in self._kept:
-            setattr(self, key, state[key])
+        for key, attribute in self._kept.items():
+            setattr(self, attribute, state[key])
 
 
 class CallbackList:
@@ -184,7 +186,7 @@ class EarlyStopping(Callback):
     when it ran to the end. Its state (wait, best, best epoch and weights) is saved in checkpoints.
     """
 
-    _kept = ("wait", "stopped_epoch", "best", "best_epoch", "best_weights")
+    _kept = {key: key for key in ("wait", "stopped_epoch", "best", "best_epoch", "best_weights")}
 
     def __init__(
         self,
@@ -271,7 +273,7 @@ class ReduceLROnPlateau(Callback):
     (the reduced rate is in the trainer's state).
     """
 
-    _kept = ("wait", "cooldown_counter", "best")
+    _kept = {key: key for key in ("wait", "cooldown_counter", "best")}
 
     def __init__(
         self,
@@ -343,16 +345,16 @@ class LearningRateScheduler(Callback):
     be a float, as in Keras. Resuming in the middle of an epoch does not apply the schedule twice.
     """
 
-    _kept = ("last_epoch",)
+    _kept = {"last_epoch": "_last_epoch"}
 
     def __init__(self, schedule, verbose=0):
         self.schedule = schedule
         self.verbose = verbose
         self.takes_lr = len(inspect.signature(schedule).parameters) >= 2
-        self.last_epoch = None  # the epoch whose rate is set: a resume inside it must not set it again
+        self._last_epoch = None  # the epoch whose rate is set: a resume inside it must not set it again
 
     def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.last_epoch:
+        if epoch == self._last_epoch:
             return
         trainer = self.trainer
         lr = trainer.learning_rate if trainer.lr_override is not None else trainer.initial_learning_rate
@@ -360,7 +362,7 @@ class LearningRateScheduler(Callback):
         if not isinstance(new_lr, (float, np.floating)):
             raise UsageError(f"The output of the `schedule` function should be a float. Got: {new_lr}")
         trainer.learning_rate = float(new_lr)
-        self.last_epoch = epoch
+        self._last_epoch = epoch
         if self.verbose > 0:
             trainer.runtime.print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {new_lr}.")
 

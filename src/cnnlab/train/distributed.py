@@ -48,9 +48,9 @@ def strip_flags(argv: list[str], flags) -> list[str]:
     """``argv`` without ``--flag VALUE`` and ``--flag=VALUE`` for each of ``flags``."""
     out, tokens = [], iter(argv)
     for token in tokens:
-        name, given_with_value, _ = token.partition("=")
+        name, equals, _ = token.partition("=")
         if name not in flags:
             out.append(token)
-        elif not given_with_value:
+        elif not equals:
             next(tokens, None)  # the flag's value is the next token
     return out

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoint import resume_point
-from ..data.arrays import ArraySource, as_array_dataset
+from ..data.arrays import ArraySource, as_validation_dataset
 from ..data.datasets import ArrayDataset
 from ..data.loader import Preprocess, epoch_seed
 from ..data.source import DataSource
@@ -73,10 +73,7 @@ def as_source(data, validation_data=None) -> DataSource:
     if isinstance(data, tuple):
         return ArraySource.from_arrays(*data, validation_data=validation_data)
     if isinstance(data, ArrayDataset):
-        if isinstance(validation_data, tuple):
-            xv, yv = validation_data
-            validation_data = as_array_dataset(xv, yv, data.classes, "validation_data[0]", "validation_data[1]")
-        return ArraySource(data, validation_data)
+        return ArraySource(data, as_validation_dataset(validation_data, data.classes))
     raise WrongType(f"fit() takes a DataSource, an ArrayDataset or (x, y), got {type(data).__name__}")
 
 

@@ -34,7 +34,11 @@ class ModelCheckpoint(Callback):
     into every file's header. Only rank 0 writes. Its best value is saved in checkpoints.
     """
 
-    _kept = ("best", "batches_seen_since_last_saving", "last_batch_seen")
+    _kept = {
+        "best": "best",
+        "batches_seen_since_last_saving": "_batches_seen_since_last_saving",
+        "last_batch_seen": "_last_batch_seen",
+    }
 
     def __init__(
         self,
@@ -58,8 +62,8 @@ class ModelCheckpoint(Callback):
         self.best = initial_value_threshold
         self.metadata = dict(metadata or {})
         self.monitor_op = None
-        self.batches_seen_since_last_saving = 0
-        self.last_batch_seen = 0
+        self._batches_seen_since_last_saving = 0
+        self._last_batch_seen = 0
         self._current_epoch = 0
         if save_freq != "epoch" and not (isinstance(save_freq, int) and save_freq > 0):
             raise UsageError(f"Unrecognized save_freq: {save_freq}. Expected save_freq are 'epoch' or integer values")
@@ -83,11 +87,11 @@ class ModelCheckpoint(Callback):
         if self.save_freq == "epoch":
             return
         # Keras' _should_save_on_batch: a batch number that does not grow means a new epoch.
-        added = batch + 1 if batch <= self.last_batch_seen else batch - self.last_batch_seen
-        self.batches_seen_since_last_saving += added
-        self.last_batch_seen = batch
-        if self.batches_seen_since_last_saving >= self.save_freq:
-            self.batches_seen_since_last_saving = 0
+        added = batch + 1 if batch <= self._last_batch_seen else batch - self._last_batch_seen
+        self._batches_seen_since_last_saving += added
+        self._last_batch_seen = batch
+        if self._batches_seen_since_last_saving >= self.save_freq:
+            self._batches_seen_since_last_saving = 0
             self._save(self._current_epoch, batch, logs or {})
 
     def on_epoch_end(self, epoch, logs=None):
