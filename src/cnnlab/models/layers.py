@@ -24,10 +24,10 @@ class _TanhViaSigmoid(torch.autograd.Function):
 
 
 class Tanh(nn.Tanh):
-    """``nn.Tanh`` with a faster CPU forward pass; on other devices, or when not training, the stock op."""
+    """``nn.Tanh`` with a faster forward pass for float32 on CPUs, in training and inference alike; on other
+    devices and dtypes, and in an exported graph (ONNX, pt2: its runtime picks the kernel), the stock op."""
 
     def forward(self, x):
-        # an exported graph (ONNX, pt2) holds plain tanh; its runtime picks a kernel
         if torch.compiler.is_exporting() or x.device.type != "cpu" or x.dtype != torch.float32:
             return torch.tanh(x)
         if torch.is_grad_enabled() and x.requires_grad:
