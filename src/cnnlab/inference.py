@@ -21,7 +21,6 @@ from .data.arrays import ArraySource, as_array_dataset
 from .data.datasets import ArrayDataset
 from .data.loader import Preprocess
 from .data.source import DataSource, kind_of, open_eval_source, open_source, read_file
-from .environment import reuse_freed_memory
 from .errors import DataError, RunError, UsageError, expect_type, path_argument, whole_number
 from .evaluation import make_report, plot_confusion
 from .evaluation.metrics import Report, predict_logits
@@ -321,16 +320,11 @@ def kaggle_submission(
     bar = tqdm(total=n * len(views), unit="crop", desc="predicting", disable=not progress, file=sys.stderr)
     start = time.perf_counter()
     summed = torch.zeros(n, len(classes))
-    with reuse_freed_memory():  # as predict_logits: each batch frees the activations the next needs again
-        for view in views:
-            done = 0
-            loader = source.loader("test", batch_size or cfg.eval_batch_size, runtime.device, view=view)
-            for images, _ in loader.epoch(0):
-                with runtime.autocast():
-                    probs = torch.softmax(model(pre(images)).float(), dim=1).cpu()
-                summed[done : done + len(probs)] += probs[: n - done]
-                done += len(probs)
-                bar.update(len(probs))
+    for view in views:
+        logits = predict_logits(
+            model, source, "test", pre, runtime, batch_size or cfg.eval_batch_size, view, progress=bar
+        )
+        summed += torch.softmax(logits, dim=1)
     bar.close()
     seconds = time.perf_counter() - start
     echo(f"{n:,} images, {len(views)} view(s) each, in {seconds:.1f}s: {n / seconds:.1f} images/s on {runtime.device}")

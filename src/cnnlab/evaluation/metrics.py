@@ -17,11 +17,19 @@ from ..environment import reuse_freed_memory
 
 @torch.no_grad()
 def predict_logits(
-    model, source, split: str, preprocess, runtime, batch_size: int = 500, view=None, max_batches: int = 0
+    model,
+    source,
+    split: str,
+    preprocess,
+    runtime,
+    batch_size: int = 500,
+    view=None,
+    max_batches: int = 0,
+    progress=None,
 ) -> torch.Tensor:
     """Logits (N, classes) of a split, float32 on the CPU, in the dataset's order. With several processes each
     computes its shard and the shards are gathered: every image counted once (``max_batches``: the first
-    batches only, for --dry-run)."""
+    batches only, for --dry-run; ``progress``: a tqdm bar to advance by each batch's images)."""
     model.eval()
     loader = source.loader(split, batch_size, runtime.device, shard=runtime.shard, view=view)
     out = []
@@ -31,6 +39,8 @@ def predict_logits(
                 break
             with runtime.autocast():
                 out.append(model(preprocess(images)).float())
+            if progress is not None:
+                progress.update(len(images))
     local = torch.cat(out)
     n = source.size(split)
     if max_batches:
