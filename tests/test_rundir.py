@@ -213,6 +213,21 @@ def test_export_refuses_a_name_that_says_another_format(run_copy, tmp_path, monk
     assert leftovers(tmp_path) == [] and not (tmp_path / "m.pt2").exists()
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["report", "RUN", "-o", "no/such/page.html"], ["predict", "RUN", "--kaggle", "TEST1", "-o", "no/such/s.csv"]],
+)
+def test_an_output_in_a_folder_that_does_not_exist_is_refused_before_any_work(folder_run, tmp_path, monkeypatch,
+                                                                               capsys, command):  # fmt: skip
+    test1 = write_pictures(tmp_path / "test1", ["1.png"])
+    monkeypatch.chdir(tmp_path)
+    args = [{"RUN": str(folder_run), "TEST1": str(test1)}.get(a, a) for a in command]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "-o no/such/" in err and "the folder no/such does not exist" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["test1"]  # nothing written, no cache built
+
+
 # --- Kaggle submissions (issue 20) ---------------------------------------------------------------------------
 
 

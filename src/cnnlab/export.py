@@ -207,8 +207,6 @@ def export_run(run_dir, fmt: str | None = None, path=None, weights: str = "last"
         run.check_output(path)  # first: over the run's weights, the file name's format is beside the point
     fmt = export_format(fmt, path)
     path = Path(path) if path else default_path(run_dir, fmt, weights)
-    if not path.parent.is_dir():
-        raise UsageError(f"-o {path}: the folder {path.parent} does not exist")
     if fmt == "onnx":
         require("onnx", "onnxscript")
     model, info = run.load_model(weights)

@@ -271,13 +271,6 @@ def kaggle_ids(folder) -> dict[str, int]:
     return ids
 
 
-def check_output_file(output: Path, option: str = "-o") -> None:
-    if output.is_dir():
-        raise UsageError(f"{option} {output}: is a folder; give a file name")
-    if not output.parent.is_dir():
-        raise UsageError(f"{option} {output}: the folder {output.parent} does not exist")
-
-
 @torch.no_grad()
 def kaggle_submission(
     run_dir,
@@ -309,7 +302,6 @@ def kaggle_submission(
     if positive not in classes:
         raise UsageError(f"--positive {positive!r} is not one of the run's classes {classes}")
     run.check_output(output)
-    check_output_file(output)
     ids = kaggle_ids(folder)  # before decoding: a wrong name is refused at once
     source = FolderSource.for_prediction(folder, info["data"], cache_dir, echo)
     runtime = Runtime(device, cfg.precision)

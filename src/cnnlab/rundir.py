@@ -168,10 +168,13 @@ class RunDir:
 
     def check_output(self, output: str | Path, option: str = "-o", allow: tuple[str, ...] = ()) -> None:
         """Refuse an output path that would overwrite a file this run needs (its weights, checkpoints, config,
-        reports) or a folder; anything else (another name, an export, a file named in ``allow``) may be written."""
+        reports), a folder, or a file in a folder that does not exist; anything else (another name, an export, a
+        file named in ``allow``) may be written."""
         target = Path(output).resolve()
         if target.is_dir():
             raise UsageError(f"{option} {output}: is a folder; give a file name")
+        if not target.parent.is_dir():
+            raise UsageError(f"{option} {output}: the folder {Path(output).parent} does not exist")
         try:
             rel = target.relative_to(self.path.resolve())
         except ValueError:
