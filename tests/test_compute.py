@@ -3,7 +3,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab import create_model, list_models
-from cnnlab.analysis.compute import compute_report
+from cnnlab.analysis.compute import compute_report, device_peak
 from cnnlab.cli import main
 from cnnlab.models import get_model_entry
 
@@ -45,3 +45,22 @@ def test_compute_cli_and_chart(tmp_path, capsys):
     chart = tmp_path / "eras.png"
     assert main(["compute", "lenet5", "--epochs", "5", "--images", "60000", "--chart", str(chart)]) == 0
     assert chart.read_bytes()[:4] == b"\x89PNG" and chart.stat().st_size > 20_000
+
+
+@pytest.mark.parametrize(
+    "name, precision, peak",
+    [  # NVIDIA's datasheets, dense (without sparsity), as torch.cuda.get_device_name spells the cards
+        ("NVIDIA H100 80GB HBM3", "bf16", 989e12),
+        ("NVIDIA H100 80GB HBM3", "fp32", 67e12),
+        ("NVIDIA H100 PCIe", "bf16", 756e12),
+        ("NVIDIA H100 PCIe", "fp32", 51e12),
+        ("NVIDIA H200", "fp16", 989e12),
+        ("NVIDIA A100-SXM4-80GB", "bf16", 312e12),
+        ("NVIDIA A100-SXM4-80GB", "fp32", 19.5e12),
+        ("Tesla T4", "bf16", None),  # not listed: compute.json gives no fraction of a peak rather than a wrong one
+    ],
+)
+def test_device_peak_is_the_datasheet_number_of_the_card_by_name(monkeypatch, name, precision, peak):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    assert device_peak(torch.device("cuda"), precision) == peak
+    assert device_peak(torch.device("cpu"), precision) is None

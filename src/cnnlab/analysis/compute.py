@@ -131,8 +131,10 @@ def chart(path, extra: list[tuple[str, float, float]] = (), title: str = "Two er
     return path
 
 
-# Dense peak FLOP/s by device name fragment and precision (vendor datasheets); CPUs vary too much to list.
+# Dense peak FLOP/s by device name fragment and precision (vendor datasheets); CPUs vary too much to list. The
+# first fragment in the name wins: the PCIe H100 ("NVIDIA H100 PCIe") has three quarters of the SXM's peak.
 PEAKS = {
+    "H100 PCIe": {"bf16": 756e12, "fp32": 51e12},
     "H100": {"bf16": 989e12, "fp32": 67e12},
     "H200": {"bf16": 989e12, "fp32": 67e12},
     "A100": {"bf16": 312e12, "fp32": 19.5e12},
