@@ -262,6 +262,23 @@ def test_a_kaggle_submission_sorts_ids_and_says_its_speed(folder_run, tmp_path, 
     assert main([*args[:-4], "-o", str(folder_run / "metrics.csv")]) == 2  # a run's file is no submission
 
 
+def test_a_kaggle_submission_of_the_other_class_is_one_minus_the_default(folder_run, tmp_path, capsys):
+    test1 = write_pictures(tmp_path / "test1", ["3.png", "1.png", "2.png"], seed=2)
+    args = ["predict", str(folder_run), "--kaggle", str(test1), "--cache-dir", str(tmp_path / "c"), "--single-crop"]
+    classes = json.loads((folder_run / "model.json").read_text())["classes"]
+
+    def submitted(*extra):
+        out = tmp_path / "sub.csv"
+        assert main([*args, "-o", str(out), *extra]) == 0
+        return {int(i): float(p) for i, p in (line.split(",") for line in out.read_text().splitlines()[1:])}
+
+    last, first = submitted(), submitted("--positive", classes[0])  # by default the last class ('dog')
+    assert last.keys() == first.keys() == {1, 2, 3}
+    assert all(abs(last[i] + first[i] - 1) < 2e-6 for i in last)  # two classes: p(first) = 1 - p(last)
+    assert main([*args, "-o", str(tmp_path / "x.csv"), "--positive", "horse"]) == 2
+    assert f"--positive 'horse' is not one of the run's classes {classes}" in capsys.readouterr().err
+
+
 # --- a run that has not finished training (issue 20) ---------------------------------------------------------
 
 
