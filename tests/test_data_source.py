@@ -4,6 +4,7 @@ questions the same way, and their sharding across processes adds up to exactly o
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from cnnlab.augment import Augment
 from cnnlab.data import ArraySource, DataSource, IdxSource, InputNorm, Preprocess, Shard, read_file
 from cnnlab.data.imagedata import FolderSource
 from cnnlab.data.loader import interleave
+from cnnlab.errors import UsageError
 from cnnlab.train import TrainConfig
 
 
@@ -70,6 +72,13 @@ def test_source_answers_the_interface(source):
     assert groups and all(views for views in groups.values())
     with pytest.raises(ValueError, match="split"):
         source.size("nope")
+
+
+def test_a_split_the_data_lacks_is_refused_in_one_wording_for_every_kind(source):
+    source.splits["val"] = None  # as arrays given without validation_data, or a folder opened for prediction
+    assert source.size("val") == 0
+    with pytest.raises(UsageError, match=rf"^{re.escape(source.name)}: no 'val' split$"):
+        source.labels("val")
 
 
 def test_a_training_epoch_visits_every_image_once_in_a_seeded_order(source):

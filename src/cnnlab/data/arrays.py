@@ -15,7 +15,7 @@ from .folders import FolderError, scan_labelled
 from .idx import IdxError, read_images_and_labels
 from .images import ImageError, image_to_tensor, open_image
 from .loader import ONE_PROCESS, InMemoryLoader, InputNorm
-from .source import check_split, register
+from .source import check_split, register, split_of
 
 
 @register
@@ -60,11 +60,7 @@ class ArraySource:
         return cls.from_image_folder(path, description, classes, echo)
 
     def _split(self, split: str):
-        check_split(split)
-        data = self.splits[split]
-        if data is None:
-            raise DataError(f"this data has no {split!r} split")
-        return data
+        return split_of(self.splits, split, self.name)
 
     def size(self, split: str) -> int:
         check_split(split)

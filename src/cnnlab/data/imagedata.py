@@ -23,7 +23,7 @@ from .cache import ImageCache, open_cache
 from .datasets import check_split_sizes, stratified_split
 from .folders import FolderError, decode, scan_folder, scan_labelled
 from .loader import ONE_PROCESS, InputNorm, epoch_order, epoch_seed
-from .source import check_split, register
+from .source import check_split, register, split_of
 
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right", "centre")
 TEN_VIEWS = tuple(f"{corner}{mirror}" for corner in CORNERS for mirror in ("", "-mirrored"))
@@ -134,10 +134,7 @@ class FolderSource:
 
     # --- the data interface ----------------------------------------------------------------------------
     def _split(self, split: str) -> FolderSplit:
-        check_split(split)
-        if self.splits[split] is None:
-            raise UsageError(f"{self.name}: no {split!r} split")
-        return self.splits[split]
+        return split_of(self.splits, split, self.name)
 
     def size(self, split: str) -> int:
         check_split(split)

@@ -83,6 +83,14 @@ def check_split(split: str) -> None:
         raise UsageError(f"unknown split {split!r}; splits are {', '.join(SPLITS)}")
 
 
+def split_of(splits: dict, split: str, name: str):
+    """``splits[split]`` of the data called ``name``, refused in one wording for every kind when it has none."""
+    check_split(split)
+    if splits[split] is None:
+        raise UsageError(f"{name}: no {split!r} split")
+    return splits[split]
+
+
 KINDS: dict[str, type] = {}  # kind name -> its class, in the order registered
 KIND_METHODS = ("opens", "open", "for_evaluation", "file_reader")
 
