@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from conftest import synthetic_digits, write_synthetic_mnist
 from PIL import Image
 
 from cnnlab.augment import Augment
-from cnnlab.data import ArraySource, DataSource, IdxSource, InputNorm, Preprocess, Shard, read_file
+from cnnlab.data import ArraySource, DataSource, IdxSource, InputNorm, Preprocess, Shard, imagedata, read_file
 from cnnlab.data.imagedata import FolderSource
 from cnnlab.data.loader import interleave
 from cnnlab.errors import UsageError
@@ -163,3 +164,26 @@ def test_fit_takes_keras_style_arrays():
     cfg = TrainConfig(epochs=2, batch_size=32, progress=False, ema=0.0, warmup=0.0, lr=3e-3)
     history = fit(create_model("lenet5"), (images, labels), (val_images, val_labels), cfg)
     assert history.history["val_accuracy"][-1] > 0.5  # bars in ten positions: learnt, far beyond chance (0.1)
+
+
+def test_a_folders_batches_are_cut_ahead_and_an_error_there_reaches_the_loop(tmp_path, monkeypatch):
+    loader = folder_source(tmp_path).loader("train", 4, "cpu", train=True, seed=1)
+    first, again = ([checksums(x) for x, _ in loader.epoch(0)] for _ in range(2))
+    assert first == again and len(first) == len(loader)
+    batches = loader.epoch(1)
+    next(batches)
+    batches.close()  # a loop left early: the cutting thread is gone, not left waiting
+    assert [t.name for t in threading.enumerate() if t.name.startswith("ThreadPoolExecutor")] == []
+
+    cut, calls = imagedata.crop_batch, []
+
+    def fails_second(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("the cache file went away")
+        return cut(*args)
+
+    monkeypatch.setattr(imagedata, "crop_batch", fails_second)
+    with pytest.raises(OSError, match="the cache file went away"):
+        for _ in loader.epoch(2):
+            pass

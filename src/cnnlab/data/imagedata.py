@@ -10,8 +10,8 @@ the device as uint8 (a quarter of float32's bytes) and are converted there.
 from __future__ import annotations
 
 import os
-import queue
-import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -269,33 +269,13 @@ class CropLoader:
 
     def epoch(self, epoch: int, start: int = 0):
         """Batches of (uint8 NCHW channels-last images, labels) on the device, cut on a background thread."""
-        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
-        done = object()
-        stop = threading.Event()
-
-        def produce():
-            try:
-                for item in self._batches(epoch, start):
-                    if stop.is_set():
-                        return
-                    q.put(item)
-            except BaseException as e:  # handed to the consumer, so that errors are not lost in the thread
-                q.put(e)
-            q.put(done)
-
-        thread = threading.Thread(target=produce, daemon=True)
-        thread.start()
+        batches = self._batches(epoch, start)
+        pool = ThreadPoolExecutor(max_workers=1)  # one worker: batches are cut in order, `prefetch` ahead
         try:
-            while (item := q.get()) is not done:
-                if isinstance(item, BaseException):
-                    raise item
+            ahead = deque(pool.submit(next, batches, None) for _ in range(self.prefetch))
+            while (item := ahead.popleft().result()) is not None:  # a cutting error is raised here, in the loop
+                ahead.append(pool.submit(next, batches, None))
                 pixels, target = item
                 yield to_device(pixels, self.device), target.to(self.device)
         finally:
-            stop.set()
-            while thread.is_alive():  # unblock a producer waiting on a full queue
-                try:
-                    q.get_nowait()
-                except queue.Empty:
-                    pass
-                thread.join(timeout=0.05)
+            pool.shutdown(cancel_futures=True)  # waits for the batch being cut, drops the ones not started
