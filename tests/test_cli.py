@@ -265,12 +265,24 @@ def test_augment_preview_and_augmented_training(synthetic_mnist_dir, tmp_path, c
                 "--name",
                 "aug",
                 "--no-progress",
+                "--compare-without",
             ]
         )
         == 0
     )
     saved = json.loads((out / "aug" / "config.json").read_text())["augment"]
     assert saved["rotation_range"] == 30 and saved["zoom_range"] == 0.1 and saved["fill_mode"] == "nearest"
+    # --compare-without trained the same settings without augmentation beside it, and compared the two
+    baseline = out / "aug-without-augmentation"
+    assert json.loads((baseline / "config.json").read_text())["augment"] is None
+    rows = {line[:23].strip(): line[23:].split() for line in (out / "aug" / "comparison.txt").read_text().splitlines()}
+    for column, run in enumerate((out / "aug", baseline)):  # each column is its run's own numbers
+        assert float(rows["test accuracy"][column]) == round(
+            json.loads((run / "report.json").read_text())["accuracy"], 4
+        )
+        last_epoch = (run / "metrics.csv").read_text().splitlines()[-1].split(",")
+        assert float(rows["final train accuracy"][column]) == round(float(last_epoch[1]), 4)
+    assert (out / "aug" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_run_written_before_the_data_interface_still_predicts(trained_run, tmp_path, capsys):
