@@ -222,6 +222,8 @@ def test_an_output_in_a_folder_that_does_not_exist_is_refused_before_any_work(fo
     test1 = write_pictures(tmp_path / "test1", ["1.png"])
     monkeypatch.chdir(tmp_path)
     args = [{"RUN": str(folder_run), "TEST1": str(test1)}.get(a, a) for a in command]
+    if "--kaggle" in args:
+        args += ["--cache-dir", str(tmp_path / "cache")]  # where a cache would appear, had decoding begun
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "-o no/such/" in err and "the folder no/such does not exist" in err and "Traceback" not in err
@@ -260,6 +262,19 @@ def test_a_kaggle_submission_sorts_ids_and_says_its_speed(folder_run, tmp_path, 
     assert re.search(r"4 images, 1 view\(s\) each, in [0-9.]+s: [0-9.]+ images/s", capsys.readouterr().out)
     assert leftovers(tmp_path) == []
     assert main([*args[:-4], "-o", str(folder_run / "metrics.csv")]) == 2  # a run's file is no submission
+
+
+def test_a_kaggle_folder_without_one_readable_image_is_refused_naming_a_file(folder_run, tmp_path, capsys):
+    test1 = tmp_path / "test1"
+    test1.mkdir()
+    for name in ("1.jpg", "2.jpg"):
+        (test1 / name).write_bytes(b"not a jpeg")
+    out = tmp_path / "sub.csv"
+    args = ["predict", str(folder_run), "--kaggle", str(test1), "-o", str(out), "--cache-dir", str(tmp_path / "c")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{test1}: no readable images; the first of 2: {test1 / '1.jpg'}" in err and "Traceback" not in err
+    assert not out.exists()
 
 
 def test_a_kaggle_submission_of_the_other_class_is_one_minus_the_default(folder_run, tmp_path, capsys):

@@ -127,6 +127,8 @@ class FolderSource:
             echo(note)
         cache = open_cache(listing, description["image_size"], cache_dir, echo=echo)
         n = len(cache.files)
+        if n == 0:
+            raise FolderError(f"{folder}: no readable images; the first of {len(cache.skipped)}: {cache.skipped[0]}")
         split = FolderSplit(cache, np.arange(n), np.zeros(n, np.int64))
         source = cls({"test": split}, (), description["crop"], str(folder), skipped=cache.skipped)
         source.files = [Path(f) for f in cache.files]
