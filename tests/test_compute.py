@@ -54,7 +54,9 @@ def test_compute_cli_and_chart(tmp_path, capsys):
         ("NVIDIA H100 80GB HBM3", "fp32", 67e12),
         ("NVIDIA H100 PCIe", "bf16", 756e12),
         ("NVIDIA H100 PCIe", "fp32", 51e12),
+        ("NVIDIA H100 NVL", "bf16", 835e12),
         ("NVIDIA H200", "fp16", 989e12),
+        ("NVIDIA H200 NVL", "fp32", 60e12),
         ("NVIDIA A100-SXM4-80GB", "bf16", 312e12),
         ("NVIDIA A100-SXM4-80GB", "fp32", 19.5e12),
         ("Tesla T4", "bf16", None),  # not listed: compute.json gives no fraction of a peak rather than a wrong one

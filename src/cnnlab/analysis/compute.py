@@ -132,9 +132,12 @@ def chart(path, extra: list[tuple[str, float, float]] = (), title: str = "Two er
 
 
 # Dense peak FLOP/s by device name fragment and precision (vendor datasheets); CPUs vary too much to list. The
-# first fragment in the name wins: the PCIe H100 ("NVIDIA H100 PCIe") has three quarters of the SXM's peak.
+# first key found in the device's name wins, so a card's variants go before its plain name: a PCIe H100 has
+# three quarters of the SXM card's peak.
 PEAKS = {
     "H100 PCIe": {"bf16": 756e12, "fp32": 51e12},
+    "H100 NVL": {"bf16": 835e12, "fp32": 60e12},
+    "H200 NVL": {"bf16": 835e12, "fp32": 60e12},
     "H100": {"bf16": 989e12, "fp32": 67e12},
     "H200": {"bf16": 989e12, "fp32": 67e12},
     "A100": {"bf16": 312e12, "fp32": 19.5e12},
