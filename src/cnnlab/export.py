@@ -203,6 +203,7 @@ def export_run(run_dir, fmt: str | None = None, path=None, weights: str = "last"
     None: as the file name says (onnx by default). Refused before any work: a path that would overwrite a
     file the run needs, a name that says another format, a folder that does not exist."""
     run = RunDir(run_dir)
+    run.require()  # a run directory, before onnx is asked for
     if path is not None:
         run.check_output(path)  # first: over the run's weights, the file name's format is beside the point
     fmt = export_format(fmt, path)

@@ -173,7 +173,7 @@ class RunDir:
         target = Path(output).resolve()
         if target.is_dir():
             raise UsageError(f"{option} {output}: is a folder; give a file name")
-        if not target.parent.is_dir():
+        if not Path(output).parent.is_dir():  # as written: x/../s.csv needs x
             raise UsageError(f"{option} {output}: the folder {Path(output).parent} does not exist")
         try:
             rel = target.relative_to(self.path.resolve())
