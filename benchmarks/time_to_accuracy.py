@@ -16,7 +16,8 @@ interval: on the 200-image validation split of the Dogs vs. Cats sample one stan
 the run's validation split, so that the time to an accuracy is also known for 10-crop, not only for the centre
 crop that training validates with. Only the epochs given are evaluated (each costs ten passes over the split).
 
-Default targets: LeNet-5 98.5% and 99.0% (MNIST test set), AlexNet-BN 80%, 83% and 85% (held-out images).
+Default targets: the run's model and preset's (``cnnlab.train.recipes.ACCURACY_TARGETS``, which the run's page
+times too): LeNet-5 98.5% and 99.0%, AlexNet-BN 80%, 83% and 85%, ``--recipe challenge`` 90%, 94.35% and 96%.
 """
 
 from __future__ import annotations
@@ -29,12 +30,7 @@ from pathlib import Path
 
 from scipy.stats import binomtest
 
-DEFAULT_TARGETS = {"lenet5": (0.985, 0.99), "alexnet_bn": (0.80, 0.83, 0.85)}
-CHALLENGE_TARGETS = (
-    0.90,
-    0.9435,
-    0.96,
-)  # the Dogs & Cats challenge (issue 21): 94.35% is the lesson recipe's 12 epochs
+from cnnlab.train.recipes import accuracy_targets
 
 
 def wilson_interval(correct: int, n: int) -> tuple[float, float]:
@@ -109,8 +105,7 @@ def main(argv=None) -> int:
     runs = [read_run(r) for r in args.runs]
     results = []
     for run in runs:
-        by_recipe = CHALLENGE_TARGETS if run["recipe"] == "challenge" else DEFAULT_TARGETS.get(run["model"], (0.9,))
-        targets = args.targets or by_recipe
+        targets = args.targets or accuracy_targets(run["model"], run["recipe"]) or (0.9,)
         epochs, total, best = len(run["curve"]), run["curve"][-1][1], max(a for _, _, a in run["curve"])
         label = run["run"] + (f" (--recipe {run['recipe']})" if run["recipe"] else "")
         print(f"{label}: {run['model']}, {epochs} epochs in {total:.0f} s, best validation {best:.2%}")

@@ -44,6 +44,7 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError, atomic_write_bytes, read_json, replace_through
 from .errors import RunError, UsageError, path_argument
+from .train.recipes import accuracy_targets
 
 # 1: model.json's "pipeline" (before the data interface); 2: "data" and "format_version"
 FORMAT_VERSION = 2
@@ -364,6 +365,24 @@ class RunRecord:
     @property
     def name(self) -> str:
         return self.path.name
+
+    def times_to_accuracy(self) -> list[tuple[float, tuple[int, float] | None]]:
+        """[(target, (epoch, seconds of training and validation until then) or None)] for the accuracies its
+        model and preset are timed to (``train.recipes.accuracy_targets``): when validation first reached each."""
+        config = self.config or {}
+        if config.get("dry_run"):  # two batches in file order measure no accuracy (evaluation.metrics.Report)
+            return []
+        curve = list(zip(self.history.get("val_accuracy", []), self.history.get("seconds", [])))
+        times = []
+        for target in accuracy_targets(config.get("model", ""), config.get("recipe", "")) if curve else ():
+            elapsed, reached = 0.0, None
+            for epoch, (accuracy, seconds) in enumerate(curve, 1):
+                elapsed += seconds
+                if accuracy >= target - 1e-6:  # float32 accuracies: 2,208 of 2,300 is stored as 0.95999998
+                    reached = (epoch, elapsed)
+                    break
+            times.append((target, reached))
+        return times
 
     def text(self, name: str) -> str | None:
         try:

@@ -236,6 +236,12 @@ def _timing(record) -> dict:
         summary = f"{format_seconds(sum(seconds))} in all, {sum(seconds) / len(seconds):.1f}s per epoch on average"
         if len(seconds) > 1:
             summary += f" ({sum(seconds[1:]) / (len(seconds) - 1):.1f}s after the first)"
+        reached = [
+            f"{100 * target:g}% " + (f"after {format_seconds(hit[1])} (epoch {hit[0]})" if hit else "not reached")
+            for target, hit in record.times_to_accuracy()
+        ]
+        if reached:
+            summary += ". Validation accuracy first reached " + ", ".join(reached)
     header = ["epoch", *columns] + (["seconds", ""] if seconds else [])
     return {"missing": None, "summary": summary, "header": header, "rows": rows}
 

@@ -87,6 +87,19 @@ PRESETS: dict[str, dict[str, dict]] = {
 }
 
 
+# The validation accuracies whose wall time a run's page gives ("time to accuracy"), by (model, preset); a
+# preset without its own uses its model's. benchmarks/time_to_accuracy.py times the same ones.
+ACCURACY_TARGETS: dict[tuple[str, str], tuple[float, ...]] = {
+    ("lenet5", ""): (0.985, 0.99),  # past the lesson's 98%, and the recipe's ~99%
+    ("alexnet_bn", ""): (0.80, 0.83, 0.85),  # the 2,000-image sample: ~82% from scratch, the lesson's 83.5%
+    ("alexnet_bn", "challenge"): (0.90, 0.9435, 0.96),  # the full set: 94.35% is the lesson's recipe in 12 epochs
+}
+
+
+def accuracy_targets(model: str, preset: str = "") -> tuple[float, ...]:
+    return ACCURACY_TARGETS.get((model, preset)) or ACCURACY_TARGETS.get((model, ""), ())
+
+
 def recipe(model: str, preset: str = "") -> dict:
     """The training settings that ``cnnlab train MODEL [--recipe PRESET]`` uses beyond TrainConfig's defaults."""
     get_model_entry(model)  # an unknown model is an error here too
