@@ -30,6 +30,7 @@ from pathlib import Path
 
 from scipy.stats import binomtest
 
+from cnnlab.rundir import first_reached as time_to  # the run's page times the same way
 from cnnlab.train.recipes import accuracy_targets
 
 
@@ -80,15 +81,6 @@ def ten_crop_curve(run: dict, weights_dir: Path) -> list[tuple[int, float, float
         curve.append((epoch, seconds[epoch], report.ten_crop_accuracy, report.n))
         print(f"  epoch {epoch}: centre {report.accuracy:.2%}, 10-crop {report.ten_crop_accuracy:.2%}", flush=True)
     return curve
-
-
-def time_to(curve, target: float):
-    """(epoch, seconds) at which the validation accuracy first reached ``target``, or None."""
-    for epoch, seconds, accuracy in curve:
-        # accuracies come as float32 (2,070 of 2,300 is stored as 0.89999998): within float32's rounding is reached
-        if accuracy >= target - 1e-6:
-            return epoch, seconds
-    return None
 
 
 def main(argv=None) -> int:

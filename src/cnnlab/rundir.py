@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import os
 import re
@@ -294,6 +295,12 @@ class RunDir:
         return record
 
 
+def first_reached(curve, target: float) -> tuple[int, float] | None:
+    """(epoch, seconds) of the first (epoch, seconds until its end, accuracy) in ``curve`` that reached ``target``.
+    Accuracies come as float32 (2,208 of 2,300 is stored as 0.95999998): within float32's rounding is reached."""
+    return next(((epoch, seconds) for epoch, seconds, accuracy in curve if accuracy >= target - 1e-6), None)
+
+
 def list_runs(folder: str | Path) -> list[RunRecord]:
     """Every run directory directly inside ``folder``, by name; unreadable ones come back with their problems."""
     folder = Path(folder)
@@ -372,17 +379,10 @@ class RunRecord:
         config = self.config or {}
         if config.get("dry_run"):  # two batches in file order measure no accuracy (evaluation.metrics.Report)
             return []
-        curve = list(zip(self.history.get("val_accuracy", []), self.history.get("seconds", [])))
-        times = []
-        for target in accuracy_targets(config.get("model", ""), config.get("recipe", "")) if curve else ():
-            elapsed, reached = 0.0, None
-            for epoch, (accuracy, seconds) in enumerate(curve, 1):
-                elapsed += seconds
-                if accuracy >= target - 1e-6:  # float32 accuracies: 2,208 of 2,300 is stored as 0.95999998
-                    reached = (epoch, elapsed)
-                    break
-            times.append((target, reached))
-        return times
+        elapsed = itertools.accumulate(self.history.get("seconds", []))
+        curve = list(zip(itertools.count(1), elapsed, self.history.get("val_accuracy", [])))
+        targets = accuracy_targets(config.get("model", ""), config.get("recipe", "")) if curve else ()
+        return [(target, first_reached(curve, target)) for target in targets]
 
     def text(self, name: str) -> str | None:
         try:
