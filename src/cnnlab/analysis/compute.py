@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from ..summary import summary
@@ -145,8 +146,6 @@ PEAKS = {
 
 
 def device_peak(device, precision: str) -> float | None:
-    import torch
-
     if getattr(device, "type", str(device)) != "cuda":
         return None
     name = torch.cuda.get_device_name(device)
