@@ -75,7 +75,7 @@ class AlexNetBN(nn.Module):
         """The penalty as a straightforward Keras port adds it to the loss (differentiable; slower)."""
         return sum(c * w.square().sum() for w, c in self._l2 if c)
 
-    def l2_groups(self) -> list[tuple[list[torch.Tensor], float]]:
+    def l2_groups(self) -> list[tuple[float, list[torch.Tensor]]]:
         """Parameters grouped by their Keras L2 coefficient (0 for biases and BatchNorm).
 
         The gradient of c * sum(w^2) is 2c * w: exactly what Adam's and SGD's (coupled) ``weight_decay=2c``
