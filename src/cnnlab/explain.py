@@ -105,12 +105,17 @@ def filter_grid(weight: torch.Tensor) -> np.ndarray:
 
 
 def plot_filters(model: nn.Module, layer: str | None = None, title: str = "") -> Figure:
-    """The kernels of ``layer`` (the first convolution by default) as ``filter_grid`` lays them out."""
+    """The kernels of ``layer`` (the first convolution by default) as ``filter_grid`` lays them out, pixel-sharp:
+    each pixel enlarged so that the longer side is about 900 pixels."""
     name, conv = find_conv(model, layer)
     grid = filter_grid(conv.weight)
     out_channels, in_channels, kh, kw = conv.weight.shape
-    fig = _image_figure(grid, target_pixels=900)
-    ax = fig.axes[0]
+    h, w = grid.shape[:2]
+    scale = max(1, min(40, 900 // max(h, w)))
+    fig = Figure(figsize=(max(3.5, w * scale / 100), h * scale / 100 + 0.8), layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set(xticks=[], yticks=[])
     if in_channels not in (1, 3):
         ax.set_xlabel(f"input channel (1-{in_channels})")
         ax.set_ylabel(f"kernel (1-{out_channels})")
@@ -410,19 +415,6 @@ def _as_rgb(image: torch.Tensor) -> np.ndarray:
     if array.shape[0] != 3:
         array = np.repeat(array.mean(0, keepdims=True), 3, axis=0)
     return array.transpose(1, 2, 0)
-
-
-def _image_figure(picture: np.ndarray, target_pixels: int) -> Figure:
-    """A figure showing ``picture`` pixel-sharp, each pixel enlarged so that its longer side is ~target_pixels."""
-    h, w = picture.shape[:2]
-    scale = max(1, min(40, target_pixels // max(h, w)))
-    fig = Figure(figsize=(max(3.5, w * scale / 100), h * scale / 100 + 0.8), layout="constrained")
-    ax = fig.subplots()
-    shown = picture[..., 0] if picture.shape[-1] == 1 else picture
-    ax.imshow(shown, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    return fig
 
 
 def _named_module(model: nn.Module, name: str) -> nn.Module:

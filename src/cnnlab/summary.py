@@ -163,29 +163,19 @@ def trace(model: nn.Module, input_size, *, device=None) -> list[TracedLayer]:
         dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
         with torch.no_grad():
             model(torch.zeros((2, *input_size), device=device, dtype=dtype))
-    except RuntimeError as e:
-        refusal = input_refused(model, input_size, e)
-        if refusal is e:
-            raise
-        raise refusal from None
+    except (NotImplementedError, torch.OutOfMemoryError, CnnlabError):
+        raise  # a module without forward, a full device, cnnlab's own error: not a size the layers refuse
+    except RuntimeError as e:  # a channel count, a fixed dense layer
+        c, h, w = input_size
+        raise UsageError(
+            f"{getattr(model, 'cnnlab_name', type(model).__name__)} cannot take a {h}x{w}x{c} input "
+            f"({str(e).splitlines()[0]}); a network with a fixed dense layer needs its own size, a pattern adapts"
+        ) from None
     finally:
         for handle in hooks:
             handle.remove()
         model.train(was_training)
     return layers
-
-
-def input_refused(model: nn.Module, input_size: tuple[int, int, int], error: RuntimeError) -> Exception:
-    """What to raise for ``error``, raised by ``model`` on inputs of ``input_size`` (C, H, W): a size the layers
-    cannot take (a channel count, a fixed dense layer) becomes a ``UsageError`` naming it HxWxC, as Keras writes
-    shapes; anything else (a module without forward, a full device, cnnlab's own error) stays itself."""
-    if isinstance(error, (NotImplementedError, torch.OutOfMemoryError, CnnlabError)):
-        return error
-    c, h, w = input_size
-    return UsageError(
-        f"{getattr(model, 'cnnlab_name', type(model).__name__)} cannot take a {h}x{w}x{c} input "
-        f"({str(error).splitlines()[0]}); a network with a fixed dense layer needs its own size, a pattern adapts"
-    )
 
 
 def summary(model: nn.Module, input_size: tuple[int, ...] | None = None, *, device=None) -> ModelSummary:

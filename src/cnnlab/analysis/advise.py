@@ -37,12 +37,11 @@ def _pair(v):
 
 def _geometry(m: nn.Module):
     """(kernel, stride, padding) along height and width of a layer that changes spatial size, else None."""
-    if isinstance(m, nn.Conv2d):
+    if isinstance(m, nn.Conv2d):  # whose kernel_size, stride and numeric padding PyTorch keeps as pairs
         pad = m.padding
         if isinstance(pad, str):
-            k = _pair(m.kernel_size)
-            pad = (k[0] // 2, k[1] // 2) if pad == "same" else (0, 0)
-        return _pair(m.kernel_size), _pair(m.stride), _pair(pad)
+            pad = tuple(k // 2 for k in m.kernel_size) if pad == "same" else (0, 0)
+        return m.kernel_size, m.stride, pad
     if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
         return _pair(m.kernel_size), _pair(m.stride or m.kernel_size), _pair(m.padding)
     return None

@@ -8,8 +8,10 @@ images) at 0.0054 pfs-days (0.0058 from GPU time).
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from ..summary import summary
@@ -145,8 +147,6 @@ PEAKS = {
 
 
 def device_peak(device, precision: str) -> float | None:
-    import torch
-
     if getattr(device, "type", str(device)) != "cuda":
         return None
     name = torch.cuda.get_device_name(device)
@@ -156,8 +156,6 @@ def device_peak(device, precision: str) -> float | None:
 
 def year_now() -> float:
     """Today as a fractional year, to place a run on the chart."""
-    import datetime
-
     today = datetime.date.today()
     return today.year + (today.timetuple().tm_yday - 0.5) / 365
 

@@ -28,13 +28,6 @@ from .init import keras_init_
 from .registry import register_model
 
 
-def _keras_batchnorm_(model: nn.Module) -> None:
-    """Keras' BatchNormalization defaults: epsilon 1e-3, moving-average momentum 0.99 (PyTorch: 0.01)."""
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eps, m.momentum = 1e-3, 0.01
-
-
 class AlexNetBN(nn.Module):
     def __init__(self, num_classes=2, in_chans=3, l2=2e-4, l2_block3=None, dropout_conv=0.25, dropout_fc=0.5):
         super().__init__()
@@ -82,7 +75,7 @@ class AlexNetBN(nn.Module):
         """The penalty as a straightforward Keras port adds it to the loss (differentiable; slower)."""
         return sum(c * w.square().sum() for w, c in self._l2 if c)
 
-    def l2_groups(self) -> list[tuple[list[torch.Tensor], float]]:
+    def l2_groups(self) -> list[tuple[float, list[torch.Tensor]]]:
         """Parameters grouped by their Keras L2 coefficient (0 for biases and BatchNorm).
 
         The gradient of c * sum(w^2) is 2c * w: exactly what Adam's and SGD's (coupled) ``weight_decay=2c``
@@ -118,10 +111,7 @@ def alexnet_bn(
     if init not in ("keras", "torch"):
         raise UsageError(f"init must be 'keras' or 'torch', got {init!r}")
     model = AlexNetBN(num_classes, in_chans, l2, l2_block3, dropout_conv, dropout_fc)
-    if init == "keras":
-        keras_init_(model)
-        _keras_batchnorm_(model)
-    return model
+    return keras_init_(model) if init == "keras" else model
 
 
 class AlexNet2012(nn.Module):

@@ -11,9 +11,13 @@ from torch import nn
 
 
 def keras_init_(model: nn.Module) -> nn.Module:
+    """Keras' defaults: Glorot-uniform kernels, zero biases, and BatchNormalization's epsilon 1e-3 and
+    moving-average momentum 0.99 (PyTorch: 0.01)."""
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.xavier_uniform_(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eps, m.momentum = 1e-3, 0.01
     return model

@@ -9,6 +9,7 @@ which sizes it does take (found by running it on PyTorch's meta device: shapes o
 
 from __future__ import annotations
 
+import bisect
 import inspect
 import numbers
 import types
@@ -155,16 +156,9 @@ def accepted_input_sizes(model: nn.Module, limit: int = 1024) -> tuple[int, rang
         return None
 
     def interval(runs) -> range:
-        lo, hi = 1, side  # first size that runs: in [lo, hi]
-        while lo < hi:
-            mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if runs(mid) else (mid + 1, hi)
-        first = lo
-        lo, hi = side, limit  # last size that runs: in [lo, hi]
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if runs(mid) else (lo, mid - 1)
-        return range(first, lo + 1)
+        first = 1 + bisect.bisect_left(range(1, side), True, key=runs)  # below side: fails, then runs
+        last = side + bisect.bisect_left(range(side + 1, limit + 1), True, key=lambda s: not runs(s))
+        return range(first, last + 1)
 
     heights = interval(lambda h: _runs_at(model, (c, h, side)))
     widths = interval(lambda w: _runs_at(model, (c, side, w)))
