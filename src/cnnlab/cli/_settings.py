@@ -19,9 +19,8 @@ def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (in a --config file: the same names with _, as in config.json)")
     for key, field in TrainConfig.model_fields.items():
         if key not in BY_HAND:
-            setting = SETTINGS[key]
-            parsing = _parsing(field.annotation, setting)
-            group.add_argument(flag_name(key), dest=key, default=None, help=setting.help, **parsing)
+            parsing = _parsing(field.annotation, SETTINGS[key])
+            group.add_argument(flag_name(key), dest=key, default=None, help=SETTINGS[key].help, **parsing)
     group.add_argument(
         "--option", dest="model_options", action="append", type=key_value, metavar="KEY=VALUE",
         help=SETTINGS["model_options"].help,

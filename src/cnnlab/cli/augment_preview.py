@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     refuse_output_over_input(args.output, [args.image] if args.image else [])
     settings = augment_settings(args) or dict(LESSON)
     check_augment(settings, "augmentation")
-    aug = Augment.lesson(**settings) if settings.keys() <= LESSON.keys() | {"fill_mode"} else Augment(**settings)
+    aug = Augment.lesson(**settings) if settings.keys() <= LESSON.keys() else Augment(**settings)
     if args.image:
         from ..data.images import load_any_image
 

@@ -72,8 +72,6 @@ def _json(report, args) -> str:
         "layers": [{"name": n, "type": t, "macs": m, "flops": 2 * m} for n, t, m in report.rows if m],
     }
     if args.images and args.epochs:
-        out.update(
-            run_flops=report.run_flops(args.images, args.epochs),
-            run_pfs_days=report.run_pfs_days(args.images, args.epochs),
-        )
+        out["run_flops"] = report.run_flops(args.images, args.epochs)
+        out["run_pfs_days"] = report.run_pfs_days(args.images, args.epochs)
     return json.dumps(out, indent=2)
