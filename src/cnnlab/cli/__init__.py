@@ -20,6 +20,7 @@ import errno
 import os
 import sys
 
+from ..environment import __version__
 from ..errors import CnnlabError, TrainingInterrupted
 from . import (
     activations,
@@ -46,8 +47,6 @@ COMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
-
     parser = argparse.ArgumentParser(prog="cnnlab", description="Classic CNNs (LeNet-5, AlexNet) in PyTorch.")
     parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

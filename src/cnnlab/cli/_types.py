@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..errors import UsageError
+
 
 def parse_size(text: str) -> tuple[int, int, int]:
     """'28x28x1' or '227x227x3' (H x W x C, as the lesson writes sizes) -> (C, H, W)."""
@@ -62,8 +64,6 @@ def int_or_float(text: str) -> int | float:
 
 def refuse_output_over_input(output, inputs) -> None:
     """-o naming one of the command's own input files would destroy it: refused before any work."""
-    from ..errors import UsageError
-
     out = Path(output)
     for given in inputs:
         if out.exists() and Path(given).exists() and out.samefile(given):

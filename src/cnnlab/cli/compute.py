@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..analysis.compute import PFS_DAY, chart, compute_report, year_now
+    from ..checkpoint import read_json
 
     if (args.images is None) != (args.epochs is None):
         given, missing = ("--images", "--epochs") if args.epochs is None else ("--epochs", "--images")
@@ -51,8 +52,6 @@ def run(args: argparse.Namespace) -> int:
             label = f"{args.model} ({args.epochs:g} x {args.images:,})"
             extra.append((label, year_now(), report.run_pfs_days(args.images, args.epochs)))
     for run_dir in args.run:
-        from ..checkpoint import read_json
-
         measured = read_json(Path(run_dir) / "compute.json")
         if not isinstance(measured, dict) or not isinstance(measured.get("train_flops"), (int, float)):
             raise RunError(f"{Path(run_dir) / 'compute.json'}: damaged (no train_flops)")
