@@ -20,6 +20,7 @@ import errno
 import os
 import sys
 
+from ..environment import __version__
 from ..errors import CnnlabError, TrainingInterrupted
 from . import (
     activations,
@@ -46,8 +47,6 @@ COMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
-
     parser = argparse.ArgumentParser(prog="cnnlab", description="Classic CNNs (LeNet-5, AlexNet) in PyTorch.")
     parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -70,10 +69,8 @@ def main(argv=None) -> int:
 
 
 def report_error(e: BaseException) -> int:
-    """One line for an error the user can fix (a CnnlabError with its exit code, an OSError naming a file,
-    running out of memory: exit 2); 130 for Ctrl-C; 141 and nothing said for a reader that closed the
-    console's pipe; for anything else, our bug: the traceback, a line asking to report it, and exit 1.
-    Sorted by class alone, never by where it was raised."""
+    """The message and exit status of the module's docstring for ``e``, sorted by its class alone, never by
+    where it was raised."""
     import traceback
 
     if isinstance(e, KeyboardInterrupt):
@@ -92,6 +89,7 @@ def report_error(e: BaseException) -> int:
         return e.exit_code if isinstance(e, CnnlabError) else 2
     traceback.print_exception(e)
     report = "report it to cnnlab's maintainers with the command line and the traceback above."
+    message = f"internal error ({type(e).__name__}): this is a bug in cnnlab, not in what you asked. Please {report}"
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:  # under torchrun: most often a peer died and this one lost it
         message = (
             f"error in rank {os.environ.get('RANK', '?')} (of {os.environ['WORLD_SIZE']} processes, "
@@ -99,20 +97,13 @@ def report_error(e: BaseException) -> int:
             'Cause"), its report is the cause and this one only lost contact with it; if not, this is a bug in '
             f"cnnlab: please {report}"
         )
-    else:
-        message = (
-            f"internal error ({type(e).__name__}): this is a bug in cnnlab, not in what you asked. Please {report}"
-        )
     print(f"cnnlab: {message}", file=sys.stderr)
     return 1
 
 
 def user_error_message(e: BaseException) -> str | None:
-    """The message for an error the user can fix, or None for one of ours.
-
-    A CnnlabError says what to change (DatasetNotFoundError's lines list every place looked at). An OSError
-    that names a file (a missing or unreadable file) or a full disk is the user's to fix. Running out of
-    memory names the flags that use less of it."""
+    """The message for an error the user can fix (a CnnlabError, an OSError naming a file, a full disk, running
+    out of memory: it names the flags that use less), or None for one of ours."""
     if isinstance(e, CnnlabError):
         return str(e)
     if isinstance(e, OSError) and (e.filename or e.errno in (errno.ENOSPC, errno.EDQUOT)):

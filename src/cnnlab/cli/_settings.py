@@ -19,9 +19,8 @@ def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (in a --config file: the same names with _, as in config.json)")
     for key, field in TrainConfig.model_fields.items():
         if key not in BY_HAND:
-            setting = SETTINGS[key]
-            parsing = _parsing(field.annotation, setting)
-            group.add_argument(flag_name(key), dest=key, default=None, help=setting.help, **parsing)
+            parsing = _parsing(field.annotation, SETTINGS[key])
+            group.add_argument(flag_name(key), dest=key, default=None, help=SETTINGS[key].help, **parsing)
     group.add_argument(
         "--option", dest="model_options", action="append", type=key_value, metavar="KEY=VALUE",
         help=SETTINGS["model_options"].help,
@@ -75,12 +74,12 @@ AUGMENT_HELP = {  # AugmentConfig's fields, as Keras' ImageDataGenerator means t
     "shear_units": "how --shear-range is read",
     "keras_axes": "Keras' swap of the shift axes (--no-keras-axes: the documented axes)",
 }
-AUGMENT_CHOICES = {"fill_mode": ("constant", "nearest", "reflect", "wrap"), "shear_units": ("degrees", "radians")}
 
 
 def add_augment_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..augment import AugmentConfig
+    from ..augment import FILL_MODES, AugmentConfig
 
+    choices = {"fill_mode": FILL_MODES, "shear_units": ("degrees", "radians")}
     group = parser.add_argument_group("augmentation (Keras ImageDataGenerator's arguments and meanings)")
     group.add_argument(
         "--augment",
@@ -94,8 +93,8 @@ def add_augment_arguments(parser: argparse.ArgumentParser) -> None:
         args = typing.get_args(hint)
         if hint is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, help=help)
-        elif key in AUGMENT_CHOICES:
-            group.add_argument(flag, choices=AUGMENT_CHOICES[key], help=help)
+        elif key in choices:
+            group.add_argument(flag, choices=choices[key], help=help)
         elif list in args and type(None) in args:  # a range [low, high]
             group.add_argument(flag, type=float, nargs=2, metavar=("LOW", "HIGH"), help=help)
         else:  # an int shift range means whole pixels in Keras, a float a fraction

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..errors import UsageError
+
 
 def parse_size(text: str) -> tuple[int, int, int]:
     """'28x28x1' or '227x227x3' (H x W x C, as the lesson writes sizes) -> (C, H, W)."""
@@ -32,12 +34,7 @@ def key_value(pair: str) -> tuple[str, object]:
         return key, value
 
 
-def whole_number(low: int, words: str, high: float = float("inf")):
-    """An argparse type: an int in [``low``, ``high``]; anything else gets one line saying what was expected."""
-    return _number(int, words, lambda value: low <= value <= high)
-
-
-def _number(convert, words: str, ok):
+def number_type(convert, words: str, ok):
     """An argparse type: ``convert(text)`` where ``ok`` of it, else the one line ``must be {words}, got {text}``."""
 
     def parse(text: str):
@@ -52,9 +49,9 @@ def _number(convert, words: str, ok):
     return parse
 
 
-positive_int = whole_number(1, "a positive whole number")
-non_negative_int = whole_number(0, "a whole number >= 0")
-positive_float = _number(float, "a positive number", lambda value: 0 < value < float("inf"))
+positive_int = number_type(int, "a positive whole number", lambda value: value >= 1)
+non_negative_int = number_type(int, "a whole number >= 0", lambda value: value >= 0)
+positive_float = number_type(float, "a positive number", lambda value: 0 < value < float("inf"))
 
 
 def int_or_float(text: str) -> int | float:
@@ -67,8 +64,6 @@ def int_or_float(text: str) -> int | float:
 
 def refuse_output_over_input(output, inputs) -> None:
     """-o naming one of the command's own input files would destroy it: refused before any work."""
-    from ..errors import UsageError
-
     out = Path(output)
     for given in inputs:
         if out.exists() and Path(given).exists() and out.samefile(given):

@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..augment import LESSON, Augment, preview_grid
+    from ..data import load_idx_dataset
+    from ..data.images import load_any_image
     from ..train.config import check_augment
 
     idle = [flag for flag in ("dataset", "data_dir", "index") if getattr(args, flag) is not None]
@@ -34,14 +36,10 @@ def run(args: argparse.Namespace) -> int:
     refuse_output_over_input(args.output, [args.image] if args.image else [])
     settings = augment_settings(args) or dict(LESSON)
     check_augment(settings, "augmentation")
-    aug = Augment.lesson(**settings) if settings.keys() <= LESSON.keys() | {"fill_mode"} else Augment(**settings)
+    aug = Augment.lesson(**settings) if settings.keys() <= LESSON.keys() else Augment(**settings)
     if args.image:
-        from ..data.images import load_any_image
-
         image, title = load_any_image(args.image), Path(args.image).name
     else:
-        from ..data import load_idx_dataset
-
         dataset, index = args.dataset or "mnist", args.index or 0
         data = load_idx_dataset(dataset, "train", args.data_dir)
         if not 0 <= index < len(data):

@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..analysis.compute import PFS_DAY, chart, compute_report, year_now
+    from ..checkpoint import read_json
 
     if (args.images is None) != (args.epochs is None):
         given, missing = ("--images", "--epochs") if args.epochs is None else ("--epochs", "--images")
@@ -51,8 +52,6 @@ def run(args: argparse.Namespace) -> int:
             label = f"{args.model} ({args.epochs:g} x {args.images:,})"
             extra.append((label, year_now(), report.run_pfs_days(args.images, args.epochs)))
     for run_dir in args.run:
-        from ..checkpoint import read_json
-
         measured = read_json(Path(run_dir) / "compute.json")
         if not isinstance(measured, dict) or not isinstance(measured.get("train_flops"), (int, float)):
             raise RunError(f"{Path(run_dir) / 'compute.json'}: damaged (no train_flops)")
@@ -72,8 +71,6 @@ def _json(report, args) -> str:
         "layers": [{"name": n, "type": t, "macs": m, "flops": 2 * m} for n, t, m in report.rows if m],
     }
     if args.images and args.epochs:
-        out.update(
-            run_flops=report.run_flops(args.images, args.epochs),
-            run_pfs_days=report.run_pfs_days(args.images, args.epochs),
-        )
+        out["run_flops"] = report.run_flops(args.images, args.epochs)
+        out["run_pfs_days"] = report.run_pfs_days(args.images, args.epochs)
     return json.dumps(out, indent=2)

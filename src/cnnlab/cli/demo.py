@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..rundir import WEIGHTS
-from ._types import positive_int, whole_number
+from ._types import number_type, positive_int
 
 NAME = "demo"
 HELP = "a local web page to try a run: draw a digit or drop a photo, see the answer and where it looked"
@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default="last", choices=WEIGHTS)
     parser.add_argument("--top", type=positive_int, default=5, help="classes shown (default 5)")
     parser.add_argument("--host", default="127.0.0.1", help="default: this machine only (0.0.0.0: the network)")
-    port = whole_number(1, "a TCP port in 1..65535", 65535)
+    port = number_type(int, "a TCP port in 1..65535", lambda port: 1 <= port <= 65535)
     parser.add_argument("--port", type=port, help="default: Gradio's (7860, or the next free one)")
 
 

@@ -29,9 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="one picture with a row per image (FILE.png, default explain.png), or a FOLDER with NAME-explain.png "
         "per image",
     )
-    parser.add_argument(
-        "--method", type=method_list, default=None, help="gradcam, occlusion, or both (default: gradcam,occlusion)"
-    )
+    parser.add_argument("--method", type=method_list, help="gradcam, occlusion, or both (default: gradcam,occlusion)")
     parser.add_argument("--class", dest="target", metavar="CLASS", help="explain this class (default: the prediction)")
     parser.add_argument("--layer", help="Grad-CAM's layer (default: the last convolution block's output)")
     parser.add_argument("--weights", default="last", choices=WEIGHTS)

@@ -117,6 +117,5 @@ def _claim_name(cfg, overwrite: bool, compare_without: bool) -> None:
         check_name_free(cfg, also)
         return
     for name in (cfg.run_name, *also):
-        moved = set_aside(Path(cfg.out_dir) / name)
-        if moved:
+        if moved := set_aside(Path(cfg.out_dir) / name):
             print(f"moved the earlier run {Path(cfg.out_dir) / name} aside to {moved}")
