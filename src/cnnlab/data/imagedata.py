@@ -87,10 +87,9 @@ class FolderSource:
         notes += [note for note in (listing.ignored_note(), val_listing and val_listing.ignored_note()) if note]
         cache = open_cache(listing, cfg.image_size, cfg.cache_dir, progress=cfg.progress, echo=echo)
         skipped = list(cache.skipped)
-        everything = np.arange(len(cache.files))
         if cfg.val_dir:
             val_cache = open_cache(val_listing, cfg.image_size, cfg.cache_dir, progress=cfg.progress, echo=echo)
-            train = FolderSplit(cache, everything, cache.labels)
+            train = FolderSplit(cache, np.arange(len(cache.files)), cache.labels)
             val = FolderSplit(val_cache, np.arange(len(val_cache.files)), val_cache.labels)
             skipped += val_cache.skipped
         else:
