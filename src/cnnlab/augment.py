@@ -141,8 +141,7 @@ class Augment:
 
     # --- random parameters -------------------------------------------------------------------------
     def random_params(self, n: int, height: int, width: int, generator=None, device="cpu", dtype=torch.float32) -> dict:
-        """One transform per image, drawn as Keras draws them: uniform ranges; a shift range is a fraction of the
-        size below 1, pixels from 1, whole pixels when an int, or one of a list's values with a random sign."""
+        """One transform per image, drawn as Keras draws them (the ranges' meanings: see the module docstring)."""
         cfg = self.config
 
         def uniform_bound(rng, size):  # ints and lists are drawn apart, below

@@ -6,10 +6,8 @@ the split: a split missing there is refused, not taken from elsewhere), the ``CN
 variable, the user cache (``$XDG_CACHE_HOME/cnnlab`` or ``~/.cache/cnnlab``), the dataset's system location
 (Debian's ``dataset-fashion-mnist`` package), and finally downloaded from the canonical mirrors into the cache.
 A download is verified by the MD5 of its *decompressed* bytes: recompressed copies (Debian's, or
-../shared/data's train-images) hold the same content under another .gz checksum.
-
-A dataset lives in memory as one uint8 tensor (N, 1, 28, 28) and a label tensor: 47 MB for MNIST,
-so batches are drawn by indexing, with no per-sample Python in the training loop.
+../shared/data's train-images) hold the same content under another .gz checksum. In memory a dataset is an
+``ArrayDataset``: 47 MB for MNIST.
 """
 
 from __future__ import annotations
