@@ -354,17 +354,15 @@ def preview_grid(
     image: torch.Tensor, augment: Augment, count: int, path, seed: int = 42, title: str = "", columns: int | None = None
 ):
     """The lesson's picture: the original image, then ``count`` augmented copies of it, as one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: nothing global, no display
 
     x = image.float().unsqueeze(0).repeat(count, 1, 1, 1)
     out = augment(x, torch.Generator().manual_seed(seed)).clamp(0, 255)
     tiles = [image.float()] + list(out)
     columns = columns or math.ceil(math.sqrt(len(tiles)))
     rows = -(-len(tiles) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.6, rows * 1.7 + 0.6))
+    fig = Figure(figsize=(columns * 1.6, rows * 1.7 + 0.6))
+    axes = fig.subplots(rows, columns)
     for ax in axes.flat:
         ax.axis("off")
     for i, (ax, tile) in enumerate(zip(axes.flat, tiles)):
@@ -381,5 +379,4 @@ def preview_grid(
     fig.suptitle(f"{title}\n{settings}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
