@@ -41,6 +41,7 @@ import torch
 from .errors import UsageError, expect_type
 
 FILL_MODES = ("constant", "nearest", "reflect", "wrap")
+IDENTITY = {"theta": 0, "tx": 0, "ty": 0, "shear": 0, "zx": 1, "zy": 1}  # the geometric parameters of no transform
 
 LESSON = dict(
     rotation_range=30,
@@ -120,8 +121,7 @@ class Augment:
                 "degrees), pass shear_units='radians'.",
                 stacklevel=2,
             )
-        self.mean = None
-        self.std = None
+        self.mean = self.std = None  # Keras' feature-wise statistics, from fit(x)
 
     @classmethod
     def lesson(cls, **overrides) -> Augment:
@@ -141,8 +141,7 @@ class Augment:
 
     # --- random parameters -------------------------------------------------------------------------
     def random_params(self, n: int, height: int, width: int, generator=None, device="cpu", dtype=torch.float32) -> dict:
-        """One transform per image, drawn as Keras draws them: uniform ranges; a shift range is a fraction of the
-        size below 1, pixels from 1, whole pixels when an int, or one of a list's values with a random sign."""
+        """One transform per image, drawn as Keras draws them (the ranges' meanings: see the module docstring)."""
         cfg = self.config
 
         def uniform_bound(rng, size):  # ints and lists are drawn apart, below
@@ -213,7 +212,7 @@ class Augment:
         horizontal flip, vertical flip, brightness."""
         n, c, h, w = x.shape
         brightness = params.get("brightness")
-        if _is_identity(params):
+        if all(bool((params[key] == value).all()) for key, value in IDENTITY.items()):
             out = x.clone()
         else:
             # Brightness goes through 8 bits, so a value that SciPy computes (in float64) as exactly 128 or 255
@@ -228,10 +227,9 @@ class Augment:
             lo = out.amin(dim=(1, 2, 3), keepdim=True)
             hi = out.amax(dim=(1, 2, 3), keepdim=True)
             out = torch.maximum(torch.minimum(out + params["channel_shift"].view(n, 1, 1, 1).to(out.dtype), hi), lo)
-        if params.get("flip_horizontal") is not None:
-            out = torch.where(params["flip_horizontal"].view(n, 1, 1, 1), out.flip(3), out)
-        if params.get("flip_vertical") is not None:
-            out = torch.where(params["flip_vertical"].view(n, 1, 1, 1), out.flip(2), out)
+        for key, dim in (("flip_horizontal", 3), ("flip_vertical", 2)):
+            if params.get(key) is not None:
+                out = torch.where(params[key].view(n, 1, 1, 1), out.flip(dim), out)
         if brightness is not None:
             out = pil_brightness(out, brightness)
         return out
@@ -268,13 +266,6 @@ class Augment:
 
     def to_dict(self) -> dict:
         return asdict(self.config)
-
-
-IDENTITY = {"theta": 0, "tx": 0, "ty": 0, "shear": 0, "zx": 1, "zy": 1}  # the geometric parameters of no transform
-
-
-def _is_identity(params: dict) -> bool:
-    return all(bool((params[key] == value).all()) for key, value in IDENTITY.items())
 
 
 def affine_sample(x: torch.Tensor, matrices: torch.Tensor, fill_mode: str, cval: float = 0.0) -> torch.Tensor:
@@ -363,22 +354,18 @@ def preview_grid(
     image: torch.Tensor, augment: Augment, count: int, path, seed: int = 42, title: str = "", columns: int | None = None
 ):
     """The lesson's picture: the original image, then ``count`` augmented copies of it, as one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: nothing global, no display
 
     x = image.float().unsqueeze(0).repeat(count, 1, 1, 1)
     out = augment(x, torch.Generator().manual_seed(seed)).clamp(0, 255)
     tiles = [image.float()] + list(out)
     columns = columns or math.ceil(math.sqrt(len(tiles)))
     rows = -(-len(tiles) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.6, rows * 1.7 + 0.6))
-    for i, ax in enumerate(axes.flat):
+    fig = Figure(figsize=(columns * 1.6, rows * 1.7 + 0.6))
+    axes = fig.subplots(rows, columns)
+    for ax in axes.flat:
         ax.axis("off")
-        if i >= len(tiles):
-            continue
-        tile = tiles[i]
+    for i, (ax, tile) in enumerate(zip(axes.flat, tiles)):
         if tile.shape[0] == 1:
             ax.imshow(tile[0].numpy(), cmap="gray", vmin=0, vmax=255)
         else:
@@ -392,5 +379,4 @@ def preview_grid(
     fig.suptitle(f"{title}\n{settings}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -90,7 +90,6 @@ class ArraySource:
     def from_image_folder(cls, folder: Path, description: dict, classes, echo=print) -> ArraySource:
         """Labelled image files (Kaggle names or class subfolders), each read as ``file_reader`` reads one."""
         listing = scan_labelled(folder, classes, echo)
-        position = {name: i for i, name in enumerate(classes)}
         read = cls.file_reader(description)
         images, labels, skipped = [], [], []
         for path, label in zip(listing.files, listing.labels):
@@ -99,7 +98,7 @@ class ArraySource:
             except ImageError as e:
                 skipped.append(str(e))
                 continue
-            labels.append(position[listing.classes[label]])
+            labels.append(classes.index(listing.classes[label]))
         if not images:
             raise FolderError(f"{folder}: no readable images")
         data = as_array_dataset(torch.stack(images), torch.tensor(labels), classes, str(folder), str(folder))

@@ -125,23 +125,19 @@ def _build_lock(folder: Path):
         os.close(fd)  # releases the lock
 
 
-def check_space(folder: Path, need: int) -> None:
-    free = shutil.disk_usage(folder).free
-    if need > free:
-        raise DataError(
-            f"the image cache needs {need / 1e9:.2f} GB in {folder}, which has {free / 1e9:.2f} GB free; "
-            "choose another folder with --cache-dir DIR"
-        )
-
-
 def _build(listing: FolderListing, size: int, folder: Path, key: str, workers, progress: bool, echo) -> None:
     """Decode ``listing`` into ``folder`` (the caller holds the build lock)."""
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)  # a build killed part-way: started again, never read
     shutil.rmtree(folder, ignore_errors=True)  # stale; its space goes to the new one
     n = len(listing.files)
-    check_space(folder.parent, n * size * size * 3)
-    echo(f"decoding {n:,} images of {listing.root} into {folder}, {n * size * size * 3 / 1e9:.2f} GB")
+    need, free = n * size * size * 3, shutil.disk_usage(folder.parent).free
+    if need > free:
+        raise DataError(
+            f"the image cache needs {need / 1e9:.2f} GB in {folder.parent}, which has {free / 1e9:.2f} GB free; "
+            "choose another folder with --cache-dir DIR"
+        )
+    echo(f"decoding {n:,} images of {listing.root} into {folder}, {need / 1e9:.2f} GB")
     partial.mkdir()
     out = np.memmap(partial / "images.u8", dtype=np.uint8, mode="w+", shape=(max(n, 1), size, size, 3))
     ok, skipped, sums = _decode_into(out, listing.files, size, workers, progress)

@@ -3,14 +3,11 @@ how they live in memory.
 
 Files are looked for, in order: ``--data-dir`` (which, once it holds some of the dataset's files, must hold
 the split: a split missing there is refused, not taken from elsewhere), the ``CNNLAB_DATA`` environment
-variable, the user cache
-(``$XDG_CACHE_HOME/cnnlab`` or ``~/.cache/cnnlab``), the dataset's system location (Debian's
-``dataset-fashion-mnist`` package), and finally downloaded from the canonical mirrors into the cache.
+variable, the user cache (``$XDG_CACHE_HOME/cnnlab`` or ``~/.cache/cnnlab``), the dataset's system location
+(Debian's ``dataset-fashion-mnist`` package), and finally downloaded from the canonical mirrors into the cache.
 A download is verified by the MD5 of its *decompressed* bytes: recompressed copies (Debian's, or
-../shared/data's train-images) hold the same content under another .gz checksum.
-
-A dataset lives in memory as one uint8 tensor (N, 1, 28, 28) and a label tensor: 47 MB for MNIST,
-so batches are drawn by indexing, with no per-sample Python in the training loop.
+../shared/data's train-images) hold the same content under another .gz checksum. In memory a dataset is an
+``ArrayDataset``: 47 MB for MNIST.
 """
 
 from __future__ import annotations
@@ -134,14 +131,11 @@ def locate(name: str, split: str, data_dir=None) -> tuple[Path, Path] | None:
     return None
 
 
-def download(name: str, dest: Path | None = None, timeout: float = 30.0) -> Path:
-    """Fetch every file of ``name`` into ``dest`` (the cache by default), verifying each one's MD5.
-
-    Each file is tried at each mirror in turn; a file is written (atomically) only once its
-    decompressed content matches the known checksum.
-    """
+def download(name: str) -> None:
+    """Fetch every file of ``name`` into the cache, trying each mirror in turn; a file is written (atomically)
+    only once its decompressed content matches the known MD5."""
     spec = DATASETS[name]
-    dest = Path(dest or cache_dir() / name)
+    dest = cache_dir() / name
     dest.mkdir(parents=True, exist_ok=True)
     for stem, md5 in spec.md5.items():
         if (target := _find_file(dest, stem)) and _md5(read_bytes(target)) == md5:
@@ -150,7 +144,7 @@ def download(name: str, dest: Path | None = None, timeout: float = 30.0) -> Path
         for mirror in spec.mirrors:
             url = f"{mirror}{stem}.gz"
             try:
-                with urllib.request.urlopen(url, timeout=timeout) as response:
+                with urllib.request.urlopen(url, timeout=30) as response:
                     payload = response.read()
                 content = decompress(payload, url)
             except (OSError, IdxError) as e:
@@ -163,7 +157,6 @@ def download(name: str, dest: Path | None = None, timeout: float = 30.0) -> Path
             break
         else:
             raise DatasetNotFoundError(f"could not download {stem} of {name}: " + "; ".join(errors))
-    return dest
 
 
 def _md5(data: bytes) -> str:

@@ -160,10 +160,7 @@ def check_class_names(root: Path, files: list[Path], labels: list[int], classes:
 
 def decode(path: str | Path, size: int) -> np.ndarray:
     """One image file as uint8 RGB (size, size, 3): shorter side resized to ``size``, then centre-cropped."""
-    return resize_and_crop(to_rgb(open_image(path, shorter_side=size)), size)
-
-
-def resize_and_crop(im: Image.Image, size: int) -> np.ndarray:
+    im = to_rgb(open_image(path, shorter_side=size))
     w, h = im.size
     scale = size / min(w, h)
     new = (max(size, round(w * scale)), max(size, round(h * scale)))

@@ -46,8 +46,9 @@ def decompress(data: bytes, name: str) -> bytes:
         raise IdxError(f"{name}: corrupt or truncated gzip data ({e})") from None
 
 
-def parse_idx(data: bytes, name: str = "<bytes>", expected_magic: int | None = None) -> np.ndarray:
-    """Parse IDX bytes into a read-only numpy array, checking magic number and size."""
+def read_idx(path: str | Path, expected_magic: int | None = None) -> np.ndarray:
+    """An IDX file as a read-only numpy array, its magic number and size checked."""
+    data, name = read_bytes(path), str(path)
     if len(data) < 4:
         raise IdxError(f"{name}: too short for an IDX header ({len(data)} bytes)")
     magic = int.from_bytes(data[:4], "big")
@@ -66,10 +67,6 @@ def parse_idx(data: bytes, name: str = "<bytes>", expected_magic: int | None = N
         kind = "truncated" if len(data) < expected else "has trailing bytes"
         raise IdxError(f"{name}: {kind}: {len(data):,} bytes for dimensions {dims}, expected {expected:,}")
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
-
-
-def read_idx(path: str | Path, expected_magic: int | None = None) -> np.ndarray:
-    return parse_idx(read_bytes(path), str(path), expected_magic)
 
 
 def write_idx(path: str | Path, array: np.ndarray, compress: bool | None = None) -> None:

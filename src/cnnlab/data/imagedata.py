@@ -87,10 +87,9 @@ class FolderSource:
         notes += [note for note in (listing.ignored_note(), val_listing and val_listing.ignored_note()) if note]
         cache = open_cache(listing, cfg.image_size, cfg.cache_dir, progress=cfg.progress, echo=echo)
         skipped = list(cache.skipped)
-        everything = np.arange(len(cache.files))
         if cfg.val_dir:
             val_cache = open_cache(val_listing, cfg.image_size, cfg.cache_dir, progress=cfg.progress, echo=echo)
-            train = FolderSplit(cache, everything, cache.labels)
+            train = FolderSplit(cache, np.arange(len(cache.files)), cache.labels)
             val = FolderSplit(val_cache, np.arange(len(val_cache.files)), val_cache.labels)
             skipped += val_cache.skipped
         else:
@@ -112,8 +111,7 @@ class FolderSource:
         """A labelled folder, every image in the "test" split, labels in the run's class order."""
         listing = scan_labelled(folder, classes, echo)
         cache = open_cache(listing, description["image_size"], cache_dir, echo=echo)
-        position = {name: i for i, name in enumerate(classes)}
-        labels = np.array([position[name] for name in cache.classes], dtype=np.int64)[cache.labels]
+        labels = np.array([classes.index(name) for name in cache.classes], dtype=np.int64)[cache.labels]
         split = FolderSplit(cache, np.arange(len(cache.files)), labels)
         return cls({"test": split, "val": split}, classes, description["crop"], str(folder), skipped=cache.skipped)
 
@@ -250,13 +248,13 @@ class CropLoader:
         split, crop, size, bs = self.split, self.crop, self.size, self.batch_size
         n = len(split.indices)
         if self.train:
-            order = epoch_order(n, self.seed, epoch).numpy()
+            positions = epoch_order(n, self.seed, epoch).numpy()
         else:
             positions = self.shard.eval_positions(n).numpy()
             top, left, mirrored = view_window(self.view, size, crop)
         for step in range(start, len(self)):
+            pos = positions[step * bs : (step + 1) * bs]
             if self.train:  # drawn for the global batch from (seed, epoch, step), then this process's rows
-                pos = order[step * bs : (step + 1) * bs]
                 rng = np.random.default_rng(epoch_seed(self.seed, epoch * 1_000_003 + step, salt=2))
                 tops = rng.integers(0, size - crop + 1, len(pos))
                 lefts = rng.integers(0, size - crop + 1, len(pos))
@@ -264,7 +262,6 @@ class CropLoader:
                 rows = self.shard.rows(len(pos))
                 pos, tops, lefts, flips = pos[rows], tops[rows], lefts[rows], flips[rows]
             else:
-                pos = positions[step * bs : (step + 1) * bs]
                 tops, lefts, flips = [top] * len(pos), [left] * len(pos), [mirrored] * len(pos)
             pixels = crop_batch(split.cache.images, split.indices[pos], tops, lefts, flips, crop)
             yield pixels, torch.from_numpy(split.labels[pos])

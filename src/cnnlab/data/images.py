@@ -75,11 +75,9 @@ def to_grey(im: Image.Image) -> Image.Image:
 
 
 def image_to_tensor(im: Image.Image, size: tuple[int, int, int], invert: str = "auto") -> torch.Tensor:
-    """A PIL image as uint8 (C, H, W) of ``size``. Grey models get luminance; colour models RGB.
-
-    ``invert='auto'`` inverts a grey image whose border is light: MNIST digits are light on dark,
-    while photos and scans of handwriting are usually dark on light.
-    """
+    """A PIL image as uint8 (C, H, W) of ``size``: luminance for grey models, RGB for colour ones. ``invert='auto'``
+    inverts a grey image whose border is light: MNIST digits are light on dark, photos and scans of handwriting
+    usually dark on light."""
     channels, height, width = size
     im = (to_grey(im) if channels == 1 else to_rgb(im)).resize((width, height), Image.Resampling.BILINEAR)
     array = np.asarray(im, dtype=np.uint8)

@@ -118,17 +118,13 @@ class Preprocess:
 
 
 class InMemoryLoader:
-    """Batches of an ``ArrayDataset`` held on the device.
-
-    Training (``train=True``): this process's rows of each global batch of the epoch's permutation.
-    Evaluation: this process's ``Shard.eval_positions`` in dataset order, ``batch_size`` at a time.
-    """
+    """Batches of an ``ArrayDataset`` held on the device. Training (``train=True``): this process's rows of each
+    global batch of the epoch's permutation; evaluation: its ``Shard.eval_positions``, ``batch_size`` at a time."""
 
     def __init__(self, data: ArrayDataset, batch_size: int, device, *, train: bool, seed: int = 0, shard=ONE_PROCESS):
         self.images = data.images.to(device)
         self.labels = data.labels.to(device)
-        self.batch_size, self.train, self.seed, self.shard = batch_size, train, seed, shard
-        self.device = device
+        self.batch_size, self.train, self.seed, self.shard, self.device = batch_size, train, seed, shard, device
 
     def __len__(self) -> int:
         return self.shard.batches(len(self.labels), self.batch_size, self.train)

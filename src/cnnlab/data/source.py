@@ -1,21 +1,7 @@
 """The data interface: the only thing training, evaluation and inference know about data.
 
-A ``DataSource`` holds three splits ("train", "val", "test"; for an image folder "test" is "val") and
-answers every question a run asks of them:
-
-    size(split), labels(split)            how many images, and their labels (CPU int64)
-    loader(split, batch_size, device, *, train, seed, shard, view)
-                                          batches of uint8 (N, C, H, W) images and labels on the device:
-                                          training order and augmentation-free crops from (seed, epoch, step),
-                                          this process's rows of each global batch (see loader.Shard)
-    images(split, positions)              uint8 images as the model sees them (centre view), for pictures
-    input_norm()                          the per-channel mean/std the model's input is normalised with
-    describe()                            a JSON dict saved in model.json: how a file becomes input, so that
-                                          ``read_file(description, path)`` prepares images as training did
-    eval_views()                          {report name: views averaged}: {"": ("full",)} for arrays,
-                                          {"centre crop": ("centre",), "10-crop": (ten views)} for folders
-
-A kind of data is one class that also answers, as class methods, how it is found and read back:
+A ``DataSource`` (below) holds three splits and answers every question a run asks of them. A kind of data is
+one class that also answers, as class methods, how it is found and read back:
 
     kind                                  its name in ``describe()["kind"]``
     caches                                whether it decodes images into a cache (``--cache-dir``)
@@ -47,34 +33,34 @@ SPLITS = ("train", "val", "test")
 
 class Loader(Protocol):
     def __len__(self) -> int: ...  # batches in an epoch, for this process
-
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
-
     def global_batch_len(self, step: int) -> int: ...  # training: images in global batch ``step``
 
 
 @runtime_checkable
 class DataSource(Protocol):
+    """Splits "train", "val" and "test" (for an image folder "test" is "val")."""
+
     name: str  # "mnist", "dogs-vs-cats-small/train", "arrays"
     classes: tuple[str, ...]
     image_size: tuple[int, int, int]  # the model's input (C, H, W)
     notes: list[str]  # what a person should know: held-out splits, fallbacks, files left out
     skipped: list[str]  # files that could not be read, one message each
 
-    def size(self, split: str) -> int: ...
-
-    def labels(self, split: str) -> torch.Tensor: ...
-
+    def size(self, split: str) -> int: ...  # how many images
+    def labels(self, split: str) -> torch.Tensor: ...  # their labels, CPU int64
+    # Batches of uint8 (N, C, H, W) images and labels on the device: training order and augmentation-free crops
+    # from (seed, epoch, step), this process's rows of each global batch (see loader.Shard).
     def loader(
         self, split: str, batch_size: int, device, *, train: bool = False, seed: int = 0, shard=ONE_PROCESS, view=None
     ) -> Loader: ...
-
-    def images(self, split: str, positions) -> torch.Tensor: ...
-
-    def input_norm(self) -> InputNorm: ...
-
+    def images(self, split: str, positions) -> torch.Tensor: ...  # uint8, as the model sees them (centre view)
+    def input_norm(self) -> InputNorm: ...  # the per-channel mean/std the model's input is normalised with
+    # A JSON dict saved in model.json: how a file becomes input, so that ``read_file(description)`` prepares
+    # images as training did.
     def describe(self) -> dict: ...
-
+    # {report name: views averaged}: {"": ("full",)} for arrays, {"centre crop": ("centre",), "10-crop": (ten
+    # views)} for folders.
     def eval_views(self) -> dict[str, tuple[str, ...]]: ...
 
 
