@@ -53,7 +53,6 @@ INPUT_CONVENTION = (
 OUTPUT_CONVENTION = "probabilities: float32 (N, num_classes), softmax inside the graph, order of 'classes'"
 # ONNX metadata_props are strings: these keys hold JSON, the others (model, weights, versions...) plain text
 JSON_KEYS = ("classes", "input_size", "input_norm", "options", "data")
-SUFFIXES = {".onnx": "onnx", ".pt2": "pt2"}
 
 
 class ExportError(RunError):
@@ -174,8 +173,8 @@ def export_format(fmt: str | None, path) -> str:
         raise UsageError(f"export format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if path is None:
         return fmt or "onnx"
-    said = SUFFIXES.get(Path(path).suffix.lower())
-    if said is None:
+    said = Path(path).suffix.lower().removeprefix(".")
+    if said not in FORMATS:
         raise UsageError(f"-o {path}: name the file .onnx or .pt2, so that it says what it holds")
     if fmt is not None and fmt != said:
         raise UsageError(
