@@ -31,6 +31,7 @@ import json
 import logging
 import warnings
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -52,7 +53,6 @@ INPUT_CONVENTION = (
 OUTPUT_CONVENTION = "probabilities: float32 (N, num_classes), softmax inside the graph, order of 'classes'"
 # ONNX metadata_props are strings: these keys hold JSON, the others (model, weights, versions...) plain text
 JSON_KEYS = ("classes", "input_size", "input_norm", "options", "data")
-SUFFIXES = {".onnx": "onnx", ".pt2": "pt2"}
 
 
 class ExportError(RunError):
@@ -92,24 +92,6 @@ class RawPixelClassifier(nn.Module):
 
 
 @contextmanager
-def _exportable(model: nn.Module, input_norm: InputNorm, input_size):
-    """(wrapper in eval mode, example batch); the model's train/eval mode is restored afterwards."""
-    was_training = model.training
-    device = next(model.parameters()).device
-    wrapper = RawPixelClassifier(model, input_norm).to(device).eval()
-    # Batch 2: an example batch of 1 would let torch.export specialise the batch axis to 1.
-    example = torch.randint(0, 256, (2, *input_size), generator=torch.Generator().manual_seed(0)).float()
-    try:
-        yield wrapper, example.to(device)
-    finally:
-        model.train(was_training)
-
-
-def _batch_axis():
-    return ({0: torch.export.Dim("batch", min=1, max=65_536)},)
-
-
-@contextmanager
 def _quiet_exporter():
     # The exporter logs a warning per torchvision op it cannot register (torchvision is not a dependency) and
     # torch's pytree a FutureWarning: noise for someone exporting a CNN, not problems of this export.
@@ -124,8 +106,20 @@ def _quiet_exporter():
         logger.setLevel(level)
 
 
-def _metadata(input_norm: InputNorm, input_size, num_classes: int, metadata: dict | None) -> dict:
-    return {
+def _trace(export, model: nn.Module, input_norm: InputNorm, input_size, metadata: dict | None) -> tuple:
+    """(``export(wrapper, (example,), dynamic_shapes=...)`` of the model in its wrapper, in eval mode, with a
+    dynamic batch axis; the file's metadata). The model's train/eval mode is restored afterwards."""
+    was_training = model.training
+    device = next(model.parameters()).device
+    wrapper = RawPixelClassifier(model, input_norm).to(device).eval()
+    # Batch 2: an example batch of 1 would let torch.export specialise the batch axis to 1.
+    example = torch.randint(0, 256, (2, *input_size), generator=torch.Generator().manual_seed(0)).float().to(device)
+    try:
+        num_classes = wrapper(example).shape[1]
+        program = export(wrapper, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=65_536)},))
+    finally:
+        model.train(was_training)
+    meta = {
         "input": INPUT_CONVENTION,
         "output": OUTPUT_CONVENTION,
         "input_size": list(input_size),
@@ -135,6 +129,7 @@ def _metadata(input_norm: InputNorm, input_size, num_classes: int, metadata: dic
         "torch_version": torch.__version__,
         **(metadata or {}),
     }
+    return program, meta
 
 
 @torch.no_grad()
@@ -145,18 +140,11 @@ def export_onnx(model: nn.Module, input_norm: InputNorm, input_size, path, metad
     metadata_props beside the input/output conventions.
     """
     require("onnx", "onnxscript")
-    with _exportable(model, input_norm, input_size) as (wrapper, example), _quiet_exporter():
-        num_classes = wrapper(example).shape[1]
-        program = torch.onnx.export(
-            wrapper,
-            (example,),
-            dynamo=True,
-            input_names=["pixels"],
-            output_names=["probabilities"],
-            dynamic_shapes=_batch_axis(),
-            verbose=False,
-        )
-    meta = _metadata(input_norm, input_size, num_classes, metadata)
+    onnx_export = partial(
+        torch.onnx.export, dynamo=True, input_names=["pixels"], output_names=["probabilities"], verbose=False
+    )
+    with _quiet_exporter():
+        program, meta = _trace(onnx_export, model, input_norm, input_size, metadata)
     program.model.metadata_props.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
     program.model.doc_string = f"cnnlab classifier. Input {INPUT_CONVENTION}. Output {OUTPUT_CONVENTION}."
     return write_through(path, lambda tmp: program.save(tmp, external_data=False))
@@ -166,10 +154,7 @@ def export_onnx(model: nn.Module, input_norm: InputNorm, input_size, path, metad
 def export_pt2(model: nn.Module, input_norm: InputNorm, input_size, path, metadata: dict | None = None) -> Path:
     """Write ``model`` as a torch.export archive (.pt2), same graph and conventions as ``export_onnx``;
     the metadata goes into the archive's extra file "cnnlab.json"."""
-    with _exportable(model, input_norm, input_size) as (wrapper, example):
-        num_classes = wrapper(example).shape[1]
-        program = torch.export.export(wrapper, (example,), dynamic_shapes=_batch_axis())
-    meta = _metadata(input_norm, input_size, num_classes, metadata)
+    program, meta = _trace(torch.export.export, model, input_norm, input_size, metadata)
     extra = {"cnnlab.json": json.dumps(meta, indent=2)}
     return write_through(path, lambda tmp: torch.export.save(program, tmp, extra_files=extra))
 
@@ -188,8 +173,8 @@ def export_format(fmt: str | None, path) -> str:
         raise UsageError(f"export format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if path is None:
         return fmt or "onnx"
-    said = SUFFIXES.get(Path(path).suffix.lower())
-    if said is None:
+    said = Path(path).suffix.lower().removeprefix(".")
+    if said not in FORMATS:
         raise UsageError(f"-o {path}: name the file .onnx or .pt2, so that it says what it holds")
     if fmt is not None and fmt != said:
         raise UsageError(

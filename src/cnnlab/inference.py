@@ -15,15 +15,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .checkpoint import sha256_file
 from .data.arrays import ArraySource, as_array_dataset
 from .data.datasets import ArrayDataset
+from .data.folders import scan_folder
+from .data.imagedata import FolderSource
 from .data.loader import Preprocess
 from .data.source import DataSource, kind_of, open_eval_source, open_source, read_file
 from .errors import DataError, RunError, UsageError, expect_type, path_argument, whole_number
-from .evaluation import make_report, plot_confusion
-from .evaluation.metrics import Report, predict_logits
+from .evaluation.metrics import Report, make_report, predict_logits
+from .evaluation.plots import plot_confusion, plot_worst_mistakes, worst_mistakes
 from .export import JSON_KEYS, ExportError, default_path, export_run, importable, require
 from .rundir import RunDir, atomic_write_bytes
 from .train import Runtime, TrainConfig
@@ -86,8 +89,6 @@ def write_evaluation(
 ) -> None:
     """report.txt, report.json, predictions.csv, confusion_matrix.png and mistakes.png (the most confident
     errors of the report's views) in ``out``; with ``model``, mistakes_gradcam.png: where it looked in them."""
-    from .evaluation.plots import plot_worst_mistakes, worst_mistakes
-
     out.write_text("report.txt", report.format() + "\n")
     out.write_json("report.json", report.to_dict())
     probs = next(iter(view_probs.values()))
@@ -111,8 +112,6 @@ def write_evaluation(
 
 def image_names(source: DataSource, split: str) -> list[str] | None:
     """The file of each image of a split, where the data comes from files (an image folder), else None."""
-    from .data.imagedata import FolderSource
-
     if not isinstance(source, FolderSource):
         return None
     part = source.splits[split]
@@ -252,8 +251,6 @@ def predict_files(
 def kaggle_ids(folder) -> dict[str, int]:
     """{file name: id} of an unlabelled Kaggle folder (test1/123.jpg -> 123), before any image is decoded. A name
     that is not a number, or two files with one id (1.jpg, 01.jpg, 1.png), would make a wrong submission."""
-    from .data.folders import scan_folder
-
     files = scan_folder(folder, allow_unlabelled=True).files
     odd = [f.name for f in files if not re.fullmatch(r"[0-9]+", f.stem)]
     if odd:
@@ -288,10 +285,6 @@ def kaggle_submission(
 ) -> Path:
     """Kaggle's ``id,label`` file for an unlabelled folder (test1/123.jpg): the probability of the positive
     class (by default the last, 'dog' in cats vs. dogs) or, with ``hard``, 0/1; ids sorted numerically."""
-    from tqdm import tqdm
-
-    from .data.imagedata import FolderSource
-
     run, output = RunDir(run_dir), Path(output)
     model, info = run.load_model(weights)
     if info["data"].get("kind") != "folder":

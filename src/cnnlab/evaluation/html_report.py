@@ -1,14 +1,12 @@
 """The run report page: one self-contained ``report.html`` per run directory, a comparison page for several runs,
 and the table of runs that ``cnnlab runs`` prints. Rendering only: the run directory (``rundir.RunDir``) reads
-the files tolerantly into a record and writes the page.
+the files tolerantly into a record (``rundir.RunRecord``, the ``record`` below) and writes the page.
 
 The page is made to be looked at and passed around: every picture is embedded as a base64 data URI, the style is
 inline, and there is no script, so it opens from a mail attachment or a file share with no network. Any file of
 the run may be missing (an old or unfinished run) or unreadable (a killed writer); the page then says "not
 recorded" or "could not be read" in that section instead of failing. The HTML is in jinja2 templates
 (``templates/``) with autoescaping: a value from a run (a folder name, a class name) is text, never markup.
-
-``record`` below is a ``rundir.RunRecord``: this module reads no file of a run itself.
 """
 
 from __future__ import annotations
