@@ -1,35 +1,25 @@
 """Keras' callbacks with Keras' names, defaults and meanings, and state that survives a resume.
 
-Each class follows Keras 3's source (``keras/src/callbacks/*.py``; the file is named in each class) and
-says where it differs. As in Keras, a callback sees:
+Each class follows Keras 3's source (``keras/src/callbacks/*.py``, named in each class) and says where it
+differs. As in Keras, a callback sees ``self.model`` (the ``nn.Module``; ``self.model.stop_training = True``
+stops training after the current batch, ``fit`` sets it to False when it starts), ``self.params``
+(``{"verbose": 0 or 1, "epochs": E, "steps": steps per epoch}``) and ``logs``, a plain dict: after an epoch
+loss, accuracy, val_loss, val_accuracy, lr (the rate of the epoch's last step; Keras' ``learning_rate``) and
+seconds. Beyond Keras, ``self.trainer`` is the loop's state: ``.optimizer``, ``.history``, ``.runtime``
+(devices, rank 0, printing) and the learning rate rule:
 
-- ``self.model``: the ``nn.Module`` being trained; ``self.model.stop_training = True`` stops training
-  after the current batch (Keras' ``Model.stop_training``; ``fit`` sets it to False when it starts).
-- ``self.params``: ``{"verbose": 0 or 1, "epochs": E, "steps": steps per epoch}``.
-- ``logs``: a plain dict; after an epoch it holds loss, accuracy, val_loss, val_accuracy, lr (the learning
-  rate of the epoch's last step; Keras calls it ``learning_rate``) and seconds.
-
-and one thing Keras has no word for, ``self.trainer`` (the training loop's state): ``.optimizer``,
-``.history``, ``.runtime`` (devices, rank 0, printing) and the learning rate rule below.
-
-**The learning rate.** ``fit`` gives every step the rate of its own schedule (``TrainConfig``: warm-up,
-then cosine, linear, step or constant). Callbacks change it through ``self.trainer`` with two operations,
-both saved in checkpoints and restored on resume:
-
-- ``trainer.learning_rate = x`` (Keras' ``optimizer.learning_rate = x``): every later step uses ``x``;
-  ``fit``'s schedule no longer applies. ``LearningRateScheduler`` does this at the start of each epoch.
+- ``trainer.learning_rate = x`` (Keras' ``optimizer.learning_rate = x``): every later step uses ``x`` instead
+  of ``fit``'s schedule (warm-up, then cosine, linear, step or constant). ``LearningRateScheduler`` does this.
 - ``trainer.scale_learning_rate(f)``: every later step uses ``f`` times the rate it would have had, the
-  schedule's shape kept. ``ReduceLROnPlateau`` does this; with ``schedule="constant"`` (and no warm-up)
-  that is exactly Keras' ``optimizer.learning_rate = old * factor``.
+  schedule's shape kept. ``ReduceLROnPlateau`` does this; with ``schedule="constant"`` (and no warm-up) that
+  is exactly Keras' ``optimizer.learning_rate = old * factor``.
 
-So the rate of a step is ``(override if set else schedule(step)) * scale``.
+So the rate of a step is ``(override if set else schedule(step)) * scale``; both are saved in checkpoints.
 
-**Resume.** Every callback has ``state_dict()`` and ``load_state_dict(state)`` (the base class: the attributes
-named in ``_kept``, none by default). ``fit`` saves the states in each checkpoint and, when it resumes, loads
-them right after ``on_train_begin`` (which resets a callback as in Keras), so patience, plateau counters, best
-values, the CSV file and the TensorBoard logs continue exactly where the checkpoint left them.
-
-Batch hooks are called only when some callback overrides them, so the common case costs nothing per step.
+**Resume.** ``state_dict()`` / ``load_state_dict(state)`` (the base class: the attributes named in ``_kept``)
+are saved in each checkpoint and loaded right after ``on_train_begin`` (which resets a callback, as in Keras),
+so patience, counters, best values, the CSV file and the TensorBoard logs continue where the checkpoint left
+them. Batch hooks are called only when some callback overrides them: the common case costs nothing per step.
 """
 
 from __future__ import annotations
