@@ -75,6 +75,11 @@ class Callback:
         for key, attribute in self._kept.items():
             setattr(self, attribute, state[key])
 
+    def _say(self, text: str) -> None:
+        """A message of a callback made with ``verbose=1`` (rank 0 prints it)."""
+        if self.verbose > 0:
+            self.trainer.runtime.print(text)
+
 
 class CallbackList:
     def __init__(self, callbacks, trainer, params: dict):
@@ -237,13 +242,10 @@ class EarlyStopping(Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
-        if self.stopped_epoch > 0 and self.verbose > 0:
-            self.trainer.runtime.print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.stopped_epoch > 0:
+            self._say(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
-            if self.verbose > 0:
-                self.trainer.runtime.print(
-                    f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}."
-                )
+            self._say(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
             self.model.load_state_dict(self.best_weights)
 
     def _weights(self) -> dict:
@@ -316,10 +318,7 @@ class ReduceLROnPlateau(Callback):
                 if old_lr > self.min_lr:
                     new_lr = max(old_lr * self.factor, self.min_lr)
                     self.trainer.scale_learning_rate(new_lr / old_lr)
-                    if self.verbose > 0:
-                        self.trainer.runtime.print(
-                            f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new_lr}."
-                        )
+                    self._say(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new_lr}.")
                     self.cooldown_counter = self.cooldown
                     self.wait = 0
 
@@ -353,8 +352,7 @@ class LearningRateScheduler(Callback):
             raise UsageError(f"The output of the `schedule` function should be a float. Got: {new_lr}")
         trainer.learning_rate = float(new_lr)
         self._last_epoch = epoch
-        if self.verbose > 0:
-            trainer.runtime.print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {new_lr}.")
+        self._say(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {new_lr}.")
 
 
 class NonFiniteLoss(TrainingError):

@@ -111,11 +111,7 @@ class TrainState:
             "step_in_epoch": self.step_in_epoch,
             "partial": self.partial,
             "data": self.data,
-            "trainer": {
-                "lr_override": self.lr_override,
-                "lr_scale": self.lr_scale,
-                "stop_training": self.stop_training,
-            },
+            "trainer": dict(lr_override=self.lr_override, lr_scale=self.lr_scale, stop_training=self.stop_training),
         }
 
     def load_state_dict(self, state: dict) -> None:
