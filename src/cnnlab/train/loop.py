@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 
 import torch
@@ -143,10 +143,8 @@ def stop_on_signals(enabled: bool):
     received: list[int] = []
     previous = {}
     for sig in (signal.SIGINT, signal.SIGTERM) if enabled else ():
-        try:
+        with suppress(ValueError):  # not the main thread
             previous[sig] = signal.signal(sig, lambda s, f: received.append(s))
-        except ValueError:  # not the main thread
-            pass
     try:
         yield received
     finally:

@@ -3,8 +3,8 @@
 Precedence, lowest first: ``TrainConfig``'s defaults < the model's recipe (here) < a named preset
 (``--recipe record``, here) < a ``--config`` file < command-line flags. ``cnnlab train NAME`` and
 ``cnnlab.fit(model, ...)`` without a config both train with the recipe, so that the Python API trains like
-the command line. Every value is checked (``config.check_values``)
-before anything is loaded, and the model's options against its builder's signature.
+the command line. Every value is checked (``config.check_values``) before anything is loaded, and the model's
+options against its builder's signature.
 """
 
 from __future__ import annotations
