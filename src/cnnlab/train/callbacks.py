@@ -1,35 +1,25 @@
 """Keras' callbacks with Keras' names, defaults and meanings, and state that survives a resume.
 
-Each class follows Keras 3's source (``keras/src/callbacks/*.py``; the file is named in each class) and
-says where it differs. As in Keras, a callback sees:
+Each class follows Keras 3's source (``keras/src/callbacks/*.py``, named in each class) and says where it
+differs. As in Keras, a callback sees ``self.model`` (the ``nn.Module``; ``self.model.stop_training = True``
+stops training after the current batch, ``fit`` sets it to False when it starts), ``self.params``
+(``{"verbose": 0 or 1, "epochs": E, "steps": steps per epoch}``) and ``logs``, a plain dict: after an epoch
+loss, accuracy, val_loss, val_accuracy, lr (the rate of the epoch's last step; Keras' ``learning_rate``) and
+seconds. Beyond Keras, ``self.trainer`` is the loop's state: ``.optimizer``, ``.history``, ``.runtime``
+(devices, rank 0, printing) and the learning rate rule:
 
-- ``self.model``: the ``nn.Module`` being trained; ``self.model.stop_training = True`` stops training
-  after the current batch (Keras' ``Model.stop_training``; ``fit`` sets it to False when it starts).
-- ``self.params``: ``{"verbose": 0 or 1, "epochs": E, "steps": steps per epoch}``.
-- ``logs``: a plain dict; after an epoch it holds loss, accuracy, val_loss, val_accuracy, lr (the learning
-  rate of the epoch's last step; Keras calls it ``learning_rate``) and seconds.
-
-and one thing Keras has no word for, ``self.trainer`` (the training loop's state): ``.optimizer``,
-``.history``, ``.runtime`` (devices, rank 0, printing) and the learning rate rule below.
-
-**The learning rate.** ``fit`` gives every step the rate of its own schedule (``TrainConfig``: warm-up,
-then cosine, linear, step or constant). Callbacks change it through ``self.trainer`` with two operations,
-both saved in checkpoints and restored on resume:
-
-- ``trainer.learning_rate = x`` (Keras' ``optimizer.learning_rate = x``): every later step uses ``x``;
-  ``fit``'s schedule no longer applies. ``LearningRateScheduler`` does this at the start of each epoch.
+- ``trainer.learning_rate = x`` (Keras' ``optimizer.learning_rate = x``): every later step uses ``x`` instead
+  of ``fit``'s schedule (warm-up, then cosine, linear, step or constant). ``LearningRateScheduler`` does this.
 - ``trainer.scale_learning_rate(f)``: every later step uses ``f`` times the rate it would have had, the
-  schedule's shape kept. ``ReduceLROnPlateau`` does this; with ``schedule="constant"`` (and no warm-up)
-  that is exactly Keras' ``optimizer.learning_rate = old * factor``.
+  schedule's shape kept. ``ReduceLROnPlateau`` does this; with ``schedule="constant"`` (and no warm-up) that
+  is exactly Keras' ``optimizer.learning_rate = old * factor``.
 
-So the rate of a step is ``(override if set else schedule(step)) * scale``.
+So the rate of a step is ``(override if set else schedule(step)) * scale``; both are saved in checkpoints.
 
-**Resume.** Every callback has ``state_dict()`` and ``load_state_dict(state)`` (the base class: the attributes
-named in ``_kept``, none by default). ``fit`` saves the states in each checkpoint and, when it resumes, loads
-them right after ``on_train_begin`` (which resets a callback as in Keras), so patience, plateau counters, best
-values, the CSV file and the TensorBoard logs continue exactly where the checkpoint left them.
-
-Batch hooks are called only when some callback overrides them, so the common case costs nothing per step.
+**Resume.** ``state_dict()`` / ``load_state_dict(state)`` (the base class: the attributes named in ``_kept``)
+are saved in each checkpoint and loaded right after ``on_train_begin`` (which resets a callback, as in Keras),
+so patience, counters, best values, the CSV file and the TensorBoard logs continue where the checkpoint left
+them. Batch hooks are called only when some callback overrides them: the common case costs nothing per step.
 """
 
 from __future__ import annotations
@@ -84,6 +74,11 @@ class Callback:
         """Continue from ``state_dict()``'s output; called after ``on_train_begin`` when resuming."""
         for key, attribute in self._kept.items():
             setattr(self, attribute, state[key])
+
+    def _say(self, text: str) -> None:
+        """A message of a callback made with ``verbose=1`` (rank 0 prints it)."""
+        if self.verbose > 0:
+            self.trainer.runtime.print(text)
 
 
 class CallbackList:
@@ -247,13 +242,10 @@ class EarlyStopping(Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
-        if self.stopped_epoch > 0 and self.verbose > 0:
-            self.trainer.runtime.print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.stopped_epoch > 0:
+            self._say(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
-            if self.verbose > 0:
-                self.trainer.runtime.print(
-                    f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}."
-                )
+            self._say(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
             self.model.load_state_dict(self.best_weights)
 
     def _weights(self) -> dict:
@@ -326,10 +318,7 @@ class ReduceLROnPlateau(Callback):
                 if old_lr > self.min_lr:
                     new_lr = max(old_lr * self.factor, self.min_lr)
                     self.trainer.scale_learning_rate(new_lr / old_lr)
-                    if self.verbose > 0:
-                        self.trainer.runtime.print(
-                            f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new_lr}."
-                        )
+                    self._say(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new_lr}.")
                     self.cooldown_counter = self.cooldown
                     self.wait = 0
 
@@ -363,8 +352,7 @@ class LearningRateScheduler(Callback):
             raise UsageError(f"The output of the `schedule` function should be a float. Got: {new_lr}")
         trainer.learning_rate = float(new_lr)
         self._last_epoch = epoch
-        if self.verbose > 0:
-            trainer.runtime.print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {new_lr}.")
+        self._say(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {new_lr}.")
 
 
 class NonFiniteLoss(TrainingError):

@@ -41,8 +41,7 @@ def check_model_options(model: torch.nn.Module, cfg: TrainConfig) -> None:
 
 def check_model_fits_source(model: torch.nn.Module, source: DataSource) -> None:
     """The model takes the data's images (two zeros through it: a size it cannot take is refused naming it) and
-    answers with logits (N, K), K at least the data's classes. ``fit`` checks the same at its first step
-    instead (``checked_forward``), since a forward pass on zeros would reach the caller's own hooks."""
+    answers with logits (N, K), K at least the data's classes. Not in ``fit``: zeros would reach the caller's hooks."""
     outputs = []
     handle = model.register_forward_hook(lambda module, args, out: outputs.append(out))
     try:
@@ -66,13 +65,11 @@ def check_logits(model: torch.nn.Module, out, classes: int) -> None:
 
 
 def checked_forward(net, model: torch.nn.Module, inputs: torch.Tensor, classes: int) -> torch.Tensor:
-    """The first step's forward pass, checked as ``check_model_fits_source`` checks before ``cnnlab train``
-    starts: an input size the model cannot take, or fewer outputs than classes, refused naming them instead of
-    torch's message from deep inside (or a label past the logits at the loss).
-
-    A failure is called a size problem only if the plain model fails on zeros of that size too (``trace``):
-    the step also runs in train mode, under autocast, through DDP or torch.compile, where a batch of one
-    row in BatchNorm, a compiler or a device error fail for other reasons; those keep their own traceback."""
+    """The first step's forward pass, checked as ``check_model_fits_source`` checks (instead of torch's message
+    from deep inside, or a label past the logits at the loss). A failure is called a size problem only if the
+    plain model fails on zeros of that size too (``trace``): the step also runs in train mode, under autocast,
+    through DDP or torch.compile, where a batch of one row in BatchNorm, a compiler or a device error fail for
+    other reasons; those keep their own traceback."""
     try:
         logits = net(inputs)
     except RuntimeError:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 
 import torch
@@ -120,22 +120,20 @@ def _check_arguments(model, config, callbacks, runtime, augment, run_dir) -> lis
     return list(callbacks)
 
 
-def seeded_init(model: torch.nn.Module, seed: int) -> bool:
+def seeded_init(model: torch.nn.Module, seed: int) -> None:
     """Give a model that comes straight from ``create_model`` the initial weights of ``seed``: those of
     ``torch.manual_seed(seed); create_model(...)``, as ``cnnlab train --seed`` builds it. A model fit has trained,
     whose weights were loaded (``load_weights_into``, ``load_state_dict``: they count as changes to the tensors)
-    or changed in place, keeps its weights. Whether the model was re-initialised."""
+    or changed in place, keeps its weights."""
     name = getattr(model, "cnnlab_name", None)
     if name is None or getattr(model, "cnnlab_initialised", False):
-        return False
+        return
     with torch.random.fork_rng(devices=[]):  # the caller's random stream goes on as if nothing was drawn
         torch.manual_seed(seed)
         fresh = create_model(name, **model.cnnlab_options)
     versions = lambda m: [t._version for t in m.state_dict(keep_vars=True).values()]  # noqa: E731
-    if versions(model) != versions(fresh):  # its tensors were written to since create_model made them
-        return False
-    model.load_state_dict(fresh.state_dict())
-    return True
+    if versions(model) == versions(fresh):  # its tensors were not written to since create_model made them
+        model.load_state_dict(fresh.state_dict())
 
 
 @contextmanager
@@ -145,10 +143,8 @@ def stop_on_signals(enabled: bool):
     received: list[int] = []
     previous = {}
     for sig in (signal.SIGINT, signal.SIGTERM) if enabled else ():
-        try:
+        with suppress(ValueError):  # not the main thread
             previous[sig] = signal.signal(sig, lambda s, f: received.append(s))
-        except ValueError:  # not the main thread
-            pass
     try:
         yield received
     finally:

@@ -3,8 +3,8 @@
 Precedence, lowest first: ``TrainConfig``'s defaults < the model's recipe (here) < a named preset
 (``--recipe record``, here) < a ``--config`` file < command-line flags. ``cnnlab train NAME`` and
 ``cnnlab.fit(model, ...)`` without a config both train with the recipe, so that the Python API trains like
-the command line. Every value is checked (``config.check_values``)
-before anything is loaded, and the model's options against its builder's signature.
+the command line. Every value is checked (``config.check_values``) before anything is loaded, and the model's
+options against its builder's signature.
 """
 
 from __future__ import annotations
@@ -100,12 +100,6 @@ def accuracy_targets(model: str, preset: str = "") -> tuple[float, ...]:
     return ACCURACY_TARGETS.get((model, preset)) or ACCURACY_TARGETS.get((model, ""), ())
 
 
-def recipe(model: str, preset: str = "") -> dict:
-    """The training settings that ``cnnlab train MODEL [--recipe PRESET]`` uses beyond TrainConfig's defaults."""
-    get_model_entry(model)  # an unknown model is an error here too
-    return {**RECIPES.get(model, {}), **(preset_settings(model, preset) if preset else {})}
-
-
 def preset_settings(model: str, preset: str, origin: str = "--recipe") -> dict:
     """A named preset's settings for ``model``; an unknown name, or one without settings for it, is refused."""
     for_model = sorted(name for name, models in PRESETS.items() if model in models)
@@ -139,7 +133,8 @@ def resolve_config(
     sources = {**{k: file_label for k in config_file}, **{k: "flag" for k in flags}}
     preset = flags.get("recipe", config_file.get("recipe", ""))
     preset_values = preset_settings(model, preset, Namer(file_label, sources)("recipe")) if preset else {}
-    base = {**recipe(model), **preset_values}
+    get_model_entry(model)  # an unknown model is an error here too
+    base = {**RECIPES.get(model, {}), **preset_values}
     values = {**base, **config_file, **flags, "model": model}
     values["model_options"] = {  # key by key, as the augmentation: --option l2=1e-4 keeps a preset's others
         **base.get("model_options", {}),
@@ -286,12 +281,6 @@ def check_model_options(model: str, options: dict, origin: str) -> None:
         raise ConfigError(f"{name}: {model} refuses these options ({e})") from None
 
 
-def data_input_size(cfg: TrainConfig) -> tuple[int, int, int]:
-    """The (C, H, W) that the configured data feeds the model: the training crop of an image folder (RGB), or
-    MNIST's and Fashion-MNIST's 28x28 grey."""
-    return (3, cfg.crop, cfg.crop) if cfg.data else (1, 28, 28)
-
-
 def check_fits_data(cfg: TrainConfig) -> None:
     """Refuse, before any data is loaded, a model that cannot take the data's input size (built on the meta
     device with the options training will use), naming the sizes it takes."""
@@ -299,7 +288,7 @@ def check_fits_data(cfg: TrainConfig) -> None:
 
     from ..models.registry import InputSizeError, check_input_size
 
-    size = data_input_size(cfg)
+    size = (3, cfg.crop, cfg.crop) if cfg.data else (1, 28, 28)  # an image folder's RGB crop, or the IDX sets' grey
     options = dict(cfg.model_options)
     if "in_chans" in get_model_entry(cfg.model).options():
         options.setdefault("in_chans", size[0])  # as training does: what the data says unless told otherwise

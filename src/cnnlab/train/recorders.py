@@ -113,34 +113,29 @@ class ModelCheckpoint(Callback):
         meta = {}
         if not self.save_weights_only:  # what rebuilds a registry model, as its run's model.json
             model = self.model
-            meta = {
-                "model": model.cnnlab_name,
-                "options": model.cnnlab_options,
-                "input_norm": model.cnnlab_input_norm.to_dict(),
-            }
+            meta = dict(
+                model=model.cnnlab_name, options=model.cnnlab_options, input_norm=model.cnnlab_input_norm.to_dict()
+            )
         meta.update({**self.metadata, **counted, **_numeric(logs)})
         path.parent.mkdir(parents=True, exist_ok=True)
         save_weights(path, self.model, meta)
 
     def _should_save(self, epoch: int, logs: dict, path: Path) -> bool:
         if not self.save_best_only:
-            if self.verbose > 0:
-                self.trainer.runtime.print(f"\nEpoch {epoch + 1}: saving model to {path}")
+            self._say(f"\nEpoch {epoch + 1}: saving model to {path}")
             return True
         current = logs.get(self.monitor)
         if current is None:
             warnings.warn(f"Can save best model only with {self.monitor} available.", stacklevel=3)
             return True
         if self.monitor_op(current, self.best):
-            if self.verbose > 0:
-                self.trainer.runtime.print(
-                    f"\nEpoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to {current:.5f}, "
-                    f"saving model to {path}"
-                )
+            self._say(
+                f"\nEpoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to {current:.5f}, "
+                f"saving model to {path}"
+            )
             self.best = current
             return True
-        if self.verbose > 0:
-            self.trainer.runtime.print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
+        self._say(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
         return False
 
 

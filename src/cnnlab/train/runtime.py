@@ -75,21 +75,22 @@ def pick_device(name: str = "auto") -> torch.device:
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     if name != "auto":
         return torch.device(name)
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
 
 
 class Runtime:
     def __init__(self, device: str = "auto", precision: str = "fp32", threads: int = 0, timeout: float = 300):
         self.world_size = int(os.environ.get("WORLD_SIZE", 1))
         self.rank = int(os.environ.get("RANK", 0))
+        self.is_main = self.rank == 0  # the process that prints and writes files
+        self.distributed = self.world_size > 1
+        self.shard = Shard(self.rank, self.world_size)  # this process's rows of every global batch
         self.local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
         self.device = pick_device(device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        if self.world_size > 1 and not dist.is_initialized():
-            if self.rank == 0 and restarts_share_one_store():
+        if self.distributed and not dist.is_initialized():
+            if self.is_main and restarts_share_one_store():
                 warnings.warn(SHARED_STORE_WARNING, stacklevel=2)
             # A process that never arrives, or dies, ends the others' collectives after ``timeout`` seconds.
             dist.init_process_group(
@@ -102,18 +103,6 @@ class Runtime:
         if precision not in ("fp32", "bf16", "fp16"):
             raise UsageError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
         self.precision = precision
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def shard(self) -> Shard:
-        return Shard(self.rank, self.world_size)
 
     def autocast(self):
         if self.precision == "fp32":

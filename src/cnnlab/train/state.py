@@ -1,9 +1,6 @@
-"""The state of a training run: what callbacks see as ``self.trainer``, and what a checkpoint keeps.
-
-``TrainState`` holds the model, the optimizer, the gradient scaler, the weight average, the callbacks, the
-history and the counters (epoch, step, the metrics of a half-done epoch), and the learning rate rule that
-callbacks may change. ``state_dict`` / ``load_state_dict`` are the whole of a checkpoint; ``save`` writes
-one and ``resume`` continues from one. A checkpoint carries ``version``; ``upgrade`` reads every earlier one.
+"""The state of a training run: what callbacks see as ``self.trainer``, and what a checkpoint keeps
+(``state_dict`` / ``load_state_dict`` are the whole of one). A checkpoint carries ``version``; ``upgrade``
+reads every earlier one.
 """
 
 from __future__ import annotations
@@ -111,11 +108,7 @@ class TrainState:
             "step_in_epoch": self.step_in_epoch,
             "partial": self.partial,
             "data": self.data,
-            "trainer": {
-                "lr_override": self.lr_override,
-                "lr_scale": self.lr_scale,
-                "stop_training": self.stop_training,
-            },
+            "trainer": dict(lr_override=self.lr_override, lr_scale=self.lr_scale, stop_training=self.stop_training),
         }
 
     def load_state_dict(self, state: dict) -> None:
