@@ -200,3 +200,25 @@ def test_the_command_line_keeps_keras_int_and_float_shift_ranges(tmp_path, capsy
     Image.fromarray(np.zeros((20, 33, 3), np.uint8)).save(image)
     assert main(["augment-preview", str(image), "--width-shift-range", "-3", "-o", str(tmp_path / "p.png")]) == 2
     assert "width_shift_range must be >= 0" in capsys.readouterr().err
+
+
+def test_the_preview_draws_what_training_would_apply_with_the_same_flags(tmp_path, monkeypatch):
+    """A knob on its own (--rotation-range 10) is that knob alone in training; the preview once added the
+    lesson's shifts, shear and zoom to it. Without flags the preview shows the lesson's settings."""
+    from PIL import Image
+
+    import cnnlab.augment
+    from cnnlab.cli import main
+    from cnnlab.train.recipes import resolve_config
+
+    seen = []
+    monkeypatch.setattr(cnnlab.augment, "preview_grid", lambda image, aug, *a, **k: seen.append(aug.config) or "p")
+    image = tmp_path / "img.png"
+    Image.fromarray(np.zeros((20, 33, 3), np.uint8)).save(image)
+    for flags in (["--rotation-range", "10"], ["--augment", "--zoom-range", "0.1"], ["--horizontal-flip"], []):
+        assert main(["augment-preview", str(image), *flags]) == 0
+    trained = resolve_config("lenet5", {"augment": {"rotation_range": 10}}).augment  # as `cnnlab train` resolves it
+    assert seen[0] == Augment(**trained).config and seen[0].width_shift_range == 0
+    assert seen[1] == Augment.lesson(zoom_range=0.1).config
+    assert seen[2] == Augment(horizontal_flip=True).config
+    assert seen[3] == Augment.lesson().config

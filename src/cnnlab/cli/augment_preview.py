@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..augment import LESSON, Augment, preview_grid
+    from ..augment import Augment, preview_grid
     from ..data import load_idx_dataset
     from ..data.images import load_any_image
     from ..train.config import check_augment
@@ -34,9 +34,12 @@ def run(args: argparse.Namespace) -> int:
     if args.image and idle:
         raise UsageError(f"--{idle[0].replace('_', '-')} picks an image of a dataset; it does nothing with IMAGE")
     refuse_output_over_input(args.output, [args.image] if args.image else [])
-    settings = augment_settings(args) or dict(LESSON)
-    check_augment(settings, "augmentation")
-    aug = Augment.lesson(**settings) if settings.keys() <= LESSON.keys() else Augment(**settings)
+    settings = augment_settings(args)
+    if settings is None:
+        aug = Augment.lesson()
+    else:  # as training applies these flags: a knob given on its own is that knob alone, not the lesson's others
+        check_augment(settings, "augmentation")
+        aug = Augment(**settings)
     if args.image:
         image, title = load_any_image(args.image), Path(args.image).name
     else:
