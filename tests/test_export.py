@@ -251,6 +251,11 @@ def test_cli_export_and_predict_in_onnxruntime_as_in_pytorch(tiny_run, tmp_path,
         assert onnx[path].keys() == torch_[path].keys()
         assert max(abs(onnx[path][c] - torch_[path][c]) for c in onnx[path]) <= TOLERANCE
 
+    exported = (tiny_run / "model.onnx").stat().st_mtime_ns
+    (tiny_run / "weights" / "last.safetensors").rename(tmp_path / "away.safetensors")
+    assert onnx_predictor_for_run(tiny_run, runtime="auto") is None  # an export without weights: auto never exports
+    assert (tiny_run / "model.onnx").stat().st_mtime_ns == exported
+
 
 @needs_extra
 def test_predict_onnx_exports_once_and_follows_new_weights(tiny_run, tmp_path, capsys):

@@ -396,7 +396,7 @@ def onnx_predictor_for_run(run_dir, weights: str = "last", runtime: str = "auto"
             return None
     else:
         require("onnxruntime")  # exporting needs onnx and onnxscript too: export_run asks for them when it must
-    weights_file = run_dir / "weights" / f"{weights}.safetensors"
+    weights_file = RunDir(run_dir).weights(weights)
     if path.is_file() and weights_file.is_file():
         try:
             predictor = OnnxPredictor(path)
@@ -411,6 +411,8 @@ def onnx_predictor_for_run(run_dir, weights: str = "last", runtime: str = "auto"
             echo(f"{path} holds other weights than {weights_file}: predicting in PyTorch ('cnnlab export' renews it)")
             return None
         echo(f"{path} holds other weights than {weights_file}: exporting it again")
+    elif runtime == "auto":
+        return None  # an export without its weights: auto never exports, PyTorch says what is missing
     export_run(run_dir, "onnx", path, weights)
     echo(f"exported {path} for onnxruntime")
     return OnnxPredictor(path)
