@@ -116,10 +116,8 @@ class RunDir:
     @contextmanager
     def lock(self, writer: bool = True) -> Iterator[None]:
         """One writer per run directory: an exclusive, non-blocking lock on ``RUN_DIR/.lock``, which holds the
-        writer's pid.
-
-        ``writer=False`` only checks that nobody writes (and keeps others out while held) without creating or
-        changing a file of the run: used when looking at, or moving aside, a run that is not ours."""
+        writer's pid. ``writer=False`` only checks that nobody writes (and keeps others out while held) without
+        creating or changing a file of the run: used when looking at, or moving aside, a run that is not ours."""
         import fcntl
 
         path = self.path / ".lock"
@@ -239,8 +237,7 @@ class RunDir:
         if missing:
             raise RunError(f"{path}: damaged or not written by cnnlab: no {', '.join(missing)}")
         wrong = [k for k, kind in MODEL_INFO_KEYS.items() if not isinstance(info[k], kind)]
-        norm = info["input_norm"]
-        if not wrong and not all(isinstance(norm.get(k), list) for k in ("mean", "std")):
+        if not wrong and not all(isinstance(info["input_norm"].get(k), list) for k in ("mean", "std")):
             wrong = ["input_norm"]
         if wrong:
             raise RunError(f"{path}: damaged: {', '.join(wrong)} has the wrong kind of value")
@@ -426,10 +423,6 @@ class RunRecord:
     def seconds(self) -> float:
         return sum(self.history.get("seconds", []))
 
-    @property
-    def finished(self) -> bool:
-        return (self.path / "report.json").is_file() or (self.path / "report.txt").is_file()
-
     def best_val_accuracy(self) -> tuple[float, int] | None:
         """(best validation accuracy, its 1-based epoch)."""
         values = self.history.get("val_accuracy") or []
@@ -450,10 +443,8 @@ class RunRecord:
         return self._report_value("ten_crop_accuracy", r"10-crop \(corners \+ centre, mirrored\): ([0-9.]+)")
 
     def _report_value(self, key: str, pattern: str) -> float | None:
-        if self.report is not None and self.report.get("dry_run"):
-            return None  # two batches in file order: no accuracy
         if self.report is not None:
-            value = self.report.get(key)
+            value = None if self.report.get("dry_run") else self.report.get(key)  # a dry run: two batches, no accuracy
             return float(value) if value is not None else None
         found = re.search(pattern, self.text("report.txt") or "")
         return float(found.group(1)) if found else None
@@ -474,7 +465,7 @@ class RunRecord:
             broken.insert(0, "no config.json")
         if broken:
             return "broken: " + "; ".join(broken)
-        if self.finished:
+        if (self.path / "report.json").is_file() or (self.path / "report.txt").is_file():  # evaluated: finished
             return "finished (dry run)" if (self.config or {}).get("dry_run") else "finished"
         planned = f" of {self.epochs_planned}" if self.epochs_planned else ""
         return f"unfinished ({self.epochs_done}{planned} epochs)"
