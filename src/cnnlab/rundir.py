@@ -180,9 +180,8 @@ class RunDir:
         except ValueError:
             return
         top = rel.parts[0] if rel.parts else ""
-        if str(rel) in allow:
-            return
-        if top in OWN_FOLDERS or top.startswith((".", "eval-")) or (len(rel.parts) == 1 and top in OWN_FILES):
+        own = top in OWN_FOLDERS or top.startswith((".", "eval-")) or (len(rel.parts) == 1 and top in OWN_FILES)
+        if own and str(rel) not in allow:
             raise UsageError(
                 f"{option} {output}: is a file of the run {self.path} ({rel}); writing it would destroy the run's "
                 "own data. Choose another name"
@@ -258,23 +257,19 @@ class RunDir:
         model.cnnlab_input_norm = InputNorm.from_dict(info["input_norm"])
         return model.eval(), info
 
-    def unfinished(self) -> str | None:
-        """Why the run's weights are not those of a finished training, or None (a run that is not one: None,
-        the strict read that follows names what is wrong)."""
-        if not self.is_run():
-            return None
-        state = self.record().status()
-        if state == "finished":
-            return None
-        if state == "finished (dry run)":
-            return f"{self.path} is a dry run (two batches of one epoch): its weights have hardly trained"
-        return f"{self.path} has not finished training ({state}): these are the weights it saved last"
-
     def notice_unfinished(self) -> None:
-        """export, predict and evaluate on an unfinished run: one line on stderr, then on with the work."""
-        why = self.unfinished()
-        if why:
-            print(f"cnnlab: note: {why}", file=sys.stderr)
+        """export, predict and evaluate on a run whose weights are not those of a finished training: one line on
+        stderr, then on with the work."""
+        if not self.is_run():
+            return  # the strict read that follows names what is wrong
+        state = self.record().status()
+        if state == "finished (dry run)":
+            why = "is a dry run (two batches of one epoch): its weights have hardly trained"
+        elif state != "finished":
+            why = f"has not finished training ({state}): these are the weights it saved last"
+        else:
+            return
+        print(f"cnnlab: note: {self.path} {why}", file=sys.stderr)
 
     # --- reading tolerantly: what a report and `cnnlab runs` show --------------------------------------
 
