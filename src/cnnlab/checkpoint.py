@@ -3,10 +3,8 @@
 Nothing read here can execute code: tensors come from safetensors (a flat, typed byte layout) and
 everything else from JSON. Optimizer and scheduler states are nested dicts of tensors and numbers;
 ``flatten_state`` splits them into a flat dict of tensors (saved with safetensors) and a JSON skeleton
-that names where each tensor goes, so they round-trip without pickle.
-
-Every file is written to a temporary name, flushed, fsynced and renamed into place, so a reader sees
-either the old file or the new one, never half of one.
+that names where each tensor goes, so they round-trip without pickle. Every file is written atomically
+(``replace_through``): a reader sees either the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
@@ -44,26 +42,22 @@ def replace_through(path: Path, tmp: Path, write: Callable[[Path], object]) -> N
     names ``path``: a failed write() carries no file name, and the temporary one would mean nothing to a user."""
     try:
         write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(tmp)
         os.replace(tmp, path)
     except OSError as e:
         raise OSError(e.errno, e.strerror or str(e), str(path)) from e
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    with contextlib.suppress(OSError):  # not every system can sync a folder
+        _fsync(path.parent)
 
 
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def atomic_write_json(path: str | Path, obj) -> None:
@@ -218,10 +212,10 @@ def save_checkpoint(run_dir: str | Path, tag: str, model_state: dict, train_stat
         _checkpoint_hook("before-manifest", tmp)
         files = ["model.safetensors", "state.safetensors", "state.json"]
         atomic_write_json(tmp / "MANIFEST.json", {"tag": tag, "files": {f: sha256_file(tmp / f) for f in files}})
-        if final.exists():
-            shutil.rmtree(final, ignore_errors=True)
+        shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        _fsync_dir(root)
+        with contextlib.suppress(OSError):
+            _fsync(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

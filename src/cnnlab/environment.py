@@ -48,12 +48,10 @@ def environment_info(device, threads: int | None = None) -> dict:
 
 def cpu_name() -> str:
     """The processor's model name (Linux), else what the platform says: recorded with every run and benchmark."""
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
     return platform.processor() or platform.machine()
 
 

@@ -56,7 +56,6 @@ class TrainingInterrupted(CnnlabError):
 # The Python API's argument checks, one wording for every public function: the message names the argument,
 # what was expected and what came, before any work (tests/test_api_contract.py calls each function with them).
 
-
 # How a message names the kind of value a setting or an option takes (config.py, models/registry.py)
 TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text", dict: "an object {...}"}
 

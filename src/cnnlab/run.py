@@ -87,7 +87,7 @@ def train_run(
     """Train as ``cfg`` says and leave a complete run directory; ``resume`` continues ``run_dir``."""
     rt = Runtime(cfg.device, cfg.precision, cfg.threads, cfg.timeout)
     if not rt.is_main:
-        echo = _silent
+        echo = rt.print  # prints on rank 0 only: here, nothing
     with rt.main_first():  # a decoded-image cache is built once, by rank 0
         source = open_source(cfg, allow_sample, echo)
     for note in source.notes:
@@ -163,7 +163,7 @@ def train_run(
         echo(f"\ntraining the same settings without augmentation, for the comparison: {baseline_cfg.run_name}")
         baseline = train_run(baseline_cfg, allow_sample=allow_sample, echo=echo)
         if rt.is_main:
-            write_comparison(run_dir, history.history, report, baseline.history, baseline.report, echo)
+            write_comparison(run, history.history, report, baseline.history, baseline.report, echo)
             run.write_report()  # now with the comparison
     return RunResult(run_dir, history.history, report, source.notes)
 
@@ -180,11 +180,7 @@ def write_pictures(run: RunDir, model, info: dict, source: DataSource, augment, 
         run.write_png("augment_preview.png", lambda f: preview_grid(image, augment, 18, f, seed=seed))
 
 
-def _silent(*args, **kwargs) -> None:
-    """What a process other than rank 0 prints: nothing."""
-
-
-def write_comparison(run_dir: Path, with_aug: dict, with_report, without: dict, without_report, echo=print) -> None:
+def write_comparison(run: RunDir, with_aug: dict, with_report, without: dict, without_report, echo=print) -> None:
     """The lesson's comparison: curves with and without augmentation, and the gap between train and validation."""
     from .evaluation.plots import plot_comparison
 
@@ -199,7 +195,6 @@ def write_comparison(run_dir: Path, with_aug: dict, with_report, without: dict, 
         f"{sum(without['seconds']) / len(without['seconds']):.1f}",
     ]
     text = "\n".join(lines)
-    run = RunDir(run_dir)
     run.write_text("comparison.txt", text + "\n")
     run.write_png("comparison.png", lambda f: plot_comparison(with_aug, without, f))
     echo("\n" + text)

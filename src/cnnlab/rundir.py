@@ -116,10 +116,8 @@ class RunDir:
     @contextmanager
     def lock(self, writer: bool = True) -> Iterator[None]:
         """One writer per run directory: an exclusive, non-blocking lock on ``RUN_DIR/.lock``, which holds the
-        writer's pid.
-
-        ``writer=False`` only checks that nobody writes (and keeps others out while held) without creating or
-        changing a file of the run: used when looking at, or moving aside, a run that is not ours."""
+        writer's pid. ``writer=False`` only checks that nobody writes (and keeps others out while held) without
+        creating or changing a file of the run: used when looking at, or moving aside, a run that is not ours."""
         import fcntl
 
         path = self.path / ".lock"
@@ -182,9 +180,8 @@ class RunDir:
         except ValueError:
             return
         top = rel.parts[0] if rel.parts else ""
-        if str(rel) in allow:
-            return
-        if top in OWN_FOLDERS or top.startswith((".", "eval-")) or (len(rel.parts) == 1 and top in OWN_FILES):
+        own = top in OWN_FOLDERS or top.startswith((".", "eval-")) or (len(rel.parts) == 1 and top in OWN_FILES)
+        if own and str(rel) not in allow:
             raise UsageError(
                 f"{option} {output}: is a file of the run {self.path} ({rel}); writing it would destroy the run's "
                 "own data. Choose another name"
@@ -239,8 +236,7 @@ class RunDir:
         if missing:
             raise RunError(f"{path}: damaged or not written by cnnlab: no {', '.join(missing)}")
         wrong = [k for k, kind in MODEL_INFO_KEYS.items() if not isinstance(info[k], kind)]
-        norm = info["input_norm"]
-        if not wrong and not all(isinstance(norm.get(k), list) for k in ("mean", "std")):
+        if not wrong and not all(isinstance(info["input_norm"].get(k), list) for k in ("mean", "std")):
             wrong = ["input_norm"]
         if wrong:
             raise RunError(f"{path}: damaged: {', '.join(wrong)} has the wrong kind of value")
@@ -261,23 +257,19 @@ class RunDir:
         model.cnnlab_input_norm = InputNorm.from_dict(info["input_norm"])
         return model.eval(), info
 
-    def unfinished(self) -> str | None:
-        """Why the run's weights are not those of a finished training, or None (a run that is not one: None,
-        the strict read that follows names what is wrong)."""
-        if not self.is_run():
-            return None
-        state = self.record().status()
-        if state == "finished":
-            return None
-        if state == "finished (dry run)":
-            return f"{self.path} is a dry run (two batches of one epoch): its weights have hardly trained"
-        return f"{self.path} has not finished training ({state}): these are the weights it saved last"
-
     def notice_unfinished(self) -> None:
-        """export, predict and evaluate on an unfinished run: one line on stderr, then on with the work."""
-        why = self.unfinished()
-        if why:
-            print(f"cnnlab: note: {why}", file=sys.stderr)
+        """export, predict and evaluate on a run whose weights are not those of a finished training: one line on
+        stderr, then on with the work."""
+        if not self.is_run():
+            return  # the strict read that follows names what is wrong
+        state = self.record().status()
+        if state == "finished (dry run)":
+            why = "is a dry run (two batches of one epoch): its weights have hardly trained"
+        elif state != "finished":
+            why = f"has not finished training ({state}): these are the weights it saved last"
+        else:
+            return
+        print(f"cnnlab: note: {self.path} {why}", file=sys.stderr)
 
     # --- reading tolerantly: what a report and `cnnlab runs` show --------------------------------------
 
@@ -426,10 +418,6 @@ class RunRecord:
     def seconds(self) -> float:
         return sum(self.history.get("seconds", []))
 
-    @property
-    def finished(self) -> bool:
-        return (self.path / "report.json").is_file() or (self.path / "report.txt").is_file()
-
     def best_val_accuracy(self) -> tuple[float, int] | None:
         """(best validation accuracy, its 1-based epoch)."""
         values = self.history.get("val_accuracy") or []
@@ -450,10 +438,8 @@ class RunRecord:
         return self._report_value("ten_crop_accuracy", r"10-crop \(corners \+ centre, mirrored\): ([0-9.]+)")
 
     def _report_value(self, key: str, pattern: str) -> float | None:
-        if self.report is not None and self.report.get("dry_run"):
-            return None  # two batches in file order: no accuracy
         if self.report is not None:
-            value = self.report.get(key)
+            value = None if self.report.get("dry_run") else self.report.get(key)  # a dry run: two batches, no accuracy
             return float(value) if value is not None else None
         found = re.search(pattern, self.text("report.txt") or "")
         return float(found.group(1)) if found else None
@@ -474,7 +460,7 @@ class RunRecord:
             broken.insert(0, "no config.json")
         if broken:
             return "broken: " + "; ".join(broken)
-        if self.finished:
+        if (self.path / "report.json").is_file() or (self.path / "report.txt").is_file():  # evaluated: finished
             return "finished (dry run)" if (self.config or {}).get("dry_run") else "finished"
         planned = f" of {self.epochs_planned}" if self.epochs_planned else ""
         return f"unfinished ({self.epochs_done}{planned} epochs)"

@@ -13,21 +13,13 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from .checkpoint import CheckpointError, read_json
 from .errors import RunError
 from .rundir import RunDir
 from .train.config import TrainConfig, check_values, flag_name
-
-
-def dataset_label(cfg: TrainConfig) -> str:
-    """'mnist', or 'dogs-vs-cats-small/train' for an image folder."""
-    if cfg.data:
-        path = Path(cfg.data).resolve()
-        return f"{path.parent.name}/{path.name}"
-    return cfg.dataset
-
 
 # --- naming a new run -------------------------------------------------------------------------------------
 
@@ -82,10 +74,8 @@ def set_aside(run_dir: Path) -> Path | None:
     while target.exists():
         n += 1
         target = run_dir.with_name(f"{run_dir.name}.old-{stamp}-{n}")
-    if run_dir.is_dir() and not run_dir.is_symlink():
-        with RunDir(run_dir).lock(writer=False):  # never while a process writes to it
-            os.rename(run_dir, target)
-    else:
+    a_run = run_dir.is_dir() and not run_dir.is_symlink()
+    with RunDir(run_dir).lock(writer=False) if a_run else nullcontext():  # never while a process writes to it
         os.rename(run_dir, target)
     return target
 
@@ -103,7 +93,11 @@ def new_run_dir(cfg: TrainConfig) -> Path:
         except FileExistsError:
             _refuse_taken(run_dir)
         return run_dir
-    name = f"{cfg.model}-{dataset_label(cfg).replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    data = cfg.dataset
+    if cfg.data:  # an image folder: 'dogs-vs-cats-small_train'
+        folder = Path(cfg.data).resolve()
+        data = f"{folder.parent.name}_{folder.name}"
+    name = f"{cfg.model}-{data}-{time.strftime('%Y%m%d-%H%M%S')}"
     for suffix in range(1, 10_000):
         run_dir = out / (name if suffix == 1 else f"{name}-{suffix}")
         try:
@@ -133,11 +127,9 @@ def resume_config(run_dir: str | Path, flags: dict, model: str | None = None) ->
     refused = sorted(k for k, v in given.items() if k not in RESUME_MAY_CHANGE and v != getattr(saved, k))
     if refused:
         changes = ", ".join(f"{flag_name(k)} {given[k]!r} (the run has {getattr(saved, k)!r})" for k in refused)
-        why = (
-            " (the learning-rate schedule spans the run's epochs: more epochs change every step from here on)"
-            if "epochs" in refused
-            else ""
-        )
+        why = ""
+        if "epochs" in refused:
+            why = " (the learning-rate schedule spans the run's epochs: more epochs change every step from here on)"
         raise RunError(
             f"{run_dir}: a resume continues the run as it was configured and cannot change {changes}{why}. "
             f"It takes only {', '.join(map(flag_name, RESUME_MAY_CHANGE))}; for other settings train a new run "
