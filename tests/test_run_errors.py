@@ -90,6 +90,27 @@ def test_reusing_a_name_is_refused_and_cannot_mix_two_runs(finished_run, tmp_pat
     assert digests(run) == before  # not one byte of the old run changed, its lock file included
 
 
+@pytest.mark.parametrize(
+    "taken, what",
+    [("file", "a file"), ("config.json is a folder", "a folder"), ("config.json is a list", "a folder")],
+)
+def test_a_name_taken_by_something_else_gets_the_same_one_line_refusal(taken, what, tmp_path, run_main):
+    """Not a run's config.json (a file where the run would go, a folder or a JSON list in its place) once
+    gave 'config.json: Not a directory' or an internal error instead of saying the name is taken."""
+    place = tmp_path / "runs" / "run"
+    place.parent.mkdir()
+    if taken == "file":
+        place.write_text("notes")
+    elif taken == "config.json is a folder":
+        (place / "config.json").mkdir(parents=True)
+    else:
+        place.mkdir()
+        (place / "config.json").write_text("[1, 2]")
+    code, _, err = run_main("train", "lenet5", "--dry-run", "--out-dir", place.parent, "--name", "run")
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{place}: {what} named 'run' is already there" in err
+
+
 def test_overwrite_moves_the_old_run_aside_untouched(finished_run, tmp_path, run_main):
     run = copy_run(finished_run, tmp_path)
     before = digests(run)

@@ -16,7 +16,6 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from .checkpoint import CheckpointError, read_json
 from .errors import RunError
 from .rundir import RunDir
 from .train.config import TrainConfig, check_values, flag_name
@@ -26,19 +25,17 @@ from .train.config import TrainConfig, check_values, flag_name
 
 def _refuse_taken(run_dir: Path) -> None:
     """Raise the message for a name that is taken: locked by a live writer, or a finished/stopped run."""
-    if run_dir.is_dir():
-        with RunDir(run_dir).lock(writer=False):  # raises 'another training process ...' while one is writing
+    taken = RunDir(run_dir)
+    if not run_dir.is_dir():
+        what = "a file"
+    else:
+        with taken.lock(writer=False):  # raises 'another training process ...' while one is writing
             pass
-    try:
-        saved = read_json(run_dir / "config.json")
-        what = f"a run ({saved.get('model', '?')}, epochs={saved.get('epochs', '?')})"
-    except CheckpointError:
-        if not run_dir.is_dir():
-            what = "a file"
-        elif any(run_dir.iterdir()):
-            what = "a folder"
+        config = taken.record().config if taken.is_run() else None  # tolerant: a config.json that does not read
+        if config is not None:
+            what = f"a run ({config.get('model', '?')}, epochs={config.get('epochs', '?')})"
         else:
-            what = "an empty folder"
+            what = "a folder" if any(run_dir.iterdir()) else "an empty folder"
     raise RunError(
         f"{run_dir}: {what} named {run_dir.name!r} is already there. Continue it with "
         f"'cnnlab train --resume {run_dir}', choose another --name, or pass --overwrite to move it aside "
