@@ -219,3 +219,20 @@ def test_create_model_checks_do_not_refuse_good_options():
     assert type(model.cnnlab_options["num_classes"]) is int  # recorded in model.json as JSON
     assert cnnlab.create_model("alexnet", dropout=0, num_classes=2).cnnlab_options["dropout"] == 0
     assert cnnlab.create_model("alexnet_bn", l2_block3=None, l2=0).cnnlab_options["l2_block3"] is None
+
+
+def test_cnnlab_leaves_the_users_matplotlib_backend_alone(tmp_path):
+    """Importing cnnlab once switched matplotlib to Agg for the whole process (a notebook's inline backend
+    stopped showing figures); its pictures are drawn on figures of their own, with pyplot never imported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import matplotlib, sys; matplotlib.use('svg'); import cnnlab; "
+        "from cnnlab.evaluation.plots import plot_history; from cnnlab.analysis.compute import chart; "
+        f"plot_history({{'loss': [1.0, 0.5], 'accuracy': [0.5, 0.7]}}, r'{tmp_path / 'h.png'}'); chart(r'{tmp_path / 'c.png'}'); "
+        "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["svg", "False"], done.stderr
+    assert (tmp_path / "h.png").read_bytes()[:4] == (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"

@@ -94,13 +94,11 @@ def compute_report(model: nn.Module, input_size) -> ComputeReport:
 def chart(path, extra: list[tuple[str, float, float]] = (), title: str = "Two eras of AI training compute"):
     """The lesson's picture: training compute (pfs-days, log scale) against the year, with the two eras'
     doubling-time trends, the landmark runs, and ``extra`` points (name, year, pfs-days) of the user's own."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure  # no pyplot: nothing global, no display
 
-    fig, ax = plt.subplots(figsize=(10, 6))
+    fig = Figure(figsize=(10, 6))
+    ax = fig.subplots()
     trends = [  # (from, to, the run it passes through, doubling time in years, colour, label)
         (1996, 2012.7, LENET5_1998, DOUBLING_BEFORE_2012_YEARS, "tab:gray", "first era: 2-year doubling (Moore's law)"),
         (2012, 2018.5, LANDMARKS[0], DOUBLING_AFTER_2012_YEARS, "tab:red", "modern era: 3.4-month doubling"),
@@ -129,7 +127,6 @@ def chart(path, extra: list[tuple[str, float, float]] = (), title: str = "Two er
     )
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

@@ -1,30 +1,37 @@
-"""Pictures of a run: training curves and the confusion matrix (PNG, matplotlib without a display)."""
+"""Pictures of a run: training curves and the confusion matrix (PNG, matplotlib without a display).
+
+Figures are made with ``matplotlib.figure.Figure``, not pyplot: nothing global, so importing cnnlab leaves the
+user's backend (a notebook's inline one) as it was, and no figure stays open.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 from ..errors import UsageError
 
 
+def _subplots(figsize, rows: int = 1, columns: int = 1, **kwargs):
+    """``pyplot.subplots`` without pyplot: a figure of its own and its axes."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(rows, columns, **kwargs)
+
+
 def _save(fig, path, dpi: int, rect=None, fmt=None):
-    """Lay out, write the figure to ``path`` (a file name, or a binary file object with ``fmt``), free it."""
+    """Lay out and write the figure to ``path`` (a file name, or a binary file object with ``fmt``)."""
     fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=dpi, format=fmt)
-    plt.close(fig)
     return path
 
 
 def plot_history(history: dict, path: str | Path, title: str = "") -> Path:
     """Loss and accuracy per epoch, training and validation, as the lesson plots them."""
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_loss, ax_acc) = _subplots((11, 4), 1, 2)
     for key, ax in (("loss", ax_loss), ("accuracy", ax_acc)):
         ax.plot(epochs, history.get(key, []), "o-", label=f"train {key}")
         if f"val_{key}" in history:
@@ -43,7 +50,7 @@ def plot_confusion(matrix: np.ndarray, classes, path: str | Path, title: str = "
     matrix = np.asarray(matrix)
     n = len(classes)
     size = max(4.5, 0.55 * n + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig, ax = _subplots((size, size))
     ax.imshow(matrix, cmap="Blues")
     labels = [str(c) for c in classes]
     rotation = 45 if n > 10 or max(map(len, labels)) > 3 else 0
@@ -63,7 +70,7 @@ def plot_confusion(matrix: np.ndarray, classes, path: str | Path, title: str = "
 
 def plot_comparison(with_aug: dict, without: dict, path, title="With and without data augmentation"):
     """The lesson's two training runs side by side: loss and accuracy, training and validation."""
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax_loss, ax_acc) = _subplots((12, 4.5), 1, 2)
     for history, label, color in ((with_aug, "with augmentation", "tab:blue"), (without, "without", "tab:orange")):
         epochs = np.arange(1, len(history["loss"]) + 1)
         for key, ax in (("loss", ax_loss), ("accuracy", ax_acc)):
@@ -100,13 +107,13 @@ def plot_worst_mistakes(images, probs, labels, classes, path: str | Path, count:
         raise UsageError(f"{len(images)} images, {len(probs)} rows of probabilities and {len(labels)} labels differ")
     chosen = worst_mistakes(probs, labels, count)
     if len(chosen) == 0:
-        fig, ax = plt.subplots(figsize=(6, 1.6))
+        fig, ax = _subplots((6, 1.6))
         ax.axis("off")
         ax.text(0.5, 0.5, f"no mistakes among {len(labels):,} images", ha="center", va="center", fontsize=12)
     else:
         columns = min(len(chosen), 8)
         rows = -(-len(chosen) // columns)
-        fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.6, rows * 2.0 + 0.5), squeeze=False)
+        fig, axes = _subplots((columns * 1.6, rows * 2.0 + 0.5), rows, columns, squeeze=False)
         for ax in axes.flat:
             ax.axis("off")
         for ax, i in zip(axes.flat, chosen):
@@ -128,9 +135,9 @@ def plot_worst_mistakes(images, probs, labels, classes, path: str | Path, count:
 def plot_runs(histories: dict, path, title: str = "Runs compared"):
     """Several runs' curves overlaid, one colour per run: loss, accuracy, val_loss and val_accuracy per epoch.
     ``histories`` maps a run's name to its history; ``path`` is a file name or a binary file object (PNG)."""
-    fig, axes = plt.subplots(2, 2, figsize=(12, 7.5), sharex=True)
+    fig, axes = _subplots((12, 7.5), 2, 2, sharex=True)
     keys = ("loss", "accuracy", "val_loss", "val_accuracy")
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for index, (name, history) in enumerate(histories.items()):
         color = colors[index % len(colors)]
         for key, ax in zip(keys, axes.flat):
