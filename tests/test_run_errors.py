@@ -199,6 +199,9 @@ def test_save_checkpoint_never_deletes_the_checkpoint_it_just_wrote(tmp_path):
         assert (tmp_path / "checkpoints" / f"step-{step:09d}").is_dir()
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-000000011", "step-000000013"]
     assert latest_checkpoint(tmp_path)[0][0].name == "step-000000013"
+    for step in (14, 15):  # keep=0: every earlier one stays
+        save_checkpoint(tmp_path, f"step-{step:09d}", state, {"epoch": 0}, keep=0)
+    assert [p.name[-2:] for p in list_checkpoints(tmp_path)] == ["11", "13", "14", "15"]
 
 
 def test_a_new_fit_refuses_a_folder_holding_another_runs_checkpoints(tmp_path):

@@ -189,7 +189,8 @@ CHECKPOINTS = "checkpoints"
 
 
 def save_checkpoint(run_dir: str | Path, tag: str, model_state: dict, train_state: dict, keep: int = 2) -> Path:
-    """Write a complete checkpoint ``tag`` under ``run_dir``; keep it and the newest ``keep - 1`` before it.
+    """Write a complete checkpoint ``tag`` under ``run_dir``; keep it and the newest ``keep - 1`` before it
+    (``keep=0``: every one before it).
 
     The checkpoint just written is never removed. Any numbered after it belongs to a stretch of training this
     run has left: a resume starts from the newest checkpoint that verifies, so later ones are damaged (and
