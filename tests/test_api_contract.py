@@ -230,9 +230,10 @@ def test_cnnlab_leaves_the_users_matplotlib_backend_alone(tmp_path):
     code = (
         "import matplotlib, sys; matplotlib.use('svg'); import cnnlab; "
         "from cnnlab.evaluation.plots import plot_history; from cnnlab.analysis.compute import chart; "
-        f"plot_history({{'loss': [1.0, 0.5], 'accuracy': [0.5, 0.7]}}, r'{tmp_path / 'h.png'}'); chart(r'{tmp_path / 'c.png'}'); "
+        "plot_history({'loss': [1.0, 0.5], 'accuracy': [0.5, 0.7]}, sys.argv[1]); chart(sys.argv[2]); "
         "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    pictures = [str(tmp_path / "h.png"), str(tmp_path / "c.png")]
+    done = subprocess.run([sys.executable, "-c", code, *pictures], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["svg", "False"], done.stderr
     assert (tmp_path / "h.png").read_bytes()[:4] == (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"

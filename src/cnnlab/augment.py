@@ -212,7 +212,7 @@ class Augment:
         horizontal flip, vertical flip, brightness."""
         n, c, h, w = x.shape
         brightness = params.get("brightness")
-        if all(bool((params[key] == value).all()) for key, value in IDENTITY.items()):
+        if all(bool((params[key] == value).all()) for key, value in IDENTITY.items()):  # nothing drawn moves a pixel
             out = x.clone()
         else:
             # Brightness goes through 8 bits, so a value that SciPy computes (in float64) as exactly 128 or 255

@@ -263,12 +263,12 @@ class RunDir:
         if not self.is_run():
             return  # the strict read that follows names what is wrong
         state = self.record().status()
+        if state == "finished":
+            return
         if state == "finished (dry run)":
             why = "is a dry run (two batches of one epoch): its weights have hardly trained"
-        elif state != "finished":
-            why = f"has not finished training ({state}): these are the weights it saved last"
         else:
-            return
+            why = f"has not finished training ({state}): these are the weights it saved last"
         print(f"cnnlab: note: {self.path} {why}", file=sys.stderr)
 
     # --- reading tolerantly: what a report and `cnnlab runs` show --------------------------------------

@@ -72,7 +72,8 @@ def set_aside(run_dir: Path) -> Path | None:
         n += 1
         target = run_dir.with_name(f"{run_dir.name}.old-{stamp}-{n}")
     a_run = run_dir.is_dir() and not run_dir.is_symlink()
-    with RunDir(run_dir).lock(writer=False) if a_run else nullcontext():  # never while a process writes to it
+    guard = RunDir(run_dir).lock(writer=False) if a_run else nullcontext()  # never while a process writes to it
+    with guard:
         os.rename(run_dir, target)
     return target
 

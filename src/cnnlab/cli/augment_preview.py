@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         aug = Augment.lesson()
     else:  # as training applies these flags: a knob given on its own is that knob alone, not the lesson's others
         check_augment(settings, "augmentation")
-        aug = Augment(**settings)
+        aug = Augment.lesson(**settings) if args.augment else Augment(**settings)  # lesson: its shear, unwarned
     if args.image:
         image, title = load_any_image(args.image), Path(args.image).name
     else:

@@ -131,7 +131,8 @@ def _build(listing: FolderListing, size: int, folder: Path, key: str, workers, p
     shutil.rmtree(partial, ignore_errors=True)  # a build killed part-way: started again, never read
     shutil.rmtree(folder, ignore_errors=True)  # stale; its space goes to the new one
     n = len(listing.files)
-    need, free = n * size * size * 3, shutil.disk_usage(folder.parent).free
+    need = n * size * size * 3
+    free = shutil.disk_usage(folder.parent).free
     if need > free:
         raise DataError(
             f"the image cache needs {need / 1e9:.2f} GB in {folder.parent}, which has {free / 1e9:.2f} GB free; "

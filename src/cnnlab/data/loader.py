@@ -124,7 +124,8 @@ class InMemoryLoader:
     def __init__(self, data: ArrayDataset, batch_size: int, device, *, train: bool, seed: int = 0, shard=ONE_PROCESS):
         self.images = data.images.to(device)
         self.labels = data.labels.to(device)
-        self.batch_size, self.train, self.seed, self.shard, self.device = batch_size, train, seed, shard, device
+        self.batch_size, self.train, self.seed, self.shard = batch_size, train, seed, shard
+        self.device = device
 
     def __len__(self) -> int:
         return self.shard.batches(len(self.labels), self.batch_size, self.train)

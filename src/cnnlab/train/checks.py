@@ -41,7 +41,8 @@ def check_model_options(model: torch.nn.Module, cfg: TrainConfig) -> None:
 
 def check_model_fits_source(model: torch.nn.Module, source: DataSource) -> None:
     """The model takes the data's images (two zeros through it: a size it cannot take is refused naming it) and
-    answers with logits (N, K), K at least the data's classes. Not in ``fit``: zeros would reach the caller's hooks."""
+    answers with logits (N, K), K at least the data's classes. ``fit`` checks the same at its first step
+    instead (``checked_forward``), since a forward pass on zeros would reach the caller's own hooks."""
     outputs = []
     handle = model.register_forward_hook(lambda module, args, out: outputs.append(out))
     try:

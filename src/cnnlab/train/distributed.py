@@ -19,8 +19,17 @@ OWN_FLAGS = ("--nproc", "--max-restarts")  # this launcher's flags, not passed o
 
 def launch(argv: list[str], nproc: int, max_restarts: int = 0) -> int:
     """Run ``cnnlab <argv>`` as ``nproc`` processes on this machine; the launcher's exit status."""
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
-    cmd = [*torchrun, f"--max-restarts={max_restarts}", "-m", "cnnlab", *strip_flags(argv, OWN_FLAGS)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        f"--max-restarts={max_restarts}",
+        "-m",
+        "cnnlab",
+        *strip_flags(argv, OWN_FLAGS),
+    ]
     try:
         fresh = FRESH_STORE_PER_ATTEMPT if max_restarts else {}
         status = subprocess.call(cmd, env={**fresh, **os.environ})  # a value the user exported wins
