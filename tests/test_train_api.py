@@ -157,8 +157,8 @@ def test_linear_schedule_ends_at_final_lr_and_constant_ignores_it():
 
 
 def test_early_stopping_of_a_run_directory_stops_fit(synthetic_dataset, tmp_path):
-    """--early-stopping 1: run_directory_callbacks' EarlyStopping on val_loss ends fit after one epoch without
-    improvement, and metrics.csv and the weights say so."""
+    """--early-stopping 1 (the setting: fit adds Keras' EarlyStopping on val_loss) ends fit after one epoch
+    without improvement, and the run directory's metrics.csv and weights say so."""
     train, val = _small(synthetic_dataset, 64)
 
     class RisingValLoss(Callback):  # runs before the run directory's callbacks
@@ -166,8 +166,8 @@ def test_early_stopping_of_a_run_directory_stops_fit(synthetic_dataset, tmp_path
             logs["val_loss"] = 1.0 + epoch
 
     model = create_model("lenet5")
-    cbs = [RisingValLoss(), *run_directory_callbacks(tmp_path, {"run": "t"}, early_stopping=1)]
-    cfg = TrainConfig(epochs=6, batch_size=64, progress=False, checkpoint_every=0, device="cpu")
+    cbs = [RisingValLoss(), *run_directory_callbacks(tmp_path, {"run": "t"})]
+    cfg = TrainConfig(epochs=6, batch_size=64, progress=False, checkpoint_every=0, device="cpu", early_stopping=1)
     history = fit(model, train, val, cfg, callbacks=cbs)
     assert history.epoch == [0, 1]
     with open(tmp_path / "metrics.csv") as f:
@@ -192,3 +192,37 @@ def test_a_models_own_error_at_the_first_step_keeps_its_type_and_traceback():
     with pytest.raises(RuntimeError, match="a bug in forward") as caught:
         fit(FailsInTraining(), (x, y), config=TrainConfig(epochs=1, batch_size=4, progress=False))
     assert not isinstance(caught.value, CnnlabError)
+
+
+def test_fit_takes_augment_early_stopping_and_val_split_from_its_settings(synthetic_dataset):
+    """A setting fit was given once did nothing there (only `cnnlab train` read it): a recipe's augmentation
+    (config_for(model, recipe="record")), --early-stopping, and val_split on arrays."""
+    from cnnlab.augment import Augment
+
+    train, val = _small(synthetic_dataset)
+    settings = dict(epochs=1, batch_size=32, progress=False, checkpoint_every=0, device="cpu", ema=0.0)
+    rotate = {"rotation_range": 30, "width_shift_range": 0.2}
+
+    def weights(config, augment=None):
+        model = create_model("lenet5")
+        fit(model, train, val, config, augment=augment)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    plain = weights(TrainConfig(**settings))
+    from_settings = weights(TrainConfig(**settings, augment=rotate))
+    assert torch.equal(from_settings, weights(TrainConfig(**settings), augment=Augment(**rotate)))
+    assert not torch.equal(from_settings, plain)
+    with pytest.raises(CnnlabError, match="augmentation is given twice"):
+        weights(TrainConfig(**settings, augment=rotate), augment=Augment(**rotate))
+
+    x, y = train.images.numpy(), train.labels.numpy()
+    history = fit(create_model("lenet5"), (x, y), config=TrainConfig(**settings, val_split=0.25))
+    assert "val_accuracy" in history.history
+    from cnnlab.train.loop import as_source
+
+    held = as_source((x, y), None, 0.25, seed=42)
+    assert (held.size("train"), held.size("val")) == (96, 32)  # stratified: each class loses a quarter of its images
+    per_class = torch.bincount(torch.as_tensor(y), minlength=10)
+    assert (torch.bincount(held.labels("val"), minlength=10) - per_class / 4).abs().max() <= 1
+    with pytest.raises(CnnlabError, match="val_split 0.25 holds out validation data, and validation_data"):
+        fit(create_model("lenet5"), (x, y), (x, y), TrainConfig(**settings, val_split=0.25))

@@ -10,6 +10,7 @@ computes and rank 0 alone names the run, locks it and writes.
 from __future__ import annotations
 
 import os
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,14 +122,10 @@ def train_run(
             if not resume:
                 echo(table.format())
         echo(f"run directory: {run_dir}" + (f" ({rt.world_size} processes)" if rt.distributed else ""))
-        callbacks = [*run_directory_callbacks(run_dir, info, cfg.early_stopping), *callbacks]
-        augment = None
+        callbacks = [*run_directory_callbacks(run_dir, info), *callbacks]
         if cfg.augment:
-            from .augment import Augment
-
-            augment = Augment(**cfg.augment)
             echo("augmentation: " + ", ".join(f"{k}={v}" for k, v in cfg.augment.items()))
-        history = fit(model, source, None, cfg, callbacks, run_dir=run_dir, resume=resume, runtime=rt, augment=augment)
+        history = fit(model, source, None, cfg, callbacks, run_dir=run_dir, resume=resume, runtime=rt)
         # Every process evaluates its shard of the test split; rank 0 writes the report.
         report, probs = evaluate_source(
             model, source, "test", rt, cfg.eval_batch_size, cfg.channels_last, 2 if cfg.dry_run else 0
@@ -151,7 +148,7 @@ def train_run(
             run.write_png("curves.png", lambda f: plot_history(history.history, f, title))
             write_evaluation(report, probs, source, "test", run, title + " test", model)
             run.write_text("notes.txt", "\n".join(source.notes) + "\n")
-            write_pictures(run, model, info, source, augment, cfg.seed)
+            write_pictures(run, model, info, source, cfg.augment, cfg.seed)
             if (marker := elastic_marker(cfg)) is not None:  # finished: a later restart has nothing to resume
                 marker.unlink(missing_ok=True)
     if rt.is_main:  # once the lock is let go: the page shows the state everyone else sees, finished
@@ -168,16 +165,19 @@ def train_run(
     return RunResult(run_dir, history.history, report, source.notes)
 
 
-def write_pictures(run: RunDir, model, info: dict, source: DataSource, augment, seed: int) -> None:
+def write_pictures(run: RunDir, model, info: dict, source: DataSource, augment: dict | None, seed: int) -> None:
     """The lesson's pictures: the first layer's kernels, and one training image with its augmented copies."""
     from .explain import filters_png
 
     run.write_bytes("filters.png", filters_png(model.cpu(), info))  # training is over; the picture is drawn on the CPU
-    if augment is not None:
-        from .augment import preview_grid
+    if augment:
+        from .augment import Augment, preview_grid
 
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # fit has given the settings' advice (the shear's units) already
+            transform = Augment(**augment)
         image = source.images("train", [0])[0]
-        run.write_png("augment_preview.png", lambda f: preview_grid(image, augment, 18, f, seed=seed))
+        run.write_png("augment_preview.png", lambda f: preview_grid(image, transform, 18, f, seed=seed))
 
 
 def write_comparison(run: RunDir, with_aug: dict, with_report, without: dict, without_report, echo=print) -> None:

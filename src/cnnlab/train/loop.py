@@ -18,16 +18,17 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from ..augment import Augment
 from ..checkpoint import resume_point
-from ..data.arrays import ArraySource, as_validation_dataset
-from ..data.datasets import ArrayDataset
+from ..data.arrays import ArraySource, as_array_dataset, as_validation_dataset
+from ..data.datasets import ArrayDataset, stratified_split
 from ..data.loader import Preprocess, epoch_seed
 from ..data.source import DataSource
 from ..environment import reuse_freed_memory
 from ..errors import TrainingInterrupted, UsageError, WrongType, path_argument
 from ..evaluation.metrics import predict_logits
 from ..models import create_model
-from .callbacks import Callback, CallbackList, EpochTimer, NonFiniteLoss
+from .callbacks import Callback, CallbackList, EarlyStopping, EpochTimer, NonFiniteLoss
 from .checks import check_fits_source, check_model_options, checked_forward
 from .config import TrainConfig
 from .ema import WeightAverage
@@ -56,9 +57,10 @@ def evaluate_loss_accuracy(
     return loss.item(), (logits.argmax(1) == labels).float().mean().item()
 
 
-def as_source(data, validation_data=None) -> DataSource:
+def as_source(data, validation_data=None, val_split: float = 0.0, seed: int = 0) -> DataSource:
     """What ``fit`` trains on: a data source, or Keras' forms: ``(x, y)`` / an ``ArrayDataset`` with
-    ``validation_data`` the same way."""
+    ``validation_data`` the same way. ``val_split`` holds out that fraction of arrays, stratified with ``seed``,
+    as ``--val-split`` does for a dataset (Keras' ``validation_split`` takes the last rows instead)."""
     if isinstance(data, DataSource):
         if validation_data is not None:
             raise UsageError("a data source brings its own validation split; do not pass validation_data too")
@@ -71,10 +73,19 @@ def as_source(data, validation_data=None) -> DataSource:
         if isinstance(given, tuple) and len(given) != 2:
             raise UsageError(f"fit(): {name} as arrays is (x, y), images and labels; got a tuple of {len(given)}")
     if isinstance(data, tuple):
-        return ArraySource.from_arrays(*data, validation_data=validation_data)
-    if isinstance(data, ArrayDataset):
-        return ArraySource(data, as_validation_dataset(validation_data, data.classes))
-    raise WrongType(f"fit() takes a DataSource, an ArrayDataset or (x, y), got {type(data).__name__}")
+        train = as_array_dataset(*data)
+    elif isinstance(data, ArrayDataset):
+        train = data
+    else:
+        raise WrongType(f"fit() takes a DataSource, an ArrayDataset or (x, y), got {type(data).__name__}")
+    if not val_split:
+        return ArraySource(train, as_validation_dataset(validation_data, train.classes))
+    if validation_data is not None:
+        raise UsageError(
+            f"fit(): config.val_split {val_split:g} holds out validation data, and validation_data is given too"
+        )
+    keep, held = stratified_split(train.labels, val_split, seed, train.classes, f"val_split {val_split:g}")
+    return ArraySource(train.subset(keep), train.subset(held))
 
 
 class _NonFiniteWatch:
@@ -248,7 +259,9 @@ def fit(
 
     ``run_dir`` receives resumable checkpoints; with ``resume=True`` training continues from the newest
     complete one there, and ends with the same weights as a run that was never stopped.
-    ``augment`` is a batch transform ``f(x, generator=g)`` applied to training batches (see cnnlab.augment).
+    ``augment`` is a batch transform ``f(x, generator=g)`` applied to training batches (see cnnlab.augment);
+    ``config.augment`` (a recipe's, say) builds one. ``config.early_stopping`` adds Keras' ``EarlyStopping`` on
+    val_loss, and ``config.val_split`` holds out part of arrays given without ``validation_data``.
     Without ``config`` a model made by ``create_model`` trains with its recipe, as ``cnnlab train NAME`` does
     (``config_for(model, epochs=2)`` changes one setting of it).
 
@@ -261,8 +274,14 @@ def fit(
     cfg = config or config_for(model)
     cfg.validate()
     rt = runtime or Runtime(cfg.device, cfg.precision, cfg.threads, cfg.timeout)
-    source = as_source(data, validation_data)
+    source = as_source(data, validation_data, cfg.val_split, cfg.seed)
     check_fits_source(cfg, source, rt)
+    if cfg.augment:
+        if augment is not None:
+            raise UsageError("fit(): augmentation is given twice, as augment= and as config.augment; give one")
+        augment = Augment(**cfg.augment)
+    if cfg.early_stopping:
+        callbacks.append(EarlyStopping(monitor="val_loss", patience=cfg.early_stopping, verbose=1))
     check_model_options(model, cfg)
     # Rank 0 reads the checkpoint (saying what it skipped) and hands it to the others: the run directory needs
     # to be on its machine only; DistributedDataParallel then starts every process from rank 0's weights.

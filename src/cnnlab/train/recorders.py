@@ -17,7 +17,7 @@ import numpy as np
 
 from ..checkpoint import save_weights
 from ..errors import UsageError
-from .callbacks import Callback, EarlyStopping, _checked_mode, _improvement_op, _numeric
+from .callbacks import Callback, _checked_mode, _improvement_op, _numeric
 
 
 class ModelCheckpoint(Callback):
@@ -255,12 +255,12 @@ def tensorboard_available() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
-def run_directory_callbacks(run_dir, metadata: dict, early_stopping: int = 0) -> list[Callback]:
+def run_directory_callbacks(run_dir, metadata: dict) -> list[Callback]:
     """The callbacks behind a run directory: ``metrics.csv``, ``weights/last.safetensors`` (every epoch),
     ``weights/best.safetensors`` (the best ``val_accuracy``: a run directory keeps the most accurate
-    weights, while the public ``ModelCheckpoint`` defaults to Keras' ``val_loss``), ``EarlyStopping`` on
-    ``val_loss`` with ``--early-stopping PATIENCE``, and TensorBoard logs in ``logs/`` (Keras' examples'
-    folder name) when the tensorboard package is installed."""
+    weights, while the public ``ModelCheckpoint`` defaults to Keras' ``val_loss``), and TensorBoard logs in
+    ``logs/`` (Keras' examples' folder name) when the tensorboard package is installed. (``--early-stopping``
+    is fit's, from the settings.)"""
     run_dir = Path(run_dir)
     weights = str(run_dir / "weights").replace("{", "{{").replace("}", "}}")  # a path, not a format
     callbacks: list[Callback] = [
@@ -268,8 +268,6 @@ def run_directory_callbacks(run_dir, metadata: dict, early_stopping: int = 0) ->
         ModelCheckpoint(weights + "/last.safetensors", metadata=metadata),
         ModelCheckpoint(weights + "/best.safetensors", monitor="val_accuracy", save_best_only=True, metadata=metadata),
     ]
-    if early_stopping:
-        callbacks.append(EarlyStopping(monitor="val_loss", patience=early_stopping, verbose=1))
     if tensorboard_available():
         callbacks.append(TensorBoard(run_dir / "logs"))
     return callbacks
