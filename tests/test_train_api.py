@@ -226,3 +226,15 @@ def test_fit_takes_augment_early_stopping_and_val_split_from_its_settings(synthe
     assert (torch.bincount(held.labels("val"), minlength=10) - per_class / 4).abs().max() <= 1
     with pytest.raises(CnnlabError, match="val_split 0.25 holds out validation data, and validation_data"):
         fit(create_model("lenet5"), (x, y), (x, y), TrainConfig(**settings, val_split=0.25))
+
+
+def test_fit_refuses_keras_standardize_options_that_would_change_training_images_only(synthetic_dataset):
+    """ImageDataGenerator(rescale=1./255) is the Keras habit; here the input normalisation is the model's own
+    (evaluate and predict use it too), so rescale on top of it trained on other pixels than it was tested on."""
+    from cnnlab.augment import Augment
+
+    train, val = _small(synthetic_dataset)
+    cfg = TrainConfig(epochs=1, batch_size=32, progress=False, checkpoint_every=0, device="cpu")
+    for options in ({"rescale": 1 / 255}, {"samplewise_center": True, "rotation_range": 10}):
+        with pytest.raises(CnnlabError, match=f"augment's {next(iter(options))} would change the training images"):
+            fit(create_model("lenet5"), train, val, cfg, augment=Augment(**options))

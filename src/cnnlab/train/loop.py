@@ -30,7 +30,7 @@ from ..evaluation.metrics import predict_logits
 from ..models import create_model
 from .callbacks import Callback, CallbackList, EarlyStopping, EpochTimer, NonFiniteLoss
 from .checks import check_fits_source, check_model_options, checked_forward
-from .config import TrainConfig
+from .config import NOT_IN_TRAINING, STANDARDIZE_WHY, TrainConfig
 from .ema import WeightAverage
 from .optim import add_l2_gradient, l2_gradient_groups, lr_at, make_optimizer
 from .recipes import config_for
@@ -280,6 +280,10 @@ def fit(
         if augment is not None:
             raise UsageError("fit(): augmentation is given twice, as augment= and as config.augment; give one")
         augment = Augment(**cfg.augment)
+    if isinstance(augment, Augment) and (standardizing := [k for k in NOT_IN_TRAINING if getattr(augment.config, k)]):
+        raise UsageError(
+            f"fit(): augment's {', '.join(standardizing)} would change the training images only; {STANDARDIZE_WHY}"
+        )
     if cfg.early_stopping:
         callbacks.append(EarlyStopping(monitor="val_loss", patience=cfg.early_stopping, verbose=1))
     check_model_options(model, cfg)
