@@ -199,6 +199,27 @@ def test_evaluate_takes_arrays_as_the_readme_says(tiny, run_dir):
     assert from_arrays.accuracy == from_dataset.accuracy == from_source.accuracy
     assert from_arrays.n == len(tiny[1])
 
+    # Labels that reach only some of the model's classes: every answer stays in the matrix and the report,
+    # the wrong ones included (they were dropped when the classes came from the largest label alone).
+    x, y = tiny
+    few = (y <= 1) | (y == 8)
+    x, y = x[few], np.where(y[few] == 8, 1, y[few])  # the 8s labelled 1: answers (8) the labels never reach
+    report = cnnlab.evaluate(model, (x, y))
+    predicted = answers_of(model, x)
+    assert (predicted > 1).any()  # else this case shows nothing
+    assert report.confusion.sum() == len(y) and len(report.classes) == 10
+    assert report.accuracy == (predicted == y).mean() and report.confusion.trace() == (predicted == y).sum()
+    assert report.top5 is not None and "accuracy" in report.report_text
+
+
+def answers_of(model, x) -> np.ndarray:
+    """The model's answers, computed here without cnnlab's evaluation: uint8 pixels, its input_norm."""
+    norm = model.cnnlab_input_norm
+    images = torch.tensor(x, dtype=torch.float32).unsqueeze(1) / 255
+    images = (images - torch.tensor(norm.mean).view(1, -1, 1, 1)) / torch.tensor(norm.std).view(1, -1, 1, 1)
+    with torch.no_grad():
+        return model.cpu().eval()(images).argmax(1).numpy()
+
 
 def test_fit_repeats_exactly_from_its_seed():
     """Two calls of the README's lines with the same seed end in the same weights and history."""

@@ -108,14 +108,17 @@ def make_report(logits: torch.Tensor, labels: torch.Tensor, classes, digits: int
 
     y_true = labels.numpy()
     y_pred = logits.argmax(1).numpy()
-    label_ids = list(range(len(classes)))
     names = [str(c) for c in classes]
+    # Arrays name their classes after the largest label; the model may answer classes the labels never reach
+    # (a 10-class model on images of 0s and 1s), and those answers must stay in the matrix and the report.
+    names += [str(i) for i in range(len(names), logits.shape[1])]
+    label_ids = list(range(len(names)))
     common = {"labels": label_ids, "target_names": names, "zero_division": 0}
     text = classification_report(y_true, y_pred, digits=digits, **common)
     table = classification_report(y_true, y_pred, output_dict=True, **common)
     return Report(
         accuracy=float((y_true == y_pred).mean()),
-        top5=topk_accuracy(logits, labels, 5) if len(classes) > 5 else None,
+        top5=topk_accuracy(logits, labels, 5) if len(names) > 5 else None,
         report_text=text,
         report=table,
         confusion=confusion_matrix(y_true, y_pred, labels=label_ids),
