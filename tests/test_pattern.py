@@ -1,3 +1,6 @@
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -130,3 +133,48 @@ def test_every_layer_the_parser_accepts_builds_the_module_it_names(kind):
     assert set(BUILT_AS) == LAYERS
     assert any(isinstance(m, BUILT_AS[kind]) for m in list(net)[1:-1])  # between conv1 and the classifier
     assert net.eval()(torch.zeros(2, 1, 8, 8)).shape == (2, 3)
+
+
+def test_a_softmax_at_the_end_is_refused_since_the_loss_applies_it():
+    """Keras patterns end in softmax; here the network answers logits (the loss and predict apply the softmax),
+    so a last SOFTMAX trained through two (a 3-epoch run: loss 1.84 and 64% against 0.79 and 75% without)."""
+    with pytest.raises(PatternError, match="no SOFTMAX at the end: cnnlab's networks answer logits") as caught:
+        from_pattern("INPUT => CONV(4) => RELU => POOL => FC => SOFTMAX", (1, 8, 8), 3)
+    assert caught.value.pos == len("INPUT => CONV(4) => RELU => POOL => FC => ")
+    from_pattern("INPUT => CONV(4) => RELU => POOL => FC => SOFTMAX?", (1, 8, 8), 3, optional=False)  # left out
+
+
+def test_an_option_or_count_the_pattern_does_not_use_is_refused_with_the_close_name():
+    with pytest.raises(UsageError, match=r"filter=64 is neither an option nor a repeat count .*did you mean filters"):
+        from_pattern(LESSON, (1, 28, 28), 10, N=2, M=2, K=1, filter=64)
+    with pytest.raises(UsageError, match=r"kernel=5 .*did you mean kernel_size.*counts: K, M, N"):
+        from_pattern(LESSON, (1, 28, 28), 10, N=2, M=2, K=1, kernel=5)
+    with pytest.raises(UsageError, match=r"N=2 is neither .*counts: none"):
+        from_pattern("CONV(4) => FC", (1, 8, 8), 3, N=2)
+    # the registry's pattern passes its N, M, K only where the text counts with them
+    assert create_model("pattern", text="CONV(4) => RELU => POOL => FC", num_classes=3, img_size=16) is not None
+
+
+def test_conv_padding_takes_same_valid_or_pixels():
+    with pytest.raises(PatternError, match="padding same, valid or a number of pixels .not 'full'"):
+        from_pattern("CONV(4, padding=full) => FC", (1, 8, 8), 3)
+    assert list(from_pattern("CONV(4, 3, padding=valid) => FC", (1, 8, 8), 3))[-1].in_features == 4 * 6 * 6
+
+
+KERAS_CONV = json.loads((Path(__file__).parent / "fixtures" / "keras_conv_same.json").read_text())
+
+
+@pytest.mark.parametrize("case", KERAS_CONV["cases"], ids=lambda c: f"{c['side']}x{c['side']}, kernel {c['kernel']}")
+def test_conv_padding_same_is_keras_same_for_even_kernels_too(case):
+    """Real Keras' Conv2D(padding="same") (scripts/make_keras_conv_fixtures.py): the output keeps the input's
+    size, and an even kernel gets its extra row and column of padding after the image (it once grew the map)."""
+    net = from_pattern(f"CONV(3, {case['kernel']}) => FC", (2, case["side"], case["side"]), 2)
+    conv = net.conv1
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor(case["weights"]).permute(3, 2, 0, 1))  # Keras (H, W, in, out) -> (out, in, H, W)
+        conv.bias.zero_()
+        ours = conv(torch.tensor(case["x"]).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    keras = torch.tensor(case["y"])
+    assert ours.shape == keras.shape
+    torch.testing.assert_close(ours, keras, rtol=1e-5, atol=1e-5)
+    assert net[-1].in_features == 3 * case["side"] ** 2  # the builder follows the same size

@@ -25,6 +25,8 @@ Whatever a layer's arguments leave open comes from the options, per stage (a sta
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -223,6 +225,7 @@ class _Builder:
         self.flat: int | None = None  # the width once the volume is flattened
         self.stage = self.fc_index = self.drop_index = 0
         self.layers: list[tuple[str, nn.Module]] = []
+        self.softmax_at: Layer | None = None  # the last SOFTMAX built, for check_ending's message
 
     def fail(self, layer: Layer, message: str):
         raise PatternError(self.text, layer.pos, message)
@@ -261,14 +264,18 @@ class _Builder:
         groups = int(kw.pop("groups", 1))
         if kw:
             self.fail(layer, f"CONV options filters, kernel, stride, padding, groups (not {', '.join(kw)})")
-        p = (k // 2 if pad == "same" else 0) if isinstance(pad, str) else int(pad)
+        if isinstance(pad, str) and pad not in ("same", "valid"):
+            self.fail(layer, f"padding same, valid or a number of pixels (not {pad!r})")
         if pad == "same" and s != 1:
             self.fail(layer, "padding=same with stride 1 (use an explicit padding with strides)")
         if self.c % groups or out % groups:
             self.fail(layer, f"channels divisible by groups={groups}")
+        # PyTorch's "same" pads an even kernel as Keras does: the extra row and column after the image.
+        p = {"same": "same", "valid": 0}.get(pad, pad) if isinstance(pad, str) else int(pad)
         conv = nn.Conv2d(self.c, out, k, stride=s, padding=p, groups=groups)
         self.c = out
-        self.shrink(layer, "CONV", k, s, p)
+        if p != "same":
+            self.shrink(layer, "CONV", k, s, p)
         self.layers.append(("conv", conv))
 
     def pool(self, layer: Layer, a: list, kw: dict) -> None:
@@ -323,6 +330,14 @@ class _Builder:
 
     def softmax(self, layer: Layer, a: list, kw: dict) -> None:
         self.layers.append(("softmax", nn.Softmax(dim=1)))
+        self.softmax_at = layer
+
+    def check_ending(self) -> None:
+        """A network's answer is its logits: the loss (cross-entropy) and predict apply the softmax, so a last
+        SOFTMAX (Keras' habit, where the loss expects probabilities) would be applied twice."""
+        if self.layers and self.layers[-1][0] == "softmax":
+            self.fail(self.softmax_at, "no SOFTMAX at the end: cnnlab's networks answer logits, which the loss and "
+                      "predict turn into probabilities (Keras' from_logits=True); leave it out")  # fmt: skip
 
     def network(self) -> PatternNet:
         """conv1, act1, pool1, ..., fc3: names a reader can match to the text."""
@@ -373,6 +388,15 @@ def from_pattern(
     act_name = activation.upper().replace("_", "")
     if act_name not in ACTIVATIONS:
         raise UsageError(f"activation must be one of {', '.join(k.lower() for k in ACTIVATIONS)}, got {activation!r}")
+    unused = sorted(set(variables) - count_names(tree))
+    if unused:
+        options = [name for name, p in inspect.signature(from_pattern).parameters.items() if p.kind == p.KEYWORD_ONLY]
+        close = difflib.get_close_matches(unused[0], [*options, *count_names(tree)], n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UsageError(
+            f"from_pattern(): {unused[0]}={variables[unused[0]]!r} is neither an option nor a repeat count of this "
+            f"pattern{hint}; options: {', '.join(options)}; counts: {', '.join(sorted(count_names(tree))) or 'none'}"
+        )
     builder = _Builder(
         text, input_shape, _count_fc(tree, variables), num_classes=num_classes, filters=filters,
         filter_growth=filter_growth, kernel_size=kernel_size, stride=stride, padding=padding, pool=pool,
@@ -381,7 +405,17 @@ def from_pattern(
     )  # fmt: skip
     for item in tree:
         builder.build(item)
+    builder.check_ending()
     return builder.network()
+
+
+def count_names(tree) -> set[str]:
+    """The variables a pattern's repeat counts name (N, M, K in the lesson's)."""
+    names = set()
+    for item in tree:
+        if isinstance(item, Group):
+            names |= count_names(item.items) | ({item.count} if isinstance(item.count, str) else set())
+    return names
 
 
 def _count_fc(tree, variables) -> int:
@@ -438,8 +472,9 @@ def pattern(
     optional: bool = True,
 ) -> nn.Module:
     """A network from the lesson's pattern notation (default: the lesson's generic pattern, N=2, M=2, K=1)."""
+    counts = {name: value for name, value in dict(N=N, M=M, K=K).items() if name in count_names(parse_pattern(text))}
     return from_pattern(
         text, (in_chans, img_size, img_size), num_classes, filters=filters, filter_growth=filter_growth,
         kernel_size=kernel_size, stride=stride, padding=padding, pool=pool, pool_size=pool_size,
-        pool_stride=pool_stride, fc=fc, dropout=dropout, activation=activation, optional=optional, N=N, M=M, K=K,
+        pool_stride=pool_stride, fc=fc, dropout=dropout, activation=activation, optional=optional, **counts,
     )  # fmt: skip
