@@ -222,3 +222,17 @@ def test_the_preview_draws_what_training_would_apply_with_the_same_flags(tmp_pat
     assert seen[1] == Augment.lesson(zoom_range=0.1).config
     assert seen[2] == Augment(horizontal_flip=True).config
     assert seen[3] == Augment.lesson().config
+
+
+def test_keras_channels_last_arrays_are_refused_saying_how_to_turn_them():
+    """ImageDataGenerator.fit(x_train) takes (N, H, W, C) numpy arrays; here a (N, 28, 28, 1) tensor was taken
+    as 28 channels (statistics of shape (28, 1, 1), batches of (N, 28, 28, 28)) and numpy gave an AttributeError."""
+    from cnnlab.errors import CnnlabError
+
+    keras_layout = np.zeros((4, 28, 28, 1), np.float32)
+    for call in (Augment(featurewise_center=True).fit, Augment(rotation_range=10)):
+        with pytest.raises(CnnlabError, match=r"permute\(0, 3, 1, 2\) turns Keras' \(N, H, W, C\)"):
+            call(keras_layout)
+        with pytest.raises(CnnlabError, match=r"must be \(N, C, H, W\), got shape \(4, 28, 28, 1\)"):
+            call(torch.from_numpy(keras_layout))
+    assert Augment(featurewise_center=True).fit(torch.zeros(4, 1, 28, 28)).mean.shape == (1, 1, 1)

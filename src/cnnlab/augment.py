@@ -132,7 +132,7 @@ class Augment:
 
     # --- statistics for the feature-wise options (Keras' ImageDataGenerator.fit) -----------------------
     def fit(self, x: torch.Tensor) -> Augment:
-        x = x.float()
+        x = _images(x, "Augment.fit(): x").float()
         if self.config.rescale:
             x = x * self.config.rescale
         self.mean = x.mean(dim=(0, 2, 3), keepdim=True)[0]
@@ -256,8 +256,7 @@ class Augment:
     ) -> torch.Tensor:
         """A random transform per image of x. With ``draw`` and ``rows``, parameters are drawn for ``draw``
         images (a global batch across processes) and x's images take rows ``rows`` of them."""
-        expect_type(x, torch.Tensor, "x", "a batch of images, a tensor (N, C, H, W)")
-        x = x.float()
+        x = _images(x, "x").float()
         n, _, h, w = x.shape
         params = self.random_params(draw or n, h, w, generator, x.device)  # x is float32 here: so are they
         if rows is not None:
@@ -266,6 +265,16 @@ class Augment:
 
     def to_dict(self) -> dict:
         return asdict(self.config)
+
+
+def _images(x, name: str) -> torch.Tensor:
+    """A batch of images (N, C, H, W) as a tensor; Keras' channels-last arrays are refused saying how to turn them
+    (taken as they are, their statistics and transforms would run over the wrong axes without an error)."""
+    turn = "torch.as_tensor(x).permute(0, 3, 1, 2) turns Keras' (N, H, W, C)"
+    expect_type(x, torch.Tensor, name, f"a batch of images, a tensor (N, C, H, W); {turn}")
+    if x.ndim != 4 or (x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3)):
+        raise UsageError(f"{name}: images must be (N, C, H, W), got shape {tuple(x.shape)}; {turn}")
+    return x
 
 
 def affine_sample(x: torch.Tensor, matrices: torch.Tensor, fill_mode: str, cval: float = 0.0) -> torch.Tensor:
