@@ -34,6 +34,7 @@ def test_data_dir_comes_before_environment(no_env, monkeypatch, synthetic_mnist_
 
 
 def test_missing_dataset_error_lists_every_place(no_env, tmp_path):
+    (tmp_path / "nowhere").mkdir()  # empty: the search goes on to the other places
     with pytest.raises(DatasetNotFoundError) as info:
         load_idx_dataset("mnist", "train", tmp_path / "nowhere")
     message = str(info.value)
@@ -79,6 +80,7 @@ def local_mirror(tmp_path, monkeypatch):
 
 
 def test_download_falls_through_dead_mirror_and_verifies(local_mirror, tmp_path):
+    (tmp_path / "empty").mkdir()  # an empty --data-dir: the search goes on, as the README says
     train = load_idx_dataset("mnist", "train", tmp_path / "empty")
     assert len(train) == 20
     cached = sorted(p.name for p in (tmp_path / "cache" / "cnnlab" / "mnist").iterdir())
@@ -90,6 +92,7 @@ def test_download_with_wrong_checksum_is_refused_and_nothing_kept(local_mirror, 
     bad = dict(md5, **{"train-images-idx3-ubyte": "0" * 32})
     spec = ds.DATASETS["mnist"]
     monkeypatch.setitem(ds.DATASETS, "mnist", ds.IdxDatasetSpec("mnist", spec.classes, bad, spec.mirrors))
+    (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetNotFoundError, match="checksum mismatch"):
         load_idx_dataset("mnist", "train", tmp_path / "empty")
     assert not (tmp_path / "cache" / "cnnlab" / "mnist" / "train-images-idx3-ubyte.gz").exists()
@@ -116,3 +119,11 @@ def test_mnist_sample_fallback_is_real_and_stratified():
     assert len(train) == 4000 and len(test) == 1000
     assert np.bincount(test.labels.numpy()).tolist() == [100] * 10
     assert train.images.float().mean() > 20  # real strokes, not zeros
+
+
+def test_a_data_dir_that_does_not_exist_is_refused_not_passed_over(real_data_dir, tmp_path, monkeypatch):
+    """A mistyped --data-dir once fell through to $CNNLAB_DATA and trained on whatever was there, and a run
+    evaluated from another folder read its relative data_dir against the wrong place, without a word."""
+    monkeypatch.setenv("CNNLAB_DATA", str(real_data_dir))
+    with pytest.raises(DatasetNotFoundError, match=r"^--data-dir .*nowhere: no such folder$"):
+        load_idx_dataset("mnist", "test", tmp_path / "nowhere")

@@ -353,6 +353,19 @@ def test_evaluate_never_falls_back_to_the_sample_silently(finished_run, tmp_path
     assert code == 2 and "empty" in err and out == "", err
 
 
+def test_evaluate_refuses_a_data_dir_of_the_run_that_is_not_a_folder_from_here(finished_run, tmp_path, run_main):
+    """A run trained with a relative --data-dir, evaluated from another folder, once read full MNIST from
+    $CNNLAB_DATA in its place and reported it as the run's test set."""
+    run = copy_run(finished_run, tmp_path)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "data_dir": "small"}))  # relative, not here
+    code, out, err = run_main("evaluate", run)
+    assert code == 2 and out == ""
+    assert f"{run / 'config.json'}: the run's data_dir 'small' is not a folder from here; give --data-dir" in err
+    code, out, err = run_main("train", "lenet5", "--dry-run", "--data-dir", tmp_path / "smal", "--out-dir", tmp_path)
+    assert code == 2 and f"--data-dir {tmp_path / 'smal'}: no such folder" in err
+
+
 def test_version_is_the_installed_distributions(run_main):
     from importlib.metadata import version
 

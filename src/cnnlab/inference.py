@@ -180,6 +180,11 @@ def evaluate_run(
     else:
         if data_dir:
             cfg.data_dir = data_dir
+        elif cfg.data_dir and not Path(cfg.data_dir).is_dir():  # a relative path reads from where cnnlab runs
+            raise RunError(
+                f"{run.path / 'config.json'}: the run's data_dir {cfg.data_dir!r} is not a folder from here; "
+                "give --data-dir DIR"
+            )
         if cache_dir:
             cfg.cache_dir = cache_dir
         source = open_source(cfg, allow_sample=allow_sample, echo=echo)
