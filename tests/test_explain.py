@@ -311,6 +311,10 @@ def test_the_commands_write_their_pictures(lenet_run, digits, tmp_path, capsys):
         (["explain", "{run}", "{tmp}/missing.png", "-o", "out.jpg"], "-o out.jpg: give a FILE.png or a FOLDER"),
         (["explain", "{run}", "{tmp}/missing.png", "--method", "lime"], "unknown method 'lime'"),
         (["filters", "{tmp}/no-weights"], "no-weights/weights/last.safetensors: no weights yet"),
+        # the run's own pictures are not overwritten (they once were, without a word)
+        (["filters", "{run}", "-o", "{run}/curves.png"], "curves.png: is a file of the run"),
+        (["activations", "{run}", "{tmp}/missing.png", "-o", "{run}/mistakes.png"], "is a file of the run"),
+        (["explain", "{run}", "{tmp}/missing.png", "-o", "{run}/confusion_matrix.png"], "is a file of the run"),
     ],
 )
 def test_bad_input_ends_in_one_line(lenet_run, tmp_path, capsys, argv, message):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..rundir import WEIGHTS
+from ..checkpoint import atomic_write_bytes
+from ..rundir import WEIGHTS, RunDir
 from ._types import png_path, positive_int, refuse_output_over_input
 
 NAME = "activations"
@@ -24,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     from ..inference import load_run
 
     refuse_output_over_input(args.output, [args.image])
+    RunDir(args.run_dir).check_output(args.output)  # not over the run's own files
     model, info = load_run(args.run_dir, args.weights)
-    args.output.write_bytes(activations_png(model, info, args.image, args.max_channels))
+    atomic_write_bytes(args.output, activations_png(model, info, args.image, args.max_channels))
     print(f"wrote {args.output}")
     return 0

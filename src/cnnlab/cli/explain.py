@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..checkpoint import atomic_write_bytes
 from ..errors import UsageError
-from ..rundir import WEIGHTS
+from ..rundir import WEIGHTS, RunDir
 from ._types import refuse_output_over_input
 
 NAME = "explain"
@@ -48,22 +49,27 @@ def run(args: argparse.Namespace) -> int:
     if args.layer and "gradcam" not in chosen:
         raise UsageError(f"--layer picks Grad-CAM's layer; --method {','.join(chosen)} does not use it")
     refuse_output_over_input(output, args.images)
+    run = RunDir(args.run_dir)
     if to_folder:  # one picture per image, named by its stem: two images of one stem would share a file
         stems: dict[str, str] = {}
         for path in args.images:
             if stems.setdefault(Path(path).stem, path) != path:
                 name = output / f"{Path(path).stem}-explain.png"
                 raise UsageError(f"{stems[Path(path).stem]} and {path} would both be written to {name}")
+            if output.is_dir():  # a folder made now holds nothing of the run's
+                run.check_output(output / f"{Path(path).stem}-explain.png")
+    else:
+        run.check_output(output)  # not over the run's own files
     model, info = load_run(args.run_dir, args.weights)
     explanations = explain_files(model, info, args.images, chosen, args.target, args.layer)
     names = [Path(p).name for p in args.images]
     if not to_folder:
-        output.write_bytes(png_bytes(plot_explanations(explanations, info["classes"], names=names)))
+        atomic_write_bytes(output, png_bytes(plot_explanations(explanations, info["classes"], names=names)))
         print(f"wrote {output}")
         return 0
     output.mkdir(parents=True, exist_ok=True)
     for path, explanation, name in zip(args.images, explanations, names):
         picture = output / f"{Path(path).stem}-explain.png"
-        picture.write_bytes(png_bytes(plot_explanations([explanation], info["classes"], names=[name])))
+        atomic_write_bytes(picture, png_bytes(plot_explanations([explanation], info["classes"], names=[name])))
         print(f"wrote {picture}")
     return 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..rundir import WEIGHTS
+from ..checkpoint import atomic_write_bytes
+from ..rundir import WEIGHTS, RunDir
 from ._types import png_path
 
 NAME = "filters"
@@ -27,8 +28,9 @@ def run(args: argparse.Namespace) -> int:
     from ..explain import filters_png
     from ..inference import load_run
 
+    RunDir(args.run_dir).check_output(args.output)  # not over the run's own files (its filters.png, say)
     model, info = load_run(args.run_dir, args.weights)
     title = f"{info['model']}: {Path(args.run_dir).name}"
-    args.output.write_bytes(filters_png(model, info, args.layer, title))
+    atomic_write_bytes(args.output, filters_png(model, info, args.layer, title))
     print(f"wrote {args.output}")
     return 0
