@@ -139,3 +139,28 @@ def test_damaged_newest_checkpoint_falls_back_to_previous(tmp_path):
     found, skipped = latest_checkpoint(tmp_path)
     assert found[0] == folders[0]
     assert len(skipped) == 1 and folders[-1].name in skipped[0] and "checksum mismatch" in skipped[0]
+
+
+def test_a_signal_during_the_last_epochs_validation_stops_the_run_and_resumes_to_its_end(tmp_path):
+    """SIGTERM that arrived after the last step (validation, callbacks) was noted and forgotten: the run went on
+    to its test report and exited 0. It now ends there with 143 and a checkpoint, and a resume finishes."""
+    import os
+    import signal
+
+    from cnnlab import Callback
+    from cnnlab.errors import TrainingInterrupted
+
+    train, val = _data()
+    cfg = TrainConfig(epochs=2, batch_size=64, progress=False)
+
+    class TermAtTheEnd(Callback):  # a scheduler's SIGTERM while the last epoch validates
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(TrainingInterrupted, match="interrupted by SIGTERM after epoch 2") as caught:
+        fit(create_model("lenet5"), train, val, cfg, callbacks=[TermAtTheEnd()], run_dir=tmp_path)
+    assert caught.value.exit_code == 143 and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    resumed = create_model("lenet5")
+    history = fit(resumed, train, val, cfg, run_dir=tmp_path, resume=True)
+    assert len(history["val_accuracy"]) == 2  # nothing left to train: the history comes from the checkpoint

@@ -163,6 +163,16 @@ def stop_on_signals(enabled: bool):
             signal.signal(sig, handler)
 
 
+def interrupted(received: list[int], where: str, run_dir) -> TrainingInterrupted:
+    """The error that ends a run stopped by a signal (another process's, when only it got one), once its
+    checkpoint is written."""
+    name = signal.Signals(received[0]).name if received else "a signal"
+    return TrainingInterrupted(
+        f"interrupted by {name} {where}; checkpoint written. Resume with: cnnlab train --resume {run_dir}",
+        received[0] if received else signal.SIGTERM,
+    )
+
+
 @contextmanager
 def deterministic_algorithms(enabled: bool):
     """CPU runs repeat exactly anyway; on a GPU that needs deterministic kernels (slower), only inside the block."""
@@ -313,6 +323,9 @@ def fit(
             if state.stop_training:  # a callback stopped it (before a resume too: the checkpoint says so)
                 break
             end_epoch(plan, state, train_epoch(plan, state, epoch, received))
+            if rt.reduce(torch.tensor([float(bool(received))], device=rt.device)).item():
+                state.save(run_dir)  # a signal in validation or the callbacks: stop at the epoch's end
+                raise interrupted(received, f"after epoch {state.epoch}", run_dir)
     state.model.cnnlab_initialised = True  # a later fit continues from these weights
     if state.ema is not None:  # as Keras does at the end of fit: the model keeps the average
         state.ema.copy_to_model()
@@ -356,11 +369,7 @@ def train_epoch(plan: _Plan, state: TrainState, epoch: int, received: list[int])
         if stopping:
             bar.close()
             state.save(plan.run_dir, sums)
-            raise TrainingInterrupted(
-                f"interrupted by {signal.Signals(received[0]).name if received else 'a signal'} at epoch "
-                f"{epoch + 1}, step {done}; checkpoint written. Resume with: cnnlab train --resume {plan.run_dir}",
-                received[0] if received else signal.SIGTERM,
-            )
+            raise interrupted(received, f"at epoch {epoch + 1}, step {done}", plan.run_dir)
         if cfg.checkpoint_steps and done % cfg.checkpoint_steps == 0 and done < spe:
             state.save(plan.run_dir, sums)
         if state.stop_training:  # Keras stops after the batch, then validates and ends the epoch
