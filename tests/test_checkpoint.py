@@ -139,6 +139,12 @@ def test_damaged_newest_checkpoint_falls_back_to_previous(tmp_path):
     found, skipped = latest_checkpoint(tmp_path)
     assert found[0] == folders[0]
     assert len(skipped) == 1 and folders[-1].name in skipped[0] and "checksum mismatch" in skipped[0]
+    # a manifest that is JSON but not a manifest is damage too (a list gave an AttributeError, {"files": {}}
+    # a KeyError from state.json, and the good checkpoint before it was never tried)
+    for manifest in ("[]", '{"files": {}}', '{"files": []}'):
+        (folders[-1] / "MANIFEST.json").write_text(manifest)
+        found, skipped = latest_checkpoint(tmp_path)
+        assert found[0] == folders[0] and "MANIFEST.json: does not list model.safetensors" in skipped[0]
 
 
 def test_a_signal_during_the_last_epochs_validation_stops_the_run_and_resumes_to_its_end(tmp_path):

@@ -186,6 +186,7 @@ def unflatten_state(skeleton, tensors: dict[str, torch.Tensor]):
 # then the folder is renamed into place: a folder without a valid manifest is never taken.
 
 CHECKPOINTS = "checkpoints"
+CHECKPOINT_FILES = ("model.safetensors", "state.safetensors", "state.json")  # each listed in MANIFEST.json
 
 
 def save_checkpoint(run_dir: str | Path, tag: str, model_state: dict, train_state: dict, keep: int = 2) -> Path:
@@ -211,8 +212,9 @@ def save_checkpoint(run_dir: str | Path, tag: str, model_state: dict, train_stat
         atomic_write_bytes(tmp / "state.safetensors", st_save(tensors))
         atomic_write_json(tmp / "state.json", {"format_version": FORMAT_VERSION, "state": skeleton})
         _checkpoint_hook("before-manifest", tmp)
-        files = ["model.safetensors", "state.safetensors", "state.json"]
-        atomic_write_json(tmp / "MANIFEST.json", {"tag": tag, "files": {f: sha256_file(tmp / f) for f in files}})
+        atomic_write_json(
+            tmp / "MANIFEST.json", {"tag": tag, "files": {f: sha256_file(tmp / f) for f in CHECKPOINT_FILES}}
+        )
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         with contextlib.suppress(OSError):
@@ -257,7 +259,10 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
 
 def verify_checkpoint(folder: Path) -> None:
     manifest = read_json(folder / "MANIFEST.json")
-    for name, digest in manifest.get("files", {}).items():
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not set(CHECKPOINT_FILES) <= set(files):
+        raise CheckpointError(f"{folder / 'MANIFEST.json'}: does not list {', '.join(CHECKPOINT_FILES)}")
+    for name, digest in files.items():
         path = folder / name
         if Path(name).name != name:
             raise CheckpointError(f"{folder}: manifest names a path outside the checkpoint: {name!r}")
