@@ -166,6 +166,31 @@ def test_strict_and_tolerant_reads_of_a_damaged_run(run_copy):
     assert record.model is None and "model.json" in record.problems and record.config["model"] == "lenet5"
 
 
+@pytest.mark.parametrize(
+    "change, problem",
+    [  # the run: 3 channels, 2 classes
+        ({"input_norm": {"mean": [0.1] * 3, "std": [0.3]}}, "input_norm std [0.3] is not 3 finite"),
+        ({"input_norm": {"mean": ["x"] * 3, "std": [0.3] * 3}}, "input_norm mean ['x', 'x', 'x'] is not 3 finite"),
+        (
+            {"input_norm": {"mean": [0.1] * 3, "std": [0.3, 0, 0.3]}},
+            "input_norm std [0.3, 0, 0.3] is not 3 finite number(s) above 0",
+        ),
+        ({"input_size": [3, 28]}, "input_size [3, 28] is not [channels, height, width]"),
+        ({"classes": ["a", "b", "c"]}, "3 classes for 2 outputs"),
+    ],
+)
+def test_model_json_values_that_would_fail_deep_or_answer_nan_name_the_file(run_copy, change, problem, capsys):
+    """Each once ended in a RuntimeError, ValueError or IndexError from inside a prediction, or in NaN
+    probabilities with exit 0 (a std of 0)."""
+    info = json.loads((run_copy / "model.json").read_text())
+    (run_copy / "model.json").write_text(json.dumps({**info, **change}))
+    image = run_copy.parent / "digit.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(image)
+    assert main(["predict", str(run_copy), str(image)]) == 2
+    err = capsys.readouterr().err
+    assert f"{run_copy / 'model.json'}: damaged: {problem}" in err and "Traceback" not in err
+
+
 # --- outputs that would clash with the run's own files (issue 20) --------------------------------------------
 
 

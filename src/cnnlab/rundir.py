@@ -35,6 +35,7 @@ import csv
 import io
 import itertools
 import json
+import math
 import os
 import re
 import sys
@@ -71,6 +72,22 @@ def upgrade_model_info(info: dict) -> dict:
         info["data"] = data
     info["format_version"] = FORMAT_VERSION
     return info
+
+
+def _model_info_problem(info: dict) -> str | None:
+    """What is wrong with the values of model.json's keys (their kinds are right), or None: values that would
+    fail deep in a prediction (a mean of the wrong length) or answer NaN (a std of 0) name the file instead."""
+    size, norm = info["input_size"], info["input_norm"]
+    if len(size) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+        return f"input_size {size} is not [channels, height, width]"
+    for key in ("mean", "std"):
+        values = norm[key]
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+        if len(values) != size[0] or not numbers or (key == "std" and min(values) <= 0):
+            return f"input_norm {key} {values} is not {size[0]} finite number(s){' above 0' if key == 'std' else ''}"
+    if not info["classes"]:
+        return "no classes"
+    return None
 
 
 def write_through(path: str | Path, write: Callable[[Path], object]) -> Path:
@@ -240,16 +257,21 @@ class RunDir:
             wrong = ["input_norm"]
         if wrong:
             raise RunError(f"{path}: damaged: {', '.join(wrong)} has the wrong kind of value")
+        if problem := _model_info_problem(info):
+            raise RunError(f"{path}: damaged: {problem}")
         return info
 
     def load_model(self, weights: str = "last"):
         """The trained model in eval mode, with its info (classes, normalisation, data)."""
         from .checkpoint import load_weights_into
         from .data.loader import InputNorm
-        from .models import create_model
+        from .models import create_model, get_model_entry
 
         info = self.model_info()
         model = create_model(info["model"], **info["options"])
+        outputs = info["options"].get("num_classes", get_model_entry(info["model"]).options().get("num_classes"))
+        if outputs is not None and outputs != len(info["classes"]):
+            raise RunError(f"{self.path / 'model.json'}: damaged: {len(info['classes'])} classes for {outputs} outputs")
         path = self.weights(weights)
         if not path.exists():
             raise RunError(f"{path}: no weights yet (has the run finished an epoch?)")
