@@ -170,3 +170,45 @@ def test_a_signal_during_the_last_epochs_validation_stops_the_run_and_resumes_to
     resumed = create_model("lenet5")
     history = fit(resumed, train, val, cfg, run_dir=tmp_path, resume=True)
     assert len(history["val_accuracy"]) == 2  # nothing left to train: the history comes from the checkpoint
+
+
+@pytest.mark.parametrize("damage", ["removed", "shortened", "garbage"])
+def test_a_resume_rewrites_a_metrics_csv_changed_since_the_checkpoint(tmp_path, damage):
+    """A metrics.csv shorter than the checkpoint left it was "cut back" to its old length: padded with NUL
+    bytes, without its header or its first rows, and the report showed no epochs. Its rows now come again
+    from the history the checkpoint kept, and the file equals that of a run never stopped."""
+    import csv
+
+    from cnnlab import Callback
+    from cnnlab.train import run_directory_callbacks
+
+    train, val = _data()
+    cfg = TrainConfig(epochs=3, batch_size=64, progress=False)
+
+    class StopAt(Exception):
+        pass
+
+    class CrashInEpoch3(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise StopAt
+
+    def rows(folder):
+        with open(folder / "metrics.csv", newline="") as f:
+            return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    full.mkdir(), cut.mkdir()
+    fit(create_model("lenet5"), train, val, cfg, run_directory_callbacks(full, {}), run_dir=full)
+    with pytest.raises(StopAt):
+        fit(create_model("lenet5"), train, val, cfg, [*run_directory_callbacks(cut, {}), CrashInEpoch3()], run_dir=cut)
+    metrics = cut / "metrics.csv"
+    if damage == "removed":
+        metrics.unlink()
+    elif damage == "shortened":
+        metrics.write_bytes(metrics.read_bytes()[:40])
+    else:
+        metrics.write_bytes(b"x" * (len(metrics.read_bytes()) + 5))
+    fit(create_model("lenet5"), train, val, cfg, run_directory_callbacks(cut, {}), run_dir=cut, resume=True)
+    assert b"\x00" not in metrics.read_bytes()
+    assert rows(cut) == rows(full) and len(rows(cut)) == 3

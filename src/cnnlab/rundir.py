@@ -20,8 +20,10 @@
       model.onnx, model.pt2     ``cnnlab export`` (model-best.* for the best weights)
 
 Every file cnnlab writes here goes through a temporary name, fsync and a rename: a reader (or a crash) sees the
-old file or the new one, never half of one. The training callbacks (train/callbacks.py) write metrics.csv,
-weights and checkpoints with the same writer (checkpoint.atomic_write_bytes).
+old file or the new one, never half of one. The training callbacks (train/recorders.py) write weights and
+checkpoints with the same writer (checkpoint.atomic_write_bytes); metrics.csv alone grows by a row an epoch, as
+Keras' CSVLogger writes it, and a resume cuts it back to the checkpoint's rows (or writes them again from the
+checkpoint's history when the file changed since).
 
 Two ways to read: strictly (``config``, ``model_info``, ``load_model``: a resume or a prediction needs every
 value right, and a damaged file is an error naming it) and tolerantly (``record``: a report or ``cnnlab runs``

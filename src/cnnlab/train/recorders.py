@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import math
 import operator
 import warnings
@@ -168,16 +169,32 @@ class CSVLogger(Callback):
             if self.keys and not any(k.startswith("val_") for k in self.keys):
                 self.keys += ["val_" + k for k in self.keys]
         with open(self.filename, "a+", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["epoch", *self.keys], delimiter=self.sep)
             if self._cut_to is not None:
+                f.seek(0)
+                kept = f.read(self._cut_to)
                 f.truncate(self._cut_to)
+                if self._cut_to and (len(kept) < self._cut_to or not kept.startswith(self._header())):
+                    # changed since the checkpoint (cutting a shorter file "back" pads it with NUL bytes): its
+                    # rows again, from the history the checkpoint kept
+                    f.truncate(0)
+                    writer.writeheader()
+                    past = self.trainer.history
+                    for i, done in enumerate(past.epoch):
+                        row = {k: _csv_value(past.history[k][i]) if k in past.history else "NA" for k in self.keys}
+                        writer.writerow({"epoch": done, **row})
                 self._cut_to = None
             f.seek(0, 2)
-            writer = csv.DictWriter(f, fieldnames=["epoch", *self.keys], delimiter=self.sep)
             if f.tell() == 0:
                 writer.writeheader()
             writer.writerow({"epoch": epoch, **{k: _csv_value(logs.get(k, "NA")) for k in self.keys}})
             f.flush()
             self._size = f.tell()
+
+    def _header(self) -> str:
+        out = io.StringIO()
+        csv.DictWriter(out, fieldnames=["epoch", *self.keys], delimiter=self.sep).writeheader()
+        return out.getvalue()
 
     def state_dict(self) -> dict:
         return {"size": self._size, "keys": self.keys}
