@@ -111,6 +111,27 @@ def test_a_name_taken_by_something_else_gets_the_same_one_line_refusal(taken, wh
     assert f"{place}: {what} named 'run' is already there" in err
 
 
+def test_overwrite_leaves_the_old_run_in_place_when_the_new_one_is_refused(finished_run, tmp_path, run_main):
+    """--overwrite --data nope moved the run aside, then found no folder: the name was empty and nothing new.
+    The folder is checked first, and before the input size (which it otherwise reported instead)."""
+    run = copy_run(finished_run, tmp_path)
+    before = digests(run)
+    code, _, err = run_main(
+        "train",
+        "lenet5",
+        "--name",
+        "run",
+        "--overwrite",
+        "--dry-run",
+        "--out-dir",
+        run.parent,
+        "--data",
+        tmp_path / "nope",
+    )
+    assert code == 2 and f"{tmp_path / 'nope'}: no such folder" in err
+    assert digests(run) == before and not list(run.parent.glob("run.old-*"))
+
+
 def test_overwrite_moves_the_old_run_aside_untouched(finished_run, tmp_path, run_main):
     run = copy_run(finished_run, tmp_path)
     before = digests(run)

@@ -10,6 +10,7 @@ options against its builder's signature.
 from __future__ import annotations
 
 import typing
+from pathlib import Path
 
 from ..augment import LESSON
 from ..errors import expect_type
@@ -226,6 +227,9 @@ def new_run_settings(
     cfg = resolve_config(model, flags, file_values, file_label=config_path or "config file")
     if compare_without and not cfg.augment:
         raise ConfigError("--compare-without compares training with and without augmentation: add --augment")
+    for folder in (cfg.data, cfg.val_dir):  # before the sizes, and before --overwrite moves a run aside
+        if folder and not Path(folder).is_dir():
+            raise ConfigError(f"{folder}: {'not a folder' if Path(folder).exists() else 'no such folder'}")
     check_fits_data(cfg)
     return cfg
 
