@@ -138,6 +138,15 @@ def test_evaluate_on_new_labelled_data_writes_its_own_report(trained_run, tmp_pa
         Image.fromarray(image).save(pictures / str(label) / f"{i}.png")
     assert main(["evaluate", str(run_dir), "--data", str(pictures)]) == 0
     assert json.loads((run_dir / f"eval-{tmp_path.name}_pictures" / "report.json").read_text())["n"] == 40
+    # one of the run's classes alone is evaluated too (it was refused: "training needs at least two"), its
+    # labels in the run's order
+    threes = labels[:40] == 3
+    only = tmp_path / "only"
+    shutil.copytree(pictures / "3", only / "3")
+    assert main(["evaluate", str(run_dir), "--data", str(only)]) == 0
+    report = json.loads((run_dir / f"eval-{tmp_path.name}_only" / "report.json").read_text())
+    matrix = np.array(report["confusion_matrix"])
+    assert report["n"] == threes.sum() == matrix[3].sum() and matrix.sum() == matrix[3].sum()  # all in row "3"
 
 
 def test_predict_classifies_image_files_of_any_size_and_colour(trained_run, tmp_path, capsys):

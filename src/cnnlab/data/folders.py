@@ -70,8 +70,9 @@ def _entries(folder: Path, root: Path) -> tuple[list[Path], list[Path], list[str
     return sorted(images, key=_natural_key), sorted(folders), sorted(others)
 
 
-def scan_folder(root: str | Path, allow_unlabelled: bool = False) -> FolderListing:
-    """List a folder's images and labels (see the module docstring for the layouts)."""
+def scan_folder(root: str | Path, allow_unlabelled: bool = False, min_classes: int = 2) -> FolderListing:
+    """List a folder's images and labels (see the module docstring for the layouts); training needs two classes,
+    an evaluation may hold one of the run's (``min_classes=1``)."""
     root = Path(root)
     if not root.exists():
         raise FolderError(f"{root}: no such folder")
@@ -108,7 +109,7 @@ def scan_folder(root: str | Path, allow_unlabelled: bool = False) -> FolderListi
             f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, "
             "in the folder or in class subfolders)"
         )
-    if len(classes) < 2:
+    if len(classes) < min_classes:
         raise FolderError(f"{root}: only one class ({classes[0]}) found; training needs at least two")
     check_class_names(root, files, labels, classes, layout)
     return FolderListing(root, files, labels, classes, layout, sorted(ignored))
@@ -117,7 +118,7 @@ def scan_folder(root: str | Path, allow_unlabelled: bool = False) -> FolderListi
 def scan_labelled(folder, classes, echo=print) -> FolderListing:
     """New labelled data to evaluate a run on: it must hold only the run's ``classes``; what it leaves out is
     said through ``echo``."""
-    listing = scan_folder(folder)
+    listing = scan_folder(folder, min_classes=1)
     if set(listing.classes) - set(classes):
         raise FolderError(
             f"{folder}: classes {', '.join(listing.classes)} are not the run's classes ({', '.join(map(str, classes))})"
