@@ -312,7 +312,10 @@ def test_a_kaggle_submission_of_the_other_class_is_one_minus_the_default(folder_
         assert main([*args, "-o", str(out), *extra]) == 0
         return {int(i): float(p) for i, p in (line.split(",") for line in out.read_text().splitlines()[1:])}
 
-    last, first = submitted(), submitted("--positive", classes[0])  # by default the last class ('dog')
+    capsys.readouterr()
+    last = submitted("--no-progress")  # by default the last class ('dog'); decoding the folder shows no bar
+    assert "decoding" not in capsys.readouterr().err
+    first = submitted("--positive", classes[0])
     assert last.keys() == first.keys() == {1, 2, 3}
     assert all(abs(last[i] + first[i] - 1) < 2e-6 for i in last)  # two classes: p(first) = 1 - p(last)
     assert main([*args, "-o", str(tmp_path / "x.csv"), "--positive", "horse"]) == 2

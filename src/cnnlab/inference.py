@@ -301,7 +301,7 @@ def kaggle_submission(
         raise UsageError(f"--positive {positive!r} is not one of the run's classes {classes}")
     run.check_output(output)
     ids = kaggle_ids(folder)  # before decoding: a wrong name is refused at once
-    source = FolderSource.for_prediction(folder, info["data"], cache_dir, echo)
+    source = FolderSource.for_prediction(folder, info["data"], cache_dir, echo, progress)
     runtime = Runtime(device, cfg.precision)
     model.to(runtime.device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     pre = Preprocess(model.cnnlab_input_norm, runtime.device, cfg.channels_last)

@@ -116,14 +116,14 @@ class FolderSource:
         return cls({"test": split, "val": split}, classes, description["crop"], str(folder), skipped=cache.skipped)
 
     @classmethod
-    def for_prediction(cls, folder, description: dict, cache_dir=None, echo=print) -> FolderSource:
+    def for_prediction(cls, folder, description: dict, cache_dir=None, echo=print, progress=True) -> FolderSource:
         """An unlabelled folder (Kaggle's test1/N.jpg), every image in "test" with label 0; ``files`` names them."""
         listing = scan_folder(folder, allow_unlabelled=True)
         if listing.labels is not None:
             raise FolderError(f"{folder}: holds labelled files ({listing.layout} layout); Kaggle's test1/ holds N.jpg")
         if note := listing.ignored_note():
             echo(note)
-        cache = open_cache(listing, description["image_size"], cache_dir, echo=echo)
+        cache = open_cache(listing, description["image_size"], cache_dir, progress=progress, echo=echo)
         n = len(cache.files)
         if n == 0:
             raise FolderError(f"{folder}: no readable images; the first of {len(cache.skipped)}: {cache.skipped[0]}")
