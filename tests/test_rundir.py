@@ -325,6 +325,12 @@ def test_a_kaggle_submission_of_the_other_class_is_one_minus_the_default(folder_
 # --- a run that has not finished training (issue 20) ---------------------------------------------------------
 
 
+def test_invert_is_refused_for_a_colour_run_where_it_would_do_nothing(folder_run, tmp_path, capsys):
+    image = write_pictures(tmp_path / "one", ["cat.png"]) / "cat.png"
+    assert main(["predict", str(folder_run), str(image), "--invert", "yes", "--runtime", "torch"]) == 2
+    assert f"--invert yes is for grey models; {folder_run} reads colour images" in capsys.readouterr().err
+
+
 def test_predict_on_an_unfinished_run_says_so_in_one_line(run_copy, tmp_path, capsys):
     for name in ("report.json", "report.txt"):
         (run_copy / name).unlink()

@@ -241,6 +241,8 @@ def predict_files(
             with rt.autocast():
                 return torch.softmax(model(pre(batch.to(rt.device))).float(), dim=1).cpu()
 
+    if invert != "auto" and info["input_size"][0] != 1:  # else silently without effect
+        raise UsageError(f"--invert {invert} is for grey models; {run_dir} reads colour images as they are")
     read = read_file(info["data"], invert)
     classes = info["classes"]
     out = []
