@@ -31,6 +31,7 @@ def build(args: argparse.Namespace):
     name = args.model
     if name not in list_models() and ("=>" in name or name.strip().upper().split("(")[0] in ("CONV", "INPUT")):
         options["text"], name = name, "pattern"
+    given = dict(options)  # --option and --num-classes; --input adds in_chans and img_size below
     input_size = args.input or get_model_entry(name).input_size
     model_options = get_model_entry(name).options()
     if "in_chans" in model_options and args.input:
@@ -40,7 +41,13 @@ def build(args: argparse.Namespace):
             raise UsageError("a pattern network is built for square inputs here; give --input HxHxC")
         options.setdefault("img_size", input_size[1])
     if name != "pattern":  # a pattern's options are checked by its parser, with the position in the text
-        check_model_options(name, options, "flag")
-    model = create_model(name, **options)
+        check_model_options(name, given, "flag")
+    try:
+        model = create_model(name, **options)
+    except ValueError as e:  # the builder refuses the size --input gave it (not an --option: those passed)
+        if options == given or name == "pattern":
+            raise
+        c, h, w = input_size
+        raise UsageError(f"--input {h}x{w}x{c}: {e}") from None
     check_input_size(model, input_size, args.model if name != "pattern" else "the pattern")
     return model, input_size
