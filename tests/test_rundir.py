@@ -77,7 +77,15 @@ def test_the_validation_line_appears_once(folder_run):
 def test_a_finished_run_says_finished_on_its_page_and_in_runs(folder_run, capsys):
     assert STATE.search((folder_run / "report.html").read_text()).group(1) == "finished"
     assert main(["runs", str(folder_run.parent)]) == 0
-    assert capsys.readouterr().out.splitlines()[2].endswith("finished")
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[2].endswith("finished")
+    (folder_run / "eval-x_y").mkdir(exist_ok=True)  # an evaluation's report folder, with its own report.txt
+    (folder_run / "eval-x_y" / "report.txt").write_text("top-1 accuracy: 1.0000\n")
+    try:  # the run's own folder lists that run (its eval-*/ folders were listed as broken runs)
+        assert main(["runs", str(folder_run)]) == 0
+        assert capsys.readouterr().out.splitlines() == listing
+    finally:
+        shutil.rmtree(folder_run / "eval-x_y")
 
 
 def test_report_txt_is_written_atomically(run_copy, monkeypatch):

@@ -318,10 +318,13 @@ def first_reached(curve, target: float) -> tuple[int, float] | None:
 
 
 def list_runs(folder: str | Path) -> list[RunRecord]:
-    """Every run directory directly inside ``folder``, by name; unreadable ones come back with their problems."""
+    """Every run directory directly inside ``folder``, by name; unreadable ones come back with their problems.
+    A run's own folder is that run (its eval-*/ folders are reports, not runs)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise RunError(f"{folder}: no such folder of runs")
+    if RunDir(folder).is_run():
+        return [RunDir(folder).record()]
     return [RunDir(p).record() for p in sorted(folder.iterdir()) if RunDir(p).is_run()]
 
 
