@@ -128,7 +128,7 @@ def test_overwrite_leaves_the_old_run_in_place_when_the_new_one_is_refused(finis
         "--data",
         tmp_path / "nope",
     )
-    assert code == 2 and f"{tmp_path / 'nope'}: no such folder" in err
+    assert code == 2 and f"{tmp_path / 'nope'}: no such file or folder" in err
     assert digests(run) == before and not list(run.parent.glob("run.old-*"))
 
 

@@ -227,9 +227,9 @@ def new_run_settings(
     cfg = resolve_config(model, flags, file_values, file_label=config_path or "config file")
     if compare_without and not cfg.augment:
         raise ConfigError("--compare-without compares training with and without augmentation: add --augment")
-    for folder in (cfg.data, cfg.val_dir):  # before the sizes, and before --overwrite moves a run aside
-        if folder and not Path(folder).is_dir():
-            raise ConfigError(f"{folder}: {'not a folder' if Path(folder).exists() else 'no such folder'}")
+    for data in (cfg.data, cfg.val_dir):  # before the sizes, and before --overwrite moves a run aside
+        if data and not Path(data).exists():  # a folder, or a file that a kind of data reads
+            raise ConfigError(f"{data}: no such file or folder")
     check_fits_data(cfg)
     return cfg
 
