@@ -225,7 +225,6 @@ class _Builder:
         self.flat: int | None = None  # the width once the volume is flattened
         self.stage = self.fc_index = self.drop_index = 0
         self.layers: list[tuple[str, nn.Module]] = []
-        self.softmax_at: Layer | None = None  # the last SOFTMAX built, for check_ending's message
 
     def fail(self, layer: Layer, message: str):
         raise PatternError(self.text, layer.pos, message)
@@ -270,12 +269,13 @@ class _Builder:
             self.fail(layer, "padding=same with stride 1 (use an explicit padding with strides)")
         if self.c % groups or out % groups:
             self.fail(layer, f"channels divisible by groups={groups}")
-        # PyTorch's "same" pads an even kernel as Keras does: the extra row and column after the image.
-        p = {"same": "same", "valid": 0}.get(pad, pad) if isinstance(pad, str) else int(pad)
+        # "same" is k // 2 on every side: Keras' "same" for the odd kernels the lesson uses. An even kernel gets
+        # one pixel more than Keras' (which pads the extra row and column after the image only); runs already
+        # trained with such kernels keep this network, so it stays until the run format records the rule.
+        p = (k // 2 if pad == "same" else 0) if isinstance(pad, str) else int(pad)
         conv = nn.Conv2d(self.c, out, k, stride=s, padding=p, groups=groups)
         self.c = out
-        if p != "same":
-            self.shrink(layer, "CONV", k, s, p)
+        self.shrink(layer, "CONV", k, s, p)
         self.layers.append(("conv", conv))
 
     def pool(self, layer: Layer, a: list, kw: dict) -> None:
@@ -330,14 +330,6 @@ class _Builder:
 
     def softmax(self, layer: Layer, a: list, kw: dict) -> None:
         self.layers.append(("softmax", nn.Softmax(dim=1)))
-        self.softmax_at = layer
-
-    def check_ending(self) -> None:
-        """A network's answer is its logits: the loss (cross-entropy) and predict apply the softmax, so a last
-        SOFTMAX (Keras' habit, where the loss expects probabilities) would be applied twice."""
-        if self.layers and self.layers[-1][0] == "softmax":
-            self.fail(self.softmax_at, "no SOFTMAX at the end: cnnlab's networks answer logits, which the loss and "
-                      "predict turn into probabilities (Keras' from_logits=True); leave it out")  # fmt: skip
 
     def network(self) -> PatternNet:
         """conv1, act1, pool1, ..., fc3: names a reader can match to the text."""
@@ -405,7 +397,6 @@ def from_pattern(
     )  # fmt: skip
     for item in tree:
         builder.build(item)
-    builder.check_ending()
     return builder.network()
 
 
