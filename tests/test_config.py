@@ -280,6 +280,9 @@ def test_keras_standardize_options_are_refused_in_training_saying_why():
     for key, value in (("featurewise_center", True), ("rescale", 1 / 255), ("samplewise_center", True)):
         with pytest.raises(ConfigError, match=f"no setting '{key}' .cnnlab normalises every image itself"):
             check_values({"augment": {key: value}}, "c.json")
+    # a run's config.json from before still reads: predict, evaluate and report never used them
+    saved = {**TrainConfig().to_dict(), "model": "lenet5", "augment": {"rotation_range": 10, "rescale": 1 / 255}}
+    assert TrainConfig.from_dict(saved, "run/config.json").augment["rescale"] == 1 / 255
 
 
 # --- property-based: random JSON for every key --------------------------------------------------------------

@@ -68,9 +68,6 @@ AUGMENT_HELP = {  # AugmentConfig's fields, as Keras' ImageDataGenerator means t
     "cval": "the value outside the image with --fill-mode constant",
     "brightness_range": "a brightness factor ~ U(LOW, HIGH), through an 8-bit image as in Keras",
     "channel_shift_range": "add U(-r, r) to every channel",
-    "rescale": "multiply the pixels by this before the rest",
-    "samplewise_center": "subtract each image's mean",
-    "samplewise_std_normalization": "divide each image by its std",
     "shear_units": "how --shear-range is read",
     "keras_axes": "Keras' swap of the shift axes (--no-keras-axes: the documented axes)",
 }

@@ -274,7 +274,7 @@ def _check_combination(cfg: TrainConfig, say: Namer) -> None:
     if cfg.nesterov and cfg.optimizer == "sgd" and cfg.momentum == 0:
         raise ConfigError(f"{say('nesterov')} needs a momentum above 0 (momentum is 0)")
     if cfg.augment:
-        check_augment(cfg.augment, say("augment"))
+        check_augment(cfg.augment, say("augment"), new=False)  # flags and files were checked as new ones
 
 
 # --- messages: where a value came from, what it is, what was expected ---------------------------------------
@@ -398,9 +398,11 @@ def check_values(values: dict, origin: str = "config") -> None:
         check_augment(values["augment"], say("augment"))
 
 
-# Keras' standardize options, which training refuses: cnnlab normalises every image itself with the run's
-# input_norm, which evaluation, prediction and export use again; these would change the training batches only
-# (rescale=1/255 on top of that normalisation left LeNet-5 at 76% after an epoch, against 98%).
+# Keras' standardize options, which new training settings refuse: cnnlab normalises every image itself with the
+# run's input_norm, which evaluation, prediction and export use again; these would change the training batches
+# only (rescale=1/255 on top of that normalisation left LeNet-5 at 76% after an epoch, against 98%). A run's
+# config.json written before they were refused still reads (its predictions never used them); the feature-wise
+# ones, which need statistics a run never fits, were never taken.
 NOT_IN_TRAINING = (
     "rescale",
     "samplewise_center",
@@ -408,6 +410,7 @@ NOT_IN_TRAINING = (
     "featurewise_center",
     "featurewise_std_normalization",
 )
+NEVER_TAKEN = ("featurewise_center", "featurewise_std_normalization")
 STANDARDIZE_WHY = "cnnlab normalises every image itself, for training, evaluation and prediction alike"
 
 
@@ -421,7 +424,7 @@ def augment_settings_model() -> type[BaseModel]:
     fields = {
         key: (_with_lists(hint, numbers), AugmentConfig.__dataclass_fields__[key].default)
         for key, hint in typing.get_type_hints(AugmentConfig).items()
-        if key not in NOT_IN_TRAINING
+        if key not in NEVER_TAKEN
     }
     return create_model("AugmentSettings", __config__=STRICT, **fields)
 
@@ -434,16 +437,18 @@ def _with_lists(hint, numbers):
     return hint
 
 
-def check_augment(settings: dict, where: str) -> None:
+def check_augment(settings: dict, where: str, new: bool = True) -> None:
     """Augmentation settings against ``AugmentConfig``'s fields and types, then Augment's own checks (fill
-    mode, ranges), without drawing anything."""
+    mode, ranges), without drawing anything. ``new``: settings for a run to come (flags, files), which may not
+    standardize; a saved run's (``new=False``) may."""
     from ..augment import Augment
 
     model = augment_settings_model()
-    unknown = sorted(set(settings) - set(model.model_fields))
+    known = [key for key in model.model_fields if key not in NOT_IN_TRAINING]
+    unknown = sorted(set(settings) - set(model.model_fields) | {k for k in NOT_IN_TRAINING if new and settings.get(k)})
     if unknown:
         why = f" ({STANDARDIZE_WHY})" if set(unknown) <= set(NOT_IN_TRAINING) else ""
-        raise ConfigError(f"{where} has no setting {unknown[0]!r}{why}; known: {', '.join(model.model_fields)}")
+        raise ConfigError(f"{where} has no setting {unknown[0]!r}{why}; known: {', '.join(known)}")
     try:
         model.model_validate(settings)
     except ValidationError as e:
