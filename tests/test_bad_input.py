@@ -100,7 +100,7 @@ def _image_folder(root, n=6):
 
 FOLDER_CASES = {
     "empty": (lambda r: r.mkdir(), "no images found"),
-    "missing": (lambda r: None, "no such folder"),
+    "missing": (lambda r: None, "no such file or folder"),
     "one-class": (
         lambda r: [
             r.mkdir(),

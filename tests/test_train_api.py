@@ -226,6 +226,8 @@ def test_fit_takes_augment_early_stopping_and_val_split_from_its_settings(synthe
     assert (torch.bincount(held.labels("val"), minlength=10) - per_class / 4).abs().max() <= 1
     with pytest.raises(CnnlabError, match="val_split 0.25 holds out validation data, and validation_data"):
         fit(create_model("lenet5"), (x, y), (x, y), TrainConfig(**settings, val_split=0.25))
+    with pytest.raises(CnnlabError, match="early_stopping 1 watches val_loss: give validation data"):
+        fit(create_model("lenet5"), (x, y), config=TrainConfig(**settings, early_stopping=1))
 
 
 def test_fit_refuses_keras_standardize_options_that_would_change_training_images_only(synthetic_dataset):

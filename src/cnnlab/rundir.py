@@ -267,11 +267,11 @@ class RunDir:
         """The trained model in eval mode, with its info (classes, normalisation, data)."""
         from .checkpoint import load_weights_into
         from .data.loader import InputNorm
-        from .models import create_model, get_model_entry
+        from .models import create_model
 
         info = self.model_info()
         model = create_model(info["model"], **info["options"])
-        outputs = info["options"].get("num_classes", get_model_entry(info["model"]).options().get("num_classes"))
+        outputs = model.cnnlab_options.get("num_classes")  # the options it was made with, defaults included
         if outputs is not None and outputs != len(info["classes"]):
             raise RunError(f"{self.path / 'model.json'}: damaged: {len(info['classes'])} classes for {outputs} outputs")
         path = self.weights(weights)

@@ -45,7 +45,8 @@ def build(args: argparse.Namespace):
     try:
         model = create_model(name, **options)
     except ValueError as e:  # the builder refuses the size --input gave it (not an --option: those passed)
-        if options == given or name == "pattern":
+        added_by_input = options.keys() - given.keys()
+        if not added_by_input or name == "pattern":
             raise
         c, h, w = input_size
         raise UsageError(f"--input {h}x{w}x{c}: {e}") from None

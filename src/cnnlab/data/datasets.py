@@ -169,10 +169,10 @@ def load_idx_dataset(name: str, split: str = "train", data_dir=None, download_mi
         raise UsageError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     if split not in SPLIT_FILES:
         raise UsageError(f"unknown split {split!r}; known: {', '.join(SPLIT_FILES)}")
-    found = locate(name, split, data_dir)
-    wanted = " and ".join(s + "[.gz]" for s in SPLIT_FILES[split])
     if data_dir and not Path(data_dir).is_dir():  # a mistyped folder must not fall through to other data
         raise DatasetNotFoundError(f"--data-dir {data_dir}: no such folder")
+    found = locate(name, split, data_dir)
+    wanted = " and ".join(s + "[.gz]" for s in SPLIT_FILES[split])
     own = [Path(data_dir) / name, Path(data_dir)] if data_dir else []
     holds_some = any(_find_file(d, stem) for d in own for stem in DATASETS[name].md5)
     if holds_some and (found is None or found[0].parent not in own):  # a split missing from the user's folder

@@ -295,6 +295,8 @@ def fit(
             f"fit(): augment's {', '.join(standardizing)} would change the training images only; {STANDARDIZE_WHY}"
         )
     if cfg.early_stopping:
+        if source.size("val") == 0:  # else it would warn every epoch and never stop
+            raise UsageError(f"early_stopping {cfg.early_stopping} watches val_loss: give validation data")
         callbacks.append(EarlyStopping(monitor="val_loss", patience=cfg.early_stopping, verbose=1))
     check_model_options(model, cfg)
     # Rank 0 reads the checkpoint (saying what it skipped) and hands it to the others: the run directory needs
@@ -322,9 +324,10 @@ def fit(
         for epoch in range(state.epoch, plan.epochs):
             if state.stop_training:  # a callback stopped it (before a resume too: the checkpoint says so)
                 break
-            end_epoch(plan, state, train_epoch(plan, state, epoch, received))
-            if rt.reduce(torch.tensor([float(bool(received))], device=rt.device)).item():
-                state.save(run_dir)  # a signal in validation or the callbacks: stop at the epoch's end
+            saved = end_epoch(plan, state, train_epoch(plan, state, epoch, received))
+            if rt.any(bool(received))[0]:  # a signal in validation or the callbacks: stop at the epoch's end
+                if not saved:
+                    state.save(run_dir)
                 raise interrupted(received, f"after epoch {state.epoch}", run_dir)
     state.model.cnnlab_initialised = True  # a later fit continues from these weights
     if state.ema is not None:  # as Keras does at the end of fit: the model keeps the average
@@ -434,9 +437,9 @@ def train_step(plan: _Plan, state: TrainState, images, labels, step: int, aug_ge
     return loss, stopping
 
 
-def end_epoch(plan: _Plan, state: TrainState, sums: torch.Tensor) -> None:
+def end_epoch(plan: _Plan, state: TrainState, sums: torch.Tensor) -> bool:
     """The epoch's metrics (validation with the average of the weights, if one is kept), the callbacks, its
-    line, its checkpoint."""
+    line, its checkpoint (whether one was written)."""
     cfg, rt, epoch = plan.cfg, plan.rt, state.epoch
     loss_sum, correct, count, skipped = rt.reduce(sums).tolist()
     if skipped > plan.steps_per_epoch / 2:
@@ -469,6 +472,8 @@ def end_epoch(plan: _Plan, state: TrainState, sums: torch.Tensor) -> None:
     last = epoch + 1 == plan.epochs or state.stop_training
     if cfg.checkpoint_every and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
         state.save(plan.run_dir)
+        return True
+    return False
 
 
 def _shown(key: str, value) -> str:

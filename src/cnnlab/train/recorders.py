@@ -173,16 +173,10 @@ class CSVLogger(Callback):
             if self._cut_to is not None:
                 f.seek(0)
                 kept = f.read(self._cut_to)
-                f.truncate(self._cut_to)
-                if self._cut_to and (len(kept) < self._cut_to or not kept.startswith(self._header())):
-                    # changed since the checkpoint (cutting a shorter file "back" pads it with NUL bytes): its
-                    # rows again, from the history the checkpoint kept
-                    f.truncate(0)
-                    writer.writeheader()
-                    past = self.trainer.history
-                    for i, done in enumerate(past.epoch):
-                        row = {k: _csv_value(past.history[k][i]) if k in past.history else "NA" for k in self.keys}
-                        writer.writerow({"epoch": done, **row})
+                intact = len(kept) == self._cut_to and kept.startswith(self._header() if self._cut_to else "")
+                f.truncate(self._cut_to if intact else 0)  # cutting a shorter file "back" would pad it with NULs
+                if not intact:  # changed since the checkpoint: its rows again, from the history the checkpoint kept
+                    self._write_history(writer)
                 self._cut_to = None
             f.seek(0, 2)
             if f.tell() == 0:
@@ -190,6 +184,13 @@ class CSVLogger(Callback):
             writer.writerow({"epoch": epoch, **{k: _csv_value(logs.get(k, "NA")) for k in self.keys}})
             f.flush()
             self._size = f.tell()
+
+    def _write_history(self, writer: csv.DictWriter) -> None:
+        writer.writeheader()
+        past = self.trainer.history
+        for i, done in enumerate(past.epoch):
+            row = {k: _csv_value(past.history[k][i]) if k in past.history else "NA" for k in self.keys}
+            writer.writerow({"epoch": done, **row})
 
     def _header(self) -> str:
         out = io.StringIO()
