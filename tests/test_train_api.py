@@ -240,3 +240,21 @@ def test_fit_refuses_keras_standardize_options_that_would_change_training_images
     for options in ({"rescale": 1 / 255}, {"samplewise_center": True, "rotation_range": 10}):
         with pytest.raises(CnnlabError, match=f"augment's {next(iter(options))} would change the training images"):
             fit(create_model("lenet5"), train, val, cfg, augment=Augment(**options))
+
+
+def test_resuming_a_run_that_stopped_early_says_so_and_trains_nothing(synthetic_dataset, tmp_path, capsys):
+    """It said 'resuming from ... (epoch 3, step 0)' and then stopped again at once."""
+    train, val = _small(synthetic_dataset, 64)
+
+    class RisingValLoss(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_loss"] = 1.0 + epoch
+
+    cfg = TrainConfig(epochs=6, batch_size=64, progress=False, device="cpu", early_stopping=1)
+    first = fit(create_model("lenet5"), train, val, cfg, callbacks=[RisingValLoss()], run_dir=tmp_path)
+    capsys.readouterr()
+    again = fit(create_model("lenet5"), train, val, cfg, callbacks=[RisingValLoss()], run_dir=tmp_path, resume=True)
+    out = capsys.readouterr().out
+    assert "stopped early after epoch 2; nothing left to train" in out and "resuming from" not in out
+    assert again.epoch == first.epoch == [0, 1]
+    assert first.params == {"verbose": 0, "epochs": 6, "steps": 1} and first.model is not None  # Keras' History

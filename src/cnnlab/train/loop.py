@@ -339,6 +339,7 @@ def fit(
         total = len(state.history.epoch) * plan.steps_per_epoch
         rt.print(f"{skipped} of {total} steps had a non-finite loss and were skipped (--nonfinite skip)")
     state.callbacks.on_train_end({"history": state.history.history})
+    state.history.params, state.history.model = params, state.model
     return state.history
 
 

@@ -20,10 +20,13 @@ class CheckpointWriteError(TrainingError):
 
 
 class History:
-    """Per-epoch metrics, as Keras' ``History``: ``history.history["val_accuracy"][-1]``."""
+    """Per-epoch metrics, as Keras' ``History``: ``history.history["val_accuracy"][-1]``; ``params`` and ``model``
+    as fit left them."""
 
     def __init__(self, history: dict | None = None):
         self.history: dict[str, list] = {k: list(v) for k, v in (history or {}).items()}
+        self.params: dict = {}
+        self.model = None
 
     @property
     def epoch(self) -> list[int]:
@@ -160,11 +163,12 @@ class TrainState:
         self.load_state_dict({**state, "model": model_state})
         if not self.runtime.is_main:  # the metrics of the steps before the restart are summed over processes once
             self.partial = None
-        self.runtime.print(
-            f"resuming from {folder} (epoch {self.epoch + 1}, step {self.step_in_epoch})"
-            if self.epoch < epochs
-            else f"{folder}: all {epochs} epochs are done; nothing left to train"
-        )
+        if self.stop_training:  # a callback (EarlyStopping) ended it: a resume trains nothing more
+            self.runtime.print(f"{folder}: stopped early after epoch {self.epoch}; nothing left to train")
+        elif self.epoch < epochs:
+            self.runtime.print(f"resuming from {folder} (epoch {self.epoch + 1}, step {self.step_in_epoch})")
+        else:
+            self.runtime.print(f"{folder}: all {epochs} epochs are done; nothing left to train")
 
     def begin(self) -> None:
         self.callbacks.on_train_begin({})
