@@ -1,4 +1,5 @@
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -154,8 +155,13 @@ def test_an_option_or_count_the_pattern_does_not_use_is_refused_with_the_close_n
         from_pattern(LESSON, (1, 28, 28), 10, N=2, M=2, K=1, kernel=5)
     with pytest.raises(UsageError, match=r"N=2 is neither .*counts: none"):
         from_pattern("CONV(4) => FC", (1, 8, 8), 3, N=2)
-    # the registry's pattern passes its N, M, K only where the text counts with them
+    # the registry's pattern passes its N, M, K only where the text counts with them; set to another value, one
+    # the text does not count with is refused, as from_pattern refuses it
     assert create_model("pattern", text="CONV(4) => RELU => POOL => FC", num_classes=3, img_size=16) is not None
+    with pytest.raises(UsageError, match=r"N=3 is not a repeat count of this pattern; its counts: none"):
+        create_model("pattern", text="CONV(4) => RELU => POOL => FC", num_classes=3, img_size=16, N=3)
+    with pytest.raises(UsageError, match=r"K=2 is not a repeat count of this pattern; its counts: N"):
+        create_model("pattern", text="[CONV(4) => RELU]*N => FC", num_classes=3, img_size=16, K=2)
 
 
 def test_conv_padding_takes_same_valid_or_pixels():
@@ -168,15 +174,13 @@ KERAS_CONV = json.loads((Path(__file__).parent / "fixtures" / "keras_conv_same.j
 
 
 @pytest.mark.parametrize(
-    "case",
-    [c for c in KERAS_CONV["cases"] if c["kernel"] % 2],
-    ids=lambda c: f"{c['side']}x{c['side']}, kernel {c['kernel']}",
+    "case", KERAS_CONV["cases"], ids=lambda c: f"{c['side']}x{c['side']}, kernel {c['kernel']}, stride {c['stride']}"
 )
-def test_conv_padding_same_is_keras_same_for_odd_kernels(case):
-    """Real Keras' Conv2D(padding="same") (scripts/make_keras_conv_fixtures.py), for the odd kernels the lesson
-    uses. The fixture's even kernels are where cnnlab differs (k // 2 on both sides; see pattern.py's CONV):
-    kept for the runs trained that way until the run format records the rule."""
-    net = from_pattern(f"CONV(3, {case['kernel']}) => FC", (2, case["side"], case["side"]), 2)
+def test_conv_padding_same_is_keras_same(case):
+    """Real Keras' Conv2D(padding="same") (scripts/make_keras_conv_fixtures.py): odd and even kernels, strides 1
+    to 3, odd and even sides; an even kernel's extra row and column go after the image, as Keras puts them."""
+    stride = case["stride"]
+    net = from_pattern(f"CONV(3, {case['kernel']}, stride={stride}) => FC", (2, case["side"], case["side"]), 2)
     conv = net.conv1
     with torch.no_grad():
         conv.weight.copy_(torch.tensor(case["weights"]).permute(3, 2, 0, 1))  # Keras (H, W, in, out) -> (out, in, H, W)
@@ -185,4 +189,22 @@ def test_conv_padding_same_is_keras_same_for_odd_kernels(case):
     keras = torch.tensor(case["y"])
     assert ours.shape == keras.shape
     torch.testing.assert_close(ours, keras, rtol=1e-5, atol=1e-5)
-    assert net[-1].in_features == 3 * case["side"] ** 2  # the builder follows the same size
+    assert net[-1].in_features == 3 * math.ceil(case["side"] / stride) ** 2  # the builder follows the same size
+
+
+def test_centred_same_padding_is_the_network_of_runs_before_format_3():
+    """same_padding="centred" (how older runs are read) is k // 2 on every side: odd kernels as Keras, an even
+    kernel one pixel larger; the networks share their weights' names and shapes up to the first FC."""
+    x = torch.randn(2, 1, 8, 8)
+    for kernel in (2, 3, 4):
+        old = from_pattern(f"CONV(3, {kernel}) => FC", (1, 8, 8), 2, same_padding="centred")
+        new = from_pattern(f"CONV(3, {kernel}) => FC", (1, 8, 8), 2)
+        side = 8 + (kernel % 2 == 0)
+        assert old.conv1(x).shape[-1] == side and old[-1].in_features == 3 * side * side
+        with torch.no_grad():
+            new.conv1.load_state_dict(old.conv1.state_dict())
+        torch.testing.assert_close(new.conv1(x)[..., :8, :8], old.conv1(x)[..., 1 - kernel % 2 :, 1 - kernel % 2 :])
+    with pytest.raises(PatternError, match="same_padding='centred' has no rule for strides"):
+        from_pattern("CONV(3, 3, stride=2) => FC", (1, 8, 8), 2, same_padding="centred")
+    with pytest.raises(UsageError, match="same_padding must be one of keras, centred, got 'torch'"):
+        from_pattern("CONV(3) => FC", (1, 8, 8), 2, same_padding="torch")

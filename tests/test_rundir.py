@@ -16,8 +16,11 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from cnnlab import create_model
+from cnnlab.checkpoint import save_weights
 from cnnlab.cli import main
 from cnnlab.errors import RunError, UsageError
 from cnnlab.rundir import FORMAT_VERSION, RunDir, upgrade_model_info
@@ -164,6 +167,27 @@ def test_a_format_1_model_json_reads_as_today(run_copy):
     page = RunDir(run_copy).write_report().read_text()
     assert "files: shorter side to 32, centre crop, then 28 crops" in page
     assert STATE.search(page).group(1) == "finished"
+
+
+def test_a_pattern_run_from_before_format_3_keeps_its_even_kernels_padding(run_copy):
+    """Runs before format 3 padded an even kernel's "same" k // 2 on every side (one pixel more than Keras): such
+    a run still loads its weights into the network it was trained as, and predicts as that network."""
+    info = json.loads((run_copy / "model.json").read_text())
+    channels, side, _ = info["input_size"]
+    text = "CONV(4, 2) => RELU => FC"
+    options = dict(text=text, num_classes=len(info["classes"]), in_chans=channels, img_size=side)
+    trained = create_model("pattern", **options, same_padding="centred").eval()
+    save_weights(run_copy / "weights" / "last.safetensors", trained)
+    old = {**info, "model": "pattern", "options": options, "format_version": 2}
+    (run_copy / "model.json").write_text(json.dumps(old))
+    model, upgraded = RunDir(run_copy).load_model()
+    assert upgraded["options"]["same_padding"] == "centred"
+    x = torch.randn(3, channels, side, side)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), trained(x), rtol=0, atol=0)
+    # today's run of the same pattern records the rule it was made with, and reads back with it
+    assert create_model("pattern", **options).cnnlab_options["same_padding"] == "keras"
+    assert upgrade_model_info({**old, "format_version": FORMAT_VERSION})["options"] == options
 
 
 def test_strict_and_tolerant_reads_of_a_damaged_run(run_copy):

@@ -50,8 +50,9 @@ from .checkpoint import CheckpointError, atomic_write_bytes, read_json, replace_
 from .errors import RunError, UsageError, path_argument
 from .train.recipes import accuracy_targets
 
-# 1: model.json's "pipeline" (before the data interface); 2: "data" and "format_version"
-FORMAT_VERSION = 2
+# 1: model.json's "pipeline" (before the data interface); 2: "data" and "format_version"; 3: a pattern's
+# padding="same" is Keras' for even kernels too (models/pattern.py's same_padding)
+FORMAT_VERSION = 3
 # The files a run needs, by name; export (model*.onnx, model*.pt2) is the only writer of anything else here.
 OWN_FILES = (
     "config.json model.json environment.json summary.txt metrics.csv compute.json curves.png report.txt report.json "
@@ -65,8 +66,13 @@ MODEL_INFO_KEYS = {"model": str, "options": dict, "classes": list, "input_size":
 
 
 def upgrade_model_info(info: dict) -> dict:
-    """model.json of any release as today's: "pipeline" (format 1) becomes "data"."""
+    """model.json of any release as today's: "pipeline" (format 1) becomes "data"; a pattern network from before
+    format 3 keeps the padding it was trained with (same_padding="centred")."""
     info = dict(info)
+    version = info.get("format_version", 1)
+    old = not isinstance(version, int) or version < 3
+    if old and info.get("model") == "pattern" and isinstance(info.get("options"), dict):
+        info["options"] = {"same_padding": "centred", **info["options"]}
     if "data" not in info and isinstance(info.get("pipeline"), dict):
         data = {"dataset": info.get("dataset"), "input_size": info.get("input_size"), **info.pop("pipeline")}
         if data.get("kind") != "folder":

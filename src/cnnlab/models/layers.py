@@ -1,4 +1,5 @@
-"""Layers where we can be faster than PyTorch's stock ones, with the same results."""
+"""Layers of our own: where we can be faster than PyTorch's stock ones with the same results, and Keras'
+padding="same" where PyTorch has no equivalent."""
 
 from __future__ import annotations
 
@@ -65,3 +66,17 @@ class AvgPool2d(nn.AvgPool2d):
             weight = weight.contiguous(memory_format=torch.channels_last)
             return torch.nn.functional.conv2d(x, weight, stride=k, groups=x.shape[1])
         return super().forward(x)
+
+
+class KerasSameConv2d(nn.Conv2d):
+    """``nn.Conv2d`` with Keras' (TensorFlow's) padding="same" where PyTorch's padding cannot say it: an even
+    kernel or a stride above 1. The output side is ceil(side / stride); the padding that takes goes half
+    (rounded down) before the image and the rest after it. Its parameters are nn.Conv2d's, so its weights are
+    too. (nn.Conv2d(padding="same") pads this way for stride 1 only, and refuses strides.)"""
+
+    def forward(self, x):
+        pads = []  # F.pad's order: the last dimension first
+        for side, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
+            total = max((-(-side // s) - 1) * s + k - side, 0)
+            pads += [total // 2, total - total // 2]
+        return super().forward(nn.functional.pad(x, pads))

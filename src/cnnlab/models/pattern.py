@@ -21,6 +21,10 @@ Whatever a layer's arguments leave open comes from the options, per stage (a sta
 ``filters`` (an int, doubled per stage by ``filter_growth``, or a list per stage), ``kernel_size`` (3),
 ``stride`` (1), ``padding`` ("same"), ``pool`` ("max"), ``pool_size`` (2), ``pool_stride`` (the size),
 ``fc`` (hidden widths, an int or a list), ``dropout`` (0.5, or a list), ``activation`` (what RELU builds).
+
+``same_padding``: "keras" (the default) pads as Keras' Conv2D(padding="same") with any kernel and stride; "centred"
+is k // 2 on every side at stride 1, the rule of runs written before run format 3, which for an even kernel gives
+one pixel more than Keras' (the run directory reads such runs with it).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from types import SimpleNamespace
 from torch import nn
 
 from ..errors import UsageError, expect_type, image_shape, whole_number
-from .layers import AvgPool2d, Tanh
+from .layers import AvgPool2d, KerasSameConv2d, Tanh
 from .registry import register_model
 
 
@@ -201,6 +205,7 @@ def _per_stage(value, stage: int, growth: float = 1.0):
 
 
 POOL_KINDS = ("max", "avg")
+SAME_PADDING = ("keras", "centred")  # see the module docstring
 
 
 def _out_size(size: int, k: int, s: int, p: int) -> int:
@@ -265,17 +270,18 @@ class _Builder:
             self.fail(layer, f"CONV options filters, kernel, stride, padding, groups (not {', '.join(kw)})")
         if isinstance(pad, str) and pad not in ("same", "valid"):
             self.fail(layer, f"padding same, valid or a number of pixels (not {pad!r})")
-        if pad == "same" and s != 1:
-            self.fail(layer, "padding=same with stride 1 (use an explicit padding with strides)")
+        if pad == "same" and s != 1 and o.same_padding == "centred":
+            self.fail(layer, "padding=same with stride 1 (same_padding='centred' has no rule for strides)")
         if self.c % groups or out % groups:
             self.fail(layer, f"channels divisible by groups={groups}")
-        # "same" is k // 2 on every side: Keras' "same" for the odd kernels the lesson uses. An even kernel gets
-        # one pixel more than Keras' (which pads the extra row and column after the image only); runs already
-        # trained with such kernels keep this network, so it stays until the run format records the rule.
-        p = (k // 2 if pad == "same" else 0) if isinstance(pad, str) else int(pad)
-        conv = nn.Conv2d(self.c, out, k, stride=s, padding=p, groups=groups)
+        if pad == "same" and (k % 2 == 0 or s != 1) and o.same_padding == "keras":
+            conv = KerasSameConv2d(self.c, out, k, stride=s, groups=groups)  # uneven, or by the input's size
+            self.h, self.w = -(-self.h // s), -(-self.w // s)
+        else:  # an odd kernel's "same" at stride 1 is k // 2 on every side in both rules
+            p = (k // 2 if pad == "same" else 0) if isinstance(pad, str) else int(pad)
+            conv = nn.Conv2d(self.c, out, k, stride=s, padding=p, groups=groups)
+            self.shrink(layer, "CONV", k, s, p)
         self.c = out
-        self.shrink(layer, "CONV", k, s, p)
         self.layers.append(("conv", conv))
 
     def pool(self, layer: Layer, a: list, kw: dict) -> None:
@@ -368,6 +374,7 @@ def from_pattern(
     dropout=0.5,
     activation="relu",
     optional=True,
+    same_padding="keras",
     **variables,
 ) -> PatternNet:
     """Build the network that ``text`` describes for input ``(C, H, W)``; see the module's docstring."""
@@ -375,6 +382,8 @@ def from_pattern(
     input_shape = image_shape(input_shape, "from_pattern(): input_shape")
     num_classes = whole_number(num_classes, "from_pattern(): num_classes")
     tree = parse_pattern(text)
+    if same_padding not in SAME_PADDING:
+        raise UsageError(f"same_padding must be one of {', '.join(SAME_PADDING)}, got {same_padding!r}")
     if pool not in POOL_KINDS:
         raise UsageError(f"pool must be one of {', '.join(POOL_KINDS)}, got {pool!r}")
     act_name = activation.upper().replace("_", "")
@@ -393,7 +402,7 @@ def from_pattern(
         text, input_shape, _count_fc(tree, variables), num_classes=num_classes, filters=filters,
         filter_growth=filter_growth, kernel_size=kernel_size, stride=stride, padding=padding, pool=pool,
         pool_size=pool_size, pool_stride=pool_stride, fc=fc, dropout=dropout, activation=act_name, optional=optional,
-        variables=variables,
+        same_padding=same_padding, variables=variables,
     )  # fmt: skip
     for item in tree:
         builder.build(item)
@@ -461,11 +470,20 @@ def pattern(
     dropout=0.5,
     activation: str = "relu",
     optional: bool = True,
+    same_padding: str = "keras",
 ) -> nn.Module:
     """A network from the lesson's pattern notation (default: the lesson's generic pattern, N=2, M=2, K=1)."""
-    counts = {name: value for name, value in dict(N=N, M=M, K=K).items() if name in count_names(parse_pattern(text))}
+    used = count_names(parse_pattern(text))
+    for name, value in dict(N=N, M=M, K=K).items():  # every run records all three, so the defaults pass
+        if name not in used and value != inspect.signature(pattern).parameters[name].default:
+            raise UsageError(
+                f"pattern: {name}={value!r} is not a repeat count of this pattern; its counts: "
+                f"{', '.join(sorted(used)) or 'none'}"
+            )
+    counts = {name: value for name, value in dict(N=N, M=M, K=K).items() if name in used}
     return from_pattern(
         text, (in_chans, img_size, img_size), num_classes, filters=filters, filter_growth=filter_growth,
         kernel_size=kernel_size, stride=stride, padding=padding, pool=pool, pool_size=pool_size,
-        pool_stride=pool_stride, fc=fc, dropout=dropout, activation=activation, optional=optional, **counts,
+        pool_stride=pool_stride, fc=fc, dropout=dropout, activation=activation, optional=optional,
+        same_padding=same_padding, **counts,
     )  # fmt: skip
