@@ -4,11 +4,13 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import cnnlab.cli.augment_preview
 from cnnlab.cli import main
 from cnnlab.models import get_model_entry, list_models
 
@@ -227,6 +229,28 @@ def test_a_run_goes_on_the_compute_chart(trained_run, tmp_path, capsys):
     chart = tmp_path / "eras.png"
     assert main(["compute", "--chart", str(chart), "--run", str(run_dir)]) == 0
     assert chart.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_warning_of_cnnlabs_is_one_line_and_a_librarys_keeps_pythons_format(tmp_path, capsys, monkeypatch):
+    """--shear-range 0.2 (the lesson's value, read in degrees as Keras >= 2.3 reads it) warns. On the command line
+    that is one line, not Python's file:line report with a line of cnnlab's source; a warning raised by another
+    library's code keeps Python's format (it is not cnnlab's to word)."""
+    image = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(image)
+    args = ["augment-preview", str(image), "--shear-range", "0.2", "-o", str(tmp_path / "p.png")]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("cnnlab: warning: shear_range=0.2 is read in degrees") and err.count("\n") == 1, err
+    import numpy.lib  # a warning from outside cnnlab, raised while a command runs
+
+    def run(args):
+        warnings.warn_explicit("not ours", UserWarning, numpy.lib.__file__, 7)
+        return 0
+
+    monkeypatch.setattr(cnnlab.cli.augment_preview, "run", run)
+    with pytest.warns(UserWarning, match="not ours") as caught:  # Python's machinery shows it, as it would
+        assert main(args) == 0
+    assert caught[0].filename == numpy.lib.__file__ and "cnnlab: warning" not in capsys.readouterr().err
 
 
 def test_augment_preview_and_augmented_training(synthetic_mnist_dir, tmp_path, capsys, monkeypatch):

@@ -10,15 +10,19 @@ Every error a user can cause (a bad option or config value, a missing or damaged
 that is not here, an input size the model does not take) ends in one line, ``cnnlab: error: ...``, naming the
 file or option, and exit status 2. Anything else is a bug of cnnlab's: its traceback, a line asking to report
 it, and exit status 1. SIGINT ends a training run with exit status 130, SIGTERM with 143 (128 + signal), a
-reader that closed the pipe (``| head``) with 141 and no message.
+reader that closed the pipe (``| head``) with 141 and no message. A warning of cnnlab's (a Keras word used as Keras
+warns about it) is one line too, ``cnnlab: warning: ...``; other libraries' keep Python's format.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import os
 import sys
+import warnings
+from pathlib import Path
 
 from ..environment import __version__
 from ..errors import CnnlabError, TrainingInterrupted
@@ -61,11 +65,25 @@ def main(argv=None) -> int:
     args.argv = argv  # train --nproc N runs this same command line under PyTorch's launcher
     command = next(c for c in COMMANDS if c.NAME == args.command)
     try:
-        status = command.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = functools.partial(show_warning, warnings.showwarning)
+            status = command.run(args)
         sys.stdout.flush()  # a reader gone (| head) shows here, not in Python's own flush at exit
         return status
     except BaseException as e:  # noqa: BLE001  (sorted below: user errors, interruptions, our bugs)
         return report_error(e)
+
+
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def show_warning(python_s, message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning raised in cnnlab (its stack level points into the package) as one line, not as Python's
+    file:line report with a line of our source; a library's warning as Python shows it."""
+    if Path(filename).resolve().is_relative_to(PACKAGE):
+        print(f"cnnlab: warning: {message}", file=file or sys.stderr)
+    else:
+        python_s(message, category, filename, lineno, file, line)
 
 
 def report_error(e: BaseException) -> int:

@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import threading
-import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -68,7 +67,9 @@ def open_cache(
     progress: bool = True,
     echo=print,
 ) -> ImageCache:
-    """The cache of ``listing`` at ``size``, built or rebuilt first when it is missing or stale."""
+    """The cache of ``listing`` at ``size``, built or rebuilt first when it is missing or stale. Its ``skipped``
+    names the files that did not decode, for the caller to report where it reports the data (a run's notes, an
+    evaluation's report, a submission's output), once."""
     root = Path(cache_root) if cache_root else cache_dir() / "images"
     slot = hashlib.sha256(str(listing.root.resolve()).encode()).hexdigest()[:12]
     folder = root / f"{listing.root.name}-{slot}-{size}"
@@ -89,8 +90,6 @@ def open_cache(
         else np.zeros((0, size, size, 3), np.uint8)
     )
     labels = np.asarray(index["labels"], dtype=np.int64) if index["labels"] is not None else None
-    for message in index["skipped"]:
-        warnings.warn(f"skipped: {message}", stacklevel=2)
     return ImageCache(
         folder, images, labels, index["files"], tuple(index["classes"]), index["skipped"], tuple(index["mean"]), rebuilt
     )
