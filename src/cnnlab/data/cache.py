@@ -160,7 +160,7 @@ def _build(listing: FolderListing, size: int, folder: Path, key: str, workers, p
         "files": [str(listing.files[i].relative_to(listing.root)) for i in kept],
         "labels": [listing.labels[i] for i in kept] if listing.labels is not None else None,
         "classes": list(listing.classes),
-        "skipped": skipped,  # warned about, by name, each time the cache is opened
+        "skipped": skipped,  # named by whoever reports the data, each time the cache is opened
         "mean": (sums / max(count * size * size, 1) / 255.0).tolist(),
         "layout": listing.layout,
     }
