@@ -39,6 +39,15 @@ def test_each_rule_fires_on_a_network_that_breaks_it(text, shape, rule):
     assert rule not in rules(GOOD)
 
 
+def test_keras_same_padding_with_even_kernels_and_strides_walks_sizes_as_the_network_does():
+    """Keras' "same" takes a side to side / stride (models/layers.py's KerasSameConv2d): even kernels at stride 1
+    keep 32 -> 16 -> 8 exact, and a stride-2 "same" takes 30 to 15, which the next 2x2/2 pool cannot halve."""
+    assert "divisible-input" not in rules("CONV(8, 4) => RELU => POOL => CONV(16, 2) => RELU => POOL => FC")
+    strided = from_pattern("CONV(8, 3, stride=2) => RELU => POOL => FC", (3, 30, 30), 10)
+    finding = next(f for f in advise(strided, (3, 30, 30)) if f.rule == "divisible-input")
+    assert finding.layer == "pool1" and "15 -> 7.5" in finding.message
+
+
 def test_notes_do_not_fail_and_name_bn_placement():
     notes = advise(
         from_pattern("CONV => BN => RELU => POOL => CONV => RELU => BN => POOL => FC", (3, 32, 32), 10), (3, 32, 32)

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 
 from torch import nn
 
+from ..models.layers import KerasSameConv2d
 from ..summary import TracedLayer, trace
 
 
@@ -37,6 +38,8 @@ def _pair(v):
 
 def _geometry(m: nn.Module):
     """(kernel, stride, padding) along height and width of a layer that changes spatial size, else None."""
+    if isinstance(m, KerasSameConv2d):  # side / stride: the padding (k - s) / 2 that walks a side there
+        return m.kernel_size, m.stride, tuple((k - s) / 2 for k, s in zip(m.kernel_size, m.stride))
     if isinstance(m, nn.Conv2d):  # whose kernel_size, stride and numeric padding PyTorch keeps as pairs
         pad = m.padding
         if isinstance(pad, str):
