@@ -5,6 +5,7 @@ and a run that is killed and resumed ends exactly as one that was never stopped.
 from __future__ import annotations
 
 import csv
+import functools
 import importlib.util
 import inspect
 import json
@@ -388,6 +389,96 @@ def test_learning_rate_scheduler_as_keras(synthetic_dataset):
     assert used.per_epoch[0] == [0.5] * 4  # test_updates_learning_rate: the one-argument form
     with pytest.raises(ValueError, match="should be a float. Got: 1"):
         fit(create_model("lenet5"), train, val, cfg, callbacks=[LearningRateScheduler(lambda epoch, lr: 1)])
+
+
+# --- what Keras' fit does with callbacks (scripts/make_keras_callback_fixtures.py ran it) ---------------------
+
+KERAS_FITS = KERAS_CALLBACKS["fits"]
+
+
+def test_reduce_lr_on_plateau_stops_at_min_lr_as_keras(synthetic_dataset, capsys):
+    """Keras compares the rate with min_lr in float32: from 0.1 by 0.1 it reaches 0.001 and stays, two messages.
+    In float64 0.1 * 0.1 * 0.1 is 0.0010000000000000002 > 0.001: a third 'reduction' to 0.001 followed."""
+    keras = KERAS_FITS["reduce_lr_min_lr_cooldown"]
+    train, _ = synthetic_dataset
+    used = UsedLearningRates()
+    reduce = ReduceLROnPlateau(monitor="loss", factor=0.1, patience=0, min_delta=10.0, min_lr=0.001, cooldown=1)
+    reduce.verbose = 1
+    cfg = _cfg(epochs=len(keras["learning_rate"]), batch_size=256, lr=0.1, schedule="constant", warmup=0.0)
+    fit(create_model("lenet5"), train, None, cfg, callbacks=[reduce, used])
+    assert [epoch[0] for epoch in used.per_epoch] == pytest.approx(keras["learning_rate"], rel=1e-6)
+    assert capsys.readouterr().out.count("ReduceLROnPlateau reducing learning rate") == keras["messages"] == 2
+
+
+def step_decay(epoch, initial=0.01):
+    return initial * 0.5**epoch
+
+
+def test_learning_rate_scheduler_calls_a_schedule_as_keras_does(synthetic_dataset):
+    """A partial of a schedule with a default (two parameters, one of them bound) is called schedule(epoch) after
+    schedule(epoch, lr) fails, as Keras does; counting parameters called it with both and failed."""
+    keras = KERAS_FITS["scheduler_partial_with_a_default"]
+    train, _ = synthetic_dataset
+    used = UsedLearningRates()
+    scheduler = LearningRateScheduler(functools.partial(step_decay, initial=0.02))
+    fit(create_model("lenet5"), train, None, _cfg(epochs=3, batch_size=256), callbacks=[scheduler, used])
+    assert [epoch[0] for epoch in used.per_epoch] == pytest.approx(keras["learning_rate"], rel=1e-6)
+
+
+class Hooks(Callback):
+    """The hooks fit calls in order, each with its logs' keys; the last train batch's logs and the epoch's."""
+
+    def __init__(self):
+        self.calls, self.batch_logs, self.epoch_logs = [], None, None
+
+    def __getattribute__(self, name):
+        hook = super().__getattribute__(name)
+        if not name.startswith("on_") or name in ("on_batch_begin", "on_batch_end", "on_train_begin", "on_train_end"):
+            return hook
+
+        def record(*args):
+            logs = args[-1] if args and isinstance(args[-1], dict) else {}
+            self.calls.append((name, sorted(logs)))
+            if name == "on_train_batch_end":
+                self.batch_logs = dict(logs)
+            if name == "on_epoch_end":
+                self.epoch_logs = dict(logs)
+            return hook(*args)
+
+        return record
+
+
+for _hook in ("on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin", "on_test_batch_end"):
+    setattr(Hooks, _hook, lambda self, batch, logs=None: None)  # overridden: fit calls batch hooks for it
+
+
+def collapsed(calls):
+    """The calls with each repeat of a batch's (begin, end) pair folded into the first."""
+    out, i = [], 0
+    while i < len(calls):
+        if len(out) >= 2 and calls[i : i + 2] == out[-2:]:
+            i += 2
+            continue
+        out.append(calls[i])
+        i += 1
+    return out
+
+
+def test_fit_calls_keras_hooks_with_keras_logs(synthetic_dataset):
+    """Keras' order (train batches, then evaluate's test hooks, then on_epoch_end), the keys of each hook's logs,
+    and batch logs that are the means since the epoch began: the last batch's are the epoch's loss and accuracy."""
+    keras = KERAS_FITS["hooks_of_an_epoch_with_validation"]
+    train, val = synthetic_dataset
+    hooks = Hooks()
+    fit(create_model("lenet5"), train, val, _cfg(epochs=1, batch_size=128, eval_batch_size=100), callbacks=[hooks])
+    ours = [(name, keys) for name, keys in hooks.calls]
+    expected = [(name, keys) for name, keys in keras["calls"]]
+    assert ours[-1][0] == expected[-1][0] == "on_epoch_end" and set(expected[-1][1]) <= set(ours[-1][1])
+    assert collapsed(ours[:-1]) == collapsed(expected[:-1])
+    assert sum(name == "on_test_batch_end" for name, _ in ours) == 3  # 256 images in batches of 100
+    assert set(keras["last_batch_logs"]) == set(hooks.batch_logs) and keras["last_batch_logs"] == keras["epoch_logs"]
+    for key in ("loss", "accuracy"):
+        assert hooks.batch_logs[key] == pytest.approx(hooks.epoch_logs[key], rel=1e-6)
 
 
 # --- TerminateOnNaN (keras/src/callbacks/terminate_on_nan.py) -------------------------------------------------

@@ -26,21 +26,27 @@ def predict_logits(
     view=None,
     max_batches: int = 0,
     progress=None,
+    batch_hooks=None,
 ) -> torch.Tensor:
     """Logits (N, classes) of a split, float32 on the CPU, in the dataset's order. With several processes each
     computes its shard and the shards are gathered: every image counted once (``max_batches``: the first
-    batches only, for --dry-run; ``progress``: a tqdm bar to advance by each batch's images)."""
+    batches only, for --dry-run; ``progress``: a tqdm bar to advance by each batch's images; ``batch_hooks``:
+    called as ``(i)`` before batch i and ``(i, logits, labels)`` after it)."""
     model.eval()
     loader = source.loader(split, batch_size, runtime.device, shard=runtime.shard, view=view)
     out = []
     with reuse_freed_memory():  # each batch frees the activations the next one needs again (as in fit)
-        for i, (images, _) in enumerate(loader.epoch(0)):
+        for i, (images, labels) in enumerate(loader.epoch(0)):
             if max_batches and i >= max_batches:
                 break
+            if batch_hooks is not None:
+                batch_hooks(i)
             with runtime.autocast():
                 out.append(model(preprocess(images)).float())
             if progress is not None:
                 progress.update(len(images))
+            if batch_hooks is not None:
+                batch_hooks(i, out[-1], labels)
     local = torch.cat(out)
     n = source.size(split)
     if max_batches:

@@ -5,7 +5,8 @@ differs. As in Keras, a callback sees ``self.model`` (the ``nn.Module``; ``self.
 stops training after the current batch, ``fit`` sets it to False when it starts), ``self.params``
 (``{"verbose": 0 or 1, "epochs": E, "steps": steps per epoch}``) and ``logs``, a plain dict: after an epoch
 loss, accuracy, val_loss, val_accuracy, lr (the rate of the epoch's last step; Keras' ``learning_rate``) and
-seconds. Beyond Keras, ``self.trainer`` is the loop's state: ``.optimizer``, ``.history``, ``.runtime``
+seconds; after a batch, as in Keras, the loss and accuracy since the epoch began (this process's rows); at
+``on_test_end`` (fit's validation) the validation's loss and accuracy. Beyond Keras, ``self.trainer`` is the loop's state: ``.optimizer``, ``.history``, ``.runtime``
 (devices, rank 0, printing) and the learning rate rule:
 
 - ``trainer.learning_rate = x`` (Keras' ``optimizer.learning_rate = x``): every later step uses ``x`` instead
@@ -24,7 +25,6 @@ them. Batch hooks are called only when some callback overrides them: the common 
 
 from __future__ import annotations
 
-import inspect
 import math
 import operator
 import time
@@ -66,6 +66,12 @@ class Callback:
     def on_batch_begin(self, batch, logs=None): ...
     def on_batch_end(self, batch, logs=None): ...
 
+    # fit's validation after each epoch, as Keras' evaluate calls them (logs without the val_ prefix)
+    def on_test_begin(self, logs=None): ...
+    def on_test_end(self, logs=None): ...
+    def on_test_batch_begin(self, batch, logs=None): ...
+    def on_test_batch_end(self, batch, logs=None): ...
+
     def state_dict(self) -> dict:
         """What a checkpoint keeps of this callback (JSON values and tensors): the attributes in ``_kept``."""
         return {key: getattr(self, attribute) for key, attribute in self._kept.items()}
@@ -86,10 +92,13 @@ class CallbackList:
         self.callbacks = list(callbacks)
         for cb in self.callbacks:
             cb.set_trainer(trainer, params)
-        batch_hooks = ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end")
-        self.wants_batches = any(
-            getattr(type(cb), hook) is not getattr(Callback, hook) for cb in self.callbacks for hook in batch_hooks
+        self.wants_batches = self._overridden(
+            "on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end"
         )
+        self.wants_test_batches = self._overridden("on_test_batch_begin", "on_test_batch_end")
+
+    def _overridden(self, *hooks) -> bool:
+        return any(getattr(type(cb), hook) is not getattr(Callback, hook) for cb in self.callbacks for hook in hooks)
 
     def __getattr__(self, hook):
         def call(*args, **kwargs):
@@ -315,7 +324,7 @@ class ReduceLROnPlateau(Callback):
             self.wait += 1
             if self.wait >= self.patience:
                 old_lr = self.trainer.learning_rate
-                if old_lr > self.min_lr:
+                if np.float32(old_lr) > np.float32(self.min_lr):  # as Keras compares: a rate at min_lr stays
                     new_lr = max(old_lr * self.factor, self.min_lr)
                     self.trainer.scale_learning_rate(new_lr / old_lr)
                     self._say(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new_lr}.")
@@ -339,7 +348,6 @@ class LearningRateScheduler(Callback):
     def __init__(self, schedule, verbose=0):
         self.schedule = schedule
         self.verbose = verbose
-        self.takes_lr = len(inspect.signature(schedule).parameters) >= 2
         self._last_epoch = None  # the epoch whose rate is set: a resume inside it must not set it again
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -347,7 +355,10 @@ class LearningRateScheduler(Callback):
             return
         trainer = self.trainer
         lr = trainer.learning_rate if trainer.lr_override is not None else trainer.initial_learning_rate
-        new_lr = self.schedule(epoch, lr) if self.takes_lr else self.schedule(epoch)
+        try:  # Keras' own test of the form, so that a schedule with defaults or a partial is called as there
+            new_lr = self.schedule(epoch, lr)
+        except TypeError:
+            new_lr = self.schedule(epoch)
         if not isinstance(new_lr, (float, np.floating)):
             raise UsageError(f"The output of the `schedule` function should be a float. Got: {new_lr}")
         trainer.learning_rate = float(new_lr)

@@ -10,6 +10,7 @@ one process.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 from contextlib import contextmanager, nullcontext, suppress
@@ -47,11 +48,27 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, label_smooth
 
 @torch.no_grad()
 def evaluate_loss_accuracy(
-    model, source: DataSource, split, preprocess, runtime: Runtime, batch_size, max_batches=0, label_smoothing=0.0
-):
+    model, source: DataSource, split, preprocess, runtime: Runtime, batch_size, max_batches=0, label_smoothing=0.0,
+    callbacks=None,
+):  # fmt: skip
     """Mean loss and accuracy over the whole split (every process's shard, gathered). As in Keras, the loss is
-    the training loss, label smoothing included."""
-    logits = predict_logits(model, source, split, preprocess, runtime, batch_size, max_batches=max_batches)
+    the training loss, label smoothing included. ``callbacks`` get Keras' on_test_batch_begin/end, the logs of
+    a batch the means since the first (this process's rows, without an L2 penalty)."""
+    hooks = None
+    if callbacks is not None:
+        sums = [0.0, 0.0, 0]
+
+        def hooks(batch, logits=None, labels=None):  # before a batch (no logits yet) and after it
+            if logits is None:
+                return callbacks.on_test_batch_begin(batch, {})
+            sums[0] += classification_loss(logits, labels, label_smoothing).item() * len(labels)
+            sums[1] += (logits.argmax(1) == labels).sum().item()
+            sums[2] += len(labels)
+            callbacks.on_test_batch_end(batch, {"loss": sums[0] / sums[2], "accuracy": sums[1] / sums[2]})
+
+    logits = predict_logits(
+        model, source, split, preprocess, runtime, batch_size, max_batches=max_batches, batch_hooks=hooks
+    )
     labels = source.labels(split)[: len(logits)]
     loss = classification_loss(logits, labels, label_smoothing)
     return loss.item(), (logits.argmax(1) == labels).float().mean().item()
@@ -365,7 +382,7 @@ def train_epoch(plan: _Plan, state: TrainState, epoch: int, received: list[int])
             break
         loss, stopping = train_step(plan, state, images, labels, step, aug_gen, sums, bool(received))
         if state.callbacks.wants_batches:
-            state.callbacks.on_train_batch_end(step, {"loss": loss.item(), "lr": state.last_lr})
+            state.callbacks.on_train_batch_end(step, _batch_logs(sums, loss, plan.regularization))
         bar.update(1)
         if step % 25 == 0:
             bar.set_postfix(loss=f"{sums[0].item() / max(sums[2].item(), 1):.4f}", lr=f"{state.last_lr:.2e}")
@@ -438,6 +455,14 @@ def train_step(plan: _Plan, state: TrainState, images, labels, step: int, aug_ge
     return loss, stopping
 
 
+def _batch_logs(sums: torch.Tensor, loss: torch.Tensor, regularization) -> dict:
+    """Keras' logs of a batch: the loss and accuracy since the epoch began (this process's rows), so that the
+    last batch's are the epoch's; a non-finite loss is itself (it would stay in Keras' mean)."""
+    seen = max(sums[2].item(), 1)
+    mean = sums[0].item() / seen + (float(regularization()) if regularization is not None else 0.0)
+    return {"loss": mean if math.isfinite(loss.item()) else loss.item(), "accuracy": sums[1].item() / seen}
+
+
 def end_epoch(plan: _Plan, state: TrainState, sums: torch.Tensor) -> bool:
     """The epoch's metrics (validation with the average of the weights, if one is kept), the callbacks, its
     line, its checkpoint (whether one was written)."""
@@ -457,12 +482,14 @@ def end_epoch(plan: _Plan, state: TrainState, sums: torch.Tensor) -> bool:
     # With an average of the weights, validation and the callbacks (saved weights) see the average.
     with state.ema.swapped_in() if state.ema is not None else nullcontext():
         if plan.source.size("val") > 0:
+            state.callbacks.on_test_begin({})  # Keras' validation is its evaluate, with evaluate's hooks
             logs["val_loss"], logs["val_accuracy"] = evaluate_loss_accuracy(
                 plan.eval_net, plan.source, "val", plan.eval_pre, rt, cfg.eval_batch_size, plan.limit,
-                cfg.label_smoothing,
+                cfg.label_smoothing, state.callbacks if state.callbacks.wants_test_batches else None,
             )  # fmt: skip
             if plan.regularization is not None:
                 logs["val_loss"] += float(plan.regularization()) if state.ema is not None else penalty
+            state.callbacks.on_test_end({"loss": logs["val_loss"], "accuracy": logs["val_accuracy"]})
         logs["lr"] = state.last_lr if state.last_lr is not None else state.learning_rate
         if cfg.nonfinite == "skip":
             logs["skipped_steps"] = int(skipped)
