@@ -3,7 +3,9 @@ or in a named, counted skip; never a traceback, never a silently wrong result.""
 
 import errno
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -14,6 +16,7 @@ from PIL import Image
 
 from cnnlab import TrainConfig, create_model, fit
 from cnnlab.data.idx import write_idx
+from cnnlab.errors import DataError
 
 
 def cli(*args, cwd=None):
@@ -110,6 +113,11 @@ FOLDER_CASES = {
         "only one class (cat)",
     ),
     "unlabelled-names": (lambda r: [r.mkdir(), Image.new("RGB", (9, 9)).save(r / "1.jpg")], "cannot tell the labels"),
+    # it trained on the cats alone and reported 100% on them
+    "a class unreadable": (
+        lambda r: [_image_folder(r)] + [(r / f"dog.{i}.jpg").write_bytes(b"broken") for i in range(6)],
+        "no readable images of class dog; the first of 6 unreadable:",
+    ),
 }
 
 
@@ -128,8 +136,40 @@ def test_bad_image_folders(tmp_path, case, run_main):
         tmp_path / "runs",
         "--cache-dir",
         tmp_path / "c",
+        "--no-progress",
     )
     assert code == 2 and message in err and "\n" not in err.strip(), err
+
+
+def test_a_validation_or_evaluation_folder_without_a_readable_image_is_refused(tmp_path, run_main):
+    """It trained without validation, then ended in an internal error (torch.cat of no tensors) and left a run
+    without a report; an evaluation on it was the same internal error."""
+    train, val = _image_folder(tmp_path / "train"), tmp_path / "val"
+    val.mkdir()
+    for name in ("cat.90.jpg", "dog.91.jpg"):
+        (val / name).write_bytes(b"")
+    args = ["--out-dir", tmp_path / "runs", "--cache-dir", tmp_path / "c", "--image-size", "32", "--crop", "28"]
+    args += ["--batch-size", "4"]
+    code, _, err = run_main("train", "lenet5", "--data", train, "--val-dir", val, "--name", "v", *args)
+    assert code == 2 and f"{val}: no readable images; the first of 2 unreadable:" in err, err
+    assert not (tmp_path / "runs" / "v").exists()
+    assert run_main("train", "lenet5", "--data", train, "--name", "t", "--epochs", "1", "--no-progress", *args)[0] == 0
+    code, _, err = run_main("evaluate", tmp_path / "runs" / "t", "--data", val, "--cache-dir", tmp_path / "c")
+    assert code == 2 and f"{val}: no readable images" in err, err
+
+
+def test_a_file_name_that_is_not_utf8_trains_and_is_named_in_the_run(tmp_path, run_main):
+    """Latin-1 names (café.jpg from an old zip) were an internal error in the cache's key, then in every file that
+    names images; they train, and an unreadable one is named by its escape (caf\\udce9) on screen and in files."""
+    train = _image_folder(tmp_path / "train")
+    shutil.copy(train / "cat.0.jpg", train / os.fsdecode(b"cat.caf\xe9.7.jpg"))
+    (train / os.fsdecode(b"dog.caf\xe9.8.jpg")).write_bytes(b"broken")
+    args = ["--out-dir", tmp_path / "runs", "--name", "r", "--cache-dir", tmp_path / "c", "--no-progress"]
+    args += ["--epochs", "1", "--image-size", "32", "--crop", "28", "--batch-size", "4"]
+    code, out, err = run_main("train", "lenet5", "--data", train, *args)
+    assert code == 0, err
+    assert "dog.caf\\udce9.8.jpg: not an image Pillow can read" in out
+    assert "dog.caf\\udce9.8.jpg" in (tmp_path / "runs" / "r" / "report.txt").read_text()
 
 
 def test_broken_files_in_a_folder_are_skipped_named_and_counted(tmp_path):
@@ -298,3 +338,28 @@ def test_nonfinite_skip_option_skips_the_step_and_keeps_training(capsys):
     assert np.isfinite(history["loss"][0])
     assert history["skipped_steps"] == [1]
     assert re.search(r"\b1 of \d+ steps had a non-finite loss and were skipped", capsys.readouterr().out)
+
+
+def test_images_with_nan_are_refused_not_wrapped_into_other_pixels():
+    """NaN compares false, so one NaN let float images past the 0..1 check: values above 1 were then wrapped
+    into uint8 (175.0 -> 81) without a word."""
+    from cnnlab.data.arrays import as_array_dataset
+
+    x = np.random.default_rng(0).integers(0, 256, (4, 28, 28)).astype("float32")
+    x[3, 0, 0] = np.nan
+    with pytest.raises(DataError, match=r"^x: 1 pixel value\(s\) are NaN or infinite$"):
+        as_array_dataset(x, [0, 1, 0, 1])
+
+
+def test_one_hot_labels_as_keras_to_categorical_gives_them():
+    """The lesson one-hot encodes its labels (to_categorical, float32): they read as the class indices they
+    encode; rows that are not one-hot say so instead of counting N x K labels."""
+    from cnnlab.data.arrays import as_array_dataset
+
+    x, y = np.zeros((6, 8, 8), np.uint8), np.array([0, 2, 1, 2, 0, 1])
+    one_hot = np.eye(3, dtype="float32")[y]
+    dataset = as_array_dataset(x, one_hot)
+    assert dataset.labels.tolist() == y.tolist() and dataset.classes == ("0", "1", "2")
+    assert as_array_dataset(x, one_hot.astype(int), classes=("a", "b", "c")).labels.tolist() == y.tolist()
+    with pytest.raises(DataError, match=r"labels \(6, 3\) are not one-hot rows: give class indices 0..K-1"):
+        as_array_dataset(x, one_hot * 0.9 + 0.1 / 3)  # smoothed labels

@@ -172,7 +172,7 @@ class RunDir:
         return path
 
     def write_text(self, name: str, text: str) -> Path:
-        return self.write_bytes(name, text.encode())
+        return self.write_bytes(name, text.encode(errors="backslashreplace"))  # a file name that is not UTF-8
 
     def write_json(self, name: str, obj) -> Path:
         return self.write_text(name, json.dumps(obj, indent=2, sort_keys=True) + "\n")
@@ -220,7 +220,7 @@ class RunDir:
         if output is None:
             return self.write_text("report.html", page)
         self.check_output(output, allow=("report.html",))
-        atomic_write_bytes(output, page.encode())
+        atomic_write_bytes(output, page.encode(errors="backslashreplace"))
         return Path(output)
 
     # --- reading strictly: what a resume and a prediction need, every value checked ---------------------
@@ -342,7 +342,7 @@ def write_comparison(run_dirs, output: str | Path = "comparison.html") -> Path:
     records = [run.record() for run in runs]
     for run in runs:
         run.check_output(output)
-    atomic_write_bytes(output, render_comparison_page(records).encode())
+    atomic_write_bytes(output, render_comparison_page(records).encode(errors="backslashreplace"))
     return Path(output)
 
 

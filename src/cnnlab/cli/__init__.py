@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import errno
 import functools
+import io
 import os
 import sys
 import warnings
@@ -61,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 (a latin-1 zip's) prints as \xe9
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     args.argv = argv  # train --nproc N runs this same command line under PyTorch's launcher
     command = next(c for c in COMMANDS if c.NAME == args.command)

@@ -188,7 +188,14 @@ def as_array_dataset(x, y, classes=None, what: str = "x", labels_what: str = "y"
     """Images and labels in any of the layouts Keras users hold them in, as an ``ArrayDataset``; a message
     names the images as ``what`` and the labels as ``labels_what``."""
     x = torch.tensor(np.asarray(x))  # a copy: the caller's array stays theirs
-    y = torch.tensor(np.asarray(y)).reshape(-1)
+    y = torch.tensor(np.asarray(y))
+    if y.ndim == 2 and y.shape[1] > 1:  # Keras' to_categorical: one 1 per row, as categorical_crossentropy takes
+        if not (((y == 0) | (y == 1)).all() and (y.sum(1) == 1).all()):
+            raise DataError(f"{labels_what}: labels {tuple(y.shape)} are not one-hot rows: give class indices 0..K-1")
+        if classes is None:
+            classes = tuple(str(i) for i in range(y.shape[1]))
+        y = y.argmax(1)
+    y = y.reshape(-1)
     if x.ndim == 3:
         x = x.unsqueeze(1)
     if x.ndim != 4:
@@ -196,6 +203,8 @@ def as_array_dataset(x, y, classes=None, what: str = "x", labels_what: str = "y"
     if x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
         x = x.permute(0, 3, 1, 2)
     if x.is_floating_point():
+        if not torch.isfinite(x).all():  # NaN compares false: the range test below would pass it
+            raise DataError(f"{what}: {int((~torch.isfinite(x)).sum()):,} pixel value(s) are NaN or infinite")
         if x.min() < 0 or x.max() > 1:
             raise DataError(f"{what}: float images must lie in 0..1 (or give uint8 0..255)")
         x = (x * 255).round()

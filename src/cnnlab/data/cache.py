@@ -55,7 +55,8 @@ def cache_key(listing: FolderListing, size: int) -> str:
     h.update(json.dumps([CACHE_VERSION, size, RESIZE, str(listing.root.resolve())]).encode())
     for path in listing.files:
         st = path.stat()
-        h.update(f"{path.relative_to(listing.root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        # os.fsencode: a name that is not UTF-8 (from a latin-1 zip) is bytes the OS holds, not an error
+        h.update(os.fsencode(path.relative_to(listing.root)) + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 

@@ -4,9 +4,11 @@ Two labelled layouts are recognised: Kaggle's (``train/cat.123.jpg``: the label 
 before the first dot) and the usual class-per-subfolder one (``train/cat/xyz.jpg``). An unlabelled folder
 (Kaggle's ``test1/123.jpg``) is read for prediction.
 
-A file is decoded by images.py, then resized aspect-aware: the shorter side to the target, then a centre
-crop. Anything in the folder that is not an image of its layout (other files, nested or empty folders) is
-left out by name (``FolderListing.ignored``), and said so in the run's notes; never silently.
+A class folder's images count at any depth, as in Keras' ``flow_from_directory``; a folder of loose images
+beside class subfolders is refused as ambiguous. A file is decoded by images.py, then resized aspect-aware: the
+shorter side to the target, then a centre crop. Anything in the folder that is not an image of its layout (other
+files, empty class folders, folders beside Kaggle's names) is left out by name (``FolderListing.ignored``), and
+said so in the run's notes; never silently.
 """
 
 from __future__ import annotations
@@ -70,6 +72,19 @@ def _entries(folder: Path, root: Path) -> tuple[list[Path], list[Path], list[str
     return sorted(images, key=_natural_key), sorted(folders), sorted(others)
 
 
+def _class_images(folder: Path, root: Path) -> tuple[list[Path], list[str]]:
+    """A class folder's images at any depth, as Keras' flow_from_directory takes them (its own first, then each
+    subfolder's), and its other files by name. A link to a folder below a class is not followed (a loop)."""
+    images, folders, others = _entries(folder, root)
+    for sub in folders:
+        if sub.is_symlink():
+            others.append(f"{sub.relative_to(root)}/")
+            continue
+        more, rest = _class_images(sub, root)
+        images, others = images + more, others + rest
+    return images, others
+
+
 def scan_folder(root: str | Path, allow_unlabelled: bool = False, min_classes: int = 2) -> FolderListing:
     """List a folder's images and labels (see the module docstring for the layouts); training needs two classes,
     an evaluation may hold one of the run's (``min_classes=1``)."""
@@ -81,10 +96,16 @@ def scan_folder(root: str | Path, allow_unlabelled: bool = False, min_classes: i
     loose, subdirs, ignored = _entries(root, root)
     by_class, inside = {}, []
     for d in subdirs:
-        images, nested, others = _entries(d, root)
-        by_class[d.name] = images
-        inside += [f"{n.relative_to(root)}/" for n in nested] + others
-    if by_class and not loose and any(by_class.values()):
+        by_class[d.name], others = _class_images(d, root)
+        inside += others
+    if loose and any(by_class.values()):
+        folders = [f"{name}/" for name, images in by_class.items() if images]
+        raise FolderError(
+            f"{root}: holds loose images ({loose[0].name}{', ...' if len(loose) > 1 else ''}) beside class "
+            f"subfolders ({', '.join(folders[:3])}{', ...' if len(folders) > 3 else ''}): one layout per folder; "
+            "move the loose images into their class folders (or out)"
+        )
+    if any(by_class.values()):
         ignored += [f"{name}/" for name, images in by_class.items() if not images] + inside
         classes = tuple(sorted(name for name, images in by_class.items() if images))
         files = [f for c in classes for f in by_class[c]]
@@ -165,6 +186,10 @@ def decode(path: str | Path, size: int) -> np.ndarray:
     w, h = im.size
     scale = size / min(w, h)
     new = (max(size, round(w * scale)), max(size, round(h * scale)))
-    im = im.resize(new, Image.Resampling.BILINEAR, reducing_gap=2.0)
     left, top = (new[0] - size) // 2, (new[1] - size) // 2
+    if new[0] * new[1] > 4 * size * size:  # a banner: resample the crop's source box alone, not a huge strip
+        sx, sy = w / new[0], h / new[1]
+        box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
+        return np.asarray(im.resize((size, size), Image.Resampling.BILINEAR, box, reducing_gap=2.0), dtype=np.uint8)
+    im = im.resize(new, Image.Resampling.BILINEAR, reducing_gap=2.0)
     return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)

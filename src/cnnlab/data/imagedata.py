@@ -40,6 +40,16 @@ def view_window(view: str, size: int, crop: int) -> tuple[int, int, bool]:
     return top, left, mirrored
 
 
+def _check_readable(cache: ImageCache, folder, every_class: bool = False) -> None:
+    """Refuse a folder whose files did not decode: all of them, or (to train on) all of one class, which would
+    train without it and report an accuracy over the others."""
+    counts = np.bincount(cache.labels, minlength=len(cache.classes)) if every_class else []
+    empty = [c for c, n in zip(cache.classes, counts) if n == 0]
+    if not len(cache.files) or empty:
+        what = f"no readable images of class {', '.join(empty)}" if len(cache.files) else "no readable images"
+        raise FolderError(f"{folder}: {what}; the first of {len(cache.skipped)} unreadable: {cache.skipped[0]}")
+
+
 @dataclass
 class FolderSplit:
     cache: ImageCache
@@ -86,9 +96,11 @@ class FolderSource:
             check_split_sizes(np.asarray(listing.labels), fraction, listing.classes, split)  # before decoding
         notes += [note for note in (listing.ignored_note(), val_listing and val_listing.ignored_note()) if note]
         cache = open_cache(listing, cfg.image_size, cfg.cache_dir, progress=cfg.progress, echo=echo)
+        _check_readable(cache, cfg.data, every_class=True)
         skipped = list(cache.skipped)
         if cfg.val_dir:
             val_cache = open_cache(val_listing, cfg.image_size, cfg.cache_dir, progress=cfg.progress, echo=echo)
+            _check_readable(val_cache, cfg.val_dir)
             train = FolderSplit(cache, np.arange(len(cache.files)), cache.labels)
             val = FolderSplit(val_cache, np.arange(len(val_cache.files)), val_cache.labels)
             skipped += val_cache.skipped
@@ -111,6 +123,7 @@ class FolderSource:
         """A labelled folder, every image in the "test" split, labels in the run's class order."""
         listing = scan_labelled(folder, classes, echo)
         cache = open_cache(listing, description["image_size"], cache_dir, echo=echo)
+        _check_readable(cache, folder)
         labels = np.array([classes.index(name) for name in cache.classes], dtype=np.int64)[cache.labels]
         split = FolderSplit(cache, np.arange(len(cache.files)), labels)
         return cls({"test": split, "val": split}, classes, description["crop"], str(folder), skipped=cache.skipped)
@@ -124,9 +137,8 @@ class FolderSource:
         if note := listing.ignored_note():
             echo(note)
         cache = open_cache(listing, description["image_size"], cache_dir, progress=progress, echo=echo)
+        _check_readable(cache, folder)
         n = len(cache.files)
-        if n == 0:
-            raise FolderError(f"{folder}: no readable images; the first of {len(cache.skipped)}: {cache.skipped[0]}")
         split = FolderSplit(cache, np.arange(n), np.zeros(n, np.int64))
         source = cls({"test": split}, (), description["crop"], str(folder), skipped=cache.skipped)
         source.files = [Path(f) for f in cache.files]

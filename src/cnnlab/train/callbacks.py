@@ -6,8 +6,8 @@ stops training after the current batch, ``fit`` sets it to False when it starts)
 (``{"verbose": 0 or 1, "epochs": E, "steps": steps per epoch}``) and ``logs``, a plain dict: after an epoch
 loss, accuracy, val_loss, val_accuracy, lr (the rate of the epoch's last step; Keras' ``learning_rate``) and
 seconds; after a batch, as in Keras, the loss and accuracy since the epoch began (this process's rows); at
-``on_test_end`` (fit's validation) the validation's loss and accuracy. Beyond Keras, ``self.trainer`` is the loop's state: ``.optimizer``, ``.history``, ``.runtime``
-(devices, rank 0, printing) and the learning rate rule:
+``on_test_end`` (fit's validation) the validation's loss and accuracy. Beyond Keras, ``self.trainer`` is the
+loop's state: ``.optimizer``, ``.history``, ``.runtime`` (devices, rank 0, printing) and the learning rate rule:
 
 - ``trainer.learning_rate = x`` (Keras' ``optimizer.learning_rate = x``): every later step uses ``x`` instead
   of ``fit``'s schedule (warm-up, then cosine, linear, step or constant). ``LearningRateScheduler`` does this.
