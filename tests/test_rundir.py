@@ -330,7 +330,12 @@ def test_a_kaggle_folder_without_one_readable_image_is_refused_naming_a_file(fol
     args = ["predict", str(folder_run), "--kaggle", str(test1), "-o", str(out), "--cache-dir", str(tmp_path / "c")]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert f"{test1}: no readable images; the first of 2: {test1 / '1.jpg'}" in err and "Traceback" not in err
+    assert f"{test1}: no readable images; the first of 2 unreadable: {test1 / '1.jpg'}" in err
+    assert "Traceback" not in err and not out.exists()
+    write_pictures(test1, ["3.png", "4.png"], seed=3)  # one readable image short of a row per id is as bad
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{test1}: 2 image(s) do not decode, so they would have no row: {test1 / '1.jpg'}" in err
     assert not out.exists()
 
 
@@ -426,3 +431,20 @@ def test_the_worst_mistakes_get_grad_cam_on_the_page(run_copy):
     assert "3 of 4 test images misclassified" in page
     assert base64.b64encode((run_copy / "mistakes_gradcam.png").read_bytes()).decode() in page
     assert "Grad-CAM overlays of the worst mistakes" in page
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_device_that_is_not_here_is_one_line_for_every_command(run_copy, tmp_path, capsys):
+    """evaluate, predict and --kaggle passed --device unchecked to torch: an internal error; and predict answered
+    through onnxruntime as if --device gpu had been a device."""
+    image = write_pictures(tmp_path / "test1", ["1.png"])
+    assert main(["export", str(run_copy)]) == 0  # predict's auto runtime now answers through onnxruntime
+    for args in (
+        ["evaluate", str(run_copy), "--device", "cuda"],
+        ["predict", str(run_copy), str(image / "1.png"), "--device", "gpu"],
+        ["predict", str(run_copy), "--kaggle", str(image), "--device", "cuda:1"],
+    ):
+        capsys.readouterr()
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert re.fullmatch(rf"cnnlab: error: device {args[-1]}: .*; devices here: auto, cpu\n", err), err

@@ -30,6 +30,7 @@ from .evaluation.plots import plot_confusion, plot_worst_mistakes, worst_mistake
 from .export import JSON_KEYS, ExportError, default_path, export_run, importable, require
 from .rundir import RunDir, atomic_write_bytes
 from .train import Runtime, TrainConfig
+from .train.runtime import pick_device
 
 MISTAKES_EXPLAINED = 6  # Grad-CAM rows of the report's worst mistakes: enough to see a pattern, quick to draw
 
@@ -224,6 +225,7 @@ def predict_files(
     paths = [path_argument(p, "predict_files(): paths") for p in paths]
     top, batch_size = whole_number(top, "predict_files(): top"), whole_number(batch_size, "predict_files(): batch_size")
     RunDir(run_dir).weights(weights)  # a run directory and a weights name, checked before onnxruntime is asked
+    pick_device(device)  # and the device, which onnxruntime would not use
     predictor = onnx_predictor_for_run(run_dir, weights, runtime)
     if predictor is not None:
         info = predictor.info  # the export carries model.json's classes, input size and data description
@@ -303,8 +305,11 @@ def kaggle_submission(
         raise UsageError(f"--positive {positive!r} is not one of the run's classes {classes}")
     run.check_output(output)
     ids = kaggle_ids(folder)  # before decoding: a wrong name is refused at once
+    runtime = Runtime(device, cfg.precision)  # a device that is not here is refused before any decoding
     source = FolderSource.for_prediction(folder, info["data"], cache_dir, echo, progress)
-    runtime = Runtime(device, cfg.precision)
+    if source.skipped:  # Kaggle scores a file with a row for every id: a short one is refused or misread
+        unread = "; ".join(source.skipped[:3]) + ("; ..." if len(source.skipped) > 3 else "")
+        raise DataError(f"{folder}: {len(source.skipped)} image(s) do not decode, so they would have no row: {unread}")
     model.to(runtime.device, memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     pre = Preprocess(model.cnnlab_input_norm, runtime.device, cfg.channels_last)
     views = source.eval_views()["10-crop" if ten_crop else "centre crop"]  # the centre alone: one pass, not ten
@@ -324,8 +329,6 @@ def kaggle_submission(
     rows = sorted((ids[Path(f).name], p) for f, p in zip(source.files, column))
     lines = ["id,label"] + [f"{ident},{int(p >= 0.5) if hard else f'{p:.6f}'}" for ident, p in rows]
     atomic_write_bytes(output, ("\n".join(lines) + "\n").encode())
-    for message in source.skipped:
-        echo(f"skipped: {message}")
     return output
 
 

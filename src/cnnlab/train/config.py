@@ -27,6 +27,8 @@ from annotated_types import Ge, Gt, Le, Lt, MinLen
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from ..errors import TYPE_WORDS, UsageError
+from .runtime import available_devices as runtime_devices
+from .runtime import device_problem
 
 
 class ConfigError(UsageError):
@@ -82,27 +84,7 @@ SPLIT = Needs(lambda c: not c.val_dir, lambda c: "holds out part of the training
 
 
 def available_devices() -> list[str]:
-    from .runtime import available_devices as here
-
-    return ["auto", *here()]
-
-
-def device_problem(name: str) -> str | None:
-    """None when ``name`` is a device that exists here, else what is wrong with it."""
-    if name in ("auto", "cpu"):
-        return None
-    import torch
-
-    kind, _, index = name.partition(":")
-    if kind not in ("cuda", "mps") or (index and not index.isdigit()):
-        return f"{name!r} is not a device name"
-    if kind == "mps":
-        return None if torch.backends.mps.is_available() and not index else "no MPS device here"
-    if not torch.cuda.is_available():
-        return "CUDA is not available here"
-    if index and int(index) >= torch.cuda.device_count():
-        return f"there are {torch.cuda.device_count()} CUDA device(s) here"
-    return None
+    return ["auto", *runtime_devices()]
 
 
 def _refuse(problem: Callable[[Any], str | None]) -> AfterValidator:

@@ -69,7 +69,25 @@ def available_devices() -> list[str]:
     return devices
 
 
+def device_problem(name: str) -> str | None:
+    """None when ``name`` is a device that exists here, else what is wrong with it."""
+    if name in ("auto", "cpu"):
+        return None
+    kind, _, index = name.partition(":")
+    if kind not in ("cuda", "mps") or (index and not index.isdigit()):
+        return f"{name!r} is not a device name"
+    if kind == "mps":
+        return None if torch.backends.mps.is_available() and not index else "no MPS device here"
+    if not torch.cuda.is_available():
+        return "CUDA is not available here"
+    if index and int(index) >= torch.cuda.device_count():
+        return f"there are {torch.cuda.device_count()} CUDA device(s) here"
+    return None
+
+
 def pick_device(name: str = "auto") -> torch.device:
+    if (problem := device_problem(name)) is not None:  # --device of evaluate and predict, a Python caller's device=
+        raise UsageError(f"device {name}: {problem}; devices here: {', '.join(['auto', *available_devices()])}")
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         # an explicit index: set_device and the CUDA RNG state refuse a bare "cuda"
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
