@@ -448,3 +448,20 @@ def test_a_device_that_is_not_here_is_one_line_for_every_command(run_copy, tmp_p
         assert main(args) == 2, args
         err = capsys.readouterr().err
         assert re.fullmatch(rf"cnnlab: error: device {args[-1]}: .*; devices here: auto, cpu\n", err), err
+
+
+def test_an_output_over_another_runs_files_is_refused(folder_run, run_copy, tmp_path, capsys):
+    """Only the run being read was protected: a submission written as another run's predictions.csv, or a report
+    page over another run's report.html, replaced that run's file without a word."""
+    test1 = write_pictures(tmp_path / "test1", ["1.png", "2.png"])
+    before = (run_copy / "predictions.csv").read_bytes()
+    (run_copy / "eval-x_y").mkdir()
+    (run_copy / "eval-x_y" / "report.txt").write_text("an evaluation's report")  # named as its run's file
+    for args in (
+        ["predict", str(folder_run), "--kaggle", str(test1), "-o", str(run_copy / "predictions.csv")],
+        ["report", str(folder_run), "-o", str(run_copy / "report.html")],
+        ["explain", str(folder_run), str(test1 / "1.png"), "-o", str(run_copy / "eval-x_y" / "mistakes.png")],
+    ):
+        assert main(args) == 2, args
+        assert f"is a file of the run {run_copy} (" in capsys.readouterr().err
+    assert (run_copy / "predictions.csv").read_bytes() == before

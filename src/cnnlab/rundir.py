@@ -192,23 +192,21 @@ class RunDir:
         return self.write_json("model.json", {**info, "format_version": FORMAT_VERSION})
 
     def check_output(self, output: str | Path, option: str = "-o", allow: tuple[str, ...] = ()) -> None:
-        """Refuse an output path that would overwrite a file this run needs (its weights, checkpoints, config,
-        reports), a folder, or a file in a folder that does not exist; anything else (another name, an export, a
-        file named in ``allow``) may be written."""
+        """Refuse an output path that would overwrite a file a run needs (its weights, checkpoints, config,
+        reports; of this run or any other), a folder, or a file in a folder that does not exist; anything else
+        (another name, an export, a file of this run named in ``allow``) may be written."""
         target = Path(output).resolve()
         if target.is_dir():
             raise UsageError(f"{option} {output}: is a folder; give a file name")
         if not Path(output).parent.is_dir():  # as written: x/../s.csv needs x
             raise UsageError(f"{option} {output}: the folder {Path(output).parent} does not exist")
-        try:
-            rel = target.relative_to(self.path.resolve())
-        except ValueError:
-            return
+        owner = next((p for p in reversed(target.parents) if RunDir(p).is_run()), None)  # outermost: not eval-*/
+        rel = target.relative_to(owner) if owner else Path()
         top = rel.parts[0] if rel.parts else ""
         own = top in OWN_FOLDERS or top.startswith((".", "eval-")) or (len(rel.parts) == 1 and top in OWN_FILES)
-        if own and str(rel) not in allow:
+        if own and (owner != self.path.resolve() or str(rel) not in allow):
             raise UsageError(
-                f"{option} {output}: is a file of the run {self.path} ({rel}); writing it would destroy the run's "
+                f"{option} {output}: is a file of the run {owner} ({rel}); writing it would destroy the run's "
                 "own data. Choose another name"
             )
 
