@@ -112,6 +112,36 @@ def test_bad_settings_are_clear_errors(synthetic_dataset):
         fit(create_model("lenet5"), train, val, _cfg(batch_size=10_000))
 
 
+def test_a_batch_size_that_leaves_one_image_to_batchnorm1d_is_refused_before_training():
+    """A last batch of one image (9 = 2 x 4 + 1) crashed AlexNet-BN's BatchNorm1d at the epoch's last step, an
+    internal error after the epoch's work; --batch-size 1 failed at the first. Refused before any step, naming
+    the batch size; a model without BatchNorm1d trains such batches."""
+    from types import SimpleNamespace
+
+    from cnnlab.models import from_pattern
+    from cnnlab.train.checks import check_fits_source
+
+    x, y = torch.randint(0, 256, (9, 8, 8), dtype=torch.uint8).numpy(), (torch.arange(9) % 2).numpy()
+    with_bn = "CONV(4) => RELU => POOL => FC(8) => BN => RELU => FC"
+    for batch, where in ((4, r"the epoch's last batch \(9 training images are 2 x 4 \+ 1\)"), (1, "every batch")):
+        with pytest.raises(ValueError, match=rf"--batch-size {batch} leaves one image per process in {where}; "):
+            fit(from_pattern(with_bn, (1, 8, 8), 2), (x, y), config=_cfg(batch_size=batch, device="cpu"))
+    history = fit(from_pattern("CONV(4) => RELU => POOL => FC", (1, 8, 8), 2), (x, y), config=_cfg(batch_size=4))
+    assert len(history.history["loss"]) == 1
+    # Two processes: a last batch of one image would leave one of them without a row (and the step count would
+    # depend on the number of processes); one of three rows leaves a BatchNorm1d process one.
+    from cnnlab.data.arrays import ArraySource, as_array_dataset
+
+    source = ArraySource(as_array_dataset(x, y), None)
+    two = SimpleNamespace(world_size=2, device=torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"last batch of 1 image\(s\) cannot give each of 2 processes one"):
+        check_fits_source(_cfg(batch_size=4), source, two, from_pattern("CONV(4) => FC", (1, 8, 8), 2))
+    x3 = torch.randint(0, 256, (11, 8, 8), dtype=torch.uint8).numpy()
+    source = ArraySource(as_array_dataset(x3, (torch.arange(11) % 2).numpy()), None)
+    with pytest.raises(ValueError, match=r"in the epoch's last batch \(11 training images are 2 x 4 \+ 3\)"):
+        check_fits_source(_cfg(batch_size=4), source, two, from_pattern(with_bn, (1, 8, 8), 2))
+
+
 def test_non_finite_loss_stops_with_epoch_and_step(synthetic_dataset):
     from cnnlab.train import NonFiniteLoss
 

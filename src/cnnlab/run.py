@@ -93,12 +93,12 @@ def train_run(
         source = open_source(cfg, allow_sample, echo)
     for note in source.notes:
         echo(note)
-    # Before the run directory exists, so that a refused run leaves nothing behind: the data against the
-    # settings, then the model (built from the seed) against the data.
-    check_fits_source(cfg, source, rt)
+    # Before the run directory exists, so that a refused run leaves nothing behind: the model (built from the
+    # seed), then the data against the settings and the model's layers, and the model against the data.
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, source)
     model.cnnlab_initialised = True  # built from cfg.seed just above: fit need not build it again to check
+    check_fits_source(cfg, source, rt, model)
     check_model_fits_source(model, source)
     run_dir, resume = claim_run_dir(cfg, Path(run_dir) if run_dir else None, resume, rt)
     run = RunDir(run_dir)

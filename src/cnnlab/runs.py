@@ -4,9 +4,11 @@ A run directory holds one training run, never two: a new run on an existing name
 continues it, ``--overwrite`` moves it aside to NAME.old-TIME).
 
 A resume continues the run that is there with its own configuration. The flags it takes change where and how
-fast it runs, never what it computes (``RESUME_MAY_CHANGE``); any other flag that differs from the saved value
-is refused with the reason. ``--epochs`` in particular: the learning-rate schedule spans the run's epochs, so
-more epochs would change every step from here on; train a new run instead.
+fast it runs, never what it computes (``RESUME_MAY_CHANGE``), except that other ``--threads`` or another
+``--device`` sum floats in another order: the last bits (1e-7 here) then differ from an unbroken run's, which
+the same ones repeat exactly. Any other flag that differs from the saved value is refused with the reason.
+``--epochs`` in particular: the learning-rate schedule spans the run's epochs, so more epochs would change every
+step from here on; train a new run instead.
 """
 
 from __future__ import annotations
@@ -108,7 +110,8 @@ def new_run_dir(cfg: TrainConfig) -> Path:
 
 # --- resuming ---------------------------------------------------------------------------------------------
 
-# What a resume may change: where the files are and how fast it runs, never what is computed.
+# What a resume may change: where the files are and how fast it runs, never what is computed (but for the
+# rounding of threads and devices: see the module's docstring).
 RESUME_MAY_CHANGE = ("progress", "threads", "device", "compile", "data_dir", "cache_dir")
 
 

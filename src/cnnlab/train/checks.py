@@ -15,12 +15,27 @@ from .config import TrainConfig
 from .runtime import Runtime, check_processes
 
 
-def check_fits_source(cfg: TrainConfig, source: DataSource, rt: Runtime) -> None:
-    """What the data and the processes make impossible, refused before any work."""
-    n_train = source.size("train")
-    if cfg.batch_size > n_train:
-        raise UsageError(f"batch size {cfg.batch_size} is larger than the training set ({n_train} images)")
-    check_processes(cfg, rt.world_size, rt.device)
+def check_fits_source(cfg: TrainConfig, source: DataSource, rt: Runtime, model: torch.nn.Module) -> None:
+    """What the data, the processes and the model's layers make impossible, refused before any work."""
+    n_train, batch, world = source.size("train"), cfg.batch_size, rt.world_size
+    if batch > n_train:
+        raise UsageError(f"batch size {batch} is larger than the training set ({n_train} images)")
+    check_processes(cfg, world, rt.device)
+    last = n_train % batch
+    split = f"{n_train:,} training images are {n_train // batch} x {batch} + {last}"
+    if 0 < last < world:  # a process would get no row: the step count would depend on the number of processes
+        raise UsageError(
+            f"--batch-size {batch}: the epoch's last batch of {last} image(s) cannot give each of {world} "
+            f"processes one ({split}); choose one that leaves 0 or at least {world}"
+        )
+    # PyTorch's BatchNorm1d refuses one row in training (Keras' normalises it to its beta): a process with one
+    # row, in every step or in the epoch's last, would fail at that step.
+    if any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules()) and 1 in (batch // world, last // world):
+        where = "every batch" if batch // world == 1 else f"the epoch's last batch ({split})"
+        raise UsageError(
+            f"--batch-size {batch} leaves one image per process in {where}; the model's BatchNorm1d cannot train "
+            "on one image (PyTorch refuses it): choose another"
+        )
 
 
 def check_model_options(model: torch.nn.Module, cfg: TrainConfig) -> None:

@@ -159,13 +159,16 @@ class TrainConfig(BaseModel):
     schedule: Literal["cosine", "linear", "step", "constant"] = setting("cosine", "the lr after a linear warm-up")
     warmup: Fraction = setting(0.15, "fraction of the steps spent warming up")
     ema: Fraction = setting(
-        0.0, "validate and keep a moving average of the weights (Keras' use_ema/ema_momentum; 0: off)",
+        0.0, "validate and keep a moving average of the weights (Keras' use_ema/ema_momentum, with TensorFlow's "
+        "warm-up: min(m, (1 + step) / (10 + step)); 0: off)",
         metavar="MOMENTUM",
     )  # fmt: skip
     label_smoothing: Share = setting(
         0.0, "Keras' CategoricalCrossentropy(label_smoothing=...): targets (1 - s) * one-hot + s / classes"
     )
-    final_lr: Share = setting(0.0, "the fraction of --lr reached at the end (cosine, linear)", needs=DECAY)
+    final_lr: Share = setting(
+        0.0, "the fraction of --lr the schedule ends at, after its last step as torch's (cosine, linear)", needs=DECAY
+    )
     seed: Annotated[int, Ge(0), Le(2**32 - 1)] = setting(42, "initialisation, data order, augmentation, splits")
     device: Device = setting("auto", "auto, cpu, cuda, cuda:1, mps")
     precision: Literal["fp32", "bf16", "fp16"] = setting("fp32", "autocast precision")

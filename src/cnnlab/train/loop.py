@@ -302,7 +302,7 @@ def fit(
     cfg.validate()
     rt = runtime or Runtime(cfg.device, cfg.precision, cfg.threads, cfg.timeout)
     source = as_source(data, validation_data, cfg.val_split, cfg.seed)
-    check_fits_source(cfg, source, rt)
+    check_fits_source(cfg, source, rt, model)
     if cfg.augment:
         if augment is not None:
             raise UsageError("fit(): augmentation is given twice, as augment= and as config.augment; give one")
