@@ -223,7 +223,7 @@ CLI_CASES = [
     (["train"], "name a model to train"),
     (["summary", "lenet5", "--input", "28x28x1x9"], "size must look like 28x28x1"),
     # a size the builder refuses is --input's, not an --option no one gave (it was blamed on --option)
-    (["advise", "lenet5", "--input", "10x10x1"], "--input 10x10x1: LeNet-5 needs an input size divisible by 4"),
+    (["advise", "lenet5", "--input", "10x10x1"], "--input 10x10x1: LeNet-5 needs an input size of at least 12"),
     (["advise", "INPUT => CONV => => FC"], "pattern error at position 18"),
     (["evaluate", "/nonexistent/run"], "no such run directory"),
     (["compute"], "name a model, or ask for --chart PNG"),

@@ -363,3 +363,16 @@ def test_a_banner_image_is_resampled_in_its_crop_only(tmp_path, monkeypatch):
     assert max(w * h for w, h in sizes) <= 4 * 256 * 256
     reference = np.asarray(Image.open(tmp_path / "photo.png").resize((32, 24), Image.Resampling.BILINEAR))
     assert np.array_equal(photo, reference[:, 4:28]) and np.array_equal(decode(tmp_path / "photo.png", 24), photo)
+
+
+def test_a_photo_stored_on_its_side_is_read_upright_by_its_exif_orientation(tmp_path):
+    """A phone stores a portrait photo sideways with Orientation=6 (rotate 90 degrees to show): it was read
+    sideways, and LeNet-5 read a 7 as 0 (0.40) instead of 7 (0.999). Now every reader sees the shown picture."""
+    upright = np.zeros((40, 20, 3), np.uint8)
+    upright[10:15] = 255  # a band at the top of the centre square that decode keeps
+    save_exif = Image.Exif()
+    save_exif[0x0112] = 6
+    Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90).save(tmp_path / "phone.png", exif=save_exif)
+    Image.fromarray(upright).save(tmp_path / "upright.png")
+    assert np.array_equal(decode(tmp_path / "phone.png", 20), decode(tmp_path / "upright.png", 20))
+    assert decode(tmp_path / "phone.png", 20)[:5].min() == 255  # the band is at the top, as shown

@@ -89,6 +89,16 @@ def test_lenet5_options_change_the_head_and_input():
     assert model.cnnlab_options == {"num_classes": 3, "in_chans": 3, "img_size": 32, "init": "keras"}
 
 
+def test_lenet5_takes_every_input_size_its_layers_can():
+    """12 is the least side (12 -> 12 -> 6 -> 2 -> 1); odd sides pool by floor, as Keras' layers do. Only sides
+    divisible by 4 were taken (13 was refused, 8 let through to a Linear(0, 120))."""
+    for side in (12, 13, 14, 30):
+        out = create_model("lenet5", img_size=side)(torch.zeros(2, 1, side, side))
+        assert out.shape == (2, 10)
+    with pytest.raises(ValueError, match="LeNet-5 needs an input size of at least 12, got 8"):
+        create_model("lenet5", img_size=8)
+
+
 def test_lenet5_keras_init_is_glorot_with_zero_biases():
     model = create_model("lenet5")
     conv = model.features[0]

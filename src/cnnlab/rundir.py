@@ -326,7 +326,7 @@ def list_runs(folder: str | Path) -> list[RunRecord]:
     A run's own folder is that run (its eval-*/ folders are reports, not runs)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise RunError(f"{folder}: no such folder of runs")
+        raise RunError(f"{folder}: {'a file, not a' if folder.exists() else 'no such'} folder of runs")
     if RunDir(folder).is_run():
         return [RunDir(folder).record()]
     return [RunDir(p).record() for p in sorted(folder.iterdir()) if RunDir(p).is_run()]

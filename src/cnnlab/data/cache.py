@@ -34,7 +34,7 @@ from .datasets import cache_dir
 from .folders import FolderListing, decode
 from .images import ImageError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: images upright by their EXIF orientation; a banner resampled in its crop's box
 RESIZE = "shorter-side bilinear + centre crop, JPEG draft"
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DataError
 
@@ -26,7 +26,8 @@ class ImageError(DataError):
 
 
 def open_image(path: str | Path, shorter_side: int | None = None) -> Image.Image:
-    """The decoded file; a JPEG at the smallest DCT scale whose shorter side is still ``shorter_side`` or more."""
+    """The decoded file, upright by its EXIF orientation; a JPEG at the smallest DCT scale whose shorter side is
+    still ``shorter_side`` or more."""
     path = Path(path)
     try:
         if path.is_dir():  # before the size: some file systems give a folder 0 bytes
@@ -44,6 +45,9 @@ def open_image(path: str | Path, shorter_side: int | None = None) -> Image.Image
                     scale = shorter_side / min(w, h)
                     im.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
                 im.load()
+                # A phone photo stored on its side with an EXIF orientation is read as it is shown (Keras' load_img
+                # reads the stored pixels: sideways; a model trained upright misreads them).
+                ImageOps.exif_transpose(im, in_place=True)
                 return im  # leaving ``with`` closes the file only; the pixels stay loaded
     except ImageError:
         raise

@@ -234,12 +234,14 @@ def _timing(record) -> dict:
         summary = f"{format_seconds(sum(seconds))} in all, {sum(seconds) / len(seconds):.1f}s per epoch on average"
         if len(seconds) > 1:
             summary += f" ({sum(seconds[1:]) / (len(seconds) - 1):.1f}s after the first)"
-        reached = [
-            f"{100 * target:g}% " + (f"after {format_seconds(hit[1])} (epoch {hit[0]})" if hit else "not reached")
-            for target, hit in record.times_to_accuracy()
-        ]
-        if reached:
-            summary += ". Validation accuracy first reached " + ", ".join(reached)
+        times = record.times_to_accuracy()
+        hits = [f"{100 * t:g}% after {format_seconds(hit[1])} (epoch {hit[0]})" for t, hit in times if hit]
+        misses = [f"{100 * t:g}%" for t, hit in times if not hit]
+        parts = ([f"first reached {', '.join(hits)}"] if hits else []) + (
+            [f"did not reach {', '.join(misses)}"] if misses else []
+        )
+        if parts:
+            summary += ". Validation accuracy " + "; ".join(parts)
     header = ["epoch", *columns] + (["seconds", ""] if seconds else [])
     return {"missing": None, "summary": summary, "header": header, "rows": rows}
 
