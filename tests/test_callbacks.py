@@ -405,9 +405,10 @@ def test_reduce_lr_on_plateau_stops_at_min_lr_as_keras(synthetic_dataset, capsys
     reduce = ReduceLROnPlateau(monitor="loss", factor=0.1, patience=0, min_delta=10.0, min_lr=0.001, cooldown=1)
     reduce.verbose = 1
     cfg = _cfg(epochs=len(keras["learning_rate"]), batch_size=256, lr=0.1, schedule="constant", warmup=0.0)
-    fit(create_model("lenet5"), train, None, cfg, callbacks=[reduce, used])
+    history = fit(create_model("lenet5"), train, None, cfg, callbacks=[reduce, used])
     assert [epoch[0] for epoch in used.per_epoch] == pytest.approx(keras["learning_rate"], rel=1e-6)
     assert capsys.readouterr().out.count("ReduceLROnPlateau reducing learning rate") == keras["messages"] == 2
+    assert history.history["learning_rate"] == pytest.approx(keras["learning_rate"], rel=1e-6)  # Keras' key
 
 
 def step_decay(epoch, initial=0.01):
@@ -421,8 +422,9 @@ def test_learning_rate_scheduler_calls_a_schedule_as_keras_does(synthetic_datase
     train, _ = synthetic_dataset
     used = UsedLearningRates()
     scheduler = LearningRateScheduler(functools.partial(step_decay, initial=0.02))
-    fit(create_model("lenet5"), train, None, _cfg(epochs=3, batch_size=256), callbacks=[scheduler, used])
+    history = fit(create_model("lenet5"), train, None, _cfg(epochs=3, batch_size=256), callbacks=[scheduler, used])
     assert [epoch[0] for epoch in used.per_epoch] == pytest.approx(keras["learning_rate"], rel=1e-6)
+    assert history.history["learning_rate"] == pytest.approx(keras["learning_rate"], rel=1e-6)
 
 
 class Hooks(Callback):

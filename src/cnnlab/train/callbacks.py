@@ -4,8 +4,8 @@ Each class follows Keras 3's source (``keras/src/callbacks/*.py``, named in each
 differs. As in Keras, a callback sees ``self.model`` (the ``nn.Module``; ``self.model.stop_training = True``
 stops training after the current batch, ``fit`` sets it to False when it starts), ``self.params``
 (``{"verbose": 0 or 1, "epochs": E, "steps": steps per epoch}``) and ``logs``, a plain dict: after an epoch
-loss, accuracy, val_loss, val_accuracy, lr (the rate of the epoch's last step; Keras' ``learning_rate``) and
-seconds; after a batch, as in Keras, the loss and accuracy since the epoch began (this process's rows); at
+loss, accuracy, val_loss, val_accuracy, lr (the rate of the epoch's last step; ReduceLROnPlateau and
+LearningRateScheduler add it as Keras 3's ``learning_rate`` too, as there) and seconds; after a batch, as in Keras, the loss and accuracy since the epoch began (this process's rows); at
 ``on_test_end`` (fit's validation) the validation's loss and accuracy. Beyond Keras, ``self.trainer`` is the
 loop's state: ``.optimizer``, ``.history``, ``.runtime`` (devices, rank 0, printing) and the learning rate rule:
 
@@ -307,7 +307,9 @@ class ReduceLROnPlateau(Callback):
         return self.cooldown_counter > 0
 
     def on_epoch_end(self, epoch, logs=None):
-        current = (logs or {}).get(self.monitor)
+        logs = logs if logs is not None else {}
+        logs["learning_rate"] = logs.get("lr", self.trainer.learning_rate)  # Keras 3's history key, as it adds it
+        current = logs.get(self.monitor)
         if current is None:
             warnings.warn(
                 f"Learning rate reduction is conditioned on metric `{self.monitor}` which is not available. "
@@ -364,6 +366,10 @@ class LearningRateScheduler(Callback):
         trainer.learning_rate = float(new_lr)
         self._last_epoch = epoch
         self._say(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {new_lr}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:  # Keras 3's history key, as it adds it
+            logs["learning_rate"] = logs.get("lr", self.trainer.learning_rate)
 
 
 class NonFiniteLoss(TrainingError):
