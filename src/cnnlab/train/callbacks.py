@@ -2,12 +2,13 @@
 
 Each class follows Keras 3's source (``keras/src/callbacks/*.py``, named in each class) and says where it
 differs. As in Keras, a callback sees ``self.model`` (the ``nn.Module``; ``self.model.stop_training = True``
-stops training after the current batch, ``fit`` sets it to False when it starts), ``self.params``
-(``{"verbose": 0 or 1, "epochs": E, "steps": steps per epoch}``) and ``logs``, a plain dict: after an epoch
-loss, accuracy, val_loss, val_accuracy, lr (the rate of the epoch's last step; ReduceLROnPlateau and
-LearningRateScheduler add it as Keras 3's ``learning_rate`` too, as there) and seconds; after a batch, as in Keras, the loss and accuracy since the epoch began (this process's rows); at
-``on_test_end`` (fit's validation) the validation's loss and accuracy. Beyond Keras, ``self.trainer`` is the
-loop's state: ``.optimizer``, ``.history``, ``.runtime`` (devices, rank 0, printing) and the learning rate rule:
+stops training after the current batch, ``fit`` sets it to False when it starts), ``self.params`` (``{"verbose":
+0 or 1, "epochs": E, "steps": steps per epoch}``) and ``logs``, a plain dict: after an epoch loss, accuracy,
+val_loss, val_accuracy, lr (the rate of the epoch's last step; ReduceLROnPlateau and LearningRateScheduler add it
+as Keras 3's ``learning_rate`` too, as there) and seconds; after a batch, as in Keras, the loss and accuracy
+since the epoch began (this process's rows); at ``on_test_end`` (fit's validation) the validation's loss and
+accuracy. Beyond Keras, ``self.trainer`` is the loop's state: ``.optimizer``, ``.history``, ``.runtime``
+(devices, rank 0, printing) and the learning rate rule:
 
 - ``trainer.learning_rate = x`` (Keras' ``optimizer.learning_rate = x``): every later step uses ``x`` instead
   of ``fit``'s schedule (warm-up, then cosine, linear, step or constant). ``LearningRateScheduler`` does this.
