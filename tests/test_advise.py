@@ -46,6 +46,9 @@ def test_keras_same_padding_with_even_kernels_and_strides_walks_sizes_as_the_net
     strided = from_pattern("CONV(8, 3, stride=2) => RELU => POOL => FC", (3, 30, 30), 10)
     finding = next(f for f in advise(strided, (3, 30, 30)) if f.rule == "divisible-input")
     assert finding.layer == "pool1" and "15 -> 7.5" in finding.message
+    # an odd side is padded to fit, not cut: 31 -> 16 -> 8 exactly
+    twice = from_pattern("CONV(8, 3, stride=2) => CONV(8, 3, stride=2) => FC", (1, 31, 31), 10)
+    assert not [f for f in advise(twice, (1, 31, 31)) if f.rule == "divisible-input"]
 
 
 def test_notes_do_not_fail_and_name_bn_placement():

@@ -198,6 +198,9 @@ def test_evaluate_takes_arrays_as_the_readme_says(tiny, run_dir):
     from_source = cnnlab.evaluate(model, ArraySource(dataset, test=dataset))
     assert from_arrays.accuracy == from_dataset.accuracy == from_source.accuracy
     assert from_arrays.n == len(tiny[1])
+    # a torch.device is a device, as in PyTorch; labels as a row (1, N) are N labels, not one-hot rows
+    labels_row = tiny[1].reshape(1, -1)
+    assert cnnlab.evaluate(model, (tiny[0], labels_row), device=torch.device("cpu")).accuracy == from_arrays.accuracy
 
     # Labels that reach only some of the model's classes: every answer stays in the matrix and the report,
     # the wrong ones included (they were dropped when the classes came from the largest label alone).

@@ -407,12 +407,29 @@ def test_reduce_lr_on_plateau_stops_at_min_lr_as_keras(synthetic_dataset, capsys
     cfg = _cfg(epochs=len(keras["learning_rate"]), batch_size=256, lr=0.1, schedule="constant", warmup=0.0)
     history = fit(create_model("lenet5"), train, None, cfg, callbacks=[reduce, used])
     assert [epoch[0] for epoch in used.per_epoch] == pytest.approx(keras["learning_rate"], rel=1e-6)
-    assert capsys.readouterr().out.count("ReduceLROnPlateau reducing learning rate") == keras["messages"] == 2
+    out = capsys.readouterr().out
+    assert out.count("ReduceLROnPlateau reducing learning rate") == keras["messages"] == 2
+    assert "learning_rate" not in out  # the epoch line shows lr once
     assert history.history["learning_rate"] == pytest.approx(keras["learning_rate"], rel=1e-6)  # Keras' key
 
 
 def step_decay(epoch, initial=0.01):
     return initial * 0.5**epoch
+
+
+def test_batch_logs_are_built_only_for_callbacks_that_use_them(tmp_path):
+    """Every run directory has ModelCheckpoints, which override on_train_batch_end for Keras' save_freq=N: per
+    epoch (the default) they need no batch logs, which cost AlexNet-BN's L2 penalty over 58 M weights a step."""
+    from cnnlab.train.callbacks import CallbackList
+
+    trainer = attach()
+    per_epoch, per_steps = (
+        ModelCheckpoint(tmp_path / "a.safetensors"),
+        ModelCheckpoint(tmp_path / "b.safetensors", save_freq=5),
+    )
+    assert not CallbackList([per_epoch, EarlyStopping()], trainer, {}).wants_batches
+    assert CallbackList([per_epoch, per_steps], trainer, {}).wants_batches
+    assert CallbackList([TerminateOnNaN()], trainer, {}).wants_batches
 
 
 def test_learning_rate_scheduler_calls_a_schedule_as_keras_does(synthetic_dataset):
@@ -473,12 +490,13 @@ def test_fit_calls_keras_hooks_with_keras_logs(synthetic_dataset):
     train, val = synthetic_dataset
     hooks = Hooks()
     fit(create_model("lenet5"), train, val, _cfg(epochs=1, batch_size=128, eval_batch_size=100), callbacks=[hooks])
-    ours = [(name, keys) for name, keys in hooks.calls]
+    ours = [(name, [k for k in keys if k != "lr"]) for name, keys in hooks.calls]  # cnnlab's lr beside Keras' keys
     expected = [(name, keys) for name, keys in keras["calls"]]
     assert ours[-1][0] == expected[-1][0] == "on_epoch_end" and set(expected[-1][1]) <= set(ours[-1][1])
     assert collapsed(ours[:-1]) == collapsed(expected[:-1])
     assert sum(name == "on_test_batch_end" for name, _ in ours) == 3  # 256 images in batches of 100
-    assert set(keras["last_batch_logs"]) == set(hooks.batch_logs) and keras["last_batch_logs"] == keras["epoch_logs"]
+    assert set(keras["last_batch_logs"]) == set(hooks.batch_logs) - {"lr"}
+    assert keras["last_batch_logs"] == keras["epoch_logs"]
     for key in ("loss", "accuracy"):
         assert hooks.batch_logs[key] == pytest.approx(hooks.epoch_logs[key], rel=1e-6)
 

@@ -465,3 +465,35 @@ def test_an_output_over_another_runs_files_is_refused(folder_run, run_copy, tmp_
         assert main(args) == 2, args
         assert f"is a file of the run {run_copy} (" in capsys.readouterr().err
     assert (run_copy / "predictions.csv").read_bytes() == before
+    # A folder with a settings file (--config FILE.json) is no run: a page or a picture may be written there
+    (tmp_path / "config.json").write_text("{}")
+    assert main(["filters", str(folder_run), "-o", str(tmp_path / "filters.png")]) == 0
+    # and the run's own files stay its own whatever the folders above it hold
+    assert main(["filters", str(run_copy), "-o", str(run_copy / "filters.png")]) == 2
+
+
+def test_a_pattern_run_from_before_format_3_resumes_and_evaluates_as_the_network_it_was(synthetic_mnist_dir, tmp_path):
+    """Such a run recorded neither its padding rule nor refused a count its text does not use (N=3 here): a
+    resume rebuilt it with Keras' padding from config.json and rewrote model.json so (0.95 -> 0.82 in the
+    review's case), and the count refused every command. Both files are read as that release wrote them."""
+    runs = tmp_path / "runs"
+    args = ["train", "pattern", "--data-dir", str(synthetic_mnist_dir), "--out-dir", str(runs), "--name", "old"]
+    args += ["--option", "text=CONV(4, 2) => RELU => POOL => FC", "--option", "same_padding=centred"]
+    assert main([*args, "--epochs", "1", "--batch-size", "64", "--no-progress", "--seed", "0"]) == 0
+    for name in ("model.json", "config.json"):  # as the release before format 3 wrote them
+        saved = json.loads((runs / "old" / name).read_text())
+        options = saved["options" if name == "model.json" else "model_options"]
+        del options["same_padding"]
+        options["N"] = 3
+        if name == "model.json":
+            saved["format_version"] = 2
+        (runs / "old" / name).write_text(json.dumps(saved))
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        before = RunDir(runs / "old").load_model()[0](x)  # evaluate, predict and export load it so
+        assert main(["evaluate", str(runs / "old")]) == 0
+        assert main(["train", "--resume", str(runs / "old"), "--no-progress"]) == 0  # nothing left to train
+        info = json.loads((runs / "old" / "model.json").read_text())
+        assert info["options"]["same_padding"] == "centred" and info["options"]["N"] == 2
+        assert info["format_version"] == FORMAT_VERSION
+        torch.testing.assert_close(RunDir(runs / "old").load_model()[0](x), before, rtol=0, atol=0)

@@ -52,6 +52,14 @@ def replace_through(path: Path, tmp: Path, write: Callable[[Path], object]) -> N
         _fsync(path.parent)
 
 
+def write_through(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """``write(tmp)`` a large file (an export) beside ``path``, then rename it into place (``replace_through``);
+    the temporary name keeps the suffix, by which an exporter picks its format."""
+    path = Path(path)
+    replace_through(path, path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}"), write)
+    return path
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -37,11 +37,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import sha256_file
+from .checkpoint import sha256_file, write_through
 from .data.loader import InputNorm, Preprocess
 from .environment import __version__
 from .errors import MissingExtra, RunError, UsageError
-from .rundir import RunDir, write_through
+from .rundir import RunDir
 
 FORMATS = ("onnx", "pt2")
 EXTRA_HINT = "pip install 'cnnlab[export]'"

@@ -34,6 +34,7 @@ format (``upgrade_model_info``).
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import itertools
 import json
@@ -46,8 +47,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checkpoint import CheckpointError, atomic_write_bytes, read_json, replace_through
+from .checkpoint import CheckpointError, atomic_write_bytes, read_json
 from .errors import RunError, UsageError, path_argument
+from .models.pattern import options_before_format_3
 from .train.recipes import accuracy_targets
 
 # 1: model.json's "pipeline" (before the data interface); 2: "data" and "format_version"; 3: a pattern's
@@ -65,14 +67,18 @@ MARKS_A_RUN = ("config.json", "model.json", "metrics.csv", "summary.txt", "repor
 MODEL_INFO_KEYS = {"model": str, "options": dict, "classes": list, "input_size": list, "input_norm": dict, "data": dict}
 
 
+def _before_format_3(info) -> bool:
+    """A pattern run's model.json from before run format 3 (``options_before_format_3`` reads its options)."""
+    version = info.get("format_version", 1) if isinstance(info, dict) else FORMAT_VERSION
+    return isinstance(info, dict) and info.get("model") == "pattern" and (not isinstance(version, int) or version < 3)
+
+
 def upgrade_model_info(info: dict) -> dict:
     """model.json of any release as today's: "pipeline" (format 1) becomes "data"; a pattern network from before
-    format 3 keeps the padding it was trained with (same_padding="centred")."""
+    format 3 is rebuilt as it was trained (``options_before_format_3``)."""
     info = dict(info)
-    version = info.get("format_version", 1)
-    old = not isinstance(version, int) or version < 3
-    if old and info.get("model") == "pattern" and isinstance(info.get("options"), dict):
-        info["options"] = {"same_padding": "centred", **info["options"]}
+    if _before_format_3(info) and isinstance(info.get("options"), dict):
+        info["options"] = options_before_format_3(info["options"])
     if "data" not in info and isinstance(info.get("pipeline"), dict):
         data = {"dataset": info.get("dataset"), "input_size": info.get("input_size"), **info.pop("pipeline")}
         if data.get("kind") != "folder":
@@ -98,18 +104,8 @@ def _model_info_problem(info: dict) -> str | None:
     return None
 
 
-def write_through(path: str | Path, write: Callable[[Path], object]) -> Path:
-    """``write(tmp)`` a large file (an export) beside ``path``, then rename it into place as every write here does
-    (``checkpoint.replace_through``); the temporary name keeps the suffix, by which an exporter picks its format."""
-    path = Path(path)
-    replace_through(path, path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}"), write)
-    return path
-
-
 def lock_holder(run_dir: Path) -> str | None:
     """The pid of a training process holding the run's lock, or None."""
-    import fcntl
-
     try:
         fd = os.open(Path(run_dir) / ".lock", os.O_RDONLY)
     except OSError:
@@ -143,8 +139,6 @@ class RunDir:
         """One writer per run directory: an exclusive, non-blocking lock on ``RUN_DIR/.lock``, which holds the
         writer's pid. ``writer=False`` only checks that nobody writes (and keeps others out while held) without
         creating or changing a file of the run: used when looking at, or moving aside, a run that is not ours."""
-        import fcntl
-
         path = self.path / ".lock"
         if not writer and not path.is_file():
             yield  # no writer ever locked it
@@ -200,11 +194,13 @@ class RunDir:
             raise UsageError(f"{option} {output}: is a folder; give a file name")
         if not Path(output).parent.is_dir():  # as written: x/../s.csv needs x
             raise UsageError(f"{option} {output}: the folder {Path(output).parent} does not exist")
-        owner = next((p for p in reversed(target.parents) if RunDir(p).is_run()), None)  # outermost: not eval-*/
+        here = self.path.resolve()
+        runs = [p for p in target.parents if (p / "config.json").is_file() and (p / "model.json").is_file()]
+        owner = here if here in target.parents else next(iter(runs), None)  # this run, or the innermost other
         rel = target.relative_to(owner) if owner else Path()
         top = rel.parts[0] if rel.parts else ""
         own = top in OWN_FOLDERS or top.startswith((".", "eval-")) or (len(rel.parts) == 1 and top in OWN_FILES)
-        if own and (owner != self.path.resolve() or str(rel) not in allow):
+        if own and (owner != here or str(rel) not in allow):
             raise UsageError(
                 f"{option} {output}: is a file of the run {owner} ({rel}); writing it would destroy the run's "
                 "own data. Choose another name"
@@ -242,6 +238,8 @@ class RunDir:
             raise RunError(str(e)) from None
         if not isinstance(saved, dict):
             raise RunError(f"{path}: holds no configuration (one JSON object expected)")
+        if _before_format_3(_tolerant_json(self.path / "model.json", {})):
+            saved["model_options"] = options_before_format_3(saved.get("model_options") or {})  # as model.json's
         return TrainConfig.from_dict(saved, str(path))
 
     def model_info(self) -> dict:

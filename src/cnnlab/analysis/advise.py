@@ -38,8 +38,8 @@ def _pair(v):
 
 def _geometry(m: nn.Module):
     """(kernel, stride, padding) along height and width of a layer that changes spatial size, else None."""
-    if isinstance(m, KerasSameConv2d):  # side / stride: the padding (k - s) / 2 that walks a side there
-        return m.kernel_size, m.stride, tuple((k - s) / 2 for k, s in zip(m.kernel_size, m.stride))
+    if isinstance(m, KerasSameConv2d):  # padded to fit: ceil(side / stride), nothing dropped (see _walk_sizes)
+        return m.kernel_size, m.stride, (None, None)
     if isinstance(m, nn.Conv2d):  # whose kernel_size, stride and numeric padding PyTorch keeps as pairs
         pad = m.padding
         if isinstance(pad, str):
@@ -58,7 +58,7 @@ def _walk_sizes(layers: list[TracedLayer], size: int, axis: int = 0):
         if geo is None:
             continue
         k, s, p = geo[0][axis], geo[1][axis], geo[2][axis]
-        out = (size + 2 * p - k) / s + 1
+        out = -(-size // s) if p is None else (size + 2 * p - k) / s + 1
         steps.append((layer, size, out))
         size = int(out) if out >= 1 else 0
         if size == 0:

@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 (a latin-1 zip's) prints as \xe9
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 (a latin-1 zip's) prints escaped: \udce9
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)

@@ -189,7 +189,7 @@ def as_array_dataset(x, y, classes=None, what: str = "x", labels_what: str = "y"
     names the images as ``what`` and the labels as ``labels_what``."""
     x = torch.tensor(np.asarray(x))  # a copy: the caller's array stays theirs
     y = torch.tensor(np.asarray(y))
-    if y.ndim == 2 and y.shape[1] > 1:  # Keras' to_categorical: one 1 per row, as categorical_crossentropy takes
+    if y.ndim == 2 and y.shape[1] > 1 and len(y) == len(x):  # Keras' to_categorical: a row per image, one 1
         if not (((y == 0) | (y == 1)).all() and (y.sum(1) == 1).all()):
             raise DataError(f"{labels_what}: labels {tuple(y.shape)} are not one-hot rows: give class indices 0..K-1")
         if classes is None:

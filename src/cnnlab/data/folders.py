@@ -7,8 +7,8 @@ before the first dot) and the usual class-per-subfolder one (``train/cat/xyz.jpg
 A class folder's images count at any depth, as in Keras' ``flow_from_directory``; a folder of loose images
 beside class subfolders is refused as ambiguous. A file is decoded by images.py, then resized aspect-aware: the
 shorter side to the target, then a centre crop. Anything in the folder that is not an image of its layout (other
-files, empty class folders, folders beside Kaggle's names) is left out by name (``FolderListing.ignored``), and
-said so in the run's notes; never silently.
+files, empty class folders, folders without images beside Kaggle's names) is left out by name
+(``FolderListing.ignored``), and said so in the run's notes; never silently.
 """
 
 from __future__ import annotations

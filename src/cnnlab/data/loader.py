@@ -34,12 +34,9 @@ class Shard:
     world: int = 1
 
     def train_steps(self, n: int, global_batch: int) -> int:
-        """Global batches in an epoch of ``n`` samples. A last batch smaller than the number of processes
-        would leave one of them without a sample, so it is dropped, by every process alike."""
-        steps = -(-n // global_batch)
-        if steps and n - (steps - 1) * global_batch < self.world:
-            steps -= 1
-        return steps
+        """Global batches in an epoch of ``n`` samples, the last one partial (``train.checks`` refuses one smaller
+        than the number of processes, which would leave one of them without a sample)."""
+        return -(-n // global_batch)
 
     def batches(self, n: int, batch_size: int, train: bool) -> int:
         """This process's batches in an epoch of ``n`` samples: the global batches when training, else its

@@ -409,6 +409,13 @@ def from_pattern(
     return builder.network()
 
 
+def options_before_format_3(options: dict) -> dict:
+    """A pattern network's options as runs before run format 3 recorded them, for today's builder: their "same"
+    padding was centred, and a count their text does not use was dropped without a word (refused today)."""
+    used = count_names(parse_pattern(options.get("text", LESSON)))
+    return {"same_padding": "centred", **{k: v for k, v in options.items() if k not in ("N", "M", "K") or k in used}}
+
+
 def count_names(tree) -> set[str]:
     """The variables a pattern's repeat counts name (N, M, K in the lesson's)."""
     names = set()

@@ -73,6 +73,11 @@ class Callback:
     def on_test_batch_begin(self, batch, logs=None): ...
     def on_test_batch_end(self, batch, logs=None): ...
 
+    def needs(self, *hooks: str) -> bool:
+        """Whether fit must call any of ``hooks`` for this callback: it calls batch hooks, whose logs cost a little
+        a step, only where needed (a class that overrides one, unless it says otherwise)."""
+        return any(getattr(type(self), hook) is not getattr(Callback, hook) for hook in hooks)
+
     def state_dict(self) -> dict:
         """What a checkpoint keeps of this callback (JSON values and tensors): the attributes in ``_kept``."""
         return {key: getattr(self, attribute) for key, attribute in self._kept.items()}
@@ -93,13 +98,9 @@ class CallbackList:
         self.callbacks = list(callbacks)
         for cb in self.callbacks:
             cb.set_trainer(trainer, params)
-        self.wants_batches = self._overridden(
-            "on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end"
-        )
-        self.wants_test_batches = self._overridden("on_test_batch_begin", "on_test_batch_end")
-
-    def _overridden(self, *hooks) -> bool:
-        return any(getattr(type(cb), hook) is not getattr(Callback, hook) for cb in self.callbacks for hook in hooks)
+        train_batches = ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end")
+        self.wants_batches = any(cb.needs(*train_batches) for cb in self.callbacks)
+        self.wants_test_batches = any(cb.needs("on_test_batch_begin", "on_test_batch_end") for cb in self.callbacks)
 
     def __getattr__(self, hook):
         def call(*args, **kwargs):

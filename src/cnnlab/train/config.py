@@ -176,7 +176,9 @@ class TrainConfig(BaseModel):
     compile: bool = setting(False, "torch.compile the model (pays off on GPUs, not on CPUs)")
     threads: Annotated[int, Ge(0), Le(4096)] = setting(0, "CPU threads (0: PyTorch's choice)")
     deterministic: bool = setting(False, "GPUs: deterministic kernels (exact repeats, slower); CPUs are exact anyway")
-    sync_bn: bool = setting(False, "SyncBatchNorm across GPU processes (else rank 0's statistics are shared)")
+    sync_bn: bool = setting(
+        False, "SyncBatchNorm across GPU processes (else rank 0's statistics are shared; one process: nothing)"
+    )
     timeout: Annotated[float, Gt(0)] = setting(300.0, "how long a process waits for the others", metavar="SECONDS")
     val_split: Fraction = setting(
         0.0, "hold out this fraction of the training data (0: validate on the test set)", needs=SPLIT

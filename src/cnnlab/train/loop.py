@@ -382,7 +382,7 @@ def train_epoch(plan: _Plan, state: TrainState, epoch: int, received: list[int])
             break
         loss, stopping = train_step(plan, state, images, labels, step, aug_gen, sums, bool(received))
         if state.callbacks.wants_batches:
-            state.callbacks.on_train_batch_end(step, _batch_logs(sums, loss, plan.regularization))
+            state.callbacks.on_train_batch_end(step, _batch_logs(sums, loss, plan.regularization, state.last_lr))
         bar.update(1)
         if step % 25 == 0:
             bar.set_postfix(loss=f"{sums[0].item() / max(sums[2].item(), 1):.4f}", lr=f"{state.last_lr:.2e}")
@@ -455,12 +455,14 @@ def train_step(plan: _Plan, state: TrainState, images, labels, step: int, aug_ge
     return loss, stopping
 
 
-def _batch_logs(sums: torch.Tensor, loss: torch.Tensor, regularization) -> dict:
+def _batch_logs(sums: torch.Tensor, loss: torch.Tensor, regularization, lr: float) -> dict:
     """Keras' logs of a batch: the loss and accuracy since the epoch began (this process's rows), so that the
-    last batch's are the epoch's; a non-finite loss is itself (it would stay in Keras' mean)."""
+    last batch's are the epoch's; a non-finite loss is itself (it would stay in Keras' mean). And the step's
+    lr, as cnnlab's epoch logs have it."""
     seen = max(sums[2].item(), 1)
     mean = sums[0].item() / seen + (float(regularization()) if regularization is not None else 0.0)
-    return {"loss": mean if math.isfinite(loss.item()) else loss.item(), "accuracy": sums[1].item() / seen}
+    loss_now = mean if math.isfinite(loss.item()) else loss.item()
+    return {"loss": loss_now, "accuracy": sums[1].item() / seen, "lr": lr}
 
 
 def end_epoch(plan: _Plan, state: TrainState, sums: torch.Tensor) -> bool:
@@ -495,7 +497,8 @@ def end_epoch(plan: _Plan, state: TrainState, sums: torch.Tensor) -> bool:
             logs["skipped_steps"] = int(skipped)
         state.callbacks.on_epoch_end(epoch, logs)
     state.history.append(logs)
-    rt.print(f"Epoch {epoch + 1}/{plan.epochs} - " + " - ".join(_shown(k, v) for k, v in logs.items()))
+    shown = (_shown(k, v) for k, v in logs.items() if k != "learning_rate")  # Keras' name for lr, added by callbacks
+    rt.print(f"Epoch {epoch + 1}/{plan.epochs} - " + " - ".join(shown))
     state.epoch, state.step_in_epoch = epoch + 1, 0
     last = epoch + 1 == plan.epochs or state.stop_training
     if cfg.checkpoint_every and ((epoch + 1) % cfg.checkpoint_every == 0 or last):

@@ -29,7 +29,8 @@ class ModelCheckpoint(Callback):
     ``save_weights_only=True`` writes the weights (and the epoch's logs in the header);
     ``save_weights_only=False`` (Keras' "whole model") adds what rebuilds the model, as a run's
     ``model.json`` holds it: the registry name, its options and the input normalisation, so that
-    ``create_model(meta["model"], **meta["options"])`` and ``load_weights_into`` give it back.
+    ``create_model(meta["model"], **meta["options"])`` and ``load_weights_into`` give it back (a file of an
+    older release after ``rundir.upgrade_model_info(meta)``, as a run's model.json is read).
     ``save_best_only`` saves when ``monitor`` improved on the best so far (which ``initial_value_threshold``
     can set); ``save_freq`` is ``"epoch"`` or a number of batches. ``metadata`` (a cnnlab addition) goes
     into every file's header. Only rank 0 writes. Its best value is saved in checkpoints.
@@ -83,6 +84,9 @@ class ModelCheckpoint(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._current_epoch = epoch
+
+    def needs(self, *hooks: str) -> bool:
+        return self.save_freq != "epoch" and super().needs(*hooks)  # saving per epoch: no batch hooks
 
     def on_train_batch_end(self, batch, logs=None):
         if self.save_freq == "epoch":

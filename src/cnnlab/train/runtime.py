@@ -53,9 +53,7 @@ def check_processes(cfg, nproc: int, device: torch.device | None = None) -> None
     says it once before starting them, and ``fit`` again (for torchrun started by hand)."""
     if cfg.batch_size % nproc:
         raise UsageError(f"--batch-size {cfg.batch_size} is the global batch and must divide among {nproc} processes")
-    if cfg.sync_bn and nproc == 1:  # else recorded in config.json without having done anything
-        raise UsageError("--sync-bn synchronises BatchNorm across processes; it does nothing in one (--nproc N)")
-    if cfg.sync_bn and (device or pick_device(cfg.device)).type == "cpu":
+    if cfg.sync_bn and nproc > 1 and (device or pick_device(cfg.device)).type == "cpu":
         raise UsageError(
             "--sync-bn needs GPUs (PyTorch's SyncBatchNorm is GPU-only); on CPUs rank 0's "
             "BatchNorm statistics are shared before each evaluation instead"
@@ -87,7 +85,8 @@ def device_problem(name: str) -> str | None:
     return None
 
 
-def pick_device(name: str = "auto") -> torch.device:
+def pick_device(name: str | torch.device = "auto") -> torch.device:
+    name = str(name)  # a torch.device as its name ("cuda:0")
     if (problem := device_problem(name)) is not None:  # --device of evaluate and predict, a Python caller's device=
         raise UsageError(f"device {name}: {problem}; devices here: {', '.join(['auto', *available_devices()])}")
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
