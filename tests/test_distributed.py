@@ -323,3 +323,60 @@ def test_nproc_says_once_what_would_stop_every_process(tmp_path, capsys):
         assert main([*base, "--nproc", "2", "--sync-bn"]) == 2
         assert "--sync-bn needs GPUs" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # nothing started
+
+
+@pytest.mark.slow
+def test_a_signal_to_the_launcher_reaches_every_process_which_checkpoint_and_end(tmp_path):
+    """`kill` of cnnlab train --nproc 2 (a scheduler stopping a job): the launcher ended at once and left torchrun
+    and both processes training on, holding the run's lock. It passes the signal on now: each process writes its
+    checkpoint and ends, one line says so, and the launcher exits 143."""
+    from cnnlab.rundir import lock_holder
+
+    data = big_synthetic_mnist(tmp_path / "data")
+    out = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [sys.executable, *cnnlab(*train_args(data, out, "stopped", epochs=3), "--nproc", "2")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
+    with killed_on_failure(proc):
+        wait_for_first_checkpoint(proc, out / "stopped")
+        tree = descendants(proc.pid)
+        assert len(tree) >= 3  # torchrun and its two processes
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-3000:]
+    assert not [pid for pid in tree if Path(f"/proc/{pid}").exists()]  # nothing left computing
+    assert err.count("cnnlab: interrupted by") == 1 and "a training process failed" not in err, err[-3000:]
+    assert lock_holder(out / "stopped") is None
+
+
+def test_a_mistake_the_processes_find_ends_the_launcher_with_status_2(tmp_path):
+    """torchrun reports 1 for any failure: a missing --data-dir, named by the processes, ended in 'a training
+    process failed ... continue with --resume' and status 1."""
+    done = run_tree(
+        [sys.executable, *cnnlab("--data-dir", str(tmp_path / "nowhere"), "--out-dir", str(tmp_path), "--nproc", "2")]
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "no such folder" in done.stderr and "--resume" not in done.stderr
+
+
+def test_a_restart_before_the_first_checkpoint_starts_the_run_over(tmp_path, monkeypatch, capsys):
+    """Under --max-restarts, a process that died in the first epoch (AlexNet's is 6 minutes here) made every
+    restarted attempt fail with 'no checkpoint to resume from': the restart now trains the run from the start."""
+    from cnnlab.cli import main
+
+    data = write_synthetic_mnist(tmp_path / "data")
+    args = ["train", "lenet5", "--data-dir", str(data), "--out-dir", str(tmp_path / "runs"), "--no-progress"]
+    assert main([*args, "--name", "first", "--epochs", "1", "--checkpoint-every", "0"]) == 0
+    (tmp_path / "runs" / ".torchrun").mkdir()
+    (tmp_path / "runs" / ".torchrun" / "attempt").write_text(str(tmp_path / "runs" / "first"))
+    for name, value in (("RANK", "0"), ("TORCHELASTIC_RUN_ID", "attempt"), ("TORCHELASTIC_RESTART_COUNT", "1")):
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    assert main([*args, "--epochs", "1"]) == 0  # the restarted attempt's command line: no --name, no --resume
+    out = capsys.readouterr().out
+    assert "resuming from" not in out and f"run directory: {tmp_path / 'runs' / 'first'}" in out
+    assert len((tmp_path / "runs" / "first" / "metrics.csv").read_text().splitlines()) == 2  # one epoch, anew

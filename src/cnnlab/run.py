@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint import list_checkpoints
 from .data.source import DataSource, open_source
 from .environment import environment_info
 from .evaluation import plot_history
@@ -33,13 +34,15 @@ from .train.recipes import check_classes, resolve_config  # noqa: F401  (resolve
 def claim_run_dir(cfg: TrainConfig, run_dir: Path | None, resume: bool, rt: Runtime) -> tuple[Path, bool]:
     """Rank 0 names the run (or takes the one given) and tells the others. Under torchrun with
     ``--max-restarts``, a restarted attempt finds the run its first attempt began (a marker keyed by
-    torchrun's run id) and resumes it from its newest checkpoint, without anyone typing --resume."""
+    torchrun's run id) and resumes it from its newest checkpoint (or starts it over when it has none yet), without
+    anyone typing --resume."""
     decision = None
     if rt.is_main:
         marker = elastic_marker(cfg)
         restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) > 0
         if run_dir is None and marker is not None and restarted and marker.is_file():
-            run_dir, resume = Path(marker.read_text().strip()), True
+            run_dir = Path(marker.read_text().strip())
+            resume = bool(list_checkpoints(run_dir))  # a failure before the first checkpoint starts it over
         elif run_dir is None:
             run_dir = new_run_dir(cfg)
             if marker is not None:

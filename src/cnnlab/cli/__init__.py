@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..environment import __version__
 from ..errors import CnnlabError, TrainingInterrupted
+from ..train.distributed import STATUS_DIR
 from . import (
     activations,
     advise,
@@ -73,9 +74,11 @@ def main(argv=None) -> int:
             warnings.showwarning = functools.partial(show_warning, warnings.showwarning)
             status = command.run(args)
         sys.stdout.flush()  # a reader gone (| head) shows here, not in Python's own flush at exit
-        return status
     except BaseException as e:  # noqa: BLE001  (sorted below: user errors, interruptions, our bugs)
-        return report_error(e)
+        status = report_error(e)
+    if (folder := os.environ.get(STATUS_DIR)) and "RANK" in os.environ:  # for the launcher of --nproc N
+        Path(folder, os.environ["RANK"]).write_text(str(status))
+    return status
 
 
 PACKAGE = Path(__file__).resolve().parents[1]
@@ -106,8 +109,10 @@ def report_error(e: BaseException) -> int:
     if not isinstance(e, Exception):  # SystemExit and the like are not errors
         raise e
     message = user_error_message(e)
+    interrupted = isinstance(e, TrainingInterrupted)
+    if message is not None and not (interrupted and int(os.environ.get("RANK", 0)) > 0):  # rank 0 says it once
+        print(f"cnnlab: {'' if interrupted else 'error: '}{message}", file=sys.stderr)
     if message is not None:
-        print(f"cnnlab: {'' if isinstance(e, TrainingInterrupted) else 'error: '}{message}", file=sys.stderr)
         return e.exit_code if isinstance(e, CnnlabError) else 2
     traceback.print_exception(e)
     report = "report it to cnnlab's maintainers with the command line and the traceback above."

@@ -51,8 +51,12 @@ SHARED_STORE_WARNING = (
 def check_processes(cfg, nproc: int, device: torch.device | None = None) -> None:
     """What would stop every one of ``nproc`` processes at once, refused before any work: ``cnnlab train --nproc N``
     says it once before starting them, and ``fit`` again (for torchrun started by hand)."""
-    if cfg.batch_size % nproc:
-        raise UsageError(f"--batch-size {cfg.batch_size} is the global batch and must divide among {nproc} processes")
+    if cfg.batch_size % nproc:  # a resume keeps its run's batch: the counts that divide it are the way out
+        fits = ", ".join(str(n) for n in range(1, 17) if cfg.batch_size % n == 0)
+        raise UsageError(
+            f"--batch-size {cfg.batch_size} is the global batch and must divide among {nproc} processes "
+            f"(--nproc {fits} divide it)"
+        )
     if cfg.sync_bn and nproc > 1 and (device or pick_device(cfg.device)).type == "cpu":
         raise UsageError(
             "--sync-bn needs GPUs (PyTorch's SyncBatchNorm is GPU-only); on CPUs rank 0's "
