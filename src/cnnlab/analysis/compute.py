@@ -39,6 +39,12 @@ LANDMARKS = [
     ("AlphaZero", 2017.9, 450),
     ("AlphaGo Zero", 2017.8, 1860),
 ]
+# Labels placed by hand (offset in points; to the left when negative) where the alternating right-above and
+# right-below would meet a neighbour's point or label
+LABEL_OFFSETS = {
+    "AlexNet": (-6, 2), "Dropout": (-6, -9), "Seq2Seq": (-6, -10), "Neural Architecture Search": (-6, 3),
+    "GoogLeNet": (5, 3),
+}  # fmt: skip
 LENET5_1998 = ("LeNet-5 (computed)", 1998.9, 3 * 833_040 * 60_000 * 20 / PFS_DAY)
 DOUBLING_BEFORE_2012_YEARS = 2.0
 DOUBLING_AFTER_2012_YEARS = 3.4 / 12
@@ -108,7 +114,10 @@ def chart(path, extra: list[tuple[str, float, float]] = (), title: str = "Two er
         ax.plot(years, value * 2 ** ((years - year) / doubling), "--", color=colour, label=label)
     for i, (label, x, y) in enumerate(LANDMARKS + [LENET5_1998]):
         ax.scatter([x], [y], color="tab:blue", zorder=3)
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 3 if i % 2 else -10), fontsize=8)
+        dx, dy = LABEL_OFFSETS.get(label, (5, 3 if i % 2 else -10))
+        ax.annotate(
+            label, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=8, ha="right" if dx < 0 else "left"
+        )
     for label, x, y in extra:
         ax.scatter([x], [y], color="tab:green", marker="*", s=140, zorder=4)
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, -10), fontsize=8, color="tab:green")
