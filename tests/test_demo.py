@@ -140,3 +140,18 @@ def test_a_dropped_photo_gets_what_cnnlab_predict_says(photo_run, real_data_dir,
     assert list(shown) == [c for c, _ in expected]
     np.testing.assert_allclose(list(shown.values()), [p for _, p in expected], rtol=1e-4)
     assert shows_pictures(page)
+
+
+def test_a_port_in_use_is_one_line_naming_it(mnist_run, capsys):
+    """Gradio's OSError was an internal error whose message named GRADIO_SERVER_PORT and launch()."""
+    from cnnlab.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["demo", str(mnist_run), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith(f"cnnlab: error: --host 127.0.0.1 --port {port}: cannot serve there") and "Traceback" not in err
+    )

@@ -21,7 +21,7 @@ import torch
 from matplotlib import colormaps
 
 from .data.source import read_file
-from .errors import MissingExtra
+from .errors import MissingExtra, UsageError
 from .explain import explain, feature_maps, feature_mosaic, find_conv, overlay
 from .inference import load_run, onnx_predictor_for_run
 
@@ -122,7 +122,11 @@ def serve(run_dir, weights: str = "last", top: int = 5, host: str = "127.0.0.1",
     stops it)."""
     demo = RunDemo(run_dir, weights, top)
     blocks = build_app(demo)
-    _, url, _ = blocks.launch(server_name=host, server_port=port, js=SELECT_BRUSH if demo.draws else None, **launch)
+    try:
+        _, url, _ = blocks.launch(server_name=host, server_port=port, js=SELECT_BRUSH if demo.draws else None, **launch)
+    except OSError:  # Gradio's words name its own knobs (GRADIO_SERVER_PORT, launch()), not the user's
+        where = f"--host {host}" + (f" --port {port}" if port else "")
+        raise UsageError(f"{where}: cannot serve there; the port is in use or the host is not this machine's") from None
     return blocks, url
 
 

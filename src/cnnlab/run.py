@@ -138,10 +138,14 @@ def train_run(
             from .analysis.compute import run_compute
 
             epochs_run = len(history.history.get("loss", []))
+            trained, evaluated = source.size("train") * epochs_run, source.size("val") * epochs_run
+            if cfg.dry_run:  # two batches of one epoch, validated on two batches a process
+                trained = min(trained, 2 * cfg.batch_size)
+                evaluated = min(evaluated, 2 * cfg.eval_batch_size * rt.world_size)
             measured = run_compute(
                 table.flops,
-                source.size("train") * epochs_run,
-                source.size("val") * epochs_run,
+                trained,
+                evaluated,
                 sum(history.history.get("seconds", [])),
                 rt.device,
                 cfg.precision,

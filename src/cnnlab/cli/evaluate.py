@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..errors import UsageError
 from ..rundir import WEIGHTS
@@ -52,5 +53,5 @@ def run(args: argparse.Namespace) -> int:
     )
     print(report.format())
     if out_dir is not None:
-        print(f"\nwrote {out_dir}/: report.txt, report.json, predictions.csv, confusion_matrix.png, mistakes.png")
+        print(f"\nwrote {out_dir}/: {', '.join(sorted(p.name for p in Path(out_dir).iterdir()))}")
     return 0

@@ -256,7 +256,7 @@ def _compute(record) -> list | str:
         ("forward FLOPs per image", _si(compute.get("forward_flops_per_image"), "FLOP")),
         ("images trained on (all epochs)", _number(compute.get("train_images"))),
         ("images evaluated (all epochs)", _number(compute.get("eval_images"))),
-        ("training compute (3x forward per trained image)", _si(compute.get("train_flops"), "FLOP")),
+        ("compute (3x forward per trained image, 1x per evaluated one)", _si(compute.get("train_flops"), "FLOP")),
         ("petaflop/s-days", f"{compute['pfs_days']:.3g}" if compute.get("pfs_days") is not None else NOT_RECORDED),
         ("seconds", format_seconds(compute.get("seconds"))),
         ("achieved", _si(compute.get("achieved_flops_per_s"), "FLOP/s")),
