@@ -431,6 +431,12 @@ def test_batch_logs_are_built_only_for_callbacks_that_use_them(tmp_path):
     assert CallbackList([per_epoch, per_steps], trainer, {}).wants_batches
     assert CallbackList([TerminateOnNaN()], trainer, {}).wants_batches
 
+    class Logged(ModelCheckpoint):  # a subclass with a batch hook of its own gets it, whatever its save_freq
+        def on_train_batch_end(self, batch, logs=None):
+            pass
+
+    assert CallbackList([Logged(tmp_path / "c.safetensors")], trainer, {}).wants_batches
+
 
 def test_learning_rate_scheduler_calls_a_schedule_as_keras_does(synthetic_dataset):
     """A partial of a schedule with a default (two parameters, one of them bound) is called schedule(epoch) after

@@ -380,3 +380,33 @@ def test_a_restart_before_the_first_checkpoint_starts_the_run_over(tmp_path, mon
     out = capsys.readouterr().out
     assert "resuming from" not in out and f"run directory: {tmp_path / 'runs' / 'first'}" in out
     assert len((tmp_path / "runs" / "first" / "metrics.csv").read_text().splitlines()) == 2  # one epoch, anew
+
+
+@pytest.mark.parametrize(
+    "written, torchrun, expected",
+    [
+        ({"0-0": 143, "0-1": 143}, 1, 143),  # a signal to one process: each wrote its checkpoint
+        ({"0-0": 143}, 1, 1),  # the other was killed outright (OOM, SIGKILL): a failure, not an interruption
+        ({"0-0": 2, "0-1": 1}, 1, 2),  # rank 0 named a mistake; rank 1 lost contact with it
+        ({"0-0": 1, "0-1": 2}, 1, 1),  # a crash of rank 0 is no mistake of the user's
+        ({"0-0": 2, "0-1": 2, "1-0": 1, "1-1": 1}, 1, 1),  # only the last attempt counts (--max-restarts)
+        ({"0-0": 0, "0-1": 0}, 0, 0),
+    ],
+)
+def test_the_launcher_tells_a_failure_from_a_mistake_and_an_interruption(
+    written, torchrun, expected, monkeypatch, capsys
+):
+    """torchrun's own status is 1 for any failure: the launcher reads what each process of its last attempt said."""
+    from cnnlab.train import distributed
+
+    class FakeTorchrun:
+        def __init__(self, cmd, env, start_new_session):
+            for name, status in written.items():
+                Path(env[distributed.STATUS_DIR], name).write_text(str(status))
+
+        def wait(self):
+            return torchrun
+
+    monkeypatch.setattr(distributed.subprocess, "Popen", FakeTorchrun)
+    assert distributed.launch(["train", "lenet5"], nproc=2) == expected
+    assert ("a training process failed" in capsys.readouterr().err) == (expected == 1)

@@ -124,9 +124,11 @@ def serve(run_dir, weights: str = "last", top: int = 5, host: str = "127.0.0.1",
     blocks = build_app(demo)
     try:
         _, url, _ = blocks.launch(server_name=host, server_port=port, js=SELECT_BRUSH if demo.draws else None, **launch)
-    except OSError:  # Gradio's words name its own knobs (GRADIO_SERVER_PORT, launch()), not the user's
+    except OSError as e:  # Gradio's words for these name its own knobs (GRADIO_SERVER_PORT, launch())
+        if "Cannot find empty port" not in str(e):
+            raise
         where = f"--host {host}" + (f" --port {port}" if port else "")
-        raise UsageError(f"{where}: cannot serve there; the port is in use or the host is not this machine's") from None
+        raise UsageError(f"{where}: cannot serve there; the port is in use or the host is not this machine's") from e
     return blocks, url
 
 

@@ -109,6 +109,8 @@ def write_evaluation(
         out.write_bytes(
             "mistakes_gradcam.png", mistakes_png(model, report.classes, images[few], labels[worst][few], ("gradcam",))
         )
+    else:  # no mistakes: an earlier evaluation's picture in the same folder is not this one's
+        (out.path / "mistakes_gradcam.png").unlink(missing_ok=True)
 
 
 def image_names(source: DataSource, split: str) -> list[str] | None:

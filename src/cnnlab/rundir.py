@@ -131,6 +131,9 @@ class RunDir:
             raise UsageError(f"weights is {which!r}; expected one of {', '.join(map(repr, WEIGHTS))}")
         return self.path / "weights" / f"{which}.safetensors"
 
+    def has_settings(self) -> bool:
+        return (self.path / "config.json").is_file() and (self.path / "model.json").is_file()
+
     def is_run(self) -> bool:
         return self.path.is_dir() and any((self.path / name).is_file() for name in MARKS_A_RUN)
 
@@ -194,9 +197,8 @@ class RunDir:
             raise UsageError(f"{option} {output}: is a folder; give a file name")
         if not Path(output).parent.is_dir():  # as written: x/../s.csv needs x
             raise UsageError(f"{option} {output}: the folder {Path(output).parent} does not exist")
-        here = self.path.resolve()
-        runs = [p for p in target.parents if (p / "config.json").is_file() and (p / "model.json").is_file()]
-        owner = here if here in target.parents else next(iter(runs), None)  # this run, or the innermost other
+        here = self.path.resolve()  # the innermost run above it: this one, or another with a config and a model
+        owner = next((p for p in target.parents if p == here or RunDir(p).has_settings()), None)
         rel = target.relative_to(owner) if owner else Path()
         top = rel.parts[0] if rel.parts else ""
         own = top in OWN_FOLDERS or top.startswith((".", "eval-")) or (len(rel.parts) == 1 and top in OWN_FILES)

@@ -17,6 +17,7 @@ warns about it) is one line too, ``cnnlab: warning: ...``; other libraries' keep
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import functools
 import io
@@ -25,6 +26,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from ..checkpoint import atomic_write_bytes
 from ..environment import __version__
 from ..errors import CnnlabError, TrainingInterrupted
 from ..train.distributed import STATUS_DIR
@@ -77,7 +79,9 @@ def main(argv=None) -> int:
     except BaseException as e:  # noqa: BLE001  (sorted below: user errors, interruptions, our bugs)
         status = report_error(e)
     if (folder := os.environ.get(STATUS_DIR)) and "RANK" in os.environ:  # for the launcher of --nproc N
-        Path(folder, os.environ["RANK"]).write_text(str(status))
+        name = f"{os.environ.get('TORCHELASTIC_RESTART_COUNT', 0)}-{os.environ['RANK']}"
+        with contextlib.suppress(OSError):  # without it the launcher reports torchrun's own status
+            atomic_write_bytes(Path(folder, name), str(status).encode())
     return status
 
 

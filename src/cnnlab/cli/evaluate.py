@@ -53,5 +53,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(report.format())
     if out_dir is not None:
-        print(f"\nwrote {out_dir}/: {', '.join(sorted(p.name for p in Path(out_dir).iterdir()))}")
+        written = ["report.txt", "report.json", "predictions.csv", "confusion_matrix.png", "mistakes.png"]
+        written += ["mistakes_gradcam.png"] if (Path(out_dir) / "mistakes_gradcam.png").is_file() else []
+        print(f"\nwrote {out_dir}/: {', '.join(written)}")
     return 0

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from contextlib import suppress
 from pathlib import Path
 
 from .runtime import FRESH_STORE_PER_ATTEMPT, check_processes  # noqa: F401  (the CLI checks here)
@@ -20,9 +21,14 @@ from .runtime import FRESH_STORE_PER_ATTEMPT, check_processes  # noqa: F401  (th
 OWN_FLAGS = ("--nproc", "--max-restarts")  # this launcher's flags, not passed on to the processes
 
 
-# Each process writes its exit status here (cli.main): torchrun reports 1 for any failure, and the launcher tells a
-# user's mistake (2: the processes printed it) and an interruption (130, 143: they wrote their checkpoint) apart.
+# Each process writes its exit status here (cli.main), as ATTEMPT-RANK: torchrun reports 1 for any failure, and
+# the launcher tells a user's mistake (2: the processes printed it) and an interruption (130, 143: they wrote their
+# checkpoint) apart when every process of the last attempt said so.
 STATUS_DIR = "CNNLAB_STATUS_DIR"
+# The signals passed on to torchrun, which passes them to the processes: a hangup (a closed terminal or ssh
+# session) and a quit stop the run as a SIGTERM does, with a checkpoint.
+PASSED_ON = {signal.SIGINT: signal.SIGINT, signal.SIGTERM: signal.SIGTERM, signal.SIGHUP: signal.SIGTERM,
+             signal.SIGQUIT: signal.SIGTERM}  # fmt: skip
 
 
 def launch(argv: list[str], nproc: int, max_restarts: int = 0) -> int:
@@ -40,34 +46,51 @@ def launch(argv: list[str], nproc: int, max_restarts: int = 0) -> int:
     ]
     fresh = FRESH_STORE_PER_ATTEMPT if max_restarts else {}
     received: list[int] = []
-    with tempfile.TemporaryDirectory(prefix="cnnlab-status-") as statuses:
-        env = {**fresh, **os.environ, STATUS_DIR: statuses}  # a value the user exported wins
-        # Its own session: a terminal's Ctrl-C reaches the processes once, through torchrun, as a SIGTERM to this
-        # launcher does (torchrun passes a signal on to them; they write a checkpoint and end).
-        proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    proc = None
 
-        def forward(signum, frame):
-            received.append(signum)
-            proc.send_signal(signum)
+    def forward(signum, frame):
+        received.append(signum)
+        if proc is not None:
+            proc.send_signal(PASSED_ON[signum])
 
-        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
+    # Handlers first: a signal while torchrun starts is passed on once it has. torchrun gets a session of its own,
+    # so that a terminal's signal reaches the processes once, through it.
+    previous = {sig: signal.signal(sig, forward) for sig in PASSED_ON}
+    try:
+        with tempfile.TemporaryDirectory(prefix="cnnlab-status-") as statuses:
+            env = {**fresh, **os.environ, STATUS_DIR: statuses}  # a value the user exported wins
+            proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+            if received:
+                proc.send_signal(PASSED_ON[received[0]])
             status = proc.wait()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        ended = {int(p.read_text()) for p in Path(statuses).iterdir()}
-    if received or (status and ended and ended <= {130, 143}):  # each process said where its checkpoint is
-        return 128 + received[0] if received else max(ended)
-    if status and 2 in ended:  # a mistake in the command line or the data, which a process named
-        return 2
-    if status:
-        print(
-            f"cnnlab: error: a training process failed (torchrun exit status {status}; its report is above). "
-            "Checkpoints already written are kept: continue with cnnlab train --resume RUN_DIR",
-            file=sys.stderr,
-        )
+            ended = last_attempt(Path(statuses))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    codes = set(ended.values())
+    every = len(ended) == nproc  # a process killed outright says nothing: then torchrun's status stands
+    if status == 0:
+        return 0
+    if every and codes <= {130, 143}:  # each process said where its checkpoint is
+        return 128 + received[0] if received else max(codes)
+    if every and ended.get(0) == 2:  # rank 0 named a mistake in the command line or the data (it reads the data
+        return 2  # first, while the others wait: they lost contact with it, which is no failure of theirs)
+    print(
+        f"cnnlab: error: a training process failed (torchrun exit status {status}; its report is above). "
+        "Checkpoints already written are kept: continue with cnnlab train --resume RUN_DIR",
+        file=sys.stderr,
+    )
     return status
+
+
+def last_attempt(statuses: Path) -> dict[int, int]:
+    """{rank: exit status} of the processes of torchrun's last attempt that wrote theirs (ATTEMPT-RANK files)."""
+    found: dict[int, dict[int, int]] = {}
+    for path in statuses.iterdir():
+        attempt, _, rank = path.name.partition("-")
+        with suppress(ValueError, OSError):
+            found.setdefault(int(attempt), {})[int(rank)] = int(path.read_text())
+    return found[max(found)] if found else {}
 
 
 def strip_flags(argv: list[str], flags) -> list[str]:

@@ -86,6 +86,8 @@ class ModelCheckpoint(Callback):
         self._current_epoch = epoch
 
     def needs(self, *hooks: str) -> bool:
+        if type(self).on_train_batch_end is not ModelCheckpoint.on_train_batch_end:
+            return super().needs(*hooks)  # a subclass's own batch hook
         return self.save_freq != "epoch" and super().needs(*hooks)  # saving per epoch: no batch hooks
 
     def on_train_batch_end(self, batch, logs=None):
@@ -238,7 +240,9 @@ class TensorBoard(Callback):
         self._purge_step = None
 
     def on_train_begin(self, logs=None):
-        self._writers, self._purge_step = {}, None
+        # From step 0 a start discards what a killed first attempt left in log_dir (a restart with no checkpoint
+        # yet); a resume sets the step it continues from (load_state_dict).
+        self._writers, self._purge_step = {}, 0
 
     def _writer(self, name: str):
         if name not in self._writers:
