@@ -102,6 +102,24 @@ class CallbackList:
         self.wants_batches = any(cb.needs(*train_batches) for cb in self.callbacks)
         self.wants_test_batches = any(cb.needs("on_test_batch_begin", "on_test_batch_end") for cb in self.callbacks)
 
+    def test_batch_hooks(self, loss_of):
+        """``predict_logits``' batch hooks calling Keras' on_test_batch_begin/end when a callback needs them (else
+        None); a batch's logs are the loss (``loss_of(logits, labels)``, without an L2 penalty) and accuracy since
+        the first batch (this process's rows)."""
+        if not self.wants_test_batches:
+            return None
+        sums = [0.0, 0.0, 0]
+
+        def hooks(batch, logits=None, labels=None):  # before a batch (no logits yet) and after it
+            if logits is None:
+                return self.on_test_batch_begin(batch, {})
+            sums[0] += loss_of(logits, labels).item() * len(labels)
+            sums[1] += (logits.argmax(1) == labels).sum().item()
+            sums[2] += len(labels)
+            self.on_test_batch_end(batch, {"loss": sums[0] / sums[2], "accuracy": sums[1] / sums[2]})
+
+        return hooks
+
     def __getattr__(self, hook):
         def call(*args, **kwargs):
             for cb in self.callbacks:
@@ -124,6 +142,16 @@ class CallbackList:
         for cb in self.callbacks:
             if states := by_class.get(type(cb).__name__):
                 cb.load_state_dict(states.pop(0))
+
+
+def batch_logs(sums, loss, regularization, lr: float) -> dict:
+    """Keras' logs of a training batch from the loop's running ``sums`` (loss x rows, correct, rows): the loss and
+    accuracy since the epoch began (this process's rows), so that the last batch's are the epoch's; a non-finite
+    ``loss`` is itself (it would stay in Keras' mean). And the step's lr, as cnnlab's epoch logs have it."""
+    seen = max(sums[2].item(), 1)
+    mean = sums[0].item() / seen + (float(regularization()) if regularization is not None else 0.0)
+    loss_now = mean if math.isfinite(loss.item()) else loss.item()
+    return {"loss": loss_now, "accuracy": sums[1].item() / seen, "lr": lr}
 
 
 def _numeric(logs: dict) -> dict:

@@ -10,7 +10,7 @@ one process.
 
 from __future__ import annotations
 
-import math
+import functools
 import os
 import signal
 from contextlib import contextmanager, nullcontext, suppress
@@ -29,7 +29,7 @@ from ..environment import reuse_freed_memory
 from ..errors import TrainingInterrupted, UsageError, WrongType, path_argument
 from ..evaluation.metrics import predict_logits
 from ..models import create_model
-from .callbacks import Callback, CallbackList, EarlyStopping, EpochTimer, NonFiniteLoss
+from .callbacks import Callback, CallbackList, EarlyStopping, EpochTimer, NonFiniteLoss, batch_logs
 from .checks import check_fits_source, check_model_options, checked_forward
 from .config import NOT_IN_TRAINING, STANDARDIZE_WHY, TrainConfig
 from .ema import WeightAverage
@@ -52,20 +52,9 @@ def evaluate_loss_accuracy(
     callbacks=None,
 ):  # fmt: skip
     """Mean loss and accuracy over the whole split (every process's shard, gathered). As in Keras, the loss is
-    the training loss, label smoothing included. ``callbacks`` get Keras' on_test_batch_begin/end, the logs of
-    a batch the means since the first (this process's rows, without an L2 penalty)."""
-    hooks = None
-    if callbacks is not None:
-        sums = [0.0, 0.0, 0]
-
-        def hooks(batch, logits=None, labels=None):  # before a batch (no logits yet) and after it
-            if logits is None:
-                return callbacks.on_test_batch_begin(batch, {})
-            sums[0] += classification_loss(logits, labels, label_smoothing).item() * len(labels)
-            sums[1] += (logits.argmax(1) == labels).sum().item()
-            sums[2] += len(labels)
-            callbacks.on_test_batch_end(batch, {"loss": sums[0] / sums[2], "accuracy": sums[1] / sums[2]})
-
+    the training loss, label smoothing included. ``callbacks`` get Keras' on_test_batch_begin/end."""
+    loss_of = functools.partial(classification_loss, label_smoothing=label_smoothing)
+    hooks = None if callbacks is None else callbacks.test_batch_hooks(loss_of)
     logits = predict_logits(
         model, source, split, preprocess, runtime, batch_size, max_batches=max_batches, batch_hooks=hooks
     )
@@ -382,7 +371,7 @@ def train_epoch(plan: _Plan, state: TrainState, epoch: int, received: list[int])
             break
         loss, stopping = train_step(plan, state, images, labels, step, aug_gen, sums, bool(received))
         if state.callbacks.wants_batches:
-            state.callbacks.on_train_batch_end(step, _batch_logs(sums, loss, plan.regularization, state.last_lr))
+            state.callbacks.on_train_batch_end(step, batch_logs(sums, loss, plan.regularization, state.last_lr))
         bar.update(1)
         if step % 25 == 0:
             bar.set_postfix(loss=f"{sums[0].item() / max(sums[2].item(), 1):.4f}", lr=f"{state.last_lr:.2e}")
@@ -455,16 +444,6 @@ def train_step(plan: _Plan, state: TrainState, images, labels, step: int, aug_ge
     return loss, stopping
 
 
-def _batch_logs(sums: torch.Tensor, loss: torch.Tensor, regularization, lr: float) -> dict:
-    """Keras' logs of a batch: the loss and accuracy since the epoch began (this process's rows), so that the
-    last batch's are the epoch's; a non-finite loss is itself (it would stay in Keras' mean). And the step's
-    lr, as cnnlab's epoch logs have it."""
-    seen = max(sums[2].item(), 1)
-    mean = sums[0].item() / seen + (float(regularization()) if regularization is not None else 0.0)
-    loss_now = mean if math.isfinite(loss.item()) else loss.item()
-    return {"loss": loss_now, "accuracy": sums[1].item() / seen, "lr": lr}
-
-
 def end_epoch(plan: _Plan, state: TrainState, sums: torch.Tensor) -> bool:
     """The epoch's metrics (validation with the average of the weights, if one is kept), the callbacks, its
     line, its checkpoint (whether one was written)."""
@@ -487,7 +466,7 @@ def end_epoch(plan: _Plan, state: TrainState, sums: torch.Tensor) -> bool:
             state.callbacks.on_test_begin({})  # Keras' validation is its evaluate, with evaluate's hooks
             logs["val_loss"], logs["val_accuracy"] = evaluate_loss_accuracy(
                 plan.eval_net, plan.source, "val", plan.eval_pre, rt, cfg.eval_batch_size, plan.limit,
-                cfg.label_smoothing, state.callbacks if state.callbacks.wants_test_batches else None,
+                cfg.label_smoothing, state.callbacks,
             )  # fmt: skip
             if plan.regularization is not None:
                 logs["val_loss"] += float(plan.regularization()) if state.ema is not None else penalty
