@@ -88,13 +88,13 @@ def main(argv=None) -> int:
 PACKAGE = Path(__file__).resolve().parents[1]
 
 
-def show_warning(python_s, message, category, filename, lineno, file=None, line=None) -> None:
+def show_warning(python_show, message, category, filename, lineno, file=None, line=None) -> None:
     """A warning raised in cnnlab (its stack level points into the package) as one line, not as Python's
     file:line report with a line of our source; a library's warning as Python shows it."""
     if Path(filename).resolve().is_relative_to(PACKAGE):
         print(f"cnnlab: warning: {message}", file=file or sys.stderr)
     else:
-        python_s(message, category, filename, lineno, file, line)
+        python_show(message, category, filename, lineno, file, line)
 
 
 def report_error(e: BaseException) -> int:
