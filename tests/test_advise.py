@@ -49,6 +49,9 @@ def test_keras_same_padding_with_even_kernels_and_strides_walks_sizes_as_the_net
     # an odd side is padded to fit, not cut: 31 -> 16 -> 8 exactly
     twice = from_pattern("CONV(8, 3, stride=2) => CONV(8, 3, stride=2) => FC", (1, 31, 31), 10)
     assert not [f for f in advise(twice, (1, 31, 31)) if f.rule == "divisible-input"]
+    # an even kernel's 'same' is no number of pixels: k // 2 on both sides grows the map by one
+    valid = advise(from_pattern("CONV(8, 4, padding=valid) => RELU => POOL => FC", (1, 28, 28), 10), (1, 28, 28))
+    assert "use padding=same ('same')" in next(f.suggestion for f in valid if f.rule == "same-padding")
 
 
 def test_notes_do_not_fail_and_name_bn_placement():

@@ -363,3 +363,39 @@ def test_one_hot_labels_as_keras_to_categorical_gives_them():
     assert as_array_dataset(x, one_hot.astype(int), classes=("a", "b", "c")).labels.tolist() == y.tolist()
     with pytest.raises(DataError, match=r"labels \(6, 3\) are not one-hot rows: give class indices 0..K-1"):
         as_array_dataset(x, one_hot * 0.9 + 0.1 / 3)  # smoothed labels
+
+
+def test_a_network_of_dense_layers_alone_finishes_its_run(tmp_path, run_main, synthetic_mnist_dir):
+    """The notation allows FC-only networks: such a run trained, then ended in 'has no 2-D convolution' before its
+    report (filters.png and Grad-CAM need one), and its resume failed the same way. It finishes without them."""
+    args = ["train", "pattern", "--option", "text=FC(32) => RELU => FC", "--data-dir", synthetic_mnist_dir]
+    code, out, err = run_main(*args, "--epochs", "1", "--out-dir", tmp_path / "runs", "--name", "mlp", "--no-progress")
+    assert code == 0, err
+    run = tmp_path / "runs" / "mlp"
+    assert (run / "report.html").is_file() and (run / "mistakes.png").is_file() and not (run / "filters.png").exists()
+
+
+def test_a_grad_cam_layer_without_feature_maps_is_one_line(tmp_path, run_main, synthetic_mnist_dir):
+    """explain --layer classifier.1 (a dense layer) was an internal error deep in the upsampling."""
+    args = ["--data-dir", synthetic_mnist_dir, "--epochs", "1", "--out-dir", tmp_path / "runs", "--name", "l"]
+    assert run_main("train", "lenet5", *args, "--no-progress")[0] == 0
+    image = tmp_path / "digit.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(image)
+    code, _, err = run_main("explain", tmp_path / "runs" / "l", image, "--layer", "classifier.1", "--method", "gradcam")
+    assert code == 2 and "--layer classifier.1: Grad-CAM needs a layer of feature maps" in err, err
+
+
+def test_resuming_a_run_with_another_network_names_the_checkpoint(tmp_path):
+    """fit(model, run_dir=D, resume=True) with a model other than D's: torch's size-mismatch RuntimeError."""
+    from cnnlab.checkpoint import CheckpointError
+
+    x = np.random.default_rng(0).integers(0, 255, (64, 28, 28)).astype("uint8")
+    y = np.arange(64) % 10
+    for text, resume in (("CONV(8, 4) => RELU => POOL => FC", False), ("CONV(8, 2) => RELU => POOL => FC", True)):
+        model = create_model("pattern", text=text)
+        config = TrainConfig(epochs=1, batch_size=32, progress=False)
+        if not resume:
+            fit(model, (x, y), config=config, run_dir=tmp_path / "rc")
+            continue
+        with pytest.raises(CheckpointError, match=r"step-\d+: the checkpoint holds another network .*conv1.weight"):
+            fit(model, (x, y), config=config, run_dir=tmp_path / "rc", resume=True)

@@ -296,6 +296,11 @@ def explain(
     for method in methods:
         if method == "gradcam":
             raw = grad_cam(model, x, chosen, _named_module(model, layer) if layer else cam_layer(model)[1])
+            if raw.dim() != 3:  # a dense layer's output: no place in the image to point at
+                convs = ", ".join(conv_layers(model))
+                raise UsageError(
+                    f"--layer {layer}: Grad-CAM needs a layer of feature maps, before the flatten ({convs})"
+                )
         else:
             raw = occlusion(model, x, chosen)
         upsampled = _captum().LayerAttribution.interpolate(raw[:, None], tuple(x.shape[2:]), "bilinear")[:, 0]

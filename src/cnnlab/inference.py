@@ -102,14 +102,14 @@ def write_evaluation(
         "mistakes.png",
         lambda f: plot_worst_mistakes(images, probs[worst], labels[worst], report.classes, f, title=title),
     )
-    if model is not None and len(worst):
-        from .explain import mistakes_png
+    if model is not None and len(worst) and any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
+        from .explain import mistakes_png  # Grad-CAM: where the convolutions looked
 
         few = slice(0, MISTAKES_EXPLAINED)
         out.write_bytes(
             "mistakes_gradcam.png", mistakes_png(model, report.classes, images[few], labels[worst][few], ("gradcam",))
         )
-    else:  # no mistakes: an earlier evaluation's picture in the same folder is not this one's
+    else:  # none to show: an earlier evaluation's picture in the same folder is not this one's
         (out.path / "mistakes_gradcam.png").unlink(missing_ok=True)
 
 

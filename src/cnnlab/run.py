@@ -174,9 +174,10 @@ def train_run(
 
 def write_pictures(run: RunDir, model, info: dict, source: DataSource, augment: dict | None, seed: int) -> None:
     """The lesson's pictures: the first layer's kernels, and one training image with its augmented copies."""
-    from .explain import filters_png
+    from .explain import conv_layers, filters_png
 
-    run.write_bytes("filters.png", filters_png(model.cpu(), info))  # training is over; the picture is drawn on the CPU
+    if conv_layers(model):  # a network of dense layers alone has no kernels to show
+        run.write_bytes("filters.png", filters_png(model.cpu(), info))  # training is over: drawn on the CPU
     if augment:
         from .augment import Augment, preview_grid
 

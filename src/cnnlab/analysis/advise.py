@@ -198,7 +198,7 @@ def _conv_rules(net: _Net):
                 "warning",
                 layer.name,
                 f"valid padding shrinks the volume {_fmt(layer.in_shape)} -> {_fmt(layer.out_shape)}",
-                f"use padding={k // 2} ('same') so that only pooling changes the spatial size",
+                f"use padding={k // 2 if k % 2 else 'same'} ('same') so that only pooling changes the spatial size",
             )
 
 

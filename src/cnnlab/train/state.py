@@ -118,7 +118,11 @@ class TrainState:
         """Continue from ``state_dict()``'s output (of any release: see ``upgrade``). The callbacks' states are
         loaded by ``begin``, after ``on_train_begin`` (which resets a callback, as in Keras)."""
         state = upgrade(state)
-        self.model.load_state_dict(state["model"])
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as e:  # fit(model, run_dir=..., resume=True) with another network than the run's
+            first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
+            raise CheckpointError(f"the checkpoint holds another network than the model given: {first}") from None
         self.optimizer.load_state_dict(state["optimizer"])
         _match_param_layout(self.optimizer)
         if state["scaler"] and self.scaler is not None:
@@ -160,7 +164,10 @@ class TrainState:
                 f"an epoch); the data found now has {self.data['train_images']:,} ({self.data['steps_per_epoch']}). "
                 "A resume needs the run's own data (--data-dir to say where it is)"
             )
-        self.load_state_dict({**state, "model": model_state})
+        try:
+            self.load_state_dict({**state, "model": model_state})
+        except CheckpointError as e:
+            raise CheckpointError(f"{folder}: {e}") from None
         if not self.runtime.is_main:  # the metrics of the steps before the restart are summed over processes once
             self.partial = None
         if self.stop_training:  # a callback (EarlyStopping) ended it: a resume trains nothing more
