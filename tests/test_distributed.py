@@ -286,16 +286,18 @@ def test_two_launchers_on_one_machine_as_two_nodes(tmp_path):
     assert json.loads((out / "two-nodes" / "report.json").read_text())["n"] == 200
 
 
-def test_a_process_dying_mid_run_ends_it_with_a_message_and_keeps_the_checkpoints(tmp_path):
+def launched_on_two(tmp_path: Path, name: str) -> subprocess.Popen:
+    """cnnlab train --nproc 2 of 3 epochs on 4,000 images into tmp_path/runs/NAME, started and left running."""
     data = big_synthetic_mnist(tmp_path / "data")
-    out = tmp_path / "runs"
-    proc = subprocess.Popen(
-        [sys.executable, *cnnlab(*train_args(data, out, "dies", epochs=3), "--nproc", "2")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env(),
+    args = cnnlab(*train_args(data, tmp_path / "runs", name, epochs=3), "--nproc", "2")
+    return subprocess.Popen(
+        [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env()
     )
+
+
+def test_a_process_dying_mid_run_ends_it_with_a_message_and_keeps_the_checkpoints(tmp_path):
+    out = tmp_path / "runs"
+    proc = launched_on_two(tmp_path, "dies")
     with killed_on_failure(proc):
         wait_for_first_checkpoint(proc, out / "dies")
         checkpoints = out / "dies" / "checkpoints"
@@ -332,15 +334,8 @@ def test_a_signal_to_the_launcher_reaches_every_process_which_checkpoint_and_end
     checkpoint and ends, one line says so, and the launcher exits 143."""
     from cnnlab.rundir import lock_holder
 
-    data = big_synthetic_mnist(tmp_path / "data")
     out = tmp_path / "runs"
-    proc = subprocess.Popen(
-        [sys.executable, *cnnlab(*train_args(data, out, "stopped", epochs=3), "--nproc", "2")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env(),
-    )
+    proc = launched_on_two(tmp_path, "stopped")
     with killed_on_failure(proc):
         wait_for_first_checkpoint(proc, out / "stopped")
         tree = descendants(proc.pid)
