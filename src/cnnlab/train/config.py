@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 from annotated_types import Ge, Gt, Le, Lt, MinLen
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
+from ..augment import Augment, AugmentConfig
 from ..errors import TYPE_WORDS, UsageError
 from .runtime import available_devices as runtime_devices
 from .runtime import device_problem
@@ -405,8 +406,6 @@ STANDARDIZE_WHY = "cnnlab normalises every image itself, for training, evaluatio
 def augment_settings_model() -> type[BaseModel]:
     """``cnnlab.augment.AugmentConfig``'s fields and types as a strict pydantic model; a bare ``list`` (a range
     [low, high] or a list of shifts) is a non-empty list of numbers."""
-    from ..augment import AugmentConfig
-
     numbers = Annotated[list[float], MinLen(1)]
     fields = {
         key: (_with_lists(hint, numbers), AugmentConfig.__dataclass_fields__[key].default)
@@ -428,8 +427,6 @@ def check_augment(settings: dict, where: str, new: bool = True) -> None:
     """Augmentation settings against ``AugmentConfig``'s fields and types, then Augment's own checks (fill
     mode, ranges), without drawing anything. ``new``: settings for a run to come (flags, files), which may not
     standardize; a saved run's (``new=False``) may."""
-    from ..augment import Augment
-
     model = augment_settings_model()
     known = [key for key in model.model_fields if key not in NOT_IN_TRAINING]
     unknown = sorted(set(settings) - set(model.model_fields) | {k for k in NOT_IN_TRAINING if new and settings.get(k)})

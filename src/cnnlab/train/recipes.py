@@ -12,9 +12,12 @@ from __future__ import annotations
 import typing
 from pathlib import Path
 
+import torch
+
 from ..augment import LESSON
 from ..errors import expect_type
 from ..models import create_model, get_model_entry
+from ..models.registry import InputSizeError, check_input_size
 from .config import (
     FOLDER_EVAL_BATCH_SIZE,
     ConfigError,
@@ -237,8 +240,6 @@ def new_run_settings(
 def config_for(model, **overrides) -> TrainConfig:
     """The recipe of a model (a name, or a model made by ``create_model``), with ``overrides`` on top:
     ``cnnlab.fit(model, train, val, config_for(model, epochs=2))``. A model without a name gets the defaults."""
-    import torch
-
     expect_type(model, (str, torch.nn.Module), "config_for(): model", "a model name or a model")
     name = model if isinstance(model, str) else getattr(model, "cnnlab_name", None)
     if name is None:
@@ -259,8 +260,6 @@ def _merged_augment(base: dict, config_file: dict, flags: dict) -> dict | None:
 def check_model_options(model: str, options: dict, origin: str) -> None:
     """Model options against the builder's keyword parameters: known names, annotated types, then a build on
     the meta device (no memory, no time), so the builder's own checks run before any data is loaded."""
-    import torch
-
     if not options:
         return
     entry = get_model_entry(model)
@@ -288,10 +287,6 @@ def check_model_options(model: str, options: dict, origin: str) -> None:
 def check_fits_data(cfg: TrainConfig) -> None:
     """Refuse, before any data is loaded, a model that cannot take the data's input size (built on the meta
     device with the options training will use), naming the sizes it takes."""
-    import torch
-
-    from ..models.registry import InputSizeError, check_input_size
-
     size = (3, cfg.crop, cfg.crop) if cfg.data else (1, 28, 28)  # an image folder's RGB crop, or the IDX sets' grey
     options = dict(cfg.model_options)
     if "in_chans" in get_model_entry(cfg.model).options():
