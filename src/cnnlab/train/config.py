@@ -229,10 +229,9 @@ class TrainConfig(BaseModel):
         TrainConfig(say, **self.to_dict())
         _check_combination(self, say)
         for key, source in (origins or {}).items():
-            needs = SETTINGS[key].needs if key in SETTINGS else None
-            idle = needs is not None and not needs.applies(self)
+            idle = key in SETTINGS and not applies(self, key)
             if idle and (source == "flag" or getattr(self, key) != TrainConfig.model_fields[key].default):
-                raise ConfigError(f"{say(key)} {needs.why(self)}")
+                raise ConfigError(f"{say(key)} {SETTINGS[key].needs.why(self)}")
 
 
 SETTINGS: dict[str, Setting] = {
