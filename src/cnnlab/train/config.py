@@ -28,8 +28,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, 
 
 from ..augment import Augment, AugmentConfig
 from ..errors import TYPE_WORDS, UsageError
-from .runtime import available_devices as runtime_devices
-from .runtime import device_problem
+from .runtime import available_devices, device_problem
 
 
 class ConfigError(UsageError):
@@ -84,10 +83,6 @@ DECAY = Needs(
 SPLIT = Needs(lambda c: not c.val_dir, lambda c: "holds out part of the training data; it does nothing with --val-dir")
 
 
-def available_devices() -> list[str]:
-    return ["auto", *runtime_devices()]
-
-
 def _refuse(problem: Callable[[Any], str | None]) -> AfterValidator:
     def check(value):
         if (text := problem(value)) is not None:
@@ -107,7 +102,7 @@ Fraction = Annotated[float, Ge(0), Lt(1)]
 Share = Annotated[float, Ge(0), Le(1)]
 Folder = Annotated[str, MinLen(1)]
 Device = Annotated[
-    str, _refuse(device_problem), Expect(lambda: "a device that exists here: " + ", ".join(available_devices()))
+    str, _refuse(device_problem), Expect(lambda: "a device that exists here: auto, " + ", ".join(available_devices()))
 ]
 PlainName = Annotated[str, _refuse(_plain_name), Expect(lambda: "a plain folder name (no '/', not '.' or '..')")]
 STRICT = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
