@@ -178,9 +178,9 @@ def _check_cval(augment: dict | None, config_file: dict, flags: dict, say: Namer
     """A cval given to a new run that its fill mode ignores (Keras uses it with fill_mode 'constant' only) is
     refused: the record would claim a setting the run never used. A recorded run that has one still reads."""
     augment = augment or {}
-    given_by = next((s for s in (flags, config_file) if "cval" in (s.get("augment") or {})), None)
+    given = any("cval" in (s.get("augment") or {}) for s in (flags, config_file))
     fill_mode = augment.get("fill_mode", "nearest")
-    if given_by is not None and augment.get("cval", 0) != 0 and fill_mode != "constant":
+    if given and augment.get("cval", 0) != 0 and fill_mode != "constant":
         raise ConfigError(
             f"{say('augment')}: cval {augment['cval']} is the value outside the image with fill_mode 'constant', "
             f"but fill_mode is {fill_mode!r}: add --fill-mode constant, or leave --cval out"
@@ -264,7 +264,7 @@ def check_model_options(model: str, options: dict, origin: str) -> None:
         return
     entry = get_model_entry(model)
     known = entry.options()
-    name = Namer(origin)("model_options") if origin != "flag" else "--option"
+    name = Namer(origin)("model_options")
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise ConfigError(

@@ -213,7 +213,7 @@ class CSVLogger(Callback):
 
 
 def _csv_value(v):
-    if isinstance(v, str) or not isinstance(v, (list, tuple, np.ndarray)):
+    if not isinstance(v, (list, tuple, np.ndarray)):
         return v
     return f'"[{", ".join(map(str, v))}]"'
 
