@@ -46,11 +46,10 @@ def check_model_options(model: torch.nn.Module, cfg: TrainConfig) -> None:
         return
     differ = {k: v for k, v in cfg.model_options.items() if made_with.get(k) != v}
     if differ:
-        name = model.cnnlab_name
         made = ", ".join(f"{k}={made_with.get(k)!r}" for k in differ)
         raise UsageError(
             f"the settings' model_options {differ} differ from the model's ({made}): make it with "
-            f"cnnlab.create_model({name!r}, **config.model_options)"
+            f"cnnlab.create_model({model.cnnlab_name!r}, **config.model_options)"
         )
 
 
