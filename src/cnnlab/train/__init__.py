@@ -2,11 +2,11 @@
 
 from .callbacks import Callback, EarlyStopping, EpochTimer, LearningRateScheduler, ReduceLROnPlateau, TerminateOnNaN
 from .config import ConfigError, TrainConfig
-from .loop import CheckpointWriteError, History, NonFiniteLoss, TrainingInterrupted, fit
+from .loop import NonFiniteLoss, TrainingInterrupted, fit
 from .recipes import config_for, resolve_config
 from .recorders import CSVLogger, ModelCheckpoint, TensorBoard, run_directory_callbacks
 from .runtime import Runtime
-from .state import TrainState
+from .state import CheckpointWriteError, History, TrainState
 
 __all__ = [
     "Callback",

@@ -36,7 +36,7 @@ from .ema import WeightAverage
 from .optim import add_l2_gradient, l2_gradient_groups, lr_at, make_optimizer
 from .recipes import config_for
 from .runtime import Runtime
-from .state import CheckpointWriteError, History, TrainState  # noqa: F401  (cnnlab.train exports them from here)
+from .state import History, TrainState
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
