@@ -165,8 +165,7 @@ class FolderSource:
         part = self._split(split)
         index = part.indices[np.asarray(positions, dtype=np.int64)]
         top, left, _ = view_window("centre", part.cache.images.shape[1], self.crop)
-        n = len(index)
-        pixels = crop_batch(part.cache.images, index, [top] * n, [left] * n, [False] * n, self.crop)
+        pixels = part.cache.images[index, top : top + self.crop, left : left + self.crop]
         return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
 
     def input_norm(self) -> InputNorm:
