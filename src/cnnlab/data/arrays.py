@@ -95,10 +95,9 @@ class ArraySource:
         for path, label in zip(listing.files, listing.labels):
             try:
                 images.append(read(path))
+                labels.append(classes.index(listing.classes[label]))
             except ImageError as e:
                 skipped.append(str(e))
-                continue
-            labels.append(classes.index(listing.classes[label]))
         if not images:
             raise FolderError(f"{folder}: no readable images")
         data = as_array_dataset(torch.stack(images), torch.tensor(labels), classes, str(folder), str(folder))
