@@ -123,11 +123,10 @@ def _find_file(folder: Path, stem: str) -> Path | None:
 
 def locate(name: str, split: str, data_dir=None) -> tuple[Path, Path] | None:
     """The (images, labels) files of a split from the first folder holding both, or None."""
-    stems = SPLIT_FILES[split]
     for folder in search_dirs(name, data_dir):
-        found = [_find_file(folder, s) for s in stems]
-        if all(found):
-            return found[0], found[1]
+        images, labels = (_find_file(folder, stem) for stem in SPLIT_FILES[split])
+        if images and labels:
+            return images, labels
     return None
 
 
