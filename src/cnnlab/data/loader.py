@@ -21,9 +21,9 @@ def epoch_seed(seed: int, epoch: int, salt: int = 0) -> int:
     return (seed * 1_000_003 + epoch * 7_919 + salt * 104_729) % (2**63 - 1)
 
 
-def epoch_order(n: int, seed: int, epoch: int, device="cpu") -> torch.Tensor:
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(epoch_seed(seed, epoch))
-    return torch.randperm(n, generator=g).to(device)
+    return torch.randperm(n, generator=g)
 
 
 @dataclass(frozen=True)
@@ -129,10 +129,7 @@ class InMemoryLoader:
     def epoch(self, epoch: int, start: int = 0):
         """Yield (images uint8, labels) for ``epoch``, from batch ``start`` on."""
         n = len(self.labels)
-        if self.train:
-            positions = epoch_order(n, self.seed, epoch, self.device)
-        else:
-            positions = self.shard.eval_positions(n).to(self.device)
+        positions = (epoch_order(n, self.seed, epoch) if self.train else self.shard.eval_positions(n)).to(self.device)
         for step in range(start, len(self)):
             idx = positions[step * self.batch_size : (step + 1) * self.batch_size]
             if self.train:  # a global batch: this process's rows of it
