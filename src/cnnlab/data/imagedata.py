@@ -258,11 +258,8 @@ class CropLoader:
     def _batches(self, epoch: int, start: int):
         split, crop, size, bs = self.split, self.crop, self.size, self.batch_size
         n = len(split.indices)
-        if self.train:
-            positions = epoch_order(n, self.seed, epoch).numpy()
-        else:
-            positions = self.shard.eval_positions(n).numpy()
-            top, left, mirrored = view_window(self.view, size, crop)
+        positions = (epoch_order(n, self.seed, epoch) if self.train else self.shard.eval_positions(n)).numpy()
+        top, left, mirrored = view_window(self.view, size, crop)  # evaluation's one view; training draws its own
         for step in range(start, len(self)):
             pos = positions[step * bs : (step + 1) * bs]
             if self.train:  # drawn for the global batch from (seed, epoch, step), then this process's rows
