@@ -191,11 +191,10 @@ class FolderSource:
         """A file as the run's centre crop: shorter side to the cache size, centre crop, then the training crop
         (colour images: ``invert`` is for grey models)."""
         size, crop = description["image_size"], description["crop"]
+        top, left, _ = view_window("centre", size, crop)
 
         def read(path) -> torch.Tensor:
-            pixels = decode(path, size)
-            off = (size - crop) // 2
-            window = pixels[off : off + crop, off : off + crop]
+            window = decode(path, size)[top : top + crop, left : left + crop]
             return torch.from_numpy(np.ascontiguousarray(window)).permute(2, 0, 1)
 
         return read
