@@ -159,12 +159,10 @@ def check_class_names(root: Path, files: list[Path], labels: list[int], classes:
     per_label = Counter(labels)
     counts = {c: per_label[i] for i, c in enumerate(classes)}
     listed = ", ".join(f"{c} ({n})" for c, n in counts.items())
-    by_fold: dict[str, list[str]] = {}
-    for c in classes:
-        by_fold.setdefault(c.casefold(), []).append(c)
-    clashes = [names for names in by_fold.values() if len(names) > 1]
-    if clashes:
-        names = clashes[0]
+    folds = Counter(c.casefold() for c in classes)
+    clash = next((c.casefold() for c in classes if folds[c.casefold()] > 1), None)
+    if clash is not None:
+        names = [c for c in classes if c.casefold() == clash]
         minority = min(names, key=counts.get)
         where = [str(f.relative_to(root)) for f, y in zip(files, labels) if classes[y] == minority][:3]
         raise FolderError(
