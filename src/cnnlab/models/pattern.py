@@ -208,11 +208,6 @@ POOL_KINDS = ("max", "avg")
 SAME_PADDING = ("keras", "centred")  # see the module docstring
 
 
-def _out_size(size: int, k: int, s: int, p: int) -> int:
-    """A side after a kernel ``k``, stride ``s`` and padding ``p`` (floor, as PyTorch and Keras count)."""
-    return int((size + 2 * p - k) / s + 1)
-
-
 class PatternNet(nn.Sequential):
     """A network built from a pattern; ``pattern`` holds its text."""
 
@@ -253,7 +248,7 @@ class _Builder:
         return count
 
     def shrink(self, layer: Layer, what: str, k: int, s: int, p: int) -> None:
-        self.h, self.w = _out_size(self.h, k, s, p), _out_size(self.w, k, s, p)
+        self.h, self.w = ((side + 2 * p - k) // s + 1 for side in (self.h, self.w))  # floor, as PyTorch and Keras
         if min(self.h, self.w) < 1:
             self.fail(layer, f"a larger input: the volume shrinks below 1x1 at this {what}")
 
@@ -308,15 +303,12 @@ class _Builder:
     def fc(self, layer: Layer, a: list, kw: dict) -> None:
         self.flatten()
         self.fc_index += 1
-        widths = self.o.fc
         if a:
             units = int(a[0])
         elif self.fc_index == self.total_fc:  # the last FC is the classifier
             units = self.o.num_classes
-        elif isinstance(widths, (list, tuple)):
-            units = widths[min(self.fc_index - 1, len(widths) - 1)]
         else:
-            units = int(widths)
+            units = int(_per_stage(self.o.fc, self.fc_index - 1))
         self.layers.append(("fc", nn.Linear(self.flat, units)))
         self.flat = units
 
@@ -389,14 +381,15 @@ def from_pattern(
     act_name = activation.upper().replace("_", "")
     if act_name not in ACTIVATIONS:
         raise UsageError(f"activation must be one of {', '.join(k.lower() for k in ACTIVATIONS)}, got {activation!r}")
-    unused = sorted(set(variables) - count_names(tree))
+    counts = count_names(tree)
+    unused = sorted(set(variables) - counts)
     if unused:
         options = [name for name, p in inspect.signature(from_pattern).parameters.items() if p.kind == p.KEYWORD_ONLY]
-        close = difflib.get_close_matches(unused[0], [*options, *count_names(tree)], n=1)
+        close = difflib.get_close_matches(unused[0], [*options, *counts], n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise UsageError(
             f"from_pattern(): {unused[0]}={variables[unused[0]]!r} is neither an option nor a repeat count of this "
-            f"pattern{hint}; options: {', '.join(options)}; counts: {', '.join(sorted(count_names(tree))) or 'none'}"
+            f"pattern{hint}; options: {', '.join(options)}; counts: {', '.join(sorted(counts)) or 'none'}"
         )
     builder = _Builder(
         text, input_shape, _count_fc(tree, variables), num_classes=num_classes, filters=filters,
