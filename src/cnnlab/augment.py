@@ -242,13 +242,12 @@ class Augment:
             x = x - x.mean(dim=(1, 2, 3), keepdim=True)
         if cfg.samplewise_std_normalization:
             x = x / (x.std(dim=(1, 2, 3), keepdim=True, correction=0) + 1e-6)
-        if cfg.featurewise_center or cfg.featurewise_std_normalization:
-            if self.mean is None:
-                raise UsageError("featurewise_center/std_normalization need fit(x) on training data first")
-            if cfg.featurewise_center:
-                x = x - self.mean.to(x.device)
-            if cfg.featurewise_std_normalization:
-                x = x / (self.std.to(x.device) + 1e-6)
+        if (cfg.featurewise_center or cfg.featurewise_std_normalization) and self.mean is None:
+            raise UsageError("featurewise_center/std_normalization need fit(x) on training data first")
+        if cfg.featurewise_center:
+            x = x - self.mean.to(x.device)
+        if cfg.featurewise_std_normalization:
+            x = x / (self.std.to(x.device) + 1e-6)
         return x
 
     def __call__(
@@ -302,7 +301,6 @@ def affine_sample(x: torch.Tensor, matrices: torch.Tensor, fill_mode: str, cval:
         sx, sy, bx, by, align, padding = 2 / max(w - 1, 1), 2 / max(h - 1, 1), -1.0, -1.0, True, "border"
     scale = torch.tensor([[sx], [sy]], dtype=dtype, device=x.device)
     offset = torch.tensor([[bx], [by]], dtype=dtype, device=x.device)
-    outside = None
     if fill_mode in ("nearest", "reflect"):
         # Continuous edge rules: fold the scaling into the matrices, rows swapped to (x, y), so that the grid
         # comes out of one broadcast sum in the layout grid_sample reads.
@@ -322,7 +320,7 @@ def affine_sample(x: torch.Tensor, matrices: torch.Tensor, fill_mode: str, cval:
         coords = torch.addcmul(offset.unsqueeze(2), coords.flip(1), scale.unsqueeze(2))  # to (x, y) in [-1, 1]
     grid = coords.to(x.dtype).permute(0, 2, 3, 1)  # (N, H, W, 2), a view
     out = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=align)
-    if outside is not None:  # SciPy's 'constant': outside [0, n-1] is cval, with no blending at the edge
+    if fill_mode == "constant":  # SciPy's 'constant': outside [0, n-1] is cval, with no blending at the edge
         out = torch.where(outside, torch.as_tensor(cval, dtype=x.dtype, device=x.device), out)
     return out
 
