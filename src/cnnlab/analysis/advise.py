@@ -60,9 +60,9 @@ def _walk_sizes(layers: list[TracedLayer], size: int, axis: int = 0):
         k, s, p = geo[0][axis], geo[1][axis], geo[2][axis]
         out = -(-size // s) if p is None else (size + 2 * p - k) / s + 1
         steps.append((layer, size, out))
-        size = int(out) if out >= 1 else 0
-        if size == 0:
+        if out < 1:
             break
+        size = int(out)
     return steps
 
 
