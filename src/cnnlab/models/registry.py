@@ -182,8 +182,6 @@ def check_input_size(model: nn.Module, input_size: tuple[int, int, int], what: s
         raise InputSizeError(f"{name} cannot take a {h}x{w}x{c} input, nor any square input up to 1024x1024")
     channels, heights, widths = accepted
     takes = f"{_span(heights)} x {_span(widths)} x {channels} (height x width x channels)"
-    hint = ""
-    options = getattr(model, "cnnlab_options", {})
-    if "img_size" in options:
-        hint = f"; its img_size option ({options['img_size']}) sets the size: --option img_size=N"
+    size = getattr(model, "cnnlab_options", {}).get("img_size")
+    hint = f"; its img_size option ({size}) sets the size: --option img_size=N" if size else ""
     raise InputSizeError(f"{name} takes inputs of {takes}, not {h}x{w}x{c}{hint}")
