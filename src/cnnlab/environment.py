@@ -97,9 +97,7 @@ def reuse_freed_memory():
 
 
 def _glibc():
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return None
-    try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:
-        return None
+    with contextlib.suppress(OSError):
+        if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+            return ctypes.CDLL("libc.so.6")
+    return None
