@@ -27,8 +27,9 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/cnnlab train lenet5 --dataset mnist
 
+# One pytest worker per logical CPU (pytest-xdist): alone, the suite keeps about one of them busy.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n logical
 
 # The CPU benchmarks that README's "Measured" paragraph quotes. Not here: the GPU ones (gpu_*.py, for a lent
 # GPU machine), and those that read a finished run (time_to_accuracy.py, paired_comparison.py, look_inside.py,

@@ -14,6 +14,12 @@ from cnnlab.data.idx import write_idx
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(items):
+    """The tests marked slow first, in their order: make test spreads tests over its workers in this order
+    (pytest-xdist), so a long test that started last would leave the other workers idle while it ends."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def shared_data_dir() -> Path | None:
     for candidate in (os.environ.get("CNNLAB_DATA"), REPO.parent / "shared" / "data"):
         if candidate and (Path(candidate) / "mnist" / "t10k-labels-idx1-ubyte.gz").exists():

@@ -301,6 +301,7 @@ def idx_case_is_valid(case: dict) -> bool:
     )
 
 
+@pytest.mark.slow
 @examples(EXAMPLES["idx"])
 @given(case=st.one_of(valid_idx_cases, idx_train_cases))
 def test_train_on_idx_folders(case, environment):

@@ -104,6 +104,7 @@ def max_weight_difference(a: Path, b: Path) -> float:
     return max(float((wa[k].float() - wb[k].float()).abs().max()) for k in wa)
 
 
+@pytest.mark.slow
 def test_two_processes_take_the_same_steps_as_one(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir(), two.mkdir()
@@ -120,6 +121,7 @@ def test_two_processes_take_the_same_steps_as_one(tmp_path):
     assert max_weight_difference(one / "weights-full.safetensors", two / "weights-full.safetensors") < 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("first, second", [(2, 1), (1, 2)])
 def test_resume_with_another_number_of_processes(tmp_path, first, second):
     reference, out = tmp_path / "reference", tmp_path / "out"
@@ -172,6 +174,7 @@ def files_of(run: Path) -> set[str]:
     return names
 
 
+@pytest.mark.slow
 def test_cli_two_processes_one_run_directory_and_the_full_test_set(tmp_path):
     data = write_synthetic_mnist(tmp_path / "data")
     out = tmp_path / "runs"
@@ -254,6 +257,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_launchers_on_one_machine_as_two_nodes(tmp_path):
     data = write_synthetic_mnist(tmp_path / "data")
     out = tmp_path / "runs"
@@ -295,6 +299,7 @@ def launched_on_two(tmp_path: Path, name: str) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_a_process_dying_mid_run_ends_it_with_a_message_and_keeps_the_checkpoints(tmp_path):
     out = tmp_path / "runs"
     proc = launched_on_two(tmp_path, "dies")
@@ -348,6 +353,7 @@ def test_a_signal_to_the_launcher_reaches_every_process_which_checkpoint_and_end
     assert lock_holder(out / "stopped") is None
 
 
+@pytest.mark.slow
 def test_a_mistake_the_processes_find_ends_the_launcher_with_status_2(tmp_path):
     """torchrun reports 1 for any failure: a missing --data-dir, named by the processes, ended in 'a training
     process failed ... continue with --resume' and status 1."""

@@ -18,6 +18,7 @@ def dogs_vs_cats() -> Path | None:
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(dogs_vs_cats() is None, reason="Dogs vs. Cats sample not found (../shared/data or CNNLAB_DATA)")
 def test_small_cnn_beats_chance_on_held_out_dogs_and_cats(tmp_path, capsys):
     # 40-pixel images, random 32-pixel crops and flips; conv 32-64-128 with pooling, then a dense layer.

@@ -78,6 +78,7 @@ def assert_same_as_reference(run_dir, reference_weights):
     assert meta["val_accuracy"] == ref_meta["val_accuracy"] and meta["loss"] == ref_meta["loss"]
 
 
+@pytest.mark.slow
 def test_sigkill_while_writing_a_checkpoint_then_resume(reference):
     data_dir, out, ref = reference
     # Which checkpoint write (of 12) to die in, seeded. Not the first: dying in it leaves nothing to resume, a
@@ -108,6 +109,7 @@ def test_sigkill_while_writing_a_checkpoint_then_resume(reference):
     assert_same_as_reference(run_dir, ref)
 
 
+@pytest.mark.slow
 def test_sigkill_at_a_random_moment_then_resume(reference):
     data_dir, out, ref = reference
     proc = subprocess.Popen(train_cmd(data_dir, out, "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -123,6 +125,7 @@ def test_sigkill_at_a_random_moment_then_resume(reference):
     assert_same_as_reference(out / "killed", ref)
 
 
+@pytest.mark.slow
 def test_sigterm_writes_a_checkpoint_and_says_how_to_resume(reference):
     data_dir, out, ref = reference
     proc = subprocess.Popen(
