@@ -4,7 +4,7 @@ Nothing read here can execute code: tensors come from safetensors (a flat, typed
 everything else from JSON. Optimizer and scheduler states are nested dicts of tensors and numbers;
 ``flatten_state`` splits them into a flat dict of tensors (saved with safetensors) and a JSON skeleton
 that names where each tensor goes, so they round-trip without pickle. Every file is written atomically
-(``replace_through``): a reader sees either the old file or the new one, never half of one.
+(``write_through``): a reader sees either the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
@@ -32,14 +32,16 @@ class CheckpointError(RunError):
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file; an OSError (a full disk, say) names ``path``."""
-    path = Path(path)
-    replace_through(path, path.with_name(f".{path.name}.tmp-{os.getpid()}"), lambda tmp: tmp.write_bytes(data))
+    """Write ``data`` to ``path`` through a temporary file (``write_through``)."""
+    write_through(path, lambda tmp: tmp.write_bytes(data))
 
 
-def replace_through(path: Path, tmp: Path, write: Callable[[Path], object]) -> None:
-    """``write(tmp)``, fsync it and rename it to ``path``. The temporary file never stays behind, and an OSError
+def write_through(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """``write(tmp)`` beside ``path``, fsync it and rename it to ``path``. The temporary name keeps the suffix, by
+    which an exporter picks its format. The temporary file never stays behind, and an OSError (a full disk, say)
     names ``path``: a failed write() carries no file name, and the temporary one would mean nothing to a user."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
         write(tmp)
         _fsync(tmp)
@@ -50,13 +52,6 @@ def replace_through(path: Path, tmp: Path, write: Callable[[Path], object]) -> N
         tmp.unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # not every system can sync a folder
         _fsync(path.parent)
-
-
-def write_through(path: str | Path, write: Callable[[Path], object]) -> Path:
-    """``write(tmp)`` a large file (an export) beside ``path``, then rename it into place (``replace_through``);
-    the temporary name keeps the suffix, by which an exporter picks its format."""
-    path = Path(path)
-    replace_through(path, path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}"), write)
     return path
 
 
