@@ -57,14 +57,12 @@ def find_conv(model: nn.Module, layer: str | None = None) -> tuple[str, nn.Conv2
     convs = conv_layers(model)
     if not convs:
         raise UsageError(f"{type(model).__name__} has no 2-D convolution to show")
-    names = list(convs)
     if layer is None:
-        return names[0], convs[names[0]]
-    if layer in convs:
-        return layer, convs[layer]
-    aliases = {f"conv{i + 1}": name for i, name in enumerate(names)}
-    if layer in aliases:
-        return aliases[layer], convs[aliases[layer]]
+        return next(iter(convs.items()))
+    aliases = {f"conv{i + 1}": name for i, name in enumerate(convs)}
+    name = layer if layer in convs else aliases.get(layer)
+    if name in convs:
+        return name, convs[name]
     choices = ", ".join(f"{alias} ({name})" for alias, name in aliases.items())
     raise UsageError(f"--layer {layer!r}: no convolution of that name; this model has {choices}")
 
@@ -117,8 +115,7 @@ def plot_filters(model: nn.Module, layer: str | None = None, title: str = "") ->
     ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set(xticks=[], yticks=[])
     if in_channels not in (1, 3):
-        ax.set_xlabel(f"input channel (1-{in_channels})")
-        ax.set_ylabel(f"kernel (1-{out_channels})")
+        ax.set(xlabel=f"input channel (1-{in_channels})", ylabel=f"kernel (1-{out_channels})")
     alias = f"conv{list(conv_layers(model)).index(name) + 1}"
     heading = f"{alias} ({name}): {out_channels} kernels {kh}x{kw}x{in_channels}\neach scaled to its own range"
     ax.set_title(f"{title}\n{heading}" if title else heading, fontsize=9)
@@ -330,8 +327,7 @@ def plot_explanations(
     fig = Figure(figsize=(2.3 * columns, 2.5 * rows + (0.4 if title else 0)), layout="constrained")
     axes = fig.subplots(max(rows, 1), columns, squeeze=False)
     for r, e in enumerate(explanations):
-        p = e.probabilities
-        caption = f"{classes[e.predicted]} {float(p[e.predicted]):.1%}"
+        caption = f"{classes[e.predicted]} {float(e.probabilities[e.predicted]):.1%}"
         wrong = labels is not None and labels[r] != e.predicted
         if labels is not None:
             caption = f"true {classes[labels[r]]}\npredicted {caption}"
