@@ -36,8 +36,7 @@ def plot_history(history: dict, path: str | Path, title: str = "") -> Path:
         ax.plot(epochs, history.get(key, []), "o-", label=f"train {key}")
         if f"val_{key}" in history:
             ax.plot(epochs, history[f"val_{key}"], "s-", label=f"val {key}")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(key)
+        ax.set(xlabel="epoch", ylabel=key)
         ax.grid(alpha=0.3)
         ax.legend()
     if history.get("val_accuracy"):
@@ -56,8 +55,7 @@ def plot_confusion(matrix: np.ndarray, classes, path: str | Path, title: str = "
     rotation = 45 if n > 10 or max(map(len, labels)) > 3 else 0
     ax.set_xticks(range(n), labels=labels, rotation=rotation, ha="right" if n > 10 else "center")
     ax.set_yticks(range(n), labels=labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set(xlabel="predicted", ylabel="true")
     threshold = matrix.max() / 2 if matrix.size else 0
     if n <= 30:
         for i, j in np.ndindex(n, n):
@@ -76,8 +74,7 @@ def plot_comparison(with_aug: dict, without: dict, path, title="With and without
         for key, ax in (("loss", ax_loss), ("accuracy", ax_acc)):
             ax.plot(epochs, history[key], "--", color=color, label=f"{label}: train")
             ax.plot(epochs, history[f"val_{key}"], "-", color=color, label=f"{label}: validation")
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(key)
+            ax.set(xlabel="epoch", ylabel=key)
             ax.grid(alpha=0.3)
     ax_acc.legend(loc="lower right", fontsize=8)
     fig.suptitle(title)
