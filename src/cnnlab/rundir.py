@@ -476,10 +476,8 @@ class RunRecord:
         return float(found.group(1)) if found else None
 
     def total_params(self) -> str | None:
-        for line in (self.text("summary.txt") or "").splitlines():
-            if line.startswith("Total params:"):
-                return line.split(":", 1)[1].strip()
-        return None
+        lines = (self.text("summary.txt") or "").splitlines()
+        return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Total params:")), None)
 
     def status(self) -> str:
         """'finished', 'running (pid N)', 'unfinished (3 of 10 epochs)' or 'broken: ...'."""
