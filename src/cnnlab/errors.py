@@ -12,6 +12,12 @@ The subclasses also derive from the builtin a Python caller would expect (``Valu
 
 from __future__ import annotations
 
+import numbers
+import os
+from pathlib import Path
+
+import numpy as np
+
 
 class CnnlabError(Exception):
     """A user error: one line naming the file, option or value, exit status 2."""
@@ -69,8 +75,6 @@ def expect_type(value, kinds, name: str, expected: str) -> None:
 
 def whole_number(value, name: str, minimum: int = 1) -> int:
     """A whole number >= ``minimum`` (numpy's integers too, never a bool)."""
-    import numbers
-
     expect_type(value, numbers.Integral, name, "a whole number")
     if value < minimum:
         raise UsageError(f"{name} is {value}; expected a whole number >= {minimum}")
@@ -79,9 +83,6 @@ def whole_number(value, name: str, minimum: int = 1) -> int:
 
 def path_argument(value, name: str):
     """A path given as str or os.PathLike (a run directory, a file), as a pathlib.Path."""
-    import os
-    from pathlib import Path
-
     expect_type(value, (str, os.PathLike), name, "a path (str or os.PathLike)")
     if value == "":
         raise UsageError(f"{name} is empty; expected a path")
@@ -91,8 +92,6 @@ def path_argument(value, name: str):
 def image_shape(value, name: str = "input_size") -> tuple[int, int, int]:
     """(channels, height, width) of one image, each a whole number >= 1; a tuple, a list, a torch.Size or a
     one-dimensional numpy array."""
-    import numpy as np
-
     if isinstance(value, np.ndarray) and value.ndim == 1:
         value = value.tolist()
     expect_type(value, (tuple, list), name, "(channels, height, width)")
