@@ -197,7 +197,7 @@ def export_run(run_dir, fmt: str | None = None, path=None, weights: str = "last"
         require("onnx", "onnxscript")
     model, info = run.load_model(weights)
     metadata = {
-        **{k: info[k] for k in ("model", "options", "classes", "input_size", "input_norm", "data") if k in info},
+        **{k: info[k] for k in ("model", "options", "classes", "input_size", "input_norm", "data")},
         "weights": weights,
         "weights_sha256": sha256_file(run.weights(weights)),
     }

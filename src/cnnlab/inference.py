@@ -301,6 +301,7 @@ def kaggle_submission(
     if info["data"].get("kind") != "folder":
         raise RunError(f"{run_dir}: a Kaggle submission needs a model trained on an image folder")
     cfg = run.config()
+    batch_size = batch_size or cfg.eval_batch_size
     classes = info["classes"]
     positive = positive or classes[-1]
     if positive not in classes:
@@ -320,9 +321,7 @@ def kaggle_submission(
     start = time.perf_counter()
     summed = torch.zeros(n, len(classes))
     for view in views:
-        logits = predict_logits(
-            model, source, "test", pre, runtime, batch_size or cfg.eval_batch_size, view, progress=bar
-        )
+        logits = predict_logits(model, source, "test", pre, runtime, batch_size, view, progress=bar)
         summed += torch.softmax(logits, dim=1)
     bar.close()
     seconds = time.perf_counter() - start
@@ -399,16 +398,16 @@ def onnx_predictor_for_run(run_dir, weights: str = "last", runtime: str = "auto"
         raise UsageError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if runtime == "torch":
         return None
-    run_dir = Path(run_dir)
-    path = default_path(run_dir, "onnx", weights)
+    run = RunDir(run_dir)
+    path = default_path(run.path, "onnx", weights)
     if runtime == "auto":
         if not path.is_file() or not importable("onnxruntime"):
             return None
-        if AUTO_RUNTIME.get(RunDir(run_dir).model_info()["model"], "onnx") != "onnx":
+        if AUTO_RUNTIME.get(run.model_info()["model"], "onnx") != "onnx":
             return None
     else:
         require("onnxruntime")  # exporting needs onnx and onnxscript too: export_run asks for them when it must
-    weights_file = RunDir(run_dir).weights(weights)
+    weights_file = run.weights(weights)
     if path.is_file() and weights_file.is_file():
         try:
             predictor = OnnxPredictor(path)
