@@ -142,14 +142,8 @@ def train_run(
             if cfg.dry_run:  # two batches of one epoch, validated on two batches a process
                 trained = min(trained, 2 * cfg.batch_size)
                 evaluated = min(evaluated, 2 * cfg.eval_batch_size * rt.world_size)
-            measured = run_compute(
-                table.flops,
-                trained,
-                evaluated,
-                sum(history.history.get("seconds", [])),
-                rt.device,
-                cfg.precision,
-            )
+            seconds = sum(history.history.get("seconds", []))
+            measured = run_compute(table.flops, trained, evaluated, seconds, rt.device, cfg.precision)
             run.write_json("compute.json", measured)
             title = f"{cfg.model} on {source.name}"
             run.write_png("curves.png", lambda f: plot_history(history.history, f, title))
