@@ -1,18 +1,10 @@
 """cnnlab: the classic convolutional networks of the lesson (LeNet-5, AlexNet) in PyTorch."""
 
+from .environment import __version__  # one owner of the version
+from .inference import evaluate
 from .models import create_model, list_models
 from .summary import summary
 from .train import Callback, History, TrainConfig, config_for, fit
-
-
-def evaluate(model, data, **kwargs):
-    """Keras' ``model.evaluate``: the classification report of a trained model on labelled data."""
-    from .inference import evaluate as _evaluate
-
-    return _evaluate(model, data, **kwargs)
-
-
-from .environment import __version__  # noqa: E402  (one owner of the version)
 
 __all__ = [
     "create_model",
