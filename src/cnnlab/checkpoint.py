@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -244,8 +245,6 @@ def _checkpoint_hook(stage: str, folder: Path) -> None:
         return
     _writes["count"] += 1
     if _writes["count"] == int(want.partition(":")[2] or 1):
-        import time
-
         (folder.parent / f"paused-{stage}").write_text(str(os.getpid()))
         time.sleep(3600)
 

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import torch
 
+from .augment import Augment, preview_grid
 from .checkpoint import list_checkpoints
 from .data.source import DataSource, open_source
 from .environment import environment_info
 from .evaluation import plot_history
+from .evaluation.plots import plot_comparison
 from .inference import evaluate_source, write_evaluation
 from .models import create_model, get_model_entry
 from .rundir import RunDir
@@ -173,8 +175,6 @@ def write_pictures(run: RunDir, model, info: dict, source: DataSource, augment: 
     if conv_layers(model):  # a network of dense layers alone has no kernels to show
         run.write_bytes("filters.png", filters_png(model.cpu(), info))  # training is over: drawn on the CPU
     if augment:
-        from .augment import Augment, preview_grid
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # fit has given the settings' advice (the shear's units) already
             transform = Augment(**augment)
@@ -184,8 +184,6 @@ def write_pictures(run: RunDir, model, info: dict, source: DataSource, augment: 
 
 def write_comparison(run: RunDir, with_aug: dict, with_report, without: dict, without_report, echo=print) -> None:
     """The lesson's comparison: curves with and without augmentation, and the gap between train and validation."""
-    from .evaluation.plots import plot_comparison
-
     lines = [
         "                       with augmentation   without",
         f"test accuracy          {with_report.accuracy:>17.4f}   {without_report.accuracy:.4f}",

@@ -47,9 +47,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checkpoint import CheckpointError, atomic_write_bytes, read_json
+from .checkpoint import CheckpointError, atomic_write_bytes, load_weights_into, read_json
+from .data.loader import InputNorm
 from .errors import RunError, UsageError, path_argument
+from .models import create_model
 from .models.pattern import options_before_format_3
+from .train.config import TrainConfig
 from .train.recipes import accuracy_targets
 
 # 1: model.json's "pipeline" (before the data interface); 2: "data" and "format_version"; 3: a pattern's
@@ -228,8 +231,6 @@ class RunDir:
 
     def config(self):
         """``config.json`` as a checked TrainConfig (a hand-edited file gets a message naming it)."""
-        from .train.config import TrainConfig
-
         self.require()
         path = self.path / "config.json"
         if not path.is_file():
@@ -269,10 +270,6 @@ class RunDir:
 
     def load_model(self, weights: str = "last"):
         """The trained model in eval mode, with its info (classes, normalisation, data)."""
-        from .checkpoint import load_weights_into
-        from .data.loader import InputNorm
-        from .models import create_model
-
         info = self.model_info()
         model = create_model(info["model"], **info["options"])
         outputs = model.cnnlab_options.get("num_classes")  # the options it was made with, defaults included

@@ -18,6 +18,8 @@ import math
 from functools import cache
 from pathlib import Path
 
+from .plots import plot_runs
+
 NOT_RECORDED = "not recorded"
 
 SECTIONS = (  # (anchor, heading): the page's order
@@ -385,8 +387,6 @@ def _comparison_rows():
 
 
 def render_comparison_page(records) -> str:
-    from .plots import plot_runs
-
     histories = {r.name: r.history for r in records if r.history}
     if histories:
         buffer = io.BytesIO()
