@@ -41,9 +41,8 @@ SECTIONS = (  # (anchor, heading): the page's order
 def _templates():
     import jinja2
 
-    folder = Path(__file__).with_name("templates")
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(folder),
+        loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -239,9 +238,8 @@ def _timing(record) -> dict:
         times = record.times_to_accuracy()
         hits = [f"{100 * t:g}% after {format_seconds(hit[1])} (epoch {hit[0]})" for t, hit in times if hit]
         misses = [f"{100 * t:g}%" for t, hit in times if not hit]
-        parts = ([f"first reached {', '.join(hits)}"] if hits else []) + (
-            [f"did not reach {', '.join(misses)}"] if misses else []
-        )
+        said = {"first reached": hits, "did not reach": misses}
+        parts = [f"{verb} {', '.join(targets)}" for verb, targets in said.items() if targets]
         if parts:
             summary += ". Validation accuracy " + "; ".join(parts)
     header = ["epoch", *columns] + (["seconds", ""] if seconds else [])
@@ -424,7 +422,7 @@ def format_runs_table(records) -> str:
                 r.status(),
             )
         )
-    widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
     lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in (header, *rows)]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
