@@ -22,7 +22,7 @@ model and info (``cnnlab.inference.load_run``).
 from __future__ import annotations
 
 import io
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,9 +161,8 @@ def feature_maps(model: nn.Module, image: torch.Tensor, only: set[str] | None = 
 
             hooks.append(module.register_forward_hook(keep))
     try:
-        model(prepare(model, image[None]))
-    except _AllCaptured:
-        pass
+        with suppress(_AllCaptured):
+            model(prepare(model, image[None]))
     finally:
         for hook in hooks:
             hook.remove()

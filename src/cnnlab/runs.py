@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from pathlib import Path
 
 from .errors import RunError
@@ -100,11 +100,9 @@ def new_run_dir(cfg: TrainConfig) -> Path:
     name = f"{cfg.model}-{data}-{time.strftime('%Y%m%d-%H%M%S')}"
     for suffix in range(1, 10_000):
         run_dir = out / (name if suffix == 1 else f"{name}-{suffix}")
-        try:
+        with suppress(FileExistsError):  # taken: the next suffix
             run_dir.mkdir()
             return run_dir
-        except FileExistsError:
-            continue
     raise RunError(f"{out}: no free run name for {name}")
 
 
