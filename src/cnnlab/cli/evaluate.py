@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
-from ..rundir import WEIGHTS
+from ..rundir import WEIGHTS, RunDir
 from ._types import positive_int
 
 NAME = "evaluate"
@@ -35,7 +35,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..inference import evaluate_run
-    from ..rundir import RunDir
 
     for flag, given in (("--data-dir", args.data_dir), ("--sample", args.sample)):
         if args.data and given:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..rundir import WEIGHTS
+from ..rundir import WEIGHTS, RunDir
 
 NAME = "export"
 HELP = "export a run's model for inference runtimes: ONNX or torch.export (pt2)"
@@ -26,7 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..export import INPUT_CONVENTION, OUTPUT_CONVENTION, export_run
-    from ..rundir import RunDir
 
     RunDir(args.run_dir).notice_unfinished()
     path = export_run(args.run_dir, args.format, args.output, args.weights)

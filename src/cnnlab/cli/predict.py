@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UsageError
-from ..rundir import WEIGHTS
+from ..rundir import WEIGHTS, RunDir
 from ._types import output_named, positive_int
 
 NAME = "predict"
@@ -51,7 +51,6 @@ FILES_ONLY = ("top", "invert")
 
 def run(args: argparse.Namespace) -> int:
     from ..inference import kaggle_submission, predict_files
-    from ..rundir import RunDir
 
     _refuse_idle_options(args)
     RunDir(args.run_dir).notice_unfinished()

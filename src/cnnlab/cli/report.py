@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..rundir import RunDir, write_comparison
 from ._types import output_named
 
 NAME = "report"
@@ -21,8 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..rundir import RunDir, write_comparison
-
     if len(args.run_dirs) == 1:
         path = RunDir(args.run_dirs[0]).write_report(args.output)
     else:
