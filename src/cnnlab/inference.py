@@ -273,8 +273,7 @@ def kaggle_ids(folder) -> dict[str, int]:
     by_id: dict[int, list[str]] = {}
     for name, ident in ids.items():
         by_id.setdefault(ident, []).append(name)
-    clash = next((names for names in by_id.values() if len(names) > 1), None)
-    if clash:
+    if clash := next((names for names in by_id.values() if len(names) > 1), None):
         raise DataError(f"{folder}: {', '.join(clash)} would all be id {ids[clash[0]]}; keep one of them")
     return ids
 

@@ -478,8 +478,7 @@ class RunRecord:
 
     def status(self) -> str:
         """'finished', 'running (pid N)', 'unfinished (3 of 10 epochs)' or 'broken: ...'."""
-        holder = lock_holder(self.path)
-        if holder:
+        if holder := lock_holder(self.path):
             return f"running (pid {holder})"
         broken = [f"{name} {problem}" for name, problem in self.problems.items()]
         if self.config is None and "config.json" not in self.problems:

@@ -137,17 +137,15 @@ def _data_notes(record) -> list[str]:
     notes = []
     if config.get("data"):
         notes.append(f"images from the folder {config['data']}")
-    elif config.get("dataset") or model.get("dataset"):
-        notes.append(f"dataset {config.get('dataset') or model.get('dataset')} (IDX files)")
-    classes = model.get("classes")
-    if classes:
+    elif dataset := config.get("dataset") or model.get("dataset"):
+        notes.append(f"dataset {dataset} (IDX files)")
+    if classes := model.get("classes"):
         shown = ", ".join(map(str, classes[:20])) + (" ..." if len(classes) > 20 else "")
         notes.append(f"{len(classes)} classes: {shown}")
     if model.get("input_size"):
         c, h, w = model["input_size"]
         line = f"input {h}x{w}x{c}"
-        norm = model.get("input_norm") or {}
-        if norm:
+        if norm := model.get("input_norm"):
             mean, std = (", ".join(f"{v:.4g}" for v in norm.get(k, [])) for k in ("mean", "std"))
             line += f", normalised with mean ({mean}) and std ({std}) on the 0-1 pixel scale"
         notes.append(line)
@@ -207,8 +205,7 @@ def _evaluation(record) -> dict:
                 f"{report['ten_crop_accuracy']:.4f}"
             )
         return {"lines": lines, "rows": rows, "skipped": report.get("skipped_files") or []}
-    text = record.text("report.txt")
-    if text:
+    if text := record.text("report.txt"):
         return {"lines": None, "text": text.rstrip()}
     if "report.json" in record.problems:
         return {"lines": None, "text": None, "missing": _problem(record, "report.json")}

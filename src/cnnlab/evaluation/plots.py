@@ -138,8 +138,7 @@ def plot_runs(histories: dict, path, title: str = "Runs compared"):
     for index, (name, history) in enumerate(histories.items()):
         color = colors[index % len(colors)]
         for key, ax in zip(keys, axes.flat):
-            values = history.get(key) or []
-            if values:
+            if values := history.get(key):
                 ax.plot(np.arange(1, len(values) + 1), values, "o-", ms=3, color=color, label=name)
     for key, ax in zip(keys, axes.flat):
         ax.set_title(key)
