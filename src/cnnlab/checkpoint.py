@@ -280,8 +280,7 @@ def load_checkpoint(folder: str | Path) -> tuple[dict, dict]:
     verify_checkpoint(folder)
     model_state, _ = read_weights(folder / "model.safetensors")
     tensors, _ = read_weights(folder / "state.safetensors")
-    doc = read_json(folder / "state.json")
-    return model_state, unflatten_state(doc["state"], tensors)
+    return model_state, unflatten_state(read_json(folder / "state.json")["state"], tensors)
 
 
 def latest_checkpoint(run_dir: str | Path) -> tuple[tuple[Path, dict, dict] | None, list[str]]:

@@ -396,8 +396,7 @@ def explain_png(model: nn.Module, info: dict, image_paths, methods: tuple[str, .
 
 def mistakes_png(model: nn.Module, classes, images: torch.Tensor, labels, methods=METHODS) -> bytes:
     """The report page's worst mistakes (uint8 images, true labels) with where the network looked."""
-    explanations = explain(model, images, methods)
-    return png_bytes(plot_explanations(explanations, classes, [int(y) for y in labels]))
+    return png_bytes(plot_explanations(explain(model, images, methods), classes, [int(y) for y in labels]))
 
 
 # --- helpers -------------------------------------------------------------------------------------------

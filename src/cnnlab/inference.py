@@ -203,8 +203,7 @@ def evaluate_run(
 
 def slug(path: str | Path) -> str:
     """'../shared/data/dogs-vs-cats-small/train' -> 'dogs-vs-cats-small_train' (the last two folder names)."""
-    parts = Path(path).resolve().parts[-2:]
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join(parts))
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join(Path(path).resolve().parts[-2:]))
 
 
 # --- prediction ----------------------------------------------------------------------------------------
