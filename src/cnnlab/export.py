@@ -119,7 +119,7 @@ def _trace(export, model: nn.Module, input_norm: InputNorm, input_size, metadata
         program = export(wrapper, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=65_536)},))
     finally:
         model.train(was_training)
-    meta = {
+    return program, {
         "input": INPUT_CONVENTION,
         "output": OUTPUT_CONVENTION,
         "input_size": list(input_size),
@@ -129,7 +129,6 @@ def _trace(export, model: nn.Module, input_norm: InputNorm, input_size, metadata
         "torch_version": torch.__version__,
         **(metadata or {}),
     }
-    return program, meta
 
 
 @torch.no_grad()
