@@ -51,13 +51,13 @@ def run(args: argparse.Namespace) -> int:
     refuse_output_over_input(output, args.images)
     run = RunDir(args.run_dir)
     if to_folder:  # one picture per image, named by its stem: two images of one stem would share a file
-        stems: dict[str, str] = {}
+        image_of: dict[Path, str] = {}
         for path in args.images:
-            if stems.setdefault(Path(path).stem, path) != path:
-                name = output / f"{Path(path).stem}-explain.png"
-                raise UsageError(f"{stems[Path(path).stem]} and {path} would both be written to {name}")
+            picture = output / f"{Path(path).stem}-explain.png"
+            if image_of.setdefault(picture, path) != path:
+                raise UsageError(f"{image_of[picture]} and {path} would both be written to {picture}")
             if output.is_dir():  # a folder made now holds nothing of the run's
-                run.check_output(output / f"{Path(path).stem}-explain.png")
+                run.check_output(picture)
     else:
         run.check_output(output)  # not over the run's own files
     model, info = load_run(args.run_dir, args.weights)
