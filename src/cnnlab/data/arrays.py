@@ -55,7 +55,7 @@ class ArraySource:
     @classmethod
     def for_evaluation(cls, path: Path, description: dict, classes, cache_dir=None, echo=print) -> ArraySource:
         """A folder of MNIST-style IDX files, or of labelled image files (Kaggle names or class subfolders)."""
-        if path.is_dir() and any(path.glob("*-idx3-ubyte*")):
+        if IdxSource.holds_idx(path):
             return IdxSource.from_folder(path, description, classes)
         return cls.from_image_folder(path, description, classes, echo)
 
@@ -151,6 +151,10 @@ class IdxSource(ArraySource):
             val = test
             notes.append("validation: on the test set after each epoch, as the lesson does (--val-split to hold out)")
         return cls(train, val, test, name=cfg.dataset, notes=notes)
+
+    @staticmethod
+    def holds_idx(folder: Path) -> bool:
+        return folder.is_dir() and any(folder.glob("*-idx3-ubyte*"))
 
     @classmethod
     def from_folder(cls, folder: Path, description: dict, classes) -> IdxSource:

@@ -33,12 +33,15 @@ class Shard:
     rank: int = 0
     world: int = 1
 
+    def train_steps(self, n: int, global_batch: int) -> int:
+        """Global batches in an epoch of ``n`` samples, the last one partial (``train.checks`` refuses one smaller
+        than the number of processes, which would leave one of them without a sample)."""
+        return -(-n // global_batch)
+
     def batches(self, n: int, batch_size: int, train: bool) -> int:
-        """This process's batches in an epoch of ``n`` samples: the global batches when training, the last one
-        partial (``train.checks`` refuses one smaller than the number of processes, which would leave one of them
-        without a sample), else its ``eval_positions`` ``batch_size`` at a time."""
-        samples = n if train else len(self.eval_positions(n))
-        return -(-samples // batch_size)
+        """This process's batches in an epoch of ``n`` samples: the global batches when training, else its
+        ``eval_positions`` ``batch_size`` at a time."""
+        return self.train_steps(n, batch_size) if train else -(-len(self.eval_positions(n)) // batch_size)
 
     def global_batch_len(self, n: int, global_batch: int, step: int) -> int:
         return min(global_batch, n - step * global_batch)

@@ -303,12 +303,15 @@ class _Builder:
     def fc(self, layer: Layer, a: list, kw: dict) -> None:
         self.flatten()
         self.fc_index += 1
+        widths = self.o.fc
         if a:
             units = int(a[0])
         elif self.fc_index == self.total_fc:  # the last FC is the classifier
             units = self.o.num_classes
+        elif isinstance(widths, (list, tuple)):
+            units = widths[min(self.fc_index - 1, len(widths) - 1)]
         else:
-            units = int(_per_stage(self.o.fc, self.fc_index - 1))
+            units = int(widths)
         self.layers.append(("fc", nn.Linear(self.flat, units)))
         self.flat = units
 
