@@ -27,9 +27,11 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/cnnlab train lenet5 --dataset mnist
 
-# One pytest worker per logical CPU (pytest-xdist): alone, the suite keeps about one of them busy.
+# One pytest worker per CPU this process may use (pytest-xdist): alone, the suite keeps about one core busy.
+# Choose another number with make test TEST_JOBS=N (a container's CPU quota is not seen here).
+TEST_JOBS ?= $(shell $(PYTHON) -c "import os; print(len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count())")
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n logical
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS)
 
 # The CPU benchmarks that README's "Measured" paragraph quotes. Not here: the GPU ones (gpu_*.py, for a lent
 # GPU machine), and those that read a finished run (time_to_accuracy.py, paired_comparison.py, look_inside.py,

@@ -19,17 +19,19 @@ def pytest_configure(config):
     commands its tests start: two workers of two OpenMP threads each on two cores made the suite slower (on a
     quiet 2-core machine, 364 s with both workers at PyTorch's default against 311 s with one thread each). A
     value the user exported wins."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
+    if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ:
         import torch
 
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
-        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(items):
-    """The tests marked slow first, in their order: make test spreads tests over its workers in this order
-    (pytest-xdist), so a long test that started last would leave the other workers idle while it ends."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The test files that hold a test marked slow first, each whole and in its order: make test spreads tests
+    over its workers in this order (pytest-xdist), so a long test that started last would leave the other
+    workers idle while it ends; a file kept whole builds its module's fixtures once."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
 
 
 def shared_data_dir() -> Path | None:
