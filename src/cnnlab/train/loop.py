@@ -46,23 +46,6 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, label_smooth
     return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
 
 
-@torch.no_grad()
-def evaluate_loss_accuracy(
-    model, source: DataSource, split, preprocess, runtime: Runtime, batch_size, max_batches=0, label_smoothing=0.0,
-    callbacks=None,
-):  # fmt: skip
-    """Mean loss and accuracy over the whole split (every process's shard, gathered). As in Keras, the loss is
-    the training loss, label smoothing included. ``callbacks`` get Keras' on_test_batch_begin/end."""
-    loss_of = functools.partial(classification_loss, label_smoothing=label_smoothing)
-    hooks = None if callbacks is None else callbacks.test_batch_hooks(loss_of)
-    logits = predict_logits(
-        model, source, split, preprocess, runtime, batch_size, max_batches=max_batches, batch_hooks=hooks
-    )
-    labels = source.labels(split)[: len(logits)]
-    loss = classification_loss(logits, labels, label_smoothing)
-    return loss.item(), (logits.argmax(1) == labels).float().mean().item()
-
-
 def as_source(data, validation_data=None, val_split: float = 0.0, seed: int = 0) -> DataSource:
     """What ``fit`` trains on: a data source, or Keras' forms: ``(x, y)`` / an ``ArrayDataset`` with
     ``validation_data`` the same way. ``val_split`` holds out that fraction of arrays, stratified with ``seed``,
@@ -463,11 +446,17 @@ def end_epoch(plan: _Plan, state: TrainState, sums: torch.Tensor) -> bool:
     # With an average of the weights, validation and the callbacks (saved weights) see the average.
     with state.ema.swapped_in() if state.ema is not None else nullcontext():
         if plan.source.size("val") > 0:
-            state.callbacks.on_test_begin({})  # Keras' validation is its evaluate, with evaluate's hooks
-            logs["val_loss"], logs["val_accuracy"] = evaluate_loss_accuracy(
-                plan.eval_net, plan.source, "val", plan.eval_pre, rt, cfg.eval_batch_size, plan.limit,
-                cfg.label_smoothing, state.callbacks,
+            # Keras' validation is its evaluate, with evaluate's hooks; as there, the loss is the training loss,
+            # label smoothing included, over every process's rows.
+            state.callbacks.on_test_begin({})
+            loss_of = functools.partial(classification_loss, label_smoothing=cfg.label_smoothing)
+            logits = predict_logits(
+                plan.eval_net, plan.source, "val", plan.eval_pre, rt, cfg.eval_batch_size, max_batches=plan.limit,
+                batch_hooks=state.callbacks.test_batch_hooks(loss_of),
             )  # fmt: skip
+            labels = plan.source.labels("val")[: len(logits)]
+            logs["val_loss"] = loss_of(logits, labels).item()
+            logs["val_accuracy"] = (logits.argmax(1) == labels).float().mean().item()
             if plan.regularization is not None:
                 logs["val_loss"] += float(plan.regularization()) if state.ema is not None else penalty
             state.callbacks.on_test_end({"loss": logs["val_loss"], "accuracy": logs["val_accuracy"]})
