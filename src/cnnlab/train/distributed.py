@@ -33,17 +33,8 @@ PASSED_ON = {signal.SIGINT: signal.SIGINT, signal.SIGTERM: signal.SIGTERM, signa
 
 def launch(argv: list[str], nproc: int, max_restarts: int = 0) -> int:
     """Run ``cnnlab <argv>`` as ``nproc`` processes on this machine; the launcher's exit status."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={nproc}",
-        f"--max-restarts={max_restarts}",
-        "-m",
-        "cnnlab",
-        *strip_flags(argv, OWN_FLAGS),
-    ]
+    torchrun = ["--standalone", f"--nproc-per-node={nproc}", f"--max-restarts={max_restarts}"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", *torchrun, "-m", "cnnlab", *strip_flags(argv, OWN_FLAGS)]
     fresh = FRESH_STORE_PER_ATTEMPT if max_restarts else {}
     received: list[int] = []
     proc = None
