@@ -398,19 +398,18 @@ def train_step(plan: _Plan, state: TrainState, images, labels, step: int, aug_ge
         # DDP averages the processes' gradients; an uneven last batch is weighted by its rows.
         share = len(labels) * rt.world_size / batch_len
         loss_to_step = loss * share if share != 1 else loss
-    finite, stopping = True, stop_asked
+    bad, stopping = False, stop_asked
     if rt.device.type == "cpu" or rt.distributed or cfg.nonfinite == "skip":
         # Processes must agree on a bad step: one small all-reduce a step carries both flags.
         bad, stopping = rt.any(not bool(torch.isfinite(loss)), stop_asked)
         if bad and cfg.nonfinite == "stop":
             raise plan.non_finite(loss.item(), global_step)
-        finite = not bad
     else:  # GPU: note the first bad step on the device (no sync) and read it every 50 steps
         plan.watch.note(loss, global_step)
         if step % 50 == 49:
             plan.watch.check()
     state.optimizer.zero_grad(set_to_none=True)
-    if not finite:  # --nonfinite skip: counted once (by rank 0), reported with the epoch
+    if bad:  # --nonfinite skip: counted once (by rank 0), reported with the epoch
         sums[3] += int(rt.is_main)
         return loss, stopping
     state.scaler.scale(loss_to_step).backward()
