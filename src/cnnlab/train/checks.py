@@ -58,11 +58,8 @@ def check_model_fits_source(model: torch.nn.Module, source: DataSource) -> None:
     answers with logits (N, K), K at least the data's classes. ``fit`` checks the same at its first step
     instead (``checked_forward``), since a forward pass on zeros would reach the caller's own hooks."""
     outputs = []
-    handle = model.register_forward_hook(lambda module, args, out: outputs.append(out))
-    try:
+    with model.register_forward_hook(lambda module, args, out: outputs.append(out)):  # removed after the block
         trace(model, source.image_size)
-    finally:
-        handle.remove()
     check_logits(model, outputs[0], len(source.classes))
 
 
