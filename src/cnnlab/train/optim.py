@@ -41,9 +41,7 @@ def add_l2_gradient(groups: list[tuple[float, list[torch.Tensor]]]) -> None:
 
 
 def make_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer of ``cfg``. A model with Keras-style L2 penalties (``l2_groups``) gets them as coupled
-    weight decay 2c per parameter group (Adam, SGD): the same gradient as adding c * sum(w^2) to the loss
-    (AdamW: see ``add_l2_gradient``)."""
+    """The optimizer of ``cfg``; Adam and SGD take the model's Keras-style L2 penalties as weight decay (see above)."""
     if l2_in_optimizer(model, cfg):
         params = [{"params": ps, "weight_decay": 2 * c + cfg.weight_decay} for c, ps in model.l2_groups()]
     else:
