@@ -225,17 +225,11 @@ def _prepare(model, source: DataSource, cfg: TrainConfig, rt: Runtime, augment, 
     plan.regularization = getattr(model, "regularization_loss", None)
     # A host sync per step is free on CPU, costly on a GPU: there the first bad step is noted on the device.
     plan.watch = _NonFiniteWatch(rt.device, plan.non_finite)
-    total_steps = plan.epochs * plan.steps_per_epoch
-    state = TrainState(
-        model,
-        make_optimizer(model, cfg),
-        rt,
-        lambda step: lr_at(step, total_steps, cfg),
-        cfg.lr,
-        # fp16 needs loss scaling against underflow; bf16 and fp32 do not (the scaler is then a no-op).
-        scaler=torch.amp.GradScaler(rt.device.type, enabled=rt.precision == "fp16"),
-        ema=WeightAverage(model, cfg.ema) if cfg.ema else None,
-    )
+    schedule = functools.partial(lr_at, total=plan.epochs * plan.steps_per_epoch, cfg=cfg)
+    # fp16 needs loss scaling against underflow; bf16 and fp32 do not (the scaler is then a no-op).
+    scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.precision == "fp16")
+    ema = WeightAverage(model, cfg.ema) if cfg.ema else None
+    state = TrainState(model, make_optimizer(model, cfg), rt, schedule, cfg.lr, scaler=scaler, ema=ema)
     state.data = {"train_images": source.size("train"), "steps_per_epoch": plan.steps_per_epoch}
     return plan, state
 
