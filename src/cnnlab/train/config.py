@@ -385,14 +385,8 @@ def check_values(values: dict, origin: str = "config") -> None:
 # only (rescale=1/255 on top of that normalisation left LeNet-5 at 76% after an epoch, against 98%). A run's
 # config.json written before they were refused still reads (its predictions never used them); the feature-wise
 # ones, which need statistics a run never fits, were never taken.
-NOT_IN_TRAINING = (
-    "rescale",
-    "samplewise_center",
-    "samplewise_std_normalization",
-    "featurewise_center",
-    "featurewise_std_normalization",
-)
 NEVER_TAKEN = ("featurewise_center", "featurewise_std_normalization")
+NOT_IN_TRAINING = ("rescale", "samplewise_center", "samplewise_std_normalization", *NEVER_TAKEN)
 STANDARDIZE_WHY = "cnnlab normalises every image itself, for training, evaluation and prediction alike"
 
 
