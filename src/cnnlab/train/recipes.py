@@ -242,9 +242,7 @@ def config_for(model, **overrides) -> TrainConfig:
     ``cnnlab.fit(model, train, val, config_for(model, epochs=2))``. A model without a name gets the defaults."""
     expect_type(model, (str, torch.nn.Module), "config_for(): model", "a model name or a model")
     name = model if isinstance(model, str) else getattr(model, "cnnlab_name", None)
-    if name is None:
-        return TrainConfig(**overrides)
-    return resolve_config(name, overrides)
+    return TrainConfig(**overrides) if name is None else resolve_config(name, overrides)
 
 
 def _merged_augment(base: dict, config_file: dict, flags: dict) -> dict | None:
