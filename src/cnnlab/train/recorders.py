@@ -119,10 +119,8 @@ class ModelCheckpoint(Callback):
             return
         meta = {}
         if not self.save_weights_only:  # what rebuilds a registry model, as its run's model.json
-            model = self.model
-            meta = dict(
-                model=model.cnnlab_name, options=model.cnnlab_options, input_norm=model.cnnlab_input_norm.to_dict()
-            )
+            norm = self.model.cnnlab_input_norm.to_dict()
+            meta = dict(model=self.model.cnnlab_name, options=self.model.cnnlab_options, input_norm=norm)
         meta.update({**self.metadata, **counted, **_numeric(logs)})
         path.parent.mkdir(parents=True, exist_ok=True)
         save_weights(path, self.model, meta)
