@@ -161,14 +161,10 @@ def _numeric(logs: dict) -> dict:
 def _improvement_op(monitor: str, mode: str, who: str):
     """``operator.lt`` (smaller is better) or ``operator.gt``, as Keras' ``MonitorCallback._set_monitor_op``
     (keras/src/callbacks/monitor_callback.py): "auto" infers the direction from the metric's name."""
-    if mode == "min":
-        return operator.lt
-    if mode == "max":
-        return operator.gt
     name = monitor.removeprefix("val_")
-    if name == "loss":
+    if mode == "min" or (mode == "auto" and name == "loss"):
         return operator.lt
-    if name in _INCREASING_METRICS:
+    if mode == "max" or (mode == "auto" and name in _INCREASING_METRICS):
         return operator.gt
     raise UsageError(
         f"{who} callback received monitor={monitor}, but cnnlab cannot tell whether that metric should be "
