@@ -323,8 +323,7 @@ class ReduceLROnPlateau(Callback):
     def on_train_begin(self, logs=None):
         self.minimize = self.mode == "min" or (self.mode == "auto" and "acc" not in self.monitor)
         self.best = math.inf if self.minimize else -math.inf
-        self.cooldown_counter = 0
-        self.wait = 0
+        self.cooldown_counter = self.wait = 0
 
     def _improved(self, current, best) -> bool:
         return current < best - self.min_delta if self.minimize else current > best + self.min_delta
