@@ -161,14 +161,10 @@ def _numeric(logs: dict) -> dict:
 def _improvement_op(monitor: str, mode: str, who: str):
     """``operator.lt`` (smaller is better) or ``operator.gt``, as Keras' ``MonitorCallback._set_monitor_op``
     (keras/src/callbacks/monitor_callback.py): "auto" infers the direction from the metric's name."""
-    if mode == "min":
-        return operator.lt
-    if mode == "max":
-        return operator.gt
     name = monitor.removeprefix("val_")
-    if name == "loss":
+    if mode == "min" or (mode == "auto" and name == "loss"):
         return operator.lt
-    if name in _INCREASING_METRICS:
+    if mode == "max" or (mode == "auto" and name in _INCREASING_METRICS):
         return operator.gt
     raise UsageError(
         f"{who} callback received monitor={monitor}, but cnnlab cannot tell whether that metric should be "
@@ -327,8 +323,7 @@ class ReduceLROnPlateau(Callback):
     def on_train_begin(self, logs=None):
         self.minimize = self.mode == "min" or (self.mode == "auto" and "acc" not in self.monitor)
         self.best = math.inf if self.minimize else -math.inf
-        self.cooldown_counter = 0
-        self.wait = 0
+        self.cooldown_counter = self.wait = 0
 
     def _improved(self, current, best) -> bool:
         return current < best - self.min_delta if self.minimize else current > best + self.min_delta

@@ -222,7 +222,16 @@ class TrainConfig(BaseModel):
         that does nothing with the others is refused."""
         say = Namer(origin, origins)
         TrainConfig(say, **self.to_dict())
-        _check_combination(self, say)
+        if self.data and self.crop > self.image_size:
+            raise ConfigError(f"{say('crop')} is {self.crop}; expected at most image_size ({self.image_size})")
+        if self.data and self.dataset != "folder":
+            raise ConfigError(f"{say('dataset')} is {self.dataset!r}; with data (an image folder) it is 'folder'")
+        if self.dataset == "folder" and not self.data:
+            raise ConfigError(f"{say('dataset')} 'folder' needs data: the folder of images")
+        if self.nesterov and self.optimizer == "sgd" and self.momentum == 0:
+            raise ConfigError(f"{say('nesterov')} needs a momentum above 0 (momentum is 0)")
+        if self.augment:
+            check_augment(self.augment, say("augment"), new=False)  # flags and files were checked as new ones
         for key, source in (origins or {}).items():
             idle = key in SETTINGS and not applies(self, key)
             if idle and (source == "flag" or getattr(self, key) != TrainConfig.model_fields[key].default):
@@ -244,19 +253,6 @@ def flag_name(key: str) -> str:
     """The flag that sets ``key``: its own (``--val-dir``) or the key spelt as a flag."""
     setting = SETTINGS.get(key)
     return (setting and setting.flag) or "--" + key.replace("_", "-")
-
-
-def _check_combination(cfg: TrainConfig, say: Namer) -> None:
-    if cfg.data and cfg.crop > cfg.image_size:
-        raise ConfigError(f"{say('crop')} is {cfg.crop}; expected at most image_size ({cfg.image_size})")
-    if cfg.data and cfg.dataset != "folder":
-        raise ConfigError(f"{say('dataset')} is {cfg.dataset!r}; with data (an image folder) it is 'folder'")
-    if cfg.dataset == "folder" and not cfg.data:
-        raise ConfigError(f"{say('dataset')} 'folder' needs data: the folder of images")
-    if cfg.nesterov and cfg.optimizer == "sgd" and cfg.momentum == 0:
-        raise ConfigError(f"{say('nesterov')} needs a momentum above 0 (momentum is 0)")
-    if cfg.augment:
-        check_augment(cfg.augment, say("augment"), new=False)  # flags and files were checked as new ones
 
 
 # --- messages: where a value came from, what it is, what was expected ---------------------------------------
@@ -385,14 +381,8 @@ def check_values(values: dict, origin: str = "config") -> None:
 # only (rescale=1/255 on top of that normalisation left LeNet-5 at 76% after an epoch, against 98%). A run's
 # config.json written before they were refused still reads (its predictions never used them); the feature-wise
 # ones, which need statistics a run never fits, were never taken.
-NOT_IN_TRAINING = (
-    "rescale",
-    "samplewise_center",
-    "samplewise_std_normalization",
-    "featurewise_center",
-    "featurewise_std_normalization",
-)
 NEVER_TAKEN = ("featurewise_center", "featurewise_std_normalization")
+NOT_IN_TRAINING = ("rescale", "samplewise_center", "samplewise_std_normalization", *NEVER_TAKEN)
 STANDARDIZE_WHY = "cnnlab normalises every image itself, for training, evaluation and prediction alike"
 
 

@@ -140,12 +140,8 @@ def resolve_config(
     get_model_entry(model)  # an unknown model is an error here too
     base = {**RECIPES.get(model, {}), **preset_values}
     values = {**base, **config_file, **flags, "model": model}
-    values["model_options"] = {  # key by key, as the augmentation: --option l2=1e-4 keeps a preset's others
-        **base.get("model_options", {}),
-        **config_file.get("model_options", {}),
-        **flags.get("model_options", {}),
-    }
-    values["augment"] = _merged_augment(base, config_file, flags)
+    values["model_options"] = _merged("model_options", base, config_file, flags) or {}
+    values["augment"] = _merged("augment", base, config_file, flags)
     _check_cval(values["augment"], config_file, flags, Namer(file_label, sources))
     origins = {**{k: f"--recipe {preset}" for k in preset_values}, **sources}
     _check_preset_weight_decay(preset, preset_values, values, origins)
@@ -242,17 +238,15 @@ def config_for(model, **overrides) -> TrainConfig:
     ``cnnlab.fit(model, train, val, config_for(model, epochs=2))``. A model without a name gets the defaults."""
     expect_type(model, (str, torch.nn.Module), "config_for(): model", "a model name or a model")
     name = model if isinstance(model, str) else getattr(model, "cnnlab_name", None)
-    if name is None:
-        return TrainConfig(**overrides)
-    return resolve_config(name, overrides)
+    return TrainConfig(**overrides) if name is None else resolve_config(name, overrides)
 
 
-def _merged_augment(base: dict, config_file: dict, flags: dict) -> dict | None:
-    """Augmentation settings merged key by key (recipe/preset < file < flags); an explicit None turns it off."""
-    merged = base.get("augment")
+def _merged(key: str, base: dict, config_file: dict, flags: dict) -> dict | None:
+    """The dicts under ``key`` merged key by key (recipe/preset < file < flags); an explicit None turns it off."""
+    merged = base.get(key)
     for source in (config_file, flags):
-        if "augment" in source:
-            given = source["augment"]
+        if key in source:
+            given = source[key]
             merged = None if given is None else {**(merged or {}), **given}
     return merged
 

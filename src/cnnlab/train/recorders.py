@@ -64,9 +64,7 @@ class ModelCheckpoint(Callback):
         self.best = initial_value_threshold
         self.metadata = dict(metadata or {})
         self.monitor_op = None
-        self._batches_seen_since_last_saving = 0
-        self._last_batch_seen = 0
-        self._current_epoch = 0
+        self._batches_seen_since_last_saving = self._last_batch_seen = self._current_epoch = 0
         if save_freq != "epoch" and not (isinstance(save_freq, int) and save_freq > 0):
             raise UsageError(f"Unrecognized save_freq: {save_freq}. Expected save_freq are 'epoch' or integer values")
         if not self.filepath.endswith(".safetensors"):
@@ -119,10 +117,8 @@ class ModelCheckpoint(Callback):
             return
         meta = {}
         if not self.save_weights_only:  # what rebuilds a registry model, as its run's model.json
-            model = self.model
-            meta = dict(
-                model=model.cnnlab_name, options=model.cnnlab_options, input_norm=model.cnnlab_input_norm.to_dict()
-            )
+            norm = self.model.cnnlab_input_norm.to_dict()
+            meta = dict(model=self.model.cnnlab_name, options=self.model.cnnlab_options, input_norm=norm)
         meta.update({**self.metadata, **counted, **_numeric(logs)})
         path.parent.mkdir(parents=True, exist_ok=True)
         save_weights(path, self.model, meta)
