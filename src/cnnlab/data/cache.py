@@ -84,12 +84,8 @@ def open_cache(
                 reason = "no cache yet" if index is None else "the source files or the preprocessing changed"
                 _build(listing, size, folder, key, workers, progress, lambda n: echo(f"{n} ({reason})"))
                 index = _read_index(folder / "index.json")
-    n = len(index["files"])
-    images = (
-        np.memmap(folder / "images.u8", dtype=np.uint8, mode="r", shape=(n, size, size, 3))
-        if n
-        else np.zeros((0, size, size, 3), np.uint8)
-    )
+    shape = (len(index["files"]), size, size, 3)
+    images = np.memmap(folder / "images.u8", np.uint8, mode="r", shape=shape) if shape[0] else np.zeros(shape, np.uint8)
     labels = np.asarray(index["labels"], dtype=np.int64) if index["labels"] is not None else None
     return ImageCache(
         folder, images, labels, index["files"], tuple(index["classes"]), index["skipped"], tuple(index["mean"]), rebuilt
