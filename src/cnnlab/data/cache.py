@@ -139,8 +139,7 @@ def _build(listing: FolderListing, size: int, folder: Path, key: str, workers, p
     out = np.memmap(partial / "images.u8", dtype=np.uint8, mode="w+", shape=(max(n, 1), size, size, 3))
     ok, skipped, sums = _decode_into(out, listing.files, size, workers, progress)
     kept = np.flatnonzero(ok)
-    first_gap = n if ok.all() else int(np.argmin(ok))
-    for j in range(first_gap, len(kept)):  # close the gaps that skipped files left
+    for j in np.flatnonzero(kept != np.arange(len(kept))):  # close the gaps that skipped files left
         out[j] = out[kept[j]]
     out.flush()
     del out
