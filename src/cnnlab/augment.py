@@ -79,8 +79,7 @@ class Augment:
     """``Augment(rotation_range=30, ...)(x, generator=g)``: a random transform per image of x (N, C, H, W)."""
 
     def __init__(self, **settings):
-        unknown = sorted(set(settings) - set(AugmentConfig.__dataclass_fields__))
-        if unknown:
+        if unknown := sorted(set(settings) - set(AugmentConfig.__dataclass_fields__)):
             raise UsageError(f"unknown augmentation setting(s): {', '.join(unknown)}")
         self.config = cfg = AugmentConfig(**settings)
         if cfg.fill_mode not in FILL_MODES:
