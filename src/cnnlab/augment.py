@@ -343,16 +343,14 @@ def pil_brightness(x: torch.Tensor, brightness: torch.Tensor) -> torch.Tensor:
     (values truncated; an image reaching outside 0..255 is first stretched to 0..255 by its min and max),
     ``ImageEnhance.Brightness`` blends it with black (PIL: ``(UINT8)(float b * v)``, clipped to 0..255), and a
     stretched image is mapped back. Computed in float32 in Keras' order of operations, as Keras and PIL do."""
-    n = x.shape[0]
     x32 = x.float()
-    b = brightness.view(n, 1, 1, 1).float()
     lo = x32.amin(dim=(1, 2, 3), keepdim=True)
     hi = x32.amax(dim=(1, 2, 3), keepdim=True)
     stretch = (lo < 0) | (hi > 255)
     span = hi - lo
     stretched = (x32 - lo) / torch.where(span > 0, span, torch.ones_like(span)) * 255
     eight_bit = torch.where(stretch, stretched, x32).trunc()
-    blended = (b * eight_bit).trunc().clamp(0, 255)
+    blended = (brightness.view(-1, 1, 1, 1).float() * eight_bit).trunc().clamp(0, 255)
     return torch.where(stretch, blended / 255 * span + lo, blended).to(x.dtype)
 
 
