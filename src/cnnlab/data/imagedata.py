@@ -210,8 +210,7 @@ def check_disjoint(train, val) -> None:
         return st.st_dev, st.st_ino
 
     training = {identity(f) for f in train.files}
-    shared = [f for f in val.files if identity(f) in training]
-    if shared:
+    if shared := [f for f in val.files if identity(f) in training]:
         raise FolderError(
             f"{shared[0]}: a validation image (--val-dir {val.root}) that is also a training image (in {train.root});"
             f" {len(shared)} of {len(val.files)} are: validate on other images, or leave --val-dir out to hold some out"
