@@ -360,8 +360,7 @@ def preview_grid(
     """The lesson's picture: the original image, then ``count`` augmented copies of it, as one PNG."""
     from matplotlib.figure import Figure  # no pyplot: nothing global, no display
 
-    x = image.float().unsqueeze(0).repeat(count, 1, 1, 1)
-    out = augment(x, torch.Generator().manual_seed(seed)).clamp(0, 255)
+    out = augment(image.float().repeat(count, 1, 1, 1), torch.Generator().manual_seed(seed)).clamp(0, 255)
     tiles = [image.float()] + list(out)
     columns = columns or math.ceil(math.sqrt(len(tiles)))
     rows = -(-len(tiles) // columns)
