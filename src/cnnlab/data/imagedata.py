@@ -174,11 +174,10 @@ class FolderSource:
         return InputNorm(tuple(round(m, 6) for m in mean), (1 / 255,) * 3)
 
     def describe(self) -> dict:
-        size = self._split("test").cache.images.shape[1]
         return {
             "kind": self.kind,
             "dataset": self.name,
-            "image_size": int(size),
+            "image_size": int(self._split("test").cache.images.shape[1]),
             "crop": self.crop,
             "input_size": list(self.image_size),
         }
