@@ -79,8 +79,7 @@ class Augment:
     """``Augment(rotation_range=30, ...)(x, generator=g)``: a random transform per image of x (N, C, H, W)."""
 
     def __init__(self, **settings):
-        unknown = sorted(set(settings) - set(AugmentConfig.__dataclass_fields__))
-        if unknown:
+        if unknown := sorted(set(settings) - set(AugmentConfig.__dataclass_fields__)):
             raise UsageError(f"unknown augmentation setting(s): {', '.join(unknown)}")
         self.config = cfg = AugmentConfig(**settings)
         if cfg.fill_mode not in FILL_MODES:
@@ -344,16 +343,14 @@ def pil_brightness(x: torch.Tensor, brightness: torch.Tensor) -> torch.Tensor:
     (values truncated; an image reaching outside 0..255 is first stretched to 0..255 by its min and max),
     ``ImageEnhance.Brightness`` blends it with black (PIL: ``(UINT8)(float b * v)``, clipped to 0..255), and a
     stretched image is mapped back. Computed in float32 in Keras' order of operations, as Keras and PIL do."""
-    n = x.shape[0]
     x32 = x.float()
-    b = brightness.view(n, 1, 1, 1).float()
     lo = x32.amin(dim=(1, 2, 3), keepdim=True)
     hi = x32.amax(dim=(1, 2, 3), keepdim=True)
     stretch = (lo < 0) | (hi > 255)
     span = hi - lo
     stretched = (x32 - lo) / torch.where(span > 0, span, torch.ones_like(span)) * 255
     eight_bit = torch.where(stretch, stretched, x32).trunc()
-    blended = (b * eight_bit).trunc().clamp(0, 255)
+    blended = (brightness.view(-1, 1, 1, 1).float() * eight_bit).trunc().clamp(0, 255)
     return torch.where(stretch, blended / 255 * span + lo, blended).to(x.dtype)
 
 
@@ -363,8 +360,7 @@ def preview_grid(
     """The lesson's picture: the original image, then ``count`` augmented copies of it, as one PNG."""
     from matplotlib.figure import Figure  # no pyplot: nothing global, no display
 
-    x = image.float().unsqueeze(0).repeat(count, 1, 1, 1)
-    out = augment(x, torch.Generator().manual_seed(seed)).clamp(0, 255)
+    out = augment(image.float().repeat(count, 1, 1, 1), torch.Generator().manual_seed(seed)).clamp(0, 255)
     tiles = [image.float()] + list(out)
     columns = columns or math.ceil(math.sqrt(len(tiles)))
     rows = -(-len(tiles) // columns)

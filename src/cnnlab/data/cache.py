@@ -84,12 +84,8 @@ def open_cache(
                 reason = "no cache yet" if index is None else "the source files or the preprocessing changed"
                 _build(listing, size, folder, key, workers, progress, lambda n: echo(f"{n} ({reason})"))
                 index = _read_index(folder / "index.json")
-    n = len(index["files"])
-    images = (
-        np.memmap(folder / "images.u8", dtype=np.uint8, mode="r", shape=(n, size, size, 3))
-        if n
-        else np.zeros((0, size, size, 3), np.uint8)
-    )
+    shape = (len(index["files"]), size, size, 3)
+    images = np.memmap(folder / "images.u8", np.uint8, mode="r", shape=shape) if shape[0] else np.zeros(shape, np.uint8)
     labels = np.asarray(index["labels"], dtype=np.int64) if index["labels"] is not None else None
     return ImageCache(
         folder, images, labels, index["files"], tuple(index["classes"]), index["skipped"], tuple(index["mean"]), rebuilt
@@ -143,8 +139,7 @@ def _build(listing: FolderListing, size: int, folder: Path, key: str, workers, p
     out = np.memmap(partial / "images.u8", dtype=np.uint8, mode="w+", shape=(max(n, 1), size, size, 3))
     ok, skipped, sums = _decode_into(out, listing.files, size, workers, progress)
     kept = np.flatnonzero(ok)
-    first_gap = n if ok.all() else int(np.argmin(ok))
-    for j in range(first_gap, len(kept)):  # close the gaps that skipped files left
+    for j in np.flatnonzero(kept != np.arange(len(kept))):  # close the gaps that skipped files left
         out[j] = out[kept[j]]
     out.flush()
     del out

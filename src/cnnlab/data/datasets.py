@@ -149,11 +149,10 @@ def download(name: str) -> None:
             except (OSError, IdxError) as e:
                 errors.append(f"{url}: {getattr(e, 'reason', None) or e}")
                 continue
-            if _md5(content) != md5:
-                errors.append(f"{url}: checksum mismatch (MD5 {_md5(content)}, expected {md5})")
-                continue
-            atomic_write_bytes(dest / f"{stem}.gz", payload)
-            break
+            if _md5(content) == md5:
+                atomic_write_bytes(dest / f"{stem}.gz", payload)
+                break
+            errors.append(f"{url}: checksum mismatch (MD5 {_md5(content)}, expected {md5})")
         else:
             raise DatasetNotFoundError(f"could not download {stem} of {name}: " + "; ".join(errors))
 

@@ -160,8 +160,7 @@ def check_class_names(root: Path, files: list[Path], labels: list[int], classes:
     counts = {c: per_label[i] for i, c in enumerate(classes)}
     listed = ", ".join(f"{c} ({n})" for c, n in counts.items())
     folds = Counter(c.casefold() for c in classes)
-    clash = next((c.casefold() for c in classes if folds[c.casefold()] > 1), None)
-    if clash is not None:
+    if (clash := next((c.casefold() for c in classes if folds[c.casefold()] > 1), None)) is not None:
         names = [c for c in classes if c.casefold() == clash]
         minority = min(names, key=counts.get)
         where = [str(f.relative_to(root)) for f, y in zip(files, labels) if classes[y] == minority][:3]

@@ -174,11 +174,10 @@ class FolderSource:
         return InputNorm(tuple(round(m, 6) for m in mean), (1 / 255,) * 3)
 
     def describe(self) -> dict:
-        size = self._split("test").cache.images.shape[1]
         return {
             "kind": self.kind,
             "dataset": self.name,
-            "image_size": int(size),
+            "image_size": int(self._split("test").cache.images.shape[1]),
             "crop": self.crop,
             "input_size": list(self.image_size),
         }
@@ -210,8 +209,7 @@ def check_disjoint(train, val) -> None:
         return st.st_dev, st.st_ino
 
     training = {identity(f) for f in train.files}
-    shared = [f for f in val.files if identity(f) in training]
-    if shared:
+    if shared := [f for f in val.files if identity(f) in training]:
         raise FolderError(
             f"{shared[0]}: a validation image (--val-dir {val.root}) that is also a training image (in {train.root});"
             f" {len(shared)} of {len(val.files)} are: validate on other images, or leave --val-dir out to hold some out"

@@ -98,5 +98,4 @@ def image_to_tensor(im: Image.Image, size: tuple[int, int, int], invert: str = "
 def load_any_image(path: str | Path) -> torch.Tensor:
     """A file as uint8 (C, H, W) at its own size: grey images keep one channel, everything else becomes RGB."""
     im = open_image(path)
-    array = np.asarray(to_grey(im))[None] if im.mode in GREY_MODES else np.asarray(to_rgb(im)).transpose(2, 0, 1)
-    return torch.from_numpy(np.array(array, copy=True, order="C"))
+    return image_to_tensor(im, (1 if im.mode in GREY_MODES else 3, im.height, im.width), invert="no")
