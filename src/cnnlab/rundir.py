@@ -256,8 +256,7 @@ class RunDir:
         if not isinstance(info, dict):
             raise RunError(f"{path}: damaged (one JSON object expected)")
         info = upgrade_model_info(info)
-        missing = [k for k in MODEL_INFO_KEYS if k not in info]
-        if missing:
+        if missing := [k for k in MODEL_INFO_KEYS if k not in info]:
             raise RunError(f"{path}: damaged or not written by cnnlab: no {', '.join(missing)}")
         wrong = [k for k, kind in MODEL_INFO_KEYS.items() if not isinstance(info[k], kind)]
         if not wrong and not all(isinstance(info["input_norm"].get(k), list) for k in ("mean", "std")):

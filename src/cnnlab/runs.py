@@ -123,8 +123,7 @@ def resume_config(run_dir: str | Path, flags: dict, model: str | None = None) ->
         raise RunError(f"{run_dir}: a run of {saved.model}, not {model}; resume it without naming a model")
     if "model_options" in given:
         given["model_options"] = {**saved.model_options, **given["model_options"]}
-    refused = sorted(k for k, v in given.items() if k not in RESUME_MAY_CHANGE and v != getattr(saved, k))
-    if refused:
+    if refused := sorted(k for k, v in given.items() if k not in RESUME_MAY_CHANGE and v != getattr(saved, k)):
         changes = ", ".join(f"{flag_name(k)} {given[k]!r} (the run has {getattr(saved, k)!r})" for k in refused)
         why = ""
         if "epochs" in refused:

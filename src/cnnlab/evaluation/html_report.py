@@ -236,8 +236,7 @@ def _timing(record) -> dict:
         hits = [f"{100 * t:g}% after {format_seconds(hit[1])} (epoch {hit[0]})" for t, hit in times if hit]
         misses = [f"{100 * t:g}%" for t, hit in times if not hit]
         said = {"first reached": hits, "did not reach": misses}
-        parts = [f"{verb} {', '.join(targets)}" for verb, targets in said.items() if targets]
-        if parts:
+        if parts := [f"{verb} {', '.join(targets)}" for verb, targets in said.items() if targets]:
             summary += ". Validation accuracy " + "; ".join(parts)
     header = ["epoch", *columns] + (["seconds", ""] if seconds else [])
     return {"missing": None, "summary": summary, "header": header, "rows": rows}
@@ -382,8 +381,7 @@ def _comparison_rows():
 
 
 def render_comparison_page(records) -> str:
-    histories = {r.name: r.history for r in records if r.history}
-    if histories:
+    if histories := {r.name: r.history for r in records if r.history}:
         buffer = io.BytesIO()
         plot_runs(histories, buffer)
         curves = {"uri": data_uri_png(buffer.getvalue()), "alt": "the runs' curves, overlaid"}
