@@ -448,10 +448,8 @@ class RunRecord:
     def best_val_accuracy(self) -> tuple[float, int] | None:
         """(best validation accuracy, its 1-based epoch)."""
         values = self.history.get("val_accuracy") or []
-        if not values:
-            return None
-        best = max(range(len(values)), key=values.__getitem__)
-        return values[best], best + 1
+        best = max(values, default=None)
+        return None if best is None else (best, values.index(best) + 1)
 
     def final(self, key: str) -> float | None:
         values = self.history.get(key) or []
