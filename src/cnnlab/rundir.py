@@ -43,7 +43,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -323,9 +323,8 @@ def list_runs(folder: str | Path) -> list[RunRecord]:
     folder = Path(folder)
     if not folder.is_dir():
         raise RunError(f"{folder}: {'a file, not a' if folder.exists() else 'no such'} folder of runs")
-    if RunDir(folder).is_run():
-        return [RunDir(folder).record()]
-    return [RunDir(p).record() for p in sorted(folder.iterdir()) if RunDir(p).is_run()]
+    runs = [RunDir(folder)] if RunDir(folder).is_run() else [RunDir(p) for p in sorted(folder.iterdir())]
+    return [run.record() for run in runs if run.is_run()]
 
 
 def write_comparison(run_dirs, output: str | Path = "comparison.html") -> Path:
@@ -404,10 +403,9 @@ class RunRecord:
         return [(target, first_reached(curve, target)) for target in targets]
 
     def text(self, name: str) -> str | None:
-        try:
+        with suppress(OSError):
             return (self.path / name).read_text(errors="replace")
-        except OSError:
-            return None
+        return None
 
     def png(self, name: str) -> bytes | str | None:
         """A PNG's bytes, None when there is none, or why it could not be read."""
