@@ -38,7 +38,7 @@ SECTIONS = (  # (anchor, heading): the page's order
 
 
 @cache
-def _templates():
+def _template(name: str):
     import jinja2
 
     return jinja2.Environment(
@@ -47,11 +47,7 @@ def _templates():
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
-    )
-
-
-def _render(template: str, **values) -> str:
-    return _templates().get_template(template).render(**values)
+    ).get_template(name)
 
 
 # --- formatting ----------------------------------------------------------------------------------------------
@@ -312,8 +308,7 @@ def _augmentation(record) -> dict:
 
 def render_run_page(record) -> str:
     """The page of one run, from its record (``RunDir.record()``)."""
-    return _render(
-        "run.html.j2",
+    return _template("run.html.j2").render(
         title=f"Run {record.name}",
         subtitle=f"{record.model_name} on {record.data_label} · {record.path.resolve()}",
         cards=_cards(record),
@@ -387,8 +382,7 @@ def render_comparison_page(records) -> str:
         curves = {"uri": data_uri_png(buffer.getvalue()), "alt": "the runs' curves, overlaid"}
     else:
         curves = {"uri": None, "missing": "no run has recorded an epoch yet"}
-    return _render(
-        "comparison.html.j2",
+    return _template("comparison.html.j2").render(
         title=f"{len(records)} runs compared",
         subtitle=", ".join(r.name for r in records),
         curves=curves,
