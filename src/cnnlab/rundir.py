@@ -102,9 +102,7 @@ def _model_info_problem(info: dict) -> str | None:
         numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
         if len(values) != size[0] or not numbers or (key == "std" and min(values) <= 0):
             return f"input_norm {key} {values} is not {size[0]} finite number(s){' above 0' if key == 'std' else ''}"
-    if not info["classes"]:
-        return "no classes"
-    return None
+    return "no classes" if not info["classes"] else None
 
 
 def lock_holder(run_dir: Path) -> str | None:
