@@ -21,8 +21,7 @@ from .augment import Augment, preview_grid
 from .checkpoint import list_checkpoints
 from .data.source import DataSource, open_source
 from .environment import environment_info
-from .evaluation import plot_history
-from .evaluation.plots import plot_comparison
+from .evaluation.plots import plot_comparison, plot_history
 from .inference import evaluate_source, write_evaluation
 from .models import create_model, get_model_entry
 from .rundir import RunDir
