@@ -108,8 +108,7 @@ def new_run_dir(cfg: TrainConfig) -> Path:
 
 # --- resuming ---------------------------------------------------------------------------------------------
 
-# What a resume may change: where the files are and how fast it runs, never what is computed (but for the
-# rounding of threads and devices: see the module's docstring).
+# What a resume may change: where the files are and how fast it runs (the module's docstring says the rest).
 RESUME_MAY_CHANGE = ("progress", "threads", "device", "compile", "data_dir", "cache_dir")
 
 
