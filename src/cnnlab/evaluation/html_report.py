@@ -212,16 +212,15 @@ def _timing(record) -> dict:
     history = record.history
     if "metrics.csv" in record.problems or not history:
         return {"missing": _problem(record, "metrics.csv")}
-    columns = [k for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr") if k in history]
+    columns = [k for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds") if k in history]
+    places = {"lr": ".3g", "seconds": ".1f"}  # losses and accuracies: .4f
     seconds = history.get("seconds") or []
     longest = max(seconds, default=0) or 1
     best = record.best_val_accuracy()
     rows = []
     for i in range(record.epochs_done):
-        cells = [str(i + 1)] + [f"{history[k][i]:.3g}" if k == "lr" else f"{history[k][i]:.4f}" for k in columns]
-        if seconds:  # a bar per epoch: a slow epoch (compilation, a busy machine) stands out
-            cells.append(f"{seconds[i]:.1f}")
-        bar = 100 * seconds[i] / longest if seconds else None
+        cells = [str(i + 1)] + [format(history[k][i], places.get(k, ".4f")) for k in columns]
+        bar = 100 * seconds[i] / longest if seconds else None  # a slow epoch (compilation, a busy machine) stands out
         rows.append({"cells": cells, "bar": bar, "best": bool(best and i + 1 == best[1])})
     summary = None
     if seconds:
@@ -234,7 +233,7 @@ def _timing(record) -> dict:
         said = {"first reached": hits, "did not reach": misses}
         if parts := [f"{verb} {', '.join(targets)}" for verb, targets in said.items() if targets]:
             summary += ". Validation accuracy " + "; ".join(parts)
-    header = ["epoch", *columns] + (["seconds", ""] if seconds else [])
+    header = ["epoch", *columns] + ([""] if seconds else [])  # the bars' column
     return {"missing": None, "summary": summary, "header": header, "rows": rows}
 
 
