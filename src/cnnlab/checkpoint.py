@@ -308,8 +308,7 @@ def resume_point(run_dir: str | Path | None, resume: bool, echo=print) -> tuple[
     its own). A resume says which checkpoints it skipped and why, and refuses to start from scratch when none
     is usable."""
     if not resume:
-        existing = list_checkpoints(run_dir) if run_dir is not None else []
-        if existing:
+        if run_dir is not None and (existing := list_checkpoints(run_dir)):
             raise CheckpointError(
                 f"{run_dir}: holds the checkpoints of an earlier run (newest {existing[-1].name}); resume it or "
                 "train into another folder"

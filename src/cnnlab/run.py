@@ -21,8 +21,7 @@ from .augment import Augment, preview_grid
 from .checkpoint import list_checkpoints
 from .data.source import DataSource, open_source
 from .environment import environment_info
-from .evaluation import plot_history
-from .evaluation.plots import plot_comparison
+from .evaluation.plots import plot_comparison, plot_history
 from .inference import evaluate_source, write_evaluation
 from .models import create_model, get_model_entry
 from .rundir import RunDir
@@ -34,10 +33,9 @@ from .train.recipes import check_classes, resolve_config  # noqa: F401  (resolve
 
 
 def claim_run_dir(cfg: TrainConfig, run_dir: Path | None, resume: bool, rt: Runtime) -> tuple[Path, bool]:
-    """Rank 0 names the run (or takes the one given) and tells the others. Under torchrun with
-    ``--max-restarts``, a restarted attempt finds the run its first attempt began (a marker keyed by
-    torchrun's run id) and resumes it from its newest checkpoint (or starts it over when it has none yet), without
-    anyone typing --resume."""
+    """Rank 0 names the run (or takes the one given) and tells the others. Under torchrun with ``--max-restarts``,
+    a restarted attempt finds the run its first attempt began (a marker keyed by torchrun's run id) and resumes it
+    from its newest checkpoint (or starts it over when it has none yet), without anyone typing --resume."""
     decision = None
     if rt.is_main:
         marker = elastic_marker(cfg)

@@ -43,7 +43,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,9 +102,7 @@ def _model_info_problem(info: dict) -> str | None:
         numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
         if len(values) != size[0] or not numbers or (key == "std" and min(values) <= 0):
             return f"input_norm {key} {values} is not {size[0]} finite number(s){' above 0' if key == 'std' else ''}"
-    if not info["classes"]:
-        return "no classes"
-    return None
+    return "no classes" if not info["classes"] else None
 
 
 def lock_holder(run_dir: Path) -> str | None:
@@ -256,8 +254,7 @@ class RunDir:
         if not isinstance(info, dict):
             raise RunError(f"{path}: damaged (one JSON object expected)")
         info = upgrade_model_info(info)
-        missing = [k for k in MODEL_INFO_KEYS if k not in info]
-        if missing:
+        if missing := [k for k in MODEL_INFO_KEYS if k not in info]:
             raise RunError(f"{path}: damaged or not written by cnnlab: no {', '.join(missing)}")
         wrong = [k for k, kind in MODEL_INFO_KEYS.items() if not isinstance(info[k], kind)]
         if not wrong and not all(isinstance(info["input_norm"].get(k), list) for k in ("mean", "std")):
@@ -324,9 +321,8 @@ def list_runs(folder: str | Path) -> list[RunRecord]:
     folder = Path(folder)
     if not folder.is_dir():
         raise RunError(f"{folder}: {'a file, not a' if folder.exists() else 'no such'} folder of runs")
-    if RunDir(folder).is_run():
-        return [RunDir(folder).record()]
-    return [RunDir(p).record() for p in sorted(folder.iterdir()) if RunDir(p).is_run()]
+    runs = [RunDir(folder)] if RunDir(folder).is_run() else [RunDir(p) for p in sorted(folder.iterdir())]
+    return [run.record() for run in runs if run.is_run()]
 
 
 def write_comparison(run_dirs, output: str | Path = "comparison.html") -> Path:
@@ -405,10 +401,9 @@ class RunRecord:
         return [(target, first_reached(curve, target)) for target in targets]
 
     def text(self, name: str) -> str | None:
-        try:
+        with suppress(OSError):
             return (self.path / name).read_text(errors="replace")
-        except OSError:
-            return None
+        return None
 
     def png(self, name: str) -> bytes | str | None:
         """A PNG's bytes, None when there is none, or why it could not be read."""
@@ -449,10 +444,8 @@ class RunRecord:
     def best_val_accuracy(self) -> tuple[float, int] | None:
         """(best validation accuracy, its 1-based epoch)."""
         values = self.history.get("val_accuracy") or []
-        if not values:
-            return None
-        best = max(range(len(values)), key=values.__getitem__)
-        return values[best], best + 1
+        best = max(values, default=None)
+        return None if best is None else (best, values.index(best) + 1)
 
     def final(self, key: str) -> float | None:
         values = self.history.get(key) or []

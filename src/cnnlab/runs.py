@@ -108,8 +108,7 @@ def new_run_dir(cfg: TrainConfig) -> Path:
 
 # --- resuming ---------------------------------------------------------------------------------------------
 
-# What a resume may change: where the files are and how fast it runs, never what is computed (but for the
-# rounding of threads and devices: see the module's docstring).
+# What a resume may change: where the files are and how fast it runs (the module's docstring says the rest).
 RESUME_MAY_CHANGE = ("progress", "threads", "device", "compile", "data_dir", "cache_dir")
 
 
@@ -123,8 +122,7 @@ def resume_config(run_dir: str | Path, flags: dict, model: str | None = None) ->
         raise RunError(f"{run_dir}: a run of {saved.model}, not {model}; resume it without naming a model")
     if "model_options" in given:
         given["model_options"] = {**saved.model_options, **given["model_options"]}
-    refused = sorted(k for k, v in given.items() if k not in RESUME_MAY_CHANGE and v != getattr(saved, k))
-    if refused:
+    if refused := sorted(k for k, v in given.items() if k not in RESUME_MAY_CHANGE and v != getattr(saved, k)):
         changes = ", ".join(f"{flag_name(k)} {given[k]!r} (the run has {getattr(saved, k)!r})" for k in refused)
         why = ""
         if "epochs" in refused:

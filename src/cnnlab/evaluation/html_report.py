@@ -38,7 +38,7 @@ SECTIONS = (  # (anchor, heading): the page's order
 
 
 @cache
-def _templates():
+def _template(name: str):
     import jinja2
 
     return jinja2.Environment(
@@ -47,11 +47,7 @@ def _templates():
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
-    )
-
-
-def _render(template: str, **values) -> str:
-    return _templates().get_template(template).render(**values)
+    ).get_template(name)
 
 
 # --- formatting ----------------------------------------------------------------------------------------------
@@ -216,16 +212,15 @@ def _timing(record) -> dict:
     history = record.history
     if "metrics.csv" in record.problems or not history:
         return {"missing": _problem(record, "metrics.csv")}
-    columns = [k for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr") if k in history]
+    columns = [k for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds") if k in history]
+    places = {"lr": ".3g", "seconds": ".1f"}  # losses and accuracies: .4f
     seconds = history.get("seconds") or []
     longest = max(seconds, default=0) or 1
     best = record.best_val_accuracy()
     rows = []
     for i in range(record.epochs_done):
-        cells = [str(i + 1)] + [f"{history[k][i]:.3g}" if k == "lr" else f"{history[k][i]:.4f}" for k in columns]
-        if seconds:  # a bar per epoch: a slow epoch (compilation, a busy machine) stands out
-            cells.append(f"{seconds[i]:.1f}")
-        bar = 100 * seconds[i] / longest if seconds else None
+        cells = [str(i + 1)] + [format(history[k][i], places.get(k, ".4f")) for k in columns]
+        bar = 100 * seconds[i] / longest if seconds else None  # a slow epoch (compilation, a busy machine) stands out
         rows.append({"cells": cells, "bar": bar, "best": bool(best and i + 1 == best[1])})
     summary = None
     if seconds:
@@ -236,10 +231,9 @@ def _timing(record) -> dict:
         hits = [f"{100 * t:g}% after {format_seconds(hit[1])} (epoch {hit[0]})" for t, hit in times if hit]
         misses = [f"{100 * t:g}%" for t, hit in times if not hit]
         said = {"first reached": hits, "did not reach": misses}
-        parts = [f"{verb} {', '.join(targets)}" for verb, targets in said.items() if targets]
-        if parts:
+        if parts := [f"{verb} {', '.join(targets)}" for verb, targets in said.items() if targets]:
             summary += ". Validation accuracy " + "; ".join(parts)
-    header = ["epoch", *columns] + (["seconds", ""] if seconds else [])
+    header = ["epoch", *columns] + ([""] if seconds else [])  # the bars' column
     return {"missing": None, "summary": summary, "header": header, "rows": rows}
 
 
@@ -313,8 +307,7 @@ def _augmentation(record) -> dict:
 
 def render_run_page(record) -> str:
     """The page of one run, from its record (``RunDir.record()``)."""
-    return _render(
-        "run.html.j2",
+    return _template("run.html.j2").render(
         title=f"Run {record.name}",
         subtitle=f"{record.model_name} on {record.data_label} · {record.path.resolve()}",
         cards=_cards(record),
@@ -382,15 +375,13 @@ def _comparison_rows():
 
 
 def render_comparison_page(records) -> str:
-    histories = {r.name: r.history for r in records if r.history}
-    if histories:
+    if histories := {r.name: r.history for r in records if r.history}:
         buffer = io.BytesIO()
         plot_runs(histories, buffer)
         curves = {"uri": data_uri_png(buffer.getvalue()), "alt": "the runs' curves, overlaid"}
     else:
         curves = {"uri": None, "missing": "no run has recorded an epoch yet"}
-    return _render(
-        "comparison.html.j2",
+    return _template("comparison.html.j2").render(
         title=f"{len(records)} runs compared",
         subtitle=", ".join(r.name for r in records),
         curves=curves,

@@ -55,8 +55,7 @@ def predict_logits(
 
 
 def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
-    k = min(k, logits.shape[1])
-    top = logits.topk(k, dim=1).indices
+    top = logits.topk(min(k, logits.shape[1]), dim=1).indices
     return (top == labels.view(-1, 1)).any(dim=1).float().mean().item()
 
 
@@ -118,7 +117,6 @@ def make_report(logits: torch.Tensor, labels: torch.Tensor, classes, digits: int
     # Arrays name their classes after the largest label; the model may answer classes the labels never reach
     # (a 10-class model on images of 0s and 1s), and those answers must stay in the matrix and the report.
     names += [str(i) for i in range(len(names), logits.shape[1])]
-    label_ids = list(range(len(names)))
     # The rows and averages of the classes the images and answers hold, as the lesson's classification_report(y,
     # p) gives them: a class absent from both would add zeros to the macro average (0.30 beside accuracy 1.0 for
     # 3 of 10 digits). The confusion matrix keeps every class.
@@ -131,7 +129,7 @@ def make_report(logits: torch.Tensor, labels: torch.Tensor, classes, digits: int
         top5=topk_accuracy(logits, labels, 5) if len(names) > 5 else None,
         report_text=text,
         report=table,
-        confusion=confusion_matrix(y_true, y_pred, labels=label_ids),
+        confusion=confusion_matrix(y_true, y_pred, labels=list(range(len(names)))),
         classes=tuple(names),
         n=len(y_true),
     )
