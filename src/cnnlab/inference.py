@@ -262,8 +262,7 @@ def kaggle_ids(folder) -> dict[str, int]:
     """{file name: id} of an unlabelled Kaggle folder (test1/123.jpg -> 123), before any image is decoded. A name
     that is not a number, or two files with one id (1.jpg, 01.jpg, 1.png), would make a wrong submission."""
     files = scan_folder(folder, allow_unlabelled=True).files
-    odd = [f.name for f in files if not re.fullmatch(r"[0-9]+", f.stem)]
-    if odd:
+    if odd := [f.name for f in files if not re.fullmatch(r"[0-9]+", f.stem)]:
         raise DataError(
             f"{Path(folder) / odd[0]}: not a Kaggle test file name (NUMBER.jpg: the number is the submission's id)"
             + (f"; {len(odd) - 1} more like it" if len(odd) > 1 else "")
@@ -361,8 +360,7 @@ class OnnxPredictor:
         except Exception as e:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...) share no base
             raise ExportError(f"{self.path}: not a readable ONNX model ({str(e).splitlines()[0]})") from None
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        missing = [k for k in ("classes", "input_size") if k not in self.metadata]
-        if missing:
+        if missing := [k for k in ("classes", "input_size") if k not in self.metadata]:
             raise ExportError(f"{self.path}: not a cnnlab export (no {', '.join(missing)} in its metadata)")
         self.info = {k: json.loads(v) if k in JSON_KEYS else v for k, v in self.metadata.items()}
         self.classes = self.info["classes"]

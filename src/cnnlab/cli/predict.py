@@ -94,8 +94,7 @@ def _refuse_idle_options(args: argparse.Namespace) -> None:
         raise UsageError("give image files to classify, or --kaggle FOLDER")
     if args.kaggle and args.runtime == "onnx":
         raise UsageError("--runtime onnx classifies image files; a --kaggle submission (10-crop) runs in PyTorch")
-    idle = [k for k in (FILES_ONLY if args.kaggle else KAGGLE_ONLY) if getattr(args, k) not in (None, False)]
-    if idle:
+    if idle := [k for k in (FILES_ONLY if args.kaggle else KAGGLE_ONLY) if getattr(args, k) not in (None, False)]:
         mode = "a --kaggle submission (10-crop, in PyTorch)" if args.kaggle else "image files"
         what = "image files" if args.kaggle else "a --kaggle submission"
         flag = "-o/--output" if idle[0] == "output" else "--" + idle[0].replace("_", "-")
