@@ -395,16 +395,16 @@ def onnx_predictor_for_run(run_dir, weights: str = "last", runtime: str = "auto"
     if runtime == "torch":
         return None
     run = RunDir(run_dir)
-    path = default_path(run.path, "onnx", weights)
-    if runtime == "auto":
-        if not path.is_file() or not importable("onnxruntime"):
+    path, weights_file = default_path(run.path, "onnx", weights), run.weights(weights)
+    exported = path.is_file() and weights_file.is_file()  # weights missing: loading them says so, not this
+    if runtime == "auto":  # auto never exports
+        if not exported or not importable("onnxruntime"):
             return None
         if AUTO_RUNTIME.get(run.model_info()["model"], "onnx") != "onnx":
             return None
     else:
         require("onnxruntime")  # exporting needs onnx and onnxscript too: export_run asks for them when it must
-    weights_file = run.weights(weights)
-    if path.is_file() and weights_file.is_file():
+    if exported:
         try:
             predictor = OnnxPredictor(path)
         except ExportError as e:
@@ -418,8 +418,6 @@ def onnx_predictor_for_run(run_dir, weights: str = "last", runtime: str = "auto"
             echo(f"{path} holds other weights than {weights_file}: predicting in PyTorch ('cnnlab export' renews it)")
             return None
         echo(f"{path} holds other weights than {weights_file}: exporting it again")
-    elif runtime == "auto":
-        return None  # an export without its weights: auto never exports, PyTorch says what is missing
     export_run(run_dir, "onnx", path, weights)
     echo(f"exported {path} for onnxruntime")
     return OnnxPredictor(path)
