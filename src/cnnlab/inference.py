@@ -94,7 +94,11 @@ def write_evaluation(
     out.write_json("report.json", report.to_dict())
     probs = next(iter(view_probs.values()))
     labels = source.labels(split)[: len(probs)]
-    out.write_csv("predictions.csv", prediction_rows(view_probs, labels, report.classes, image_names(source, split)))
+    names = None  # the file of each image, where the data comes from files (an image folder)
+    if isinstance(source, FolderSource):
+        part = source.splits[split]
+        names = [part.cache.files[i] for i in part.indices]
+    out.write_csv("predictions.csv", prediction_rows(view_probs, labels, report.classes, names))
     out.write_png("confusion_matrix.png", lambda f: plot_confusion(report.confusion, report.classes, f, title))
     worst = torch.from_numpy(worst_mistakes(probs.numpy(), labels.numpy(), 16))
     images = source.images(split, worst)
@@ -111,14 +115,6 @@ def write_evaluation(
         )
     else:  # none to show: an earlier evaluation's picture in the same folder is not this one's
         (out.path / "mistakes_gradcam.png").unlink(missing_ok=True)
-
-
-def image_names(source: DataSource, split: str) -> list[str] | None:
-    """The file of each image of a split, where the data comes from files (an image folder), else None."""
-    if not isinstance(source, FolderSource):
-        return None
-    part = source.splits[split]
-    return [part.cache.files[i] for i in part.indices]
 
 
 def prediction_rows(view_probs: dict[str, torch.Tensor], labels, classes, names: list[str] | None) -> list[list]:
