@@ -173,8 +173,9 @@ def evaluate_run(
     cfg = run.config()
     runtime = Runtime(device, cfg.precision)
     batch_size = batch_size or cfg.eval_batch_size
+    cfg.cache_dir = cache_dir or cfg.cache_dir
     if data:
-        source = open_eval_source(data, info["data"], info["classes"], cache_dir or cfg.cache_dir, echo)
+        source = open_eval_source(data, info["data"], info["classes"], cfg.cache_dir, echo)
         out_dir = run.path / f"eval-{slug(data)}"
     else:
         if data_dir:
@@ -184,8 +185,6 @@ def evaluate_run(
                 f"{run.path / 'config.json'}: the run's data_dir {cfg.data_dir!r} is not a folder from here; "
                 "give --data-dir DIR"
             )
-        if cache_dir:
-            cfg.cache_dir = cache_dir
         source = open_source(cfg, allow_sample=allow_sample, echo=echo)
         for note in source.notes:  # what was evaluated: the sample instead of full MNIST, skipped files
             if not note.startswith("validation:"):
