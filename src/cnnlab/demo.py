@@ -74,8 +74,7 @@ class RunDemo:
         heat = _enlarge(overlay(image, explained.maps["gradcam"]), SHOWN_SIDE)
         (first,) = feature_maps(self.model, image, only={self.first_conv})
         grid = feature_mosaic(first.values)
-        maps = colormaps["viridis"](grid)[..., :3]
-        maps[np.isnan(grid)] = 1.0  # white between the maps
+        maps = colormaps["viridis"].with_extremes(bad="white")(grid)[..., :3]  # bad: the NaN between the maps
         return ranked, heat, _enlarge(maps, 2 * SHOWN_SIDE)
 
 
