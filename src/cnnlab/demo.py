@@ -74,14 +74,17 @@ class RunDemo:
         heat = _enlarge(overlay(image, explained.maps["gradcam"]), SHOWN_SIDE)
         (first,) = feature_maps(self.model, image, only={self.first_conv})
         grid = feature_mosaic(first.values)
-        maps = colormaps["viridis"](grid)[..., :3]
-        maps[np.isnan(grid)] = 1.0  # white between the maps
+        maps = colormaps["viridis"].with_extremes(bad="white")(grid)[..., :3]  # bad: the NaN between the maps
         return ranked, heat, _enlarge(maps, 2 * SHOWN_SIDE)
 
 
 def build_app(demo: RunDemo):
     """The Gradio page (a ``gradio.Blocks``) for ``demo``'s run."""
-    gr = _gradio()
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no usage statistics sent from a lesson's page
+    try:
+        import gradio as gr
+    except ImportError:
+        raise MissingExtra("cnnlab demo needs Gradio: pip install 'cnnlab[demo]'") from None
     info = demo.info
     name = f"{info['model']} · {demo.run_dir.name}"
     with gr.Blocks(title=f"cnnlab demo: {name}") as app:
@@ -130,15 +133,6 @@ def serve(run_dir, weights: str = "last", top: int = 5, host: str = "127.0.0.1",
         where = f"--host {host}" + (f" --port {port}" if port else "")
         raise UsageError(f"{where}: cannot serve there; the port is in use or the host is not this machine's") from e
     return blocks, url
-
-
-def _gradio():
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no usage statistics sent from a lesson's page
-    try:
-        import gradio
-    except ImportError:
-        raise MissingExtra("cnnlab demo needs Gradio: pip install 'cnnlab[demo]'") from None
-    return gradio
 
 
 def _enlarge(picture: np.ndarray, side: int) -> np.ndarray:

@@ -256,8 +256,7 @@ def occlusion(model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> torch
 
 
 def check_methods(methods: tuple[str, ...]) -> None:
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
+    if unknown := [m for m in methods if m not in METHODS]:
         raise UsageError(f"unknown method {unknown[0]!r}: choose from {', '.join(METHODS)}")
 
 
@@ -353,8 +352,7 @@ def plot_explanations(
 def read_images(info: dict, paths) -> torch.Tensor:
     """Image files as uint8 (N, C, H, W), each prepared as the run's training prepared its images."""
     read = read_file(info["data"])
-    missing = [str(p) for p in paths if not Path(p).is_file()]
-    if missing:
+    if missing := [str(p) for p in paths if not Path(p).is_file()]:
         raise DataError(f"{missing[0]}: no such image file")
     return torch.stack([read(p) for p in paths])
 

@@ -69,8 +69,7 @@ def importable(module: str) -> bool:
 
 def require(*modules: str) -> None:
     """Import each module or raise ``MissingExtra`` naming the missing ones and the extra that brings them."""
-    missing = [name for name in modules if not importable(name)]
-    if missing:
+    if missing := [name for name in modules if not importable(name)]:
         raise MissingExtra(f"ONNX export and onnxruntime need {', '.join(missing)}: {EXTRA_HINT}")
 
 

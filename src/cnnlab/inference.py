@@ -94,7 +94,11 @@ def write_evaluation(
     out.write_json("report.json", report.to_dict())
     probs = next(iter(view_probs.values()))
     labels = source.labels(split)[: len(probs)]
-    out.write_csv("predictions.csv", prediction_rows(view_probs, labels, report.classes, image_names(source, split)))
+    names = None  # the file of each image, where the data comes from files (an image folder)
+    if isinstance(source, FolderSource):
+        part = source.splits[split]
+        names = [part.cache.files[i] for i in part.indices]
+    out.write_csv("predictions.csv", prediction_rows(view_probs, labels, report.classes, names))
     out.write_png("confusion_matrix.png", lambda f: plot_confusion(report.confusion, report.classes, f, title))
     worst = torch.from_numpy(worst_mistakes(probs.numpy(), labels.numpy(), 16))
     images = source.images(split, worst)
@@ -111,14 +115,6 @@ def write_evaluation(
         )
     else:  # none to show: an earlier evaluation's picture in the same folder is not this one's
         (out.path / "mistakes_gradcam.png").unlink(missing_ok=True)
-
-
-def image_names(source: DataSource, split: str) -> list[str] | None:
-    """The file of each image of a split, where the data comes from files (an image folder), else None."""
-    if not isinstance(source, FolderSource):
-        return None
-    part = source.splits[split]
-    return [part.cache.files[i] for i in part.indices]
 
 
 def prediction_rows(view_probs: dict[str, torch.Tensor], labels, classes, names: list[str] | None) -> list[list]:
@@ -165,7 +161,6 @@ def evaluate_run(
     batch_size: int | None = None,
     cache_dir: str | None = None,
     allow_sample: bool = False,
-    echo=print,
 ) -> tuple[Report, Path | None]:
     """A run's report on its own test split, or with ``data`` on new labelled images (a folder with Kaggle
     names or class subfolders, or MNIST-style IDX files), written to ``RUN/eval-<parent>_<folder>/``."""
@@ -177,8 +172,9 @@ def evaluate_run(
     cfg = run.config()
     runtime = Runtime(device, cfg.precision)
     batch_size = batch_size or cfg.eval_batch_size
+    cfg.cache_dir = cache_dir or cfg.cache_dir
     if data:
-        source = open_eval_source(data, info["data"], info["classes"], cache_dir or cfg.cache_dir, echo)
+        source = open_eval_source(data, info["data"], info["classes"], cfg.cache_dir)
         out_dir = run.path / f"eval-{slug(data)}"
     else:
         if data_dir:
@@ -188,12 +184,10 @@ def evaluate_run(
                 f"{run.path / 'config.json'}: the run's data_dir {cfg.data_dir!r} is not a folder from here; "
                 "give --data-dir DIR"
             )
-        if cache_dir:
-            cfg.cache_dir = cache_dir
-        source = open_source(cfg, allow_sample=allow_sample, echo=echo)
+        source = open_source(cfg, allow_sample=allow_sample)
         for note in source.notes:  # what was evaluated: the sample instead of full MNIST, skipped files
             if not note.startswith("validation:"):
-                echo(note)
+                print(note)
         out_dir = None
     report, probs = evaluate_source(model, source, "test", runtime, batch_size, cfg.channels_last)
     if out_dir is not None:
@@ -262,8 +256,7 @@ def kaggle_ids(folder) -> dict[str, int]:
     """{file name: id} of an unlabelled Kaggle folder (test1/123.jpg -> 123), before any image is decoded. A name
     that is not a number, or two files with one id (1.jpg, 01.jpg, 1.png), would make a wrong submission."""
     files = scan_folder(folder, allow_unlabelled=True).files
-    odd = [f.name for f in files if not re.fullmatch(r"[0-9]+", f.stem)]
-    if odd:
+    if odd := [f.name for f in files if not re.fullmatch(r"[0-9]+", f.stem)]:
         raise DataError(
             f"{Path(folder) / odd[0]}: not a Kaggle test file name (NUMBER.jpg: the number is the submission's id)"
             + (f"; {len(odd) - 1} more like it" if len(odd) > 1 else "")
@@ -289,7 +282,6 @@ def kaggle_submission(
     cache_dir=None,
     device="auto",
     batch_size=None,
-    echo=print,
     progress=True,
 ) -> Path:
     """Kaggle's ``id,label`` file for an unlabelled folder (test1/123.jpg): the probability of the positive
@@ -307,7 +299,7 @@ def kaggle_submission(
     run.check_output(output)
     ids = kaggle_ids(folder)  # before decoding: a wrong name is refused at once
     runtime = Runtime(device, cfg.precision)  # a device that is not here is refused before any decoding
-    source = FolderSource.for_prediction(folder, info["data"], cache_dir, echo, progress)
+    source = FolderSource.for_prediction(folder, info["data"], cache_dir, progress=progress)
     if source.skipped:  # Kaggle scores a file with a row for every id: a short one is refused or misread
         unread = "; ".join(source.skipped[:3]) + ("; ..." if len(source.skipped) > 3 else "")
         raise DataError(f"{folder}: {len(source.skipped)} image(s) do not decode, so they would have no row: {unread}")
@@ -323,7 +315,7 @@ def kaggle_submission(
         summed += torch.softmax(logits, dim=1)
     bar.close()
     seconds = time.perf_counter() - start
-    echo(f"{n:,} images, {len(views)} view(s) each, in {seconds:.1f}s: {n / seconds:.1f} images/s on {runtime.device}")
+    print(f"{n:,} images, {len(views)} view(s) each, in {seconds:.1f}s: {n / seconds:.1f} images/s on {runtime.device}")
     column = (summed / len(views))[:, classes.index(positive)].tolist()
     rows = sorted((ids[Path(f).name], p) for f, p in zip(source.files, column))
     lines = ["id,label"] + [f"{ident},{int(p >= 0.5) if hard else f'{p:.6f}'}" for ident, p in rows]
@@ -361,8 +353,7 @@ class OnnxPredictor:
         except Exception as e:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...) share no base
             raise ExportError(f"{self.path}: not a readable ONNX model ({str(e).splitlines()[0]})") from None
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        missing = [k for k in ("classes", "input_size") if k not in self.metadata]
-        if missing:
+        if missing := [k for k in ("classes", "input_size") if k not in self.metadata]:
             raise ExportError(f"{self.path}: not a cnnlab export (no {', '.join(missing)} in its metadata)")
         self.info = {k: json.loads(v) if k in JSON_KEYS else v for k, v in self.metadata.items()}
         self.classes = self.info["classes"]
@@ -397,16 +388,16 @@ def onnx_predictor_for_run(run_dir, weights: str = "last", runtime: str = "auto"
     if runtime == "torch":
         return None
     run = RunDir(run_dir)
-    path = default_path(run.path, "onnx", weights)
-    if runtime == "auto":
-        if not path.is_file() or not importable("onnxruntime"):
+    path, weights_file = default_path(run.path, "onnx", weights), run.weights(weights)
+    exported = path.is_file() and weights_file.is_file()  # weights missing: loading them says so, not this
+    if runtime == "auto":  # auto never exports
+        if not exported or not importable("onnxruntime"):
             return None
         if AUTO_RUNTIME.get(run.model_info()["model"], "onnx") != "onnx":
             return None
     else:
         require("onnxruntime")  # exporting needs onnx and onnxscript too: export_run asks for them when it must
-    weights_file = run.weights(weights)
-    if path.is_file() and weights_file.is_file():
+    if exported:
         try:
             predictor = OnnxPredictor(path)
         except ExportError as e:
@@ -420,8 +411,6 @@ def onnx_predictor_for_run(run_dir, weights: str = "last", runtime: str = "auto"
             echo(f"{path} holds other weights than {weights_file}: predicting in PyTorch ('cnnlab export' renews it)")
             return None
         echo(f"{path} holds other weights than {weights_file}: exporting it again")
-    elif runtime == "auto":
-        return None  # an export without its weights: auto never exports, PyTorch says what is missing
     export_run(run_dir, "onnx", path, weights)
     echo(f"exported {path} for onnxruntime")
     return OnnxPredictor(path)

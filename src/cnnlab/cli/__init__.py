@@ -112,11 +112,10 @@ def report_error(e: BaseException) -> int:
         return 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
     if not isinstance(e, Exception):  # SystemExit and the like are not errors
         raise e
-    message = user_error_message(e)
-    interrupted = isinstance(e, TrainingInterrupted)
-    if message is not None and not (interrupted and int(os.environ.get("RANK", 0)) > 0):  # rank 0 says it once
-        print(f"cnnlab: {'' if interrupted else 'error: '}{message}", file=sys.stderr)
-    if message is not None:
+    if (message := user_error_message(e)) is not None:
+        interrupted = isinstance(e, TrainingInterrupted)
+        if not (interrupted and int(os.environ.get("RANK", 0)) > 0):  # rank 0 says it once
+            print(f"cnnlab: {'' if interrupted else 'error: '}{message}", file=sys.stderr)
         return e.exit_code if isinstance(e, CnnlabError) else 2
     traceback.print_exception(e)
     report = "report it to cnnlab's maintainers with the command line and the traceback above."

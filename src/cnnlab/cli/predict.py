@@ -52,7 +52,18 @@ FILES_ONLY = ("top", "invert")
 def run(args: argparse.Namespace) -> int:
     from ..inference import kaggle_submission, predict_files
 
-    _refuse_idle_options(args)
+    # Image files and a --kaggle folder take different options; one given to the other mode would do nothing.
+    if args.kaggle and args.images:
+        raise UsageError("give image files to classify, or --kaggle FOLDER, not both")
+    if not args.kaggle and not args.images:
+        raise UsageError("give image files to classify, or --kaggle FOLDER")
+    if args.kaggle and args.runtime == "onnx":
+        raise UsageError("--runtime onnx classifies image files; a --kaggle submission (10-crop) runs in PyTorch")
+    if idle := [k for k in (FILES_ONLY if args.kaggle else KAGGLE_ONLY) if getattr(args, k) not in (None, False)]:
+        mode = "a --kaggle submission (10-crop, in PyTorch)" if args.kaggle else "image files"
+        what = "image files" if args.kaggle else "a --kaggle submission"
+        flag = "-o/--output" if idle[0] == "output" else "--" + idle[0].replace("_", "-")
+        raise UsageError(f"{flag} is for {what}; it does nothing for {mode}")
     RunDir(args.run_dir).notice_unfinished()
     if args.kaggle:
         path = kaggle_submission(
@@ -84,19 +95,3 @@ def run(args: argparse.Namespace) -> int:
         best = ", ".join(f"{c} {p:.3f}" for c, p in ranked)
         print(f"{path}: {best}")
     return 0
-
-
-def _refuse_idle_options(args: argparse.Namespace) -> None:
-    """Image files and a --kaggle folder take different options; one given to the other mode would do nothing."""
-    if args.kaggle and args.images:
-        raise UsageError("give image files to classify, or --kaggle FOLDER, not both")
-    if not args.kaggle and not args.images:
-        raise UsageError("give image files to classify, or --kaggle FOLDER")
-    if args.kaggle and args.runtime == "onnx":
-        raise UsageError("--runtime onnx classifies image files; a --kaggle submission (10-crop) runs in PyTorch")
-    idle = [k for k in (FILES_ONLY if args.kaggle else KAGGLE_ONLY) if getattr(args, k) not in (None, False)]
-    if idle:
-        mode = "a --kaggle submission (10-crop, in PyTorch)" if args.kaggle else "image files"
-        what = "image files" if args.kaggle else "a --kaggle submission"
-        flag = "-o/--output" if idle[0] == "output" else "--" + idle[0].replace("_", "-")
-        raise UsageError(f"{flag} is for {what}; it does nothing for {mode}")
