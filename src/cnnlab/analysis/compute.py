@@ -121,10 +121,7 @@ def chart(path, extra: list[tuple[str, float, float]] = (), title: str = "Two er
     for label, x, y in extra:
         ax.scatter([x], [y], color="tab:green", marker="*", s=140, zorder=4)
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, -10), fontsize=8, color="tab:green")
-    ax.set_yscale("log")
-    ax.set_xlabel("year")
-    ax.set_ylabel("training compute (petaflop/s-days)")
-    ax.set_title(title)
+    ax.set(yscale="log", xlabel="year", ylabel="training compute (petaflop/s-days)", title=title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="upper left")
     fig.text(
