@@ -49,9 +49,7 @@ class ModelSummary:
         return 2 * self.macs
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d.update(macs=self.macs, flops=self.flops)
-        return d
+        return {**asdict(self), "macs": self.macs, "flops": self.flops}
 
     def format(self, layout: str = "keras") -> str:
         """The table. ``layout='keras'`` shows shapes as Keras does, (None, H, W, C); 'torch' as (N, C, H, W)."""
