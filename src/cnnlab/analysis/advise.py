@@ -288,13 +288,12 @@ def _bn_placement(net: _Net):
 
 def _large_fc(net: _Net):
     """A first dense layer that holds most of the network's weights (AlexNet's 9216x4096)."""
-    total = sum(layer.weights for layer in net.layers)
-    dense = [layer for layer in net.layers if isinstance(layer.module, nn.Linear)]
-    if not dense or not total:
+    first = next((layer for layer in net.layers if isinstance(layer.module, nn.Linear)), None)
+    if first is None or first.weights <= 1_000_000:
         return
-    first = dense[0]
+    total = sum(layer.weights for layer in net.layers)  # >= first.weights, so never 0 here
     share = first.weights / total
-    if share > 0.5 and first.weights > 1_000_000:
+    if share > 0.5:
         m = first.module
         yield Finding(
             "large-fc",
