@@ -126,12 +126,9 @@ class _Parser:
         if not self.accept("star"):
             return 1
         kind, value, pos = self.peek()
-        if kind == "num" and value.isdigit():
+        if kind == "name" or (kind == "num" and value.isdigit()):
             self.i += 1
-            return int(value)
-        if kind == "name":
-            self.i += 1
-            return value
+            return value if kind == "name" else int(value)
         raise PatternError(self.text, pos, "a repeat count (a whole number or a name such as N) after '*'")
 
     def item(self):
@@ -166,10 +163,9 @@ class _Parser:
                 layer.args.append(self.value())
             else:
                 raise PatternError(self.text, pos, "an argument (a number, a word or name=value)")
-            if self.accept("comma"):
-                continue
-            self.take("rp", "',' or ')' in the argument list")
-            return
+            if not self.accept("comma"):
+                self.take("rp", "',' or ')' in the argument list")
+                return
 
     def value(self):
         kind, value, pos = self.peek()
