@@ -82,9 +82,7 @@ class ModelSummary:
 
 
 def _keras_shape(shape) -> str:
-    s = tuple(shape)
-    if len(s) == 3:  # (C, H, W) -> Keras' channels-last (None, H, W, C)
-        s = (s[1], s[2], s[0])
+    s = (*shape[1:], shape[0]) if len(shape) == 3 else shape  # (C, H, W) -> Keras' channels-last (None, H, W, C)
     return "(None, " + ", ".join(str(x) for x in s) + ")"
 
 
