@@ -381,8 +381,7 @@ def from_pattern(
     if act_name not in ACTIVATIONS:
         raise UsageError(f"activation must be one of {', '.join(k.lower() for k in ACTIVATIONS)}, got {activation!r}")
     counts = count_names(tree)
-    unused = sorted(set(variables) - counts)
-    if unused:
+    if unused := sorted(set(variables) - counts):
         options = [name for name, p in inspect.signature(from_pattern).parameters.items() if p.kind == p.KEYWORD_ONLY]
         close = difflib.get_close_matches(unused[0], [*options, *counts], n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
