@@ -226,8 +226,7 @@ def _pool_settings(net: _Net):
 
 def _era_choices(net: _Net):
     """LeNet-5's era against the lesson's pattern: saturating activations and average pooling."""
-    saturating = [layer.name for layer in net.layers if isinstance(layer.module, (nn.Tanh, nn.Sigmoid))]
-    if saturating:
+    if saturating := [layer.name for layer in net.layers if isinstance(layer.module, (nn.Tanh, nn.Sigmoid))]:
         yield Finding(
             "activation",
             "note",
@@ -235,8 +234,7 @@ def _era_choices(net: _Net):
             f"saturating activations (tanh/sigmoid) in {len(saturating)} layer(s): {', '.join(saturating)}",
             "the lesson's pattern uses ReLU, which trains faster in deep stacks; keep tanh to reproduce LeNet-5",
         )
-    averaging = [layer.name for layer in net.pools if isinstance(layer.module, nn.AvgPool2d)]
-    if averaging:
+    if averaging := [layer.name for layer in net.pools if isinstance(layer.module, nn.AvgPool2d)]:
         yield Finding(
             "pool-kind",
             "note",
