@@ -6,15 +6,5 @@ from .models import create_model, list_models
 from .summary import summary
 from .train import Callback, History, TrainConfig, config_for, fit
 
-__all__ = [
-    "create_model",
-    "list_models",
-    "summary",
-    "fit",
-    "evaluate",
-    "config_for",
-    "Callback",
-    "History",
-    "TrainConfig",
-    "__version__",
-]
+__all__ = ["create_model", "list_models", "summary", "fit", "evaluate", "config_for"]
+__all__ += ["Callback", "History", "TrainConfig", "__version__"]

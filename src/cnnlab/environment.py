@@ -16,9 +16,8 @@ __version__ = "0.1.0"
 
 
 def environment_info(device, threads: int | None = None) -> dict:
-    """What a run's numbers depend on besides its configuration, for ``RUN/environment.json``: versions, the
-    CPU, the device and the threads. ``threads`` is what the run asked for (0 or None: PyTorch's default);
-    ``torch_threads`` is what PyTorch used."""
+    """What ``RUN/environment.json`` holds: versions, the CPU, the device and the threads. ``threads`` is what the
+    run asked for (0 or None: PyTorch's default); ``torch_threads`` is what PyTorch used."""
     import numpy as np
     import torch
 

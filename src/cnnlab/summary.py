@@ -49,9 +49,7 @@ class ModelSummary:
         return 2 * self.macs
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d.update(macs=self.macs, flops=self.flops)
-        return d
+        return {**asdict(self), "macs": self.macs, "flops": self.flops}
 
     def format(self, layout: str = "keras") -> str:
         """The table. ``layout='keras'`` shows shapes as Keras does, (None, H, W, C); 'torch' as (N, C, H, W)."""
@@ -84,9 +82,7 @@ class ModelSummary:
 
 
 def _keras_shape(shape) -> str:
-    s = tuple(shape)
-    if len(s) == 3:  # (C, H, W) -> Keras' channels-last (None, H, W, C)
-        s = (s[1], s[2], s[0])
+    s = (*shape[1:], shape[0]) if len(shape) == 3 else shape  # (C, H, W) -> Keras' channels-last (None, H, W, C)
     return "(None, " + ", ".join(str(x) for x in s) + ")"
 
 

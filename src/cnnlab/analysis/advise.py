@@ -226,8 +226,7 @@ def _pool_settings(net: _Net):
 
 def _era_choices(net: _Net):
     """LeNet-5's era against the lesson's pattern: saturating activations and average pooling."""
-    saturating = [layer.name for layer in net.layers if isinstance(layer.module, (nn.Tanh, nn.Sigmoid))]
-    if saturating:
+    if saturating := [layer.name for layer in net.layers if isinstance(layer.module, (nn.Tanh, nn.Sigmoid))]:
         yield Finding(
             "activation",
             "note",
@@ -235,8 +234,7 @@ def _era_choices(net: _Net):
             f"saturating activations (tanh/sigmoid) in {len(saturating)} layer(s): {', '.join(saturating)}",
             "the lesson's pattern uses ReLU, which trains faster in deep stacks; keep tanh to reproduce LeNet-5",
         )
-    averaging = [layer.name for layer in net.pools if isinstance(layer.module, nn.AvgPool2d)]
-    if averaging:
+    if averaging := [layer.name for layer in net.pools if isinstance(layer.module, nn.AvgPool2d)]:
         yield Finding(
             "pool-kind",
             "note",
@@ -288,13 +286,12 @@ def _bn_placement(net: _Net):
 
 def _large_fc(net: _Net):
     """A first dense layer that holds most of the network's weights (AlexNet's 9216x4096)."""
-    total = sum(layer.weights for layer in net.layers)
-    dense = [layer for layer in net.layers if isinstance(layer.module, nn.Linear)]
-    if not dense or not total:
+    first = next((layer for layer in net.layers if isinstance(layer.module, nn.Linear)), None)
+    if first is None or first.weights <= 1_000_000:
         return
-    first = dense[0]
+    total = sum(layer.weights for layer in net.layers)  # >= first.weights, so never 0 here
     share = first.weights / total
-    if share > 0.5 and first.weights > 1_000_000:
+    if share > 0.5:
         m = first.module
         yield Finding(
             "large-fc",

@@ -46,8 +46,6 @@ LABEL_OFFSETS = {
     "GoogLeNet": (5, 3),
 }  # fmt: skip
 LENET5_1998 = ("LeNet-5 (computed)", 1998.9, 3 * 833_040 * 60_000 * 20 / PFS_DAY)
-DOUBLING_BEFORE_2012_YEARS = 2.0
-DOUBLING_AFTER_2012_YEARS = 3.4 / 12
 
 
 @dataclass
@@ -106,8 +104,8 @@ def chart(path, extra: list[tuple[str, float, float]] = (), title: str = "Two er
     fig = Figure(figsize=(10, 6))
     ax = fig.subplots()
     trends = [  # (from, to, the run it passes through, doubling time in years, colour, label)
-        (1996, 2012.7, LENET5_1998, DOUBLING_BEFORE_2012_YEARS, "tab:gray", "first era: 2-year doubling (Moore's law)"),
-        (2012, 2018.5, LANDMARKS[0], DOUBLING_AFTER_2012_YEARS, "tab:red", "modern era: 3.4-month doubling"),
+        (1996, 2012.7, LENET5_1998, 2.0, "tab:gray", "first era: 2-year doubling (Moore's law)"),
+        (2012, 2018.5, LANDMARKS[0], 3.4 / 12, "tab:red", "modern era: 3.4-month doubling"),
     ]
     for start, end, (_, year, value), doubling, colour, label in trends:
         years = np.linspace(start, end, 50)
@@ -121,10 +119,7 @@ def chart(path, extra: list[tuple[str, float, float]] = (), title: str = "Two er
     for label, x, y in extra:
         ax.scatter([x], [y], color="tab:green", marker="*", s=140, zorder=4)
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, -10), fontsize=8, color="tab:green")
-    ax.set_yscale("log")
-    ax.set_xlabel("year")
-    ax.set_ylabel("training compute (petaflop/s-days)")
-    ax.set_title(title)
+    ax.set(yscale="log", xlabel="year", ylabel="training compute (petaflop/s-days)", title=title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="upper left")
     fig.text(

@@ -13,8 +13,7 @@ class _TanhViaSigmoid(torch.autograd.Function):
     # activation is the largest elementwise op of the network. Results agree with torch.tanh to ~2e-7.
     @staticmethod
     def forward(ctx, x):
-        y = torch.sigmoid(x * 2)
-        y.mul_(2).sub_(1)
+        y = torch.sigmoid(x * 2).mul_(2).sub_(1)
         ctx.save_for_backward(y)
         return y
 

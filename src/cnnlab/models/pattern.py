@@ -126,12 +126,9 @@ class _Parser:
         if not self.accept("star"):
             return 1
         kind, value, pos = self.peek()
-        if kind == "num" and value.isdigit():
+        if kind == "name" or (kind == "num" and value.isdigit()):
             self.i += 1
-            return int(value)
-        if kind == "name":
-            self.i += 1
-            return value
+            return value if kind == "name" else int(value)
         raise PatternError(self.text, pos, "a repeat count (a whole number or a name such as N) after '*'")
 
     def item(self):
@@ -166,10 +163,9 @@ class _Parser:
                 layer.args.append(self.value())
             else:
                 raise PatternError(self.text, pos, "an argument (a number, a word or name=value)")
-            if self.accept("comma"):
-                continue
-            self.take("rp", "',' or ')' in the argument list")
-            return
+            if not self.accept("comma"):
+                self.take("rp", "',' or ')' in the argument list")
+                return
 
     def value(self):
         kind, value, pos = self.peek()
@@ -385,8 +381,7 @@ def from_pattern(
     if act_name not in ACTIVATIONS:
         raise UsageError(f"activation must be one of {', '.join(k.lower() for k in ACTIVATIONS)}, got {activation!r}")
     counts = count_names(tree)
-    unused = sorted(set(variables) - counts)
-    if unused:
+    if unused := sorted(set(variables) - counts):
         options = [name for name, p in inspect.signature(from_pattern).parameters.items() if p.kind == p.KEYWORD_ONLY]
         close = difflib.get_close_matches(unused[0], [*options, *counts], n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""

@@ -69,8 +69,7 @@ def create_model(name: str, **options) -> nn.Module:
         raise WrongType(f"create_model: name must be a model name (text) such as 'lenet5', got {type(name).__name__}")
     entry = get_model_entry(name)
     known = entry.options()
-    unknown = sorted(set(options) - set(known))
-    if unknown:
+    if unknown := sorted(set(options) - set(known)):
         raise UsageError(
             f"model {name!r} has no option {', '.join(unknown)}; its options: "
             + ", ".join(f"{k}={v!r}" for k, v in known.items())
