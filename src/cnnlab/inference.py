@@ -161,6 +161,7 @@ def evaluate_run(
     batch_size: int | None = None,
     cache_dir: str | None = None,
     allow_sample: bool = False,
+    echo=print,
 ) -> tuple[Report, Path | None]:
     """A run's report on its own test split, or with ``data`` on new labelled images (a folder with Kaggle
     names or class subfolders, or MNIST-style IDX files), written to ``RUN/eval-<parent>_<folder>/``."""
@@ -174,7 +175,7 @@ def evaluate_run(
     batch_size = batch_size or cfg.eval_batch_size
     cfg.cache_dir = cache_dir or cfg.cache_dir
     if data:
-        source = open_eval_source(data, info["data"], info["classes"], cfg.cache_dir)
+        source = open_eval_source(data, info["data"], info["classes"], cfg.cache_dir, echo)
         out_dir = run.path / f"eval-{slug(data)}"
     else:
         if data_dir:
@@ -184,10 +185,10 @@ def evaluate_run(
                 f"{run.path / 'config.json'}: the run's data_dir {cfg.data_dir!r} is not a folder from here; "
                 "give --data-dir DIR"
             )
-        source = open_source(cfg, allow_sample=allow_sample)
+        source = open_source(cfg, allow_sample=allow_sample, echo=echo)
         for note in source.notes:  # what was evaluated: the sample instead of full MNIST, skipped files
             if not note.startswith("validation:"):
-                print(note)
+                echo(note)
         out_dir = None
     report, probs = evaluate_source(model, source, "test", runtime, batch_size, cfg.channels_last)
     if out_dir is not None:
@@ -282,6 +283,7 @@ def kaggle_submission(
     cache_dir=None,
     device="auto",
     batch_size=None,
+    echo=print,
     progress=True,
 ) -> Path:
     """Kaggle's ``id,label`` file for an unlabelled folder (test1/123.jpg): the probability of the positive
@@ -299,7 +301,7 @@ def kaggle_submission(
     run.check_output(output)
     ids = kaggle_ids(folder)  # before decoding: a wrong name is refused at once
     runtime = Runtime(device, cfg.precision)  # a device that is not here is refused before any decoding
-    source = FolderSource.for_prediction(folder, info["data"], cache_dir, progress=progress)
+    source = FolderSource.for_prediction(folder, info["data"], cache_dir, echo, progress)
     if source.skipped:  # Kaggle scores a file with a row for every id: a short one is refused or misread
         unread = "; ".join(source.skipped[:3]) + ("; ..." if len(source.skipped) > 3 else "")
         raise DataError(f"{folder}: {len(source.skipped)} image(s) do not decode, so they would have no row: {unread}")
@@ -315,7 +317,7 @@ def kaggle_submission(
         summed += torch.softmax(logits, dim=1)
     bar.close()
     seconds = time.perf_counter() - start
-    print(f"{n:,} images, {len(views)} view(s) each, in {seconds:.1f}s: {n / seconds:.1f} images/s on {runtime.device}")
+    echo(f"{n:,} images, {len(views)} view(s) each, in {seconds:.1f}s: {n / seconds:.1f} images/s on {runtime.device}")
     column = (summed / len(views))[:, classes.index(positive)].tolist()
     rows = sorted((ids[Path(f).name], p) for f, p in zip(source.files, column))
     lines = ["id,label"] + [f"{ident},{int(p >= 0.5) if hard else f'{p:.6f}'}" for ident, p in rows]
@@ -388,16 +390,16 @@ def onnx_predictor_for_run(run_dir, weights: str = "last", runtime: str = "auto"
     if runtime == "torch":
         return None
     run = RunDir(run_dir)
-    path, weights_file = default_path(run.path, "onnx", weights), run.weights(weights)
-    exported = path.is_file() and weights_file.is_file()  # weights missing: loading them says so, not this
-    if runtime == "auto":  # auto never exports
-        if not exported or not importable("onnxruntime"):
+    path = default_path(run.path, "onnx", weights)
+    if runtime == "auto":
+        if not path.is_file() or not importable("onnxruntime"):
             return None
         if AUTO_RUNTIME.get(run.model_info()["model"], "onnx") != "onnx":
             return None
     else:
         require("onnxruntime")  # exporting needs onnx and onnxscript too: export_run asks for them when it must
-    if exported:
+    weights_file = run.weights(weights)
+    if path.is_file() and weights_file.is_file():
         try:
             predictor = OnnxPredictor(path)
         except ExportError as e:
@@ -411,6 +413,8 @@ def onnx_predictor_for_run(run_dir, weights: str = "last", runtime: str = "auto"
             echo(f"{path} holds other weights than {weights_file}: predicting in PyTorch ('cnnlab export' renews it)")
             return None
         echo(f"{path} holds other weights than {weights_file}: exporting it again")
+    elif runtime == "auto":
+        return None  # an export without its weights: auto never exports, PyTorch says what is missing
     export_run(run_dir, "onnx", path, weights)
     echo(f"exported {path} for onnxruntime")
     return OnnxPredictor(path)
