@@ -350,7 +350,7 @@ def pil_brightness(x: torch.Tensor, brightness: torch.Tensor) -> torch.Tensor:
     span = hi - lo
     stretched = (x32 - lo) / torch.where(span > 0, span, torch.ones_like(span)) * 255
     eight_bit = torch.where(stretch, stretched, x32).trunc()
-    blended = (brightness.view(-1, 1, 1, 1).float() * eight_bit).trunc().clamp(0, 255)
+    blended = (brightness.view(len(x), 1, 1, 1).float() * eight_bit).trunc().clamp(0, 255)
     return torch.where(stretch, blended / 255 * span + lo, blended).to(x.dtype)
 
 
@@ -360,7 +360,8 @@ def preview_grid(
     """The lesson's picture: the original image, then ``count`` augmented copies of it, as one PNG."""
     from matplotlib.figure import Figure  # no pyplot: nothing global, no display
 
-    out = augment(image.float().repeat(count, 1, 1, 1), torch.Generator().manual_seed(seed)).clamp(0, 255)
+    x = image.float().unsqueeze(0).repeat(count, 1, 1, 1)
+    out = augment(x, torch.Generator().manual_seed(seed)).clamp(0, 255)
     tiles = [image.float()] + list(out)
     columns = columns or math.ceil(math.sqrt(len(tiles)))
     rows = -(-len(tiles) // columns)

@@ -85,6 +85,7 @@ def open_cache(
                 _build(listing, size, folder, key, workers, progress, lambda n: echo(f"{n} ({reason})"))
                 index = _read_index(folder / "index.json")
     shape = (len(index["files"]), size, size, 3)
+    # np.memmap refuses an empty file: a folder whose every file was skipped gives an empty array
     images = np.memmap(folder / "images.u8", np.uint8, mode="r", shape=shape) if shape[0] else np.zeros(shape, np.uint8)
     labels = np.asarray(index["labels"], dtype=np.int64) if index["labels"] is not None else None
     return ImageCache(

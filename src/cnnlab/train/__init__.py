@@ -8,7 +8,7 @@ from .recorders import CSVLogger, ModelCheckpoint, TensorBoard, run_directory_ca
 from .runtime import Runtime
 from .state import CheckpointWriteError, History, TrainState
 
-__all__ = ["Callback", "EarlyStopping", "EpochTimer", "LearningRateScheduler", "ReduceLROnPlateau", "TerminateOnNaN"]
-__all__ += ["CSVLogger", "ModelCheckpoint", "TensorBoard", "run_directory_callbacks"]
-__all__ += ["ConfigError", "TrainConfig", "config_for", "resolve_config"]
-__all__ += ["NonFiniteLoss", "TrainingInterrupted", "fit", "Runtime", "CheckpointWriteError", "History", "TrainState"]
+__all__ = ["Callback", "CSVLogger", "EarlyStopping", "EpochTimer", "LearningRateScheduler", "ModelCheckpoint"]
+__all__ += ["ReduceLROnPlateau", "TensorBoard", "TerminateOnNaN", "run_directory_callbacks"]
+__all__ += ["TrainConfig", "ConfigError", "config_for", "resolve_config", "History", "NonFiniteLoss"]
+__all__ += ["CheckpointWriteError", "TrainingInterrupted", "fit", "TrainState", "Runtime"]

@@ -41,7 +41,8 @@ def add_l2_gradient(groups: list[tuple[float, list[torch.Tensor]]]) -> None:
 
 
 def make_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer of ``cfg``; Adam and SGD take the model's Keras-style L2 penalties as weight decay (see above)."""
+    """The optimizer of ``cfg``. A model's Keras-style L2 penalties reach Adam and SGD as coupled weight decay 2c
+    per parameter group, and AdamW through ``add_l2_gradient`` (the module's L2 note)."""
     if l2_in_optimizer(model, cfg):
         params = [{"params": ps, "weight_decay": 2 * c + cfg.weight_decay} for c, ps in model.l2_groups()]
     else:

@@ -64,7 +64,9 @@ class ModelCheckpoint(Callback):
         self.best = initial_value_threshold
         self.metadata = dict(metadata or {})
         self.monitor_op = None
-        self._batches_seen_since_last_saving = self._last_batch_seen = self._current_epoch = 0
+        self._batches_seen_since_last_saving = 0
+        self._last_batch_seen = 0
+        self._current_epoch = 0
         if save_freq != "epoch" and not (isinstance(save_freq, int) and save_freq > 0):
             raise UsageError(f"Unrecognized save_freq: {save_freq}. Expected save_freq are 'epoch' or integer values")
         if not self.filepath.endswith(".safetensors"):
