@@ -78,6 +78,15 @@ def test_a_deeper_layer_shows_a_row_per_kernel_and_a_tile_per_input_channel():
     np.testing.assert_allclose(grid[13:18, 25:30, 0], scaled[4].numpy(), rtol=1e-5, atol=1e-6)  # kernel 3, channel 5
 
 
+def test_a_deeper_layer_with_three_input_channels_is_not_drawn_as_colour():
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Conv2d(3, 4, 3))  # conv2 reads 3 feature maps
+    fig = ex.plot_filters(model, "conv2")
+    assert fig.axes[0].get_images()[0].get_array().shape == (4 * 4 + 1, 3 * 4 + 1)  # a row per kernel, grey
+    assert fig.axes[0].get_xlabel() == "input channel (1-3)"
+    assert ex.filter_grid(model[2].weight, reads_image=False).shape == (4 * 4 + 1, 3 * 4 + 1, 1)
+    assert ex.filter_grid(model[2].weight).shape == (4 + 1, 4 * 4 + 1, 3)  # as if it read an RGB image
+
+
 def test_a_layer_is_found_by_its_module_name_or_as_convN():
     model = cnnlab.create_model("lenet5")
     assert ex.find_conv(model)[0] == "features.0"

@@ -88,15 +88,16 @@ def mosaic(tiles: np.ndarray, columns: int, gap: int = 1, background: float = 1.
     return out
 
 
-def filter_grid(weight: torch.Tensor) -> np.ndarray:
+def filter_grid(weight: torch.Tensor, reads_image: bool = True) -> np.ndarray:
     """A convolution's weight (out, in, kh, kw) as an image in [0, 1], each kernel scaled to its own range.
 
-    One input channel (grey images) or three (RGB): a tile per kernel, ``GRID_COLUMNS`` to a row, (H, W, 1)
-    or (H, W, 3). Any other number (a deeper layer): one row per kernel, one tile per input channel, (H, W, 1).
+    A layer that reads the image (``reads_image``) with one input channel (grey) or three (RGB): a tile per
+    kernel, ``GRID_COLUMNS`` to a row, (H, W, 1) or (H, W, 3). A deeper layer, whatever its number of input
+    channels (three feature maps are not colours): one row per kernel, one tile per input channel, (H, W, 1).
     """
     out_channels, in_channels = weight.shape[:2]
     scaled = scale_each(weight.detach().cpu()).numpy()
-    if in_channels in (1, 3):
+    if reads_image and in_channels in (1, 3):
         return mosaic(scaled.transpose(0, 2, 3, 1), min(out_channels, GRID_COLUMNS))
     per_channel = scaled.reshape(out_channels * in_channels, 1, *scaled.shape[2:]).transpose(0, 2, 3, 1)
     return mosaic(per_channel, in_channels)
@@ -106,7 +107,8 @@ def plot_filters(model: nn.Module, layer: str | None = None, title: str = "") ->
     """The kernels of ``layer`` (the first convolution by default) as ``filter_grid`` lays them out, pixel-sharp:
     each pixel enlarged so that the longer side is about 900 pixels."""
     name, conv = find_conv(model, layer)
-    grid = filter_grid(conv.weight)
+    reads_image = name == next(iter(conv_layers(model)))
+    grid = filter_grid(conv.weight, reads_image)
     out_channels, in_channels, kh, kw = conv.weight.shape
     h, w = grid.shape[:2]
     scale = max(1, min(40, 900 // max(h, w)))
@@ -114,7 +116,7 @@ def plot_filters(model: nn.Module, layer: str | None = None, title: str = "") ->
     ax = fig.subplots()
     ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set(xticks=[], yticks=[])
-    if in_channels not in (1, 3):
+    if not (reads_image and in_channels in (1, 3)):
         ax.set(xlabel=f"input channel (1-{in_channels})", ylabel=f"kernel (1-{out_channels})")
     alias = f"conv{list(conv_layers(model)).index(name) + 1}"
     heading = f"{alias} ({name}): {out_channels} kernels {kh}x{kw}x{in_channels}\neach scaled to its own range"
