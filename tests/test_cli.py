@@ -37,6 +37,12 @@ def test_summary_json(capsys):
     assert json.loads(capsys.readouterr().out)["total_params"] == 61_706
 
 
+def test_a_pattern_given_twice_is_refused_not_half_ignored(capsys):
+    code = main(["summary", "INPUT => CONV(8) => RELU => FC", "--option", "text=INPUT => CONV(4) => RELU => FC"])
+    assert code == 2
+    assert "--option text=... and a pattern given as the model: give the pattern once" in capsys.readouterr().err
+
+
 def test_models_lists_every_registered_model_with_its_input_size(capsys):
     assert main(["models"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -30,6 +30,8 @@ def build(args: argparse.Namespace):
         options["num_classes"] = args.num_classes
     name = args.model
     if name not in list_models() and ("=>" in name or name.strip().upper().split("(")[0] in ("CONV", "INPUT")):
+        if "text" in options:
+            raise UsageError("--option text=... and a pattern given as the model: give the pattern once")
         options["text"], name = name, "pattern"
     given = dict(options)  # --option and --num-classes; --input adds in_chans and img_size below
     input_size = args.input or get_model_entry(name).input_size
