@@ -28,6 +28,8 @@ def test_a_network_that_follows_the_lesson_has_no_warnings():
         ("CONV(16, 7) => RELU => POOL => FC", (3, 64, 64), "large-filter"),  # 7x7 first, input under 200 px
         ("CONV => RELU => CONV(16, 3, stride=2, padding=1) => RELU => FC", (3, 32, 32), "strided-downsampling"),
         ("CONV(16, 3, stride=2, padding=1) => RELU => FC", (3, 32, 32), "strided-downsampling"),
+        ("CONV => RELU => POOL => CONV(16, 2) => RELU => POOL => FC", (3, 32, 32), "even-filter"),
+        ("CONV(16, 4) => RELU => POOL => FC", (3, 32, 32), "even-filter"),
         ("CONV(16, 3, padding=valid) => RELU => POOL => FC", (3, 34, 34), "same-padding"),
         ("CONV => RELU => POOL(4, 4) => FC", (3, 32, 32), "pool-settings"),
         ("[CONV => RELU => POOL]*5 => CONV => FC", (3, 32, 32), "early-collapse"),

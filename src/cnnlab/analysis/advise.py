@@ -167,6 +167,14 @@ def _conv_rules(net: _Net):
                 "use 3x3 (or 5x5) filters; stack two 3x3 convolutions for the receptive field of one 5x5 with "
                 "fewer weights",
             )
+        if kh % 2 == 0 or kw % 2 == 0:
+            yield Finding(
+                "even-filter",
+                "warning",
+                layer.name,
+                f"{kh}x{kw} filters have no centre pixel, so 'same' padding pads one side more than the other",
+                "use 3x3 or 5x5 filters",
+            )
         if i == 0 and k >= 7 and side < 200:
             yield Finding(
                 "large-filter",
