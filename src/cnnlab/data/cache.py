@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..checkpoint import atomic_write_bytes
 from ..errors import DataError
 from .datasets import cache_dir
 from .folders import FolderListing, decode
@@ -75,15 +76,15 @@ def open_cache(
     slot = hashlib.sha256(str(listing.root.resolve()).encode()).hexdigest()[:12]
     folder = root / f"{listing.root.name}-{slot}-{size}"
     key = cache_key(listing, size)
-    index = _read_index(folder / "index.json")
+    index = _read_index(folder)
     rebuilt = index is None or index.get("key") != key
     if rebuilt:
         with _build_lock(folder):  # one build at a time: a process that waited here finds it built
-            index = _read_index(folder / "index.json")
+            index = _read_index(folder)
             if index is None or index.get("key") != key:
                 reason = "no cache yet" if index is None else "the source files or the preprocessing changed"
                 _build(listing, size, folder, key, workers, progress, lambda n: echo(f"{n} ({reason})"))
-                index = _read_index(folder / "index.json")
+                index = _read_index(folder)
     shape = (len(index["files"]), size, size, 3)
     # np.memmap refuses an empty file: a folder whose every file was skipped gives an empty array
     images = np.memmap(folder / "images.u8", np.uint8, mode="r", shape=shape) if shape[0] else np.zeros(shape, np.uint8)
@@ -93,12 +94,12 @@ def open_cache(
     )
 
 
-def _read_index(path: Path):
+def _read_index(folder: Path):
     try:
-        index = json.loads(path.read_text())
+        index = json.loads((folder / "index.json").read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    data = path.parent / "images.u8"
+    data = folder / "images.u8"
     expected = len(index.get("files", [])) * index.get("size", 0) ** 2 * 3
     if not data.exists() or data.stat().st_size != expected:
         return None  # a damaged cache is rebuilt, never read
@@ -161,10 +162,7 @@ def _build(listing: FolderListing, size: int, folder: Path, key: str, workers, p
         "mean": (sums / max(count * size * size, 1) / 255.0).tolist(),
         "layout": listing.layout,
     }
-    with open(partial / "index.json", "w") as f:
-        f.write(json.dumps(index))
-        f.flush()
-        os.fsync(f.fileno())
+    atomic_write_bytes(partial / "index.json", json.dumps(index).encode())
     os.replace(partial, folder)
 
 
