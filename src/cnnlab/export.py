@@ -41,7 +41,7 @@ from .checkpoint import sha256_file, write_through
 from .data.loader import InputNorm, Preprocess
 from .environment import __version__
 from .errors import MissingExtra, RunError, UsageError
-from .rundir import RunDir
+from .rundir import MODEL_INFO_KEYS, RunDir
 
 FORMATS = ("onnx", "pt2")
 EXTRA_HINT = "pip install 'cnnlab[export]'"
@@ -195,7 +195,7 @@ def export_run(run_dir, fmt: str | None = None, path=None, weights: str = "last"
         require("onnx", "onnxscript")
     model, info = run.load_model(weights)
     metadata = {
-        **{k: info[k] for k in ("model", "options", "classes", "input_size", "input_norm", "data")},
+        **{k: info[k] for k in MODEL_INFO_KEYS},
         "weights": weights,
         "weights_sha256": sha256_file(run.weights(weights)),
     }
