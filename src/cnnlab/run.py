@@ -83,7 +83,6 @@ def train_run(
     cfg: TrainConfig,
     run_dir: Path | None = None,
     resume: bool = False,
-    callbacks=(),
     allow_sample: bool = True,
     echo=print,
     compare_without: bool = False,
@@ -125,7 +124,7 @@ def train_run(
             if not resume:
                 echo(table.format())
         echo(f"run directory: {run_dir}" + (f" ({rt.world_size} processes)" if rt.distributed else ""))
-        callbacks = [*run_directory_callbacks(run_dir, info), *callbacks]
+        callbacks = run_directory_callbacks(run_dir, info)
         if cfg.augment:
             echo("augmentation: " + ", ".join(f"{k}={v}" for k, v in cfg.augment.items()))
         history = fit(model, source, None, cfg, callbacks, run_dir=run_dir, resume=resume, runtime=rt)
