@@ -107,7 +107,8 @@ def plot_filters(model: nn.Module, layer: str | None = None, title: str = "") ->
     """The kernels of ``layer`` (the first convolution by default) as ``filter_grid`` lays them out, pixel-sharp:
     each pixel enlarged so that the longer side is about 900 pixels."""
     name, conv = find_conv(model, layer)
-    reads_image = name == next(iter(conv_layers(model)))
+    convs = list(conv_layers(model))
+    reads_image = name == convs[0]
     grid = filter_grid(conv.weight, reads_image)
     out_channels, in_channels, kh, kw = conv.weight.shape
     h, w = grid.shape[:2]
@@ -118,7 +119,7 @@ def plot_filters(model: nn.Module, layer: str | None = None, title: str = "") ->
     ax.set(xticks=[], yticks=[])
     if not (reads_image and in_channels in (1, 3)):
         ax.set(xlabel=f"input channel (1-{in_channels})", ylabel=f"kernel (1-{out_channels})")
-    alias = f"conv{list(conv_layers(model)).index(name) + 1}"
+    alias = f"conv{convs.index(name) + 1}"
     heading = f"{alias} ({name}): {out_channels} kernels {kh}x{kw}x{in_channels}\neach scaled to its own range"
     ax.set_title(f"{title}\n{heading}" if title else heading, fontsize=9)
     return fig
