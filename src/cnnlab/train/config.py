@@ -272,20 +272,17 @@ class Namer:
             return key
         return f'{origin}: "{key}"'
 
-    def unknown(self, keys: list[str], known) -> ConfigError:
-        hints = [m for k in keys for m in difflib.get_close_matches(k, known, n=1)]
-        where = f"{self.origin}: " if self.origin not in ("flag", "TrainConfig") else ""
-        hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
-        return ConfigError(f"{where}unknown config key(s): {', '.join(keys)}{hint}")
-
 
 def _config_error(e: ValidationError, values: dict, model: type[BaseModel], name: Callable) -> ConfigError:
     """pydantic's first error as one line naming the key (``name(key)``), the value and what is expected;
     unknown keys (``model`` forbids them) with a guess at the key meant."""
     errors = e.errors()
     unknown = sorted({str(err["loc"][0]) for err in errors if err["type"] == "extra_forbidden"})
-    if unknown:
-        return name.unknown(unknown, model.model_fields)  # only TrainConfig forbids keys: name is a Namer
+    if unknown:  # only TrainConfig forbids keys: name is a Namer
+        hints = [m for k in unknown for m in difflib.get_close_matches(k, model.model_fields, n=1)]
+        where = f"{name.origin}: " if name.origin not in ("flag", "TrainConfig") else ""
+        hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+        return ConfigError(f"{where}unknown config key(s): {', '.join(unknown)}{hint}")
     key = str(errors[0]["loc"][0])
     field = model.model_fields[key]
     return ConfigError(f"{name(key)} {problem(values[key], errors[0], field.annotation, field.metadata)}")
