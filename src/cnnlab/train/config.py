@@ -209,33 +209,32 @@ class TrainConfig(BaseModel):
         in messages, ``origins`` (key -> source) a source per key."""
         if not isinstance(d, dict):
             raise ConfigError(f"{origin}: a configuration is one JSON object, got {show(d)}")
-        cfg = cls(Namer(origin, origins), **d)
-        cfg.validate(origin, origins)
+        say = Namer(origin, origins)
+        cfg = cls(say, **d)
+        if cfg.data and cfg.crop > cfg.image_size:
+            raise ConfigError(f"{say('crop')} is {cfg.crop}; expected at most image_size ({cfg.image_size})")
+        if cfg.data and cfg.dataset != "folder":
+            raise ConfigError(f"{say('dataset')} is {cfg.dataset!r}; with data (an image folder) it is 'folder'")
+        if cfg.dataset == "folder" and not cfg.data:
+            raise ConfigError(f"{say('dataset')} 'folder' needs data: the folder of images")
+        if cfg.nesterov and cfg.optimizer == "sgd" and cfg.momentum == 0:
+            raise ConfigError(f"{say('nesterov')} needs a momentum above 0 (momentum is 0)")
+        if cfg.augment:
+            check_augment(cfg.augment, say("augment"), new=False)  # flags and files were checked as new ones
+        for key, source in (origins or {}).items():
+            idle = key in SETTINGS and not applies(cfg, key)
+            if idle and (source == "flag" or getattr(cfg, key) != TrainConfig.model_fields[key].default):
+                raise ConfigError(f"{say(key)} {SETTINGS[key].needs.why(cfg)}")
         return cfg
 
     def updated(self, **overrides) -> TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **overrides}, "TrainConfig")
 
     def validate(self, origin: str = "TrainConfig", origins: dict[str, str] | None = None) -> None:
-        """Every field's type and range (values may have been assigned since), then the rules between fields.
-        ``origins`` (key -> 'flag', a file or a preset) says where each value came from: a setting given there
-        that does nothing with the others is refused."""
-        say = Namer(origin, origins)
-        TrainConfig(say, **self.to_dict())
-        if self.data and self.crop > self.image_size:
-            raise ConfigError(f"{say('crop')} is {self.crop}; expected at most image_size ({self.image_size})")
-        if self.data and self.dataset != "folder":
-            raise ConfigError(f"{say('dataset')} is {self.dataset!r}; with data (an image folder) it is 'folder'")
-        if self.dataset == "folder" and not self.data:
-            raise ConfigError(f"{say('dataset')} 'folder' needs data: the folder of images")
-        if self.nesterov and self.optimizer == "sgd" and self.momentum == 0:
-            raise ConfigError(f"{say('nesterov')} needs a momentum above 0 (momentum is 0)")
-        if self.augment:
-            check_augment(self.augment, say("augment"), new=False)  # flags and files were checked as new ones
-        for key, source in (origins or {}).items():
-            idle = key in SETTINGS and not applies(self, key)
-            if idle and (source == "flag" or getattr(self, key) != TrainConfig.model_fields[key].default):
-                raise ConfigError(f"{say(key)} {SETTINGS[key].needs.why(self)}")
+        """``from_dict``'s checks of this configuration's values (they may have been assigned since): every
+        field's type and range, then the rules between fields. ``origins`` (key -> 'flag', a file or a preset)
+        says where each value came from: a setting given there that does nothing with the others is refused."""
+        TrainConfig.from_dict(self.to_dict(), origin, origins)
 
 
 SETTINGS: dict[str, Setting] = {
@@ -273,20 +272,17 @@ class Namer:
             return key
         return f'{origin}: "{key}"'
 
-    def unknown(self, keys: list[str], known) -> ConfigError:
-        hints = [m for k in keys for m in difflib.get_close_matches(k, known, n=1)]
-        where = f"{self.origin}: " if self.origin not in ("flag", "TrainConfig") else ""
-        hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
-        return ConfigError(f"{where}unknown config key(s): {', '.join(keys)}{hint}")
-
 
 def _config_error(e: ValidationError, values: dict, model: type[BaseModel], name: Callable) -> ConfigError:
     """pydantic's first error as one line naming the key (``name(key)``), the value and what is expected;
     unknown keys (``model`` forbids them) with a guess at the key meant."""
     errors = e.errors()
     unknown = sorted({str(err["loc"][0]) for err in errors if err["type"] == "extra_forbidden"})
-    if unknown:
-        return name.unknown(unknown, model.model_fields)  # only TrainConfig forbids keys: name is a Namer
+    if unknown:  # only TrainConfig forbids keys: name is a Namer
+        hints = [m for k in unknown for m in difflib.get_close_matches(k, model.model_fields, n=1)]
+        where = f"{name.origin}: " if name.origin not in ("flag", "TrainConfig") else ""
+        hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+        return ConfigError(f"{where}unknown config key(s): {', '.join(unknown)}{hint}")
     key = str(errors[0]["loc"][0])
     field = model.model_fields[key]
     return ConfigError(f"{name(key)} {problem(values[key], errors[0], field.annotation, field.metadata)}")
