@@ -354,16 +354,14 @@ def pil_brightness(x: torch.Tensor, brightness: torch.Tensor) -> torch.Tensor:
     return torch.where(stretch, blended / 255 * span + lo, blended).to(x.dtype)
 
 
-def preview_grid(
-    image: torch.Tensor, augment: Augment, count: int, path, seed: int = 42, title: str = "", columns: int | None = None
-):
+def preview_grid(image: torch.Tensor, augment: Augment, count: int, path, seed: int = 42, title: str = ""):
     """The lesson's picture: the original image, then ``count`` augmented copies of it, as one PNG."""
     from matplotlib.figure import Figure  # no pyplot: nothing global, no display
 
     x = image.float().unsqueeze(0).repeat(count, 1, 1, 1)
     out = augment(x, torch.Generator().manual_seed(seed)).clamp(0, 255)
     tiles = [image.float()] + list(out)
-    columns = columns or math.ceil(math.sqrt(len(tiles)))
+    columns = math.ceil(math.sqrt(len(tiles)))
     rows = -(-len(tiles) // columns)
     fig = Figure(figsize=(columns * 1.6, rows * 1.7 + 0.6))
     axes = fig.subplots(rows, columns)
