@@ -194,10 +194,7 @@ def export_run(run_dir, fmt: str | None = None, path=None, weights: str = "last"
     if fmt == "onnx":
         require("onnx", "onnxscript")
     model, info = run.load_model(weights)
-    metadata = {
-        **{k: info[k] for k in MODEL_INFO_KEYS},
-        "weights": weights,
-        "weights_sha256": sha256_file(run.weights(weights)),
-    }
+    metadata = {k: info[k] for k in MODEL_INFO_KEYS}
+    metadata.update(weights=weights, weights_sha256=sha256_file(run.weights(weights)))
     export = export_onnx if fmt == "onnx" else export_pt2
     return export(model, model.cnnlab_input_norm, tuple(info["input_size"]), path, metadata)
