@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .errors import CnnlabError, UsageError, expect_type, image_shape
+from .models import get_model_entry
 
 
 @dataclass
@@ -182,8 +183,6 @@ def summary(model: nn.Module, input_size: tuple[int, ...] | None = None, *, devi
     """
     expect_type(model, nn.Module, "model", "a torch.nn.Module (cnnlab.create_model makes one)")
     if input_size is None:
-        from .models import get_model_entry
-
         name = getattr(model, "cnnlab_name", None)
         if name is None:
             raise UsageError(f"give input_size (C, H, W): {type(model).__name__} is not from cnnlab's registry")

@@ -11,7 +11,9 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from matplotlib.figure import Figure  # no pyplot: nothing global, no display
 from torch import nn
 
 from ..summary import summary
@@ -98,9 +100,6 @@ def compute_report(model: nn.Module, input_size) -> ComputeReport:
 def chart(path, extra: list[tuple[str, float, float]] = (), title: str = "Two eras of AI training compute"):
     """The lesson's picture: training compute (pfs-days, log scale) against the year, with the two eras'
     doubling-time trends, the landmark runs, and ``extra`` points (name, year, pfs-days) of the user's own."""
-    import numpy as np
-    from matplotlib.figure import Figure  # no pyplot: nothing global, no display
-
     fig = Figure(figsize=(10, 6))
     ax = fig.subplots()
     trends = [  # (from, to, the run it passes through, doubling time in years, colour, label)
