@@ -32,9 +32,9 @@ class CheckpointError(RunError):
     """A weights or checkpoint file is missing, damaged, or belongs to another model; names the file."""
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file (``write_through``)."""
-    write_through(path, lambda tmp: tmp.write_bytes(data))
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file (``write_through``); the path written."""
+    return write_through(path, lambda tmp: tmp.write_bytes(data))
 
 
 def write_through(path: str | Path, write: Callable[[Path], object]) -> Path:

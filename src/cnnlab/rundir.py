@@ -166,8 +166,7 @@ class RunDir:
     def write_bytes(self, name: str, data: bytes) -> Path:
         path = self.path / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, data)
-        return path
+        return atomic_write_bytes(path, data)
 
     def write_text(self, name: str, text: str) -> Path:
         return self.write_bytes(name, text.encode(errors="backslashreplace"))  # a file name that is not UTF-8
@@ -217,8 +216,7 @@ class RunDir:
         if output is None:
             return self.write_text("report.html", page)
         self.check_output(output, allow=("report.html",))
-        atomic_write_bytes(output, page.encode(errors="backslashreplace"))
-        return Path(output)
+        return atomic_write_bytes(output, page.encode(errors="backslashreplace"))
 
     # --- reading strictly: what a resume and a prediction need, every value checked ---------------------
 
@@ -333,8 +331,7 @@ def write_comparison(run_dirs, output: str | Path = "comparison.html") -> Path:
     records = [run.record() for run in runs]
     for run in runs:
         run.check_output(output)
-    atomic_write_bytes(output, render_comparison_page(records).encode(errors="backslashreplace"))
-    return Path(output)
+    return atomic_write_bytes(output, render_comparison_page(records).encode(errors="backslashreplace"))
 
 
 def _tolerant_json(path: Path, problems: dict) -> dict | None:
