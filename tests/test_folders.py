@@ -16,9 +16,10 @@ from PIL import Image
 
 from cnnlab.cli import main
 from cnnlab.data.cache import open_cache
-from cnnlab.data.folders import FolderError, decode, scan_folder
+from cnnlab.data.folders import FolderError, decode, folder_label, folder_slug, scan_folder
 from cnnlab.data.imagedata import TEN_VIEWS, FolderSource, crop_batch, view_window
 from cnnlab.data.images import ImageError
+from cnnlab.runs import new_run_dir
 from cnnlab.train import TrainConfig
 
 
@@ -376,3 +377,16 @@ def test_a_photo_stored_on_its_side_is_read_upright_by_its_exif_orientation(tmp_
     Image.fromarray(upright).save(tmp_path / "upright.png")
     assert np.array_equal(decode(tmp_path / "phone.png", 20), decode(tmp_path / "upright.png", 20))
     assert decode(tmp_path / "phone.png", 20)[:5].min() == 255  # the band is at the top, as shown
+
+
+def test_a_folder_is_named_by_its_last_two_folder_names_however_it_is_written(tmp_path, monkeypatch):
+    """Run names, a folder run's data name and evaluate's eval-<label>/ folder all come from folder_label: '.'
+    and '../train' name the folder, not the dot, and a run's name has no characters a shell would trip on."""
+    train = tmp_path / "dogs vs cats" / "train"
+    (train / "sub").mkdir(parents=True)
+    monkeypatch.chdir(train / "sub")
+    assert folder_label("..") == folder_label(train) == "dogs vs cats/train"
+    assert folder_slug("../.") == "dogs-vs-cats_train"
+    monkeypatch.chdir(train)
+    cfg = TrainConfig(data=".", dataset="folder", out_dir=str(tmp_path / "runs"))
+    assert new_run_dir(cfg).name.startswith("lenet5-dogs-vs-cats_train-2")  # then the time

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from .checkpoint import sha256_file
 from .data.arrays import ArraySource, as_array_dataset
 from .data.datasets import ArrayDataset
-from .data.folders import scan_folder
+from .data.folders import folder_slug, scan_folder
 from .data.imagedata import FolderSource
 from .data.loader import Preprocess
 from .data.source import DataSource, kind_of, open_eval_source, open_source, read_file
@@ -176,7 +176,7 @@ def evaluate_run(
     cfg.cache_dir = cache_dir or cfg.cache_dir
     if data:
         source = open_eval_source(data, info["data"], info["classes"], cfg.cache_dir, echo)
-        out_dir = run.path / f"eval-{slug(data)}"
+        out_dir = run.path / f"eval-{folder_slug(data)}"
     else:
         if data_dir:
             cfg.data_dir = data_dir
@@ -194,11 +194,6 @@ def evaluate_run(
     if out_dir is not None:
         write_evaluation(report, probs, source, "test", RunDir(out_dir), f"{info['model']} on {data}", model)
     return report, out_dir
-
-
-def slug(path: str | Path) -> str:
-    """'../shared/data/dogs-vs-cats-small/train' -> 'dogs-vs-cats-small_train' (the last two folder names)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", "_".join(Path(path).resolve().parts[-2:]))
 
 
 # --- prediction ----------------------------------------------------------------------------------------

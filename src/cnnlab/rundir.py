@@ -420,7 +420,8 @@ class RunRecord:
 
     @property
     def data_label(self) -> str:
-        """'mnist', or the last two parts of an image folder's path ('dogs-vs-cats-small/train')."""
+        """'mnist', or the last two parts of an image folder's path as config.json has it: not resolved as
+        ``data.folders.folder_label`` does while training, since a reader may stand in another folder."""
         config = self.config or {}
         if config.get("data"):
             return "/".join(Path(config["data"]).parts[-2:])

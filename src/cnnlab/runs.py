@@ -18,6 +18,7 @@ import time
 from contextlib import nullcontext, suppress
 from pathlib import Path
 
+from .data.folders import folder_slug
 from .errors import RunError
 from .rundir import RunDir
 from .train.config import TrainConfig, check_values, flag_name
@@ -93,10 +94,7 @@ def new_run_dir(cfg: TrainConfig) -> Path:
         except FileExistsError:
             _refuse_taken(run_dir)
         return run_dir
-    data = cfg.dataset
-    if cfg.data:  # an image folder: 'dogs-vs-cats-small_train'
-        folder = Path(cfg.data).resolve()
-        data = f"{folder.parent.name}_{folder.name}"
+    data = folder_slug(cfg.data) if cfg.data else cfg.dataset  # an image folder: 'dogs-vs-cats-small_train'
     name = f"{cfg.model}-{data}-{time.strftime('%Y%m%d-%H%M%S')}"
     for suffix in range(1, 10_000):
         run_dir = out / (name if suffix == 1 else f"{name}-{suffix}")

@@ -136,6 +136,19 @@ def scan_folder(root: str | Path, allow_unlabelled: bool = False, min_classes: i
     return FolderListing(root, files, labels, classes, layout, sorted(ignored))
 
 
+def folder_label(folder: str | Path, sep: str = "/") -> str:
+    """'../shared/data/dogs-vs-cats-small/train' -> 'dogs-vs-cats-small/train': the name of an image folder in a
+    run's name, its data description and its eval-<label>/ folder. Two names, as Kaggle's train/ is in every set."""
+    root = Path(folder).resolve()
+    return f"{root.parent.name}{sep}{root.name}"
+
+
+def folder_slug(folder: str | Path) -> str:
+    """``folder_label`` for a file name: 'dogs-vs-cats-small_train', any run of other characters than letters,
+    digits and '._-' as one '-'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", folder_label(folder, "_"))
+
+
 def scan_labelled(folder, classes, echo=print) -> FolderListing:
     """New labelled data to evaluate a run on: it must hold only the run's ``classes``; what it leaves out is
     said through ``echo``."""

@@ -21,7 +21,7 @@ import torch
 from ..errors import UsageError
 from .cache import ImageCache, open_cache
 from .datasets import check_split_sizes, stratified_split
-from .folders import FolderError, decode, scan_folder, scan_labelled
+from .folders import FolderError, decode, folder_label, scan_folder, scan_labelled
 from .loader import ONE_PROCESS, InputNorm, epoch_order, epoch_seed
 from .source import check_split, register, split_of
 
@@ -114,8 +114,7 @@ class FolderSource:
             notes.append(f"skipped {len(skipped)} unreadable file(s): " + "; ".join(skipped))
         if len(train.indices) < 2:
             raise FolderError(f"{cfg.data}: too few readable images to train on ({len(train.indices)})")
-        root = Path(cfg.data).resolve()
-        name = f"{root.parent.name}/{root.name}"
+        name = folder_label(cfg.data)
         return cls({"train": train, "val": val, "test": val}, listing.classes, cfg.crop, name, notes, skipped)
 
     @classmethod
