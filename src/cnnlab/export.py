@@ -134,7 +134,7 @@ def _trace(export, model: nn.Module, input_norm: InputNorm, input_size, metadata
 def export_onnx(model: nn.Module, input_norm: InputNorm, input_size, path, metadata: dict | None = None) -> Path:
     """Write ``model`` as ONNX to ``path``: raw pixels in, probabilities out, dynamic batch (module docstring).
 
-    ``input_size`` is (C, H, W); ``metadata`` (JSON-able values: classes, pipeline, ...) joins the file's
+    ``input_size`` is (C, H, W); ``metadata`` (JSON-able values: classes, data, ...) joins the file's
     metadata_props beside the input/output conventions.
     """
     require("onnx", "onnxscript")
