@@ -19,6 +19,8 @@ import torch
 from conftest import write_synthetic_mnist
 
 from cnnlab.checkpoint import read_weights
+from cnnlab.errors import UsageError
+from cnnlab.train import Runtime
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "distributed_worker.py"
@@ -411,3 +413,14 @@ def test_the_launcher_tells_a_failure_from_a_mistake_and_an_interruption(
     monkeypatch.setattr(distributed.subprocess, "Popen", FakeTorchrun)
     assert distributed.launch(["train", "lenet5"], nproc=2) == expected
     assert ("a training process failed" in capsys.readouterr().err) == (expected == 1)
+
+
+def test_a_bad_precision_is_refused_before_the_process_joins_its_group_or_sets_threads(monkeypatch):
+    """A Python caller's Runtime(precision=...) typo: one UsageError, not a wait for the other processes (or
+    torch.distributed's error about them), and this process's thread count left as it was."""
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun starts it, with no rendezvous to reach
+    monkeypatch.setenv("RANK", "0")
+    threads = torch.get_num_threads()
+    with pytest.raises(UsageError, match="precision must be fp32, bf16 or fp16, got 'fp64'"):
+        Runtime("cpu", precision="fp64", threads=threads + 1)
+    assert torch.get_num_threads() == threads

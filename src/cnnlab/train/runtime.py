@@ -103,6 +103,8 @@ def pick_device(name: str | torch.device = "auto") -> torch.device:
 
 class Runtime:
     def __init__(self, device: str = "auto", precision: str = "fp32", threads: int = 0, timeout: float = 300):
+        if precision not in ("fp32", "bf16", "fp16"):
+            raise UsageError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
         self.world_size = int(os.environ.get("WORLD_SIZE", 1))
         self.rank = int(os.environ.get("RANK", 0))
         self.is_main = self.rank == 0  # the process that prints and writes files
@@ -123,8 +125,6 @@ class Runtime:
         threads = threads or (max(1, (os.cpu_count() or 1) // self.local_world_size) if self.distributed else 0)
         if threads:
             torch.set_num_threads(threads)
-        if precision not in ("fp32", "bf16", "fp16"):
-            raise UsageError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
         self.precision = precision
 
     def autocast(self):
