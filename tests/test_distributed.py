@@ -420,7 +420,9 @@ def test_a_bad_precision_is_refused_before_the_process_joins_its_group_or_sets_t
     torch.distributed's error about them), and this process's thread count left as it was."""
     monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun starts it, with no rendezvous to reach
     monkeypatch.setenv("RANK", "0")
+    for name in ("MASTER_ADDR", "MASTER_PORT"):  # set in a shell under torchrun or SLURM: a join would wait
+        monkeypatch.delenv(name, raising=False)
     threads = torch.get_num_threads()
     with pytest.raises(UsageError, match="precision must be fp32, bf16 or fp16, got 'fp64'"):
-        Runtime("cpu", precision="fp64", threads=threads + 1)
+        Runtime("cpu", precision="fp64", threads=threads + 1, timeout=5)
     assert torch.get_num_threads() == threads

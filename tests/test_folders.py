@@ -381,7 +381,7 @@ def test_a_photo_stored_on_its_side_is_read_upright_by_its_exif_orientation(tmp_
 
 def test_a_folder_is_named_by_its_last_two_folder_names_however_it_is_written(tmp_path, monkeypatch):
     """Run names, a folder run's data name and evaluate's eval-<label>/ folder all come from folder_label: '.'
-    and '../train' name the folder, not the dot, and a run's name has no characters a shell would trip on."""
+    and '..' name the folder, not the dots, and a run's name has no characters a shell would trip on."""
     train = tmp_path / "dogs vs cats" / "train"
     (train / "sub").mkdir(parents=True)
     monkeypatch.chdir(train / "sub")
