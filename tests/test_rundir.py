@@ -169,6 +169,21 @@ def test_a_format_1_model_json_reads_as_today(run_copy):
     assert STATE.search(page).group(1) == "finished"
 
 
+def test_runs_and_the_page_name_a_folder_trained_as_dot_by_its_own_name(folder_run, run_copy, capsys):
+    """`cnnlab train --data .` from inside the folder: `cnnlab runs` showed an empty data column (config.json's
+    '.' has no parts) while the run's name said which folder it was. The name training gave it is shown; a format 1
+    run, whose model.json called every folder "folder", still shows config.json's path."""
+    config = json.loads((run_copy / "config.json").read_text())
+    (run_copy / "config.json").write_text(json.dumps({**config, "data": "."}))
+    assert main(["runs", str(run_copy)]) == 0
+    assert f" {folder_run.parent.parent.name}/pets " in capsys.readouterr().out  # the folder the fixture trained on
+    assert RunDir(run_copy).record().data_label == json.loads((run_copy / "model.json").read_text())["dataset"]
+    info = json.loads((run_copy / "model.json").read_text())
+    (run_copy / "model.json").write_text(json.dumps({**info, "dataset": "folder"}))
+    (run_copy / "config.json").write_text(json.dumps({**config, "data": "../shared/data/dvc/train"}))
+    assert RunDir(run_copy).record().data_label == "dvc/train"
+
+
 def test_a_pattern_run_from_before_format_3_keeps_its_even_kernels_padding(run_copy):
     """Runs before format 3 padded an even kernel's "same" k // 2 on every side (one pixel more than Keras): such
     a run still loads its weights into the network it was trained as, and predicts as that network."""

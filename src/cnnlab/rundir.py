@@ -420,12 +420,15 @@ class RunRecord:
 
     @property
     def data_label(self) -> str:
-        """'mnist', or the last two parts of an image folder's path as config.json has it: not resolved as
-        ``data.folders.folder_label`` does while training, since a reader may stand in another folder."""
-        config = self.config or {}
+        """'mnist', or an image folder's last two names ('dogs-vs-cats-small/train'), as training named it in
+        model.json (``data.folders.folder_label``); a run of format 1 named every folder "folder", and then the
+        path in config.json stands in, as written (resolved here, '.' would name the reader's folder)."""
+        config, model = self.config or {}, self.model or {}
+        if model.get("dataset") not in (None, "folder"):
+            return model["dataset"]
         if config.get("data"):
             return "/".join(Path(config["data"]).parts[-2:])
-        return config.get("dataset") or (self.model or {}).get("dataset") or "?"
+        return config.get("dataset") or "?"
 
     @property
     def epochs_done(self) -> int:
