@@ -46,6 +46,15 @@ def test_images_of_readable_files_stay_in_order_after_skipping(photos, tmp_path)
     assert list(cache.labels) == [0] * 19 + [1] * 20
 
 
+def test_a_folder_given_as_dot_caches_under_its_own_name(photos, tmp_path, monkeypatch):
+    """The cache folder is named after the image folder: given as '.', it was '-<hash>-24', a name that starts
+    with '-' and says nothing of what it holds. A folder that is a link keeps the link's name."""
+    monkeypatch.chdir(photos)
+    assert open_cache(scan_folder("."), 24, tmp_path / "cache", **QUIET).folder.name.startswith("photos-")
+    (tmp_path / "pets").symlink_to(photos)
+    assert open_cache(scan_folder(tmp_path / "pets"), 24, tmp_path / "cache", **QUIET).folder.name.startswith("pets-")
+
+
 def test_the_build_decodes_on_every_worker_at_once(photos, tmp_path, monkeypatch):
     threads, lock = set(), threading.Lock()
 

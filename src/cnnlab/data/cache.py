@@ -74,7 +74,7 @@ def open_cache(
     evaluation's report, a submission's output), once."""
     root = Path(cache_root) if cache_root else cache_dir() / "images"
     slot = hashlib.sha256(str(listing.root.resolve()).encode()).hexdigest()[:12]
-    folder = root / f"{listing.root.name}-{slot}-{size}"
+    folder = root / f"{Path(os.path.abspath(listing.root)).name}-{slot}-{size}"  # '.' by its name; a link as named
     key = cache_key(listing, size)
     index = _read_index(folder)
     rebuilt = index is None or index.get("key") != key
