@@ -93,6 +93,9 @@ def test_a_layer_is_found_by_its_module_name_or_as_convN():
     assert ex.find_conv(model, "conv2")[0] == ex.find_conv(model, "features.3")[0] == "features.3"
     with pytest.raises(UsageError, match=r"--layer 'conv3'.*conv1 \(features.0\), conv2 \(features.3\)"):
         ex.find_conv(model, "conv3")
+    pattern = cnnlab.create_model("pattern", text="CONV(8) => RELU => POOL => CONV(8) => FC", img_size=32)
+    with pytest.raises(UsageError, match=r"this model has conv1, conv2$"):  # its modules are named convN already
+        ex.find_conv(pattern, "conv3")
 
 
 def test_the_filters_figure_of_alexnet_shows_96_colour_kernels():

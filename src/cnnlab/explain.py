@@ -63,7 +63,7 @@ def find_conv(model: nn.Module, layer: str | None = None) -> tuple[str, nn.Conv2
     name = layer if layer in convs else aliases.get(layer)
     if name in convs:
         return name, convs[name]
-    choices = ", ".join(f"{alias} ({name})" for alias, name in aliases.items())
+    choices = ", ".join(alias if alias == name else f"{alias} ({name})" for alias, name in aliases.items())
     raise UsageError(f"--layer {layer!r}: no convolution of that name; this model has {choices}")
 
 
