@@ -52,6 +52,8 @@ def test_models_lists_every_registered_model_with_its_input_size(capsys):
         c, h, w = get_model_entry(name).input_size
         assert size == f"{h}x{w}x{c}" and get_model_entry(name).description in line
     assert any(line.startswith("lenet5 ") and " 28x28x1 " in line for line in lines)
+    starts = {line.index(get_model_entry(line.split()[0]).description) for line in lines}
+    assert len(starts) == 1, "the descriptions start in one column, whatever the width of the input size"
 
 
 @pytest.fixture(scope="module")

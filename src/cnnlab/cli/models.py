@@ -18,5 +18,6 @@ def run(args: argparse.Namespace) -> int:
     for name in list_models():
         entry = get_model_entry(name)
         c, h, w = entry.input_size
-        print(f"{name:16s} {h}x{w}x{c:<4d} {entry.description}")
+        size = f"{h}x{w}x{c}"
+        print(f"{name:16s} {size:11s} {entry.description}")  # one column for 227x227x3 and 28x28x1
     return 0
