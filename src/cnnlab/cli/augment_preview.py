@@ -18,8 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", choices=["mnist", "fashion-mnist"], help="without IMAGE (default: mnist)")
     parser.add_argument("--data-dir", help="without IMAGE: the folder of the dataset's files")
     parser.add_argument("--index", type=int, help="without IMAGE: which training image of the dataset (default 0)")
-    parser.add_argument("--count", type=positive_int, default=18)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--count", type=positive_int, default=18, help="augmented copies (default 18, the lesson's)")
+    parser.add_argument("--seed", type=int, default=42, help="the random draws (default 42): same seed, same grid")
     parser.add_argument("-o", "--output", type=png_path, default="augment_preview.png", metavar="FILE.png")
     add_augment_arguments(parser)
 
