@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import cnnlab.cli.augment_preview
-from cnnlab.cli import main
+from cnnlab.cli import build_parser, main
 from cnnlab.models import get_model_entry, list_models
 
 
@@ -68,6 +68,15 @@ def trained_run(tmp_path_factory):
         patch.setenv("CNNLAB_OFFLINE", "1")
         assert main([str(a) for a in [*args, "--name", "demo", "--no-progress"]]) == 0
     return root / "runs" / "demo", data
+
+
+def test_every_option_of_every_command_says_in_its_help_what_it_is():
+    """--help is the reference a user reads first: a flag listed without a line of help (evaluate's --device,
+    every --weights) sent them to the README."""
+    commands = next(a for a in build_parser()._actions if a.choices and "train" in a.choices).choices
+    silent = [f"{name} {a.option_strings[-1]}" for name, sub in commands.items() for a in sub._actions
+              if a.option_strings and not a.help]  # fmt: skip
+    assert not silent
 
 
 def test_train_writes_a_complete_run_directory(trained_run, capsys):

@@ -12,7 +12,7 @@ from ._types import key_value, parse_size, positive_int
 def add_model_arguments(parser: argparse.ArgumentParser, model_help: str | None = None, nargs=None) -> None:
     parser.add_argument("model", nargs=nargs, help=model_help)
     parser.add_argument("--input", type=parse_size, help="input size HxWxC (default: the model's own)")
-    parser.add_argument("--num-classes", type=positive_int)
+    parser.add_argument("--num-classes", type=positive_int, help="outputs of the last layer (default: the model's)")
     parser.add_argument(
         "--option", action="append", type=key_value, metavar="KEY=VALUE", help="model or pattern option (repeatable)"
     )

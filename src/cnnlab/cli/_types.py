@@ -1,4 +1,5 @@
-"""argparse types shared by the commands: each refuses a bad value with one line saying what was expected."""
+"""argparse types shared by the commands (each refuses a bad value with one line saying what was expected), and
+``--weights``, which every command that reads a run takes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from pathlib import Path
 
 from ..errors import UsageError
+from ..rundir import WEIGHTS
 
 
 def parse_size(text: str) -> tuple[int, int, int]:
@@ -82,3 +84,9 @@ def output_named(*suffixes: str):
 
 
 png_path = output_named(".png")
+
+
+def add_weights_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--weights", default="last", choices=WEIGHTS, help="last (after the last epoch; default) or best (val_accuracy)"
+    )

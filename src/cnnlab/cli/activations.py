@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..checkpoint import atomic_write_bytes
-from ..rundir import WEIGHTS, RunDir
-from ._types import png_path, positive_int, refuse_output_over_input
+from ..rundir import RunDir
+from ._types import add_weights_argument, png_path, positive_int, refuse_output_over_input
 
 NAME = "activations"
 HELP = "the feature maps of each convolution and pooling layer for one image, a panel per layer"
@@ -15,9 +15,11 @@ HELP = "the feature maps of each convolution and pooling layer for one image, a 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir")
     parser.add_argument("image", help="an image file, read as the run's training read its images")
-    parser.add_argument("-o", "--output", type=png_path, default="activations.png", metavar="FILE.png")
+    parser.add_argument(
+        "-o", "--output", type=png_path, default="activations.png", metavar="FILE.png", help="default: %(default)s"
+    )
     parser.add_argument("--max-channels", type=positive_int, default=64, help="channels shown per layer (default 64)")
-    parser.add_argument("--weights", default="last", choices=WEIGHTS)
+    add_weights_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", type=int, help="without IMAGE: which training image of the dataset (default 0)")
     parser.add_argument("--count", type=positive_int, default=18, help="augmented copies (default 18, the lesson's)")
     parser.add_argument("--seed", type=int, default=42, help="the random draws (default 42): same seed, same grid")
-    parser.add_argument("-o", "--output", type=png_path, default="augment_preview.png", metavar="FILE.png")
+    parser.add_argument(
+        "-o", "--output", type=png_path, default="augment_preview.png", metavar="FILE.png", help="default: %(default)s"
+    )
     add_augment_arguments(parser)
 
 

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="draw the two eras of training compute, with this model and --run",
     )
     parser.add_argument("--run", action="append", default=[], metavar="RUN_DIR", help="place a run on the chart")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def run(args: argparse.Namespace) -> int:

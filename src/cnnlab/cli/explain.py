@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ..checkpoint import atomic_write_bytes
 from ..errors import UsageError
-from ..rundir import WEIGHTS, RunDir
-from ._types import refuse_output_over_input
+from ..rundir import RunDir
+from ._types import add_weights_argument, refuse_output_over_input
 
 NAME = "explain"
 HELP = "where the network looks: Grad-CAM and occlusion maps over image files"
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", type=method_list, help="gradcam, occlusion, or both (default: gradcam,occlusion)")
     parser.add_argument("--class", dest="target", metavar="CLASS", help="explain this class (default: the prediction)")
     parser.add_argument("--layer", help="Grad-CAM's layer (default: the last convolution block's output)")
-    parser.add_argument("--weights", default="last", choices=WEIGHTS)
+    add_weights_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..rundir import WEIGHTS, RunDir
+from ..rundir import RunDir
+from ._types import add_weights_argument
 
 NAME = "export"
 HELP = "export a run's model for inference runtimes: ONNX or torch.export (pt2)"
@@ -21,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="default: RUN_DIR/model.onnx (model-best.onnx for best); never a run's file",
     )
-    parser.add_argument("--weights", default="last", choices=WEIGHTS)
+    add_weights_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..checkpoint import atomic_write_bytes
-from ..rundir import WEIGHTS, RunDir
-from ._types import png_path
+from ..rundir import RunDir
+from ._types import add_weights_argument, png_path
 
 NAME = "filters"
 HELP = "a convolution's kernels as a grid of images, each scaled to its own range (AlexNet's Figure 3)"
@@ -20,8 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a convolution by module name (features.3) or as convN (default: the first); deeper layers show a "
         "row per kernel, a tile per input channel",
     )
-    parser.add_argument("-o", "--output", type=png_path, default="filters.png", metavar="FILE.png")
-    parser.add_argument("--weights", default="last", choices=WEIGHTS)
+    parser.add_argument(
+        "-o", "--output", type=png_path, default="filters.png", metavar="FILE.png", help="default: %(default)s"
+    )
+    add_weights_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UsageError
-from ..rundir import WEIGHTS, RunDir
-from ._types import output_named, positive_int
+from ..rundir import RunDir
+from ._types import add_weights_argument, output_named, positive_int
 
 NAME = "predict"
 HELP = "classify image files with a trained run, or write a Kaggle submission"
@@ -24,9 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--positive", help="the class whose probability is the label (default: the last, e.g. dog)")
     parser.add_argument("--hard", action="store_true", help="labels 0/1 instead of probabilities")
     parser.add_argument("--single-crop", action="store_true", help="the centre crop only, not 10-crop averaging")
-    parser.add_argument("--cache-dir")
-    parser.add_argument("--weights", default="last", choices=WEIGHTS)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--cache-dir", help="--kaggle: where the decoded cache goes")
+    add_weights_argument(parser)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     parser.add_argument(
         "--batch-size", type=positive_int, help="default: 64 for image files, the run's eval batch size for --kaggle"
     )
