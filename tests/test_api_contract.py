@@ -105,7 +105,7 @@ CASES = [
               lambda t, m, r: cnnlab.fit(m, (t[0], t[1] + 90), config=one_epoch(m)), ValueError, ["label"]),
     ("fit labels negative", lambda t, m, r: cnnlab.fit(m, (t[0], t[1].astype(int) - 1), config=one_epoch(m)),
      ValueError, ["y: labels"]),
-    ("fit labels float", lambda t, m, r: cnnlab.fit(m, (t[0], t[1].astype("float32")), config=one_epoch(m)),
+    ("fit labels float", lambda t, m, r: cnnlab.fit(m, (t[0], t[1].astype("float32") + 0.5), config=one_epoch(m)),
      ValueError, ["y: labels"]),
     ("fit validation labels float", lambda t, m, r: cnnlab.fit(m, t, (t[0], t[1] / 2), config=one_epoch(m)),
      ValueError, ["validation_data[1]: labels"]),

@@ -144,6 +144,29 @@ def test_keras_style_arrays_in_any_layout():
         ArraySource.from_arrays(images.reshape(20, -1), labels)
 
 
+def test_keras_style_labels_and_what_is_not_an_array_of_images():
+    """As Keras reads labels: whole floats are classes, and a class the training slice lacks may be in the
+    validation data (labels 0..K-1, not the classes x happens to hold). What is not numbers, empty or of another
+    length than its labels is one line naming it, not an error from deep inside numpy or torch."""
+    images, labels = synthetic_digits(20, seed=1)
+    as_floats = ArraySource.from_arrays(images, labels.astype(np.float32))
+    assert torch.equal(as_floats.splits["train"].labels, torch.from_numpy(labels).long())
+    without_top = labels < labels.max()
+    source = ArraySource.from_arrays(images[without_top], labels[without_top], (images, labels))
+    assert source.classes == tuple(str(i) for i in range(labels.max() + 1))
+    assert source.splits["val"].classes == source.classes
+    for x, y, message in [
+        (images[:0], labels[:0], "x: no images"),
+        (None, labels, "x: images must be an array of numbers, got NoneType"),
+        (images, labels.astype(str), "y: labels must be an array of numbers"),
+        (images, labels + 0.5, "y: labels must be class indices 0..K-1, got"),
+        (images[:10], np.eye(10)[labels], "x holds 10 images and y labels of shape (20, 10)"),
+        ([images[0], images[0][:5]], labels[:2], "x: images of different shapes"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            ArraySource.from_arrays(x, y)
+
+
 def test_augmentation_draws_per_image_of_the_global_batch_whatever_the_shard():
     images, _ = synthetic_digits(12, seed=2)
     x = torch.from_numpy(images).unsqueeze(1)

@@ -4,6 +4,7 @@ a batch is an index into it, with no per-sample Python in the training loop."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,11 @@ class ArraySource:
         """Keras' ``fit(x, y, validation_data=(xv, yv))``: images (N, H, W), (N, H, W, C) or (N, C, H, W) as
         uint8 0..255 or floats in 0..1, labels as integers."""
         train = as_array_dataset(x, y, classes)
+        if classes is None and isinstance(validation_data, tuple):
+            # Keras reads labels 0..K-1 whichever of them a slice holds: the classes of both, not of x alone
+            val = as_validation_dataset(validation_data, None)
+            names = max(train.classes, val.classes, key=len)
+            return cls(replace(train, classes=names), replace(val, classes=names))
         return cls(train, as_validation_dataset(validation_data, train.classes))
 
     @classmethod
@@ -186,15 +192,19 @@ def as_validation_dataset(validation_data, classes) -> ArrayDataset | None:
 def as_array_dataset(x, y, classes=None, what: str = "x", labels_what: str = "y"):
     """Images and labels in any of the layouts Keras users hold them in, as an ``ArrayDataset``; a message
     names the images as ``what`` and the labels as ``labels_what``."""
-    x = torch.tensor(np.asarray(x))  # a copy: the caller's array stays theirs
-    y = torch.tensor(np.asarray(y))
+    x, y = _numbers(x, what, "images"), _numbers(y, labels_what, "labels")
+    if len(x) == 0:
+        raise DataError(f"{what}: no images")
+    shape = tuple(y.shape)
     if y.ndim == 2 and y.shape[1] > 1 and len(y) == len(x):  # Keras' to_categorical: a row per image, one 1
         if not (((y == 0) | (y == 1)).all() and (y.sum(1) == 1).all()):
             raise DataError(f"{labels_what}: labels {tuple(y.shape)} are not one-hot rows: give class indices 0..K-1")
         if classes is None:
             classes = tuple(str(i) for i in range(y.shape[1]))
         y = y.argmax(1)
-    y = y.reshape(-1)
+    y = y.reshape(-1)  # (N,), (N, 1) or a row (1, N)
+    if len(x) != len(y):
+        raise DataError(f"{what} holds {len(x):,} images and {labels_what} labels of shape {shape}: one label an image")
     if x.ndim == 3:
         x = x.unsqueeze(1)
     if x.ndim != 4:
@@ -209,9 +219,22 @@ def as_array_dataset(x, y, classes=None, what: str = "x", labels_what: str = "y"
         x = (x * 255).round()
     elif x.min() < 0 or x.max() > 255:
         raise DataError(f"{what}: integer images must lie in 0..255")
-    if y.is_floating_point() or y.min() < 0:
-        raise DataError(f"{labels_what}: labels must be class indices 0..K-1")
+    if y.is_floating_point() and (y != y.round()).any():  # 3.0 is class 3, as Keras reads it
+        raise DataError(f"{labels_what}: labels must be class indices 0..K-1, got {y[y != y.round()][0].item():g}")
+    if y.min() < 0:
+        raise DataError(f"{labels_what}: labels must be class indices 0..K-1, got {int(y.min())}")
     classes = tuple(classes) if classes is not None else tuple(str(i) for i in range(int(y.max()) + 1))
     if int(y.max()) >= len(classes):
         raise DataError(f"{labels_what}: label {int(y.max())} but only {len(classes)} classes")
     return ArrayDataset(x.to(torch.uint8).contiguous(), y.long(), classes, name=what)
+
+
+def _numbers(values, what: str, kind: str) -> torch.Tensor:
+    """``values`` as a tensor (a copy: the caller's array stays theirs), or one line saying why they are not numbers."""
+    try:
+        array = np.asarray(values)
+    except ValueError as e:  # a ragged list
+        raise DataError(f"{what}: {kind} of different shapes ({e})") from None
+    if array.dtype.kind not in "iuf" or array.ndim == 0:
+        raise DataError(f"{what}: {kind} must be an array of numbers, got {type(values).__name__} of {array.dtype}")
+    return torch.tensor(array)

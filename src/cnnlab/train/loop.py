@@ -61,6 +61,8 @@ def as_source(data, validation_data=None, val_split: float = 0.0, seed: int = 0)
     for given, name in ((data, "data"), (validation_data, "validation_data")):
         if isinstance(given, tuple) and len(given) != 2:
             raise UsageError(f"fit(): {name} as arrays is (x, y), images and labels; got a tuple of {len(given)}")
+    if isinstance(data, tuple) and not val_split:
+        return ArraySource.from_arrays(*data, validation_data)
     if isinstance(data, tuple):
         train = as_array_dataset(*data)
     elif isinstance(data, ArrayDataset):
