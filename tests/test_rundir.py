@@ -469,17 +469,19 @@ def test_an_output_over_another_runs_files_is_refused(folder_run, run_copy, tmp_
     """Only the run being read was protected: a submission written as another run's predictions.csv, or a report
     page over another run's report.html, replaced that run's file without a word."""
     test1 = write_pictures(tmp_path / "test1", ["1.png", "2.png"])
-    before = (run_copy / "predictions.csv").read_bytes()
+    before = [(run_copy / name).read_bytes() for name in ("predictions.csv", "curves.png")]
     (run_copy / "eval-x_y").mkdir()
     (run_copy / "eval-x_y" / "report.txt").write_text("an evaluation's report")  # named as its run's file
     for args in (
         ["predict", str(folder_run), "--kaggle", str(test1), "-o", str(run_copy / "predictions.csv")],
         ["report", str(folder_run), "-o", str(run_copy / "report.html")],
         ["explain", str(folder_run), str(test1 / "1.png"), "-o", str(run_copy / "eval-x_y" / "mistakes.png")],
+        ["compute", "--chart", str(run_copy / "curves.png")],  # commands that read no run: any run's files too
+        ["augment-preview", str(test1 / "1.png"), "-o", str(run_copy / "augment_preview.png")],
     ):
         assert main(args) == 2, args
         assert f"is a file of the run {run_copy} (" in capsys.readouterr().err
-    assert (run_copy / "predictions.csv").read_bytes() == before
+    assert [(run_copy / name).read_bytes() for name in ("predictions.csv", "curves.png")] == before
     # A folder with a settings file (--config FILE.json) is no run: a page or a picture may be written there
     (tmp_path / "config.json").write_text("{}")
     assert main(["filters", str(folder_run), "-o", str(tmp_path / "filters.png")]) == 0

@@ -307,6 +307,12 @@ class RunDir:
         return record
 
 
+def check_output_of_no_run(output: str | Path, option: str = "-o") -> None:
+    """``RunDir.check_output`` for a command that reads no run (a chart, an augmentation preview): a file that any
+    run needs is refused all the same (a RunDir of the output itself is no run above it)."""
+    RunDir(output).check_output(output, option)
+
+
 def first_reached(curve, target: float) -> tuple[int, float] | None:
     """(epoch, seconds) of the first (epoch, seconds until its end, accuracy) in ``curve`` that reached ``target``.
     Accuracies come as float32 (2,208 of 2,300 is stored as 0.95999998): within float32's rounding is reached."""
