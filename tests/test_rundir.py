@@ -514,3 +514,20 @@ def test_a_pattern_run_from_before_format_3_resumes_and_evaluates_as_the_network
         assert info["options"]["same_padding"] == "centred" and info["options"]["N"] == 2
         assert info["format_version"] == FORMAT_VERSION
         torch.testing.assert_close(RunDir(runs / "old").load_model()[0](x), before, rtol=0, atol=0)
+
+
+def test_a_run_trained_on_a_relative_folder_evaluates_and_resumes_from_anywhere(tmp_path, monkeypatch, capsys):
+    """config.json kept --data as typed ('pets'): from another folder, evaluate and --resume failed ('pets: no such
+    folder') or, worse, read another folder of that name there. A new run records its folders as absolute paths."""
+    write_pictures(tmp_path / "here" / "pets", [f"{a}.{i}.png" for a in ("cat", "dog") for i in range(8)])
+    write_pictures(tmp_path / "elsewhere" / "pets", [f"{a}.{i}.png" for a in ("cat", "dog") for i in range(3)], 1)
+    monkeypatch.chdir(tmp_path / "here")
+    args = ["train", "lenet5", "--data", "pets", "--out-dir", "runs", "--name", "r", "--image-size", "32"]
+    args += ["--crop", "28", "--epochs", "1", "--batch-size", "4", "--no-progress", "--cache-dir", "cache"]
+    assert main(args) == 0
+    config = json.loads((tmp_path / "here" / "runs" / "r" / "config.json").read_text())
+    assert config["data"] == str(tmp_path / "here" / "pets") and config["cache_dir"] == str(tmp_path / "here" / "cache")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "here" / "runs" / "r")]) == 0
+    assert f"{tmp_path / 'here' / 'pets'}: 16 images" in capsys.readouterr().out  # the run's folder, not the 6 here

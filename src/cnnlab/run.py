@@ -53,6 +53,9 @@ def claim_run_dir(cfg: TrainConfig, run_dir: Path | None, resume: bool, rt: Runt
     return Path(run_dir), resume
 
 
+FOLDERS = ("data", "val_dir", "data_dir", "cache_dir")  # the settings that name a folder the run reads
+
+
 def elastic_marker(cfg: TrainConfig) -> Path | None:
     run_id = os.environ.get("TORCHELASTIC_RUN_ID")
     if not run_id or "RANK" not in os.environ:
@@ -88,6 +91,8 @@ def train_run(
     compare_without: bool = False,
 ) -> RunResult:
     """Train as ``cfg`` says and leave a complete run directory; ``resume`` continues ``run_dir``."""
+    if not resume:  # config.json is read again from anywhere (evaluate, --resume): its folders as absolute paths
+        cfg = cfg.updated(**{key: os.path.abspath(getattr(cfg, key)) for key in FOLDERS if getattr(cfg, key)})
     rt = Runtime(cfg.device, cfg.precision, cfg.threads, cfg.timeout)
     if not rt.is_main:
         echo = rt.print  # prints on rank 0 only: here, nothing
