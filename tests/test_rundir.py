@@ -531,3 +531,12 @@ def test_a_run_trained_on_a_relative_folder_evaluates_and_resumes_from_anywhere(
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "here" / "runs" / "r")]) == 0
     assert f"{tmp_path / 'here' / 'pets'}: 16 images" in capsys.readouterr().out  # the run's folder, not the 6 here
+
+
+def test_resuming_a_run_that_is_still_training_says_so(run_copy, capsys):
+    """Before its first checkpoint, a run being trained answered --resume with 'no checkpoint to resume from' and
+    advice to train it again with --overwrite, which then failed on the lock."""
+    shutil.rmtree(run_copy / "checkpoints")
+    with RunDir(run_copy).lock():  # as the training process holds it
+        assert main(["train", "--resume", str(run_copy)]) == 2
+    assert f"another training process (pid {os.getpid()}) is writing to this run" in capsys.readouterr().err
