@@ -412,3 +412,13 @@ def test_cval_without_constant_fill_is_refused_naming_both():
     # a run recorded before the rule still reads (resume, evaluate, predict)
     recorded = TrainConfig.from_dict({"model": "lenet5", "augment": {"rotation_range": 10, "cval": 3.0}}, "config.json")
     assert recorded.augment["cval"] == 3.0
+
+
+def test_numpy_numbers_are_numbers_as_in_keras():
+    """np.int64(2) (y.max() + 1, say) was 'np.int64(2) (a number); expected a whole number'; a numpy bool or
+    float is its Python value too, and a numpy text is still not a number."""
+    cfg = TrainConfig(epochs=np.int64(2), batch_size=np.int32(32), lr=np.float32(0.5), nesterov=np.bool_(False))
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.nesterov) == (2, 32, 0.5, False)
+    assert type(cfg.epochs) is int and TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ConfigError, match="epochs"):
+        TrainConfig(epochs=np.str_("2"))

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from annotated_types import Ge, Gt, Le, Lt, MinLen
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
@@ -120,6 +121,7 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(**STRICT, protected_namespaces=())
 
     def __init__(self, _source: Namer | None = None, /, **values):
+        values = {k: v.item() if isinstance(v, np.generic) else v for k, v in values.items()}  # np.int64(2) is 2
         try:
             super().__init__(**values)
         except ValidationError as e:
