@@ -540,3 +540,11 @@ def test_resuming_a_run_that_is_still_training_says_so(run_copy, capsys):
     with RunDir(run_copy).lock():  # as the training process holds it
         assert main(["train", "--resume", str(run_copy)]) == 2
     assert f"another training process (pid {os.getpid()}) is writing to this run" in capsys.readouterr().err
+
+
+def test_a_finished_run_without_its_last_weights_points_to_its_best(run_copy, capsys):
+    """A finished run whose last.safetensors was deleted was told it had 'no weights yet (has the run finished an
+    epoch?)' by every command, with its best weights beside it."""
+    (run_copy / "weights" / "last.safetensors").unlink()
+    assert main(["filters", str(run_copy), "-o", str(run_copy.parent / "f.png")]) == 2
+    assert "last.safetensors: missing (the run has its best weights: --weights best)" in capsys.readouterr().err

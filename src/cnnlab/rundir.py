@@ -272,7 +272,10 @@ class RunDir:
             raise RunError(f"{self.path / 'model.json'}: damaged: {len(info['classes'])} classes for {outputs} outputs")
         path = self.weights(weights)
         if not path.exists():
-            raise RunError(f"{path}: no weights yet (has the run finished an epoch?)")
+            other = next((w for w in WEIGHTS if self.weights(w).exists()), None)
+            if other is None:
+                raise RunError(f"{path}: no weights yet (has the run finished an epoch?)")
+            raise RunError(f"{path}: missing (the run has its {other} weights: --weights {other})")
         load_weights_into(model, path)
         model.cnnlab_input_norm = InputNorm.from_dict(info["input_norm"])
         return model.eval(), info
