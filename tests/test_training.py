@@ -57,8 +57,10 @@ def test_keras_style_callback_sees_every_hook_in_order(synthetic_dataset):
         def on_epoch_end(self, epoch, logs=None):
             assert {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"} <= set(logs)
             self.events.append(f"epoch_end {epoch}")
+            self.last_epoch_logs = dict(logs)
 
         def on_train_end(self, logs=None):
+            assert logs == self.last_epoch_logs  # Keras' fit ends with the last epoch's logs
             self.events.append("train_end")
 
     rec = Recorder()

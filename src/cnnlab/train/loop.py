@@ -323,7 +323,8 @@ def fit(
     if skipped:
         total = len(state.history.epoch) * plan.steps_per_epoch
         rt.print(f"{skipped} of {total} steps had a non-finite loss and were skipped (--nonfinite skip)")
-    state.callbacks.on_train_end({"history": state.history.history})
+    last_epoch = {key: values[-1] for key, values in state.history.history.items() if values}
+    state.callbacks.on_train_end(last_epoch or None)  # as Keras' fit: the last epoch's logs
     state.history.params, state.history.model = params, state.model
     return state.history
 
