@@ -155,11 +155,14 @@ def test_keras_style_labels_and_what_is_not_an_array_of_images():
     source = ArraySource.from_arrays(images[without_top], labels[without_top], (images, labels))
     assert source.classes == tuple(str(i) for i in range(labels.max() + 1))
     assert source.splits["val"].classes == source.classes
+    assert ArraySource.from_arrays(images, labels % 2 == 1).classes == ("0", "1")  # booleans: two classes
     for x, y, message in [
         (images[:0], labels[:0], "x: no images"),
         (None, labels, "x: images must be an array of numbers, got NoneType"),
         (images, labels.astype(str), "y: labels must be an array of numbers"),
         (images, labels + 0.5, "y: labels must be class indices 0..K-1, got"),
+        (images, np.where(labels == 0, np.inf, labels), "y: labels must be class indices 0..K-1, got inf"),
+        (np.repeat(images, 10, axis=0), np.eye(10)[labels], "x holds 200 images and y labels of shape (20, 10)"),
         (images[:10], np.eye(10)[labels], "x holds 10 images and y labels of shape (20, 10)"),
         ([images[0], images[0][:5]], labels[:2], "x: images of different shapes"),
     ]:

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -531,6 +532,11 @@ def test_a_run_trained_on_a_relative_folder_evaluates_and_resumes_from_anywhere(
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "here" / "runs" / "r")]) == 0
     assert f"{tmp_path / 'here' / 'pets'}: 16 images" in capsys.readouterr().out  # the run's folder, not the 6 here
+    run = str(tmp_path / "here" / "runs" / "r")
+    assert main(["train", "--resume", run, "--cache-dir", "cache2", "--no-progress"]) == 0  # a resume from here too
+    assert json.loads(Path(run, "config.json").read_text())["cache_dir"] == str(tmp_path / "elsewhere" / "cache2")
+    monkeypatch.chdir(tmp_path / "here")
+    assert main(["train", "--resume", run, "--data", "pets", "--no-progress"]) == 0  # the same folder as typed first
 
 
 def test_resuming_a_run_that_is_still_training_says_so(run_copy, capsys):

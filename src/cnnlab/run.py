@@ -25,7 +25,7 @@ from .evaluation.plots import plot_comparison, plot_history
 from .inference import evaluate_source, write_evaluation
 from .models import create_model, get_model_entry
 from .rundir import RunDir
-from .runs import new_run_dir
+from .runs import FOLDERS, new_run_dir
 from .summary import summary
 from .train import Runtime, TrainConfig, fit, run_directory_callbacks
 from .train.checks import check_fits_source, check_model_fits_source
@@ -51,9 +51,6 @@ def claim_run_dir(cfg: TrainConfig, run_dir: Path | None, resume: bool, rt: Runt
         decision = (str(run_dir), resume)
     run_dir, resume = rt.broadcast_object(decision)
     return Path(run_dir), resume
-
-
-FOLDERS = ("data", "val_dir", "data_dir", "cache_dir")  # the settings that name a folder the run reads
 
 
 def elastic_marker(cfg: TrainConfig) -> Path | None:
@@ -91,8 +88,9 @@ def train_run(
     compare_without: bool = False,
 ) -> RunResult:
     """Train as ``cfg`` says and leave a complete run directory; ``resume`` continues ``run_dir``."""
-    if not resume:  # config.json is read again from anywhere (evaluate, --resume): its folders as absolute paths
-        cfg = cfg.updated(**{key: os.path.abspath(getattr(cfg, key)) for key in FOLDERS if getattr(cfg, key)})
+    # config.json is read again from anywhere (evaluate, --resume): its folders as absolute paths (an older run's
+    # relative ones as this resume reads them)
+    cfg = cfg.updated(**{key: os.path.abspath(getattr(cfg, key)) for key in FOLDERS if getattr(cfg, key)})
     rt = Runtime(cfg.device, cfg.precision, cfg.threads, cfg.timeout)
     if not rt.is_main:
         echo = rt.print  # prints on rank 0 only: here, nothing

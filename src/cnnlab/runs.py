@@ -108,6 +108,9 @@ def new_run_dir(cfg: TrainConfig) -> Path:
 
 # What a resume may change: where the files are and how fast it runs (the module's docstring says the rest).
 RESUME_MAY_CHANGE = ("progress", "threads", "device", "compile", "data_dir", "cache_dir")
+# The settings that name a folder the run reads: config.json keeps them absolute (run.train_run), so that a run is
+# read again from anywhere, and a resume's flag that names the same folder otherwise written is no change.
+FOLDERS = ("data", "val_dir", "data_dir", "cache_dir")
 
 
 def resume_config(run_dir: str | Path, flags: dict, model: str | None = None) -> TrainConfig:
@@ -120,6 +123,9 @@ def resume_config(run_dir: str | Path, flags: dict, model: str | None = None) ->
         raise RunError(f"{run_dir}: a run of {saved.model}, not {model}; resume it without naming a model")
     if "model_options" in given:
         given["model_options"] = {**saved.model_options, **given["model_options"]}
+    for key in set(FOLDERS) & given.keys():
+        if getattr(saved, key) and os.path.abspath(given[key]) == os.path.abspath(getattr(saved, key)):
+            given[key] = getattr(saved, key)
     if refused := sorted(k for k, v in given.items() if k not in RESUME_MAY_CHANGE and v != getattr(saved, k)):
         changes = ", ".join(f"{flag_name(k)} {given[k]!r} (the run has {getattr(saved, k)!r})" for k in refused)
         why = ""

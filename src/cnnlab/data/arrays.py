@@ -192,19 +192,19 @@ def as_validation_dataset(validation_data, classes) -> ArrayDataset | None:
 def as_array_dataset(x, y, classes=None, what: str = "x", labels_what: str = "y"):
     """Images and labels in any of the layouts Keras users hold them in, as an ``ArrayDataset``; a message
     names the images as ``what`` and the labels as ``labels_what``."""
-    x, y = _numbers(x, what, "images"), _numbers(y, labels_what, "labels")
+    x, y = _numbers(x, what, "images", "iuf"), _numbers(y, labels_what, "labels", "biuf")  # y % 2 == 1: two classes
     if len(x) == 0:
         raise DataError(f"{what}: no images")
-    shape = tuple(y.shape)
-    if y.ndim == 2 and y.shape[1] > 1 and len(y) == len(x):  # Keras' to_categorical: a row per image, one 1
+    one_hot = y.ndim == 2 and min(y.shape) > 1  # Keras' to_categorical: a row per image, one 1
+    if len(x) != (len(y) if one_hot else y.numel()):  # labels (N,), (N, 1) or a row (1, N)
+        raise DataError(f"{what} holds {len(x):,} images and {labels_what} labels of shape {tuple(y.shape)}")
+    if one_hot:
         if not (((y == 0) | (y == 1)).all() and (y.sum(1) == 1).all()):
             raise DataError(f"{labels_what}: labels {tuple(y.shape)} are not one-hot rows: give class indices 0..K-1")
         if classes is None:
             classes = tuple(str(i) for i in range(y.shape[1]))
         y = y.argmax(1)
-    y = y.reshape(-1)  # (N,), (N, 1) or a row (1, N)
-    if len(x) != len(y):
-        raise DataError(f"{what} holds {len(x):,} images and {labels_what} labels of shape {shape}: one label an image")
+    y = y.reshape(-1)
     if x.ndim == 3:
         x = x.unsqueeze(1)
     if x.ndim != 4:
@@ -219,8 +219,8 @@ def as_array_dataset(x, y, classes=None, what: str = "x", labels_what: str = "y"
         x = (x * 255).round()
     elif x.min() < 0 or x.max() > 255:
         raise DataError(f"{what}: integer images must lie in 0..255")
-    if y.is_floating_point() and (y != y.round()).any():  # 3.0 is class 3, as Keras reads it
-        raise DataError(f"{labels_what}: labels must be class indices 0..K-1, got {y[y != y.round()][0].item():g}")
+    if y.is_floating_point() and (odd := ~torch.isfinite(y) | (y != y.round())).any():  # 3.0 is class 3, as in Keras
+        raise DataError(f"{labels_what}: labels must be class indices 0..K-1, got {y[odd][0].item():g}")
     if y.min() < 0:
         raise DataError(f"{labels_what}: labels must be class indices 0..K-1, got {int(y.min())}")
     classes = tuple(classes) if classes is not None else tuple(str(i) for i in range(int(y.max()) + 1))
@@ -229,12 +229,12 @@ def as_array_dataset(x, y, classes=None, what: str = "x", labels_what: str = "y"
     return ArrayDataset(x.to(torch.uint8).contiguous(), y.long(), classes, name=what)
 
 
-def _numbers(values, what: str, kind: str) -> torch.Tensor:
+def _numbers(values, what: str, kind: str, dtype_kinds: str) -> torch.Tensor:
     """``values`` as a tensor (a copy: the caller's array stays theirs), or one line saying why they are not numbers."""
     try:
         array = np.asarray(values)
     except ValueError as e:  # a ragged list
         raise DataError(f"{what}: {kind} of different shapes ({e})") from None
-    if array.dtype.kind not in "iuf" or array.ndim == 0:
+    if array.dtype.kind not in dtype_kinds or array.ndim == 0:
         raise DataError(f"{what}: {kind} must be an array of numbers, got {type(values).__name__} of {array.dtype}")
     return torch.tensor(array)
