@@ -114,10 +114,19 @@ def lock_holder(run_dir: Path) -> str | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        return os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        return _pid_in(fd)
     finally:
         os.close(fd)
     return None
+
+
+def _pid_in(lock_fd: int) -> str:
+    return os.pread(lock_fd, 32, 0).decode(errors="replace").strip() or "?"
+
+
+def being_written(run_dir: Path, holder: str) -> RunError:
+    """The refusal of a run that another training process holds (``RunDir.lock``, ``lock_holder``)."""
+    return RunError(f"{run_dir}: another training process (pid {holder}) is writing to this run")
 
 
 class RunDir:
@@ -152,8 +161,7 @@ class RunDir:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-                raise RunError(f"{self.path}: another training process (pid {holder}) is writing to this run") from None
+                raise being_written(self.path, _pid_in(fd)) from None
             if writer:
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, str(os.getpid()).encode(), 0)

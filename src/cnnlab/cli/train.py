@@ -7,8 +7,8 @@ import argparse
 import os
 from pathlib import Path
 
-from ..errors import RunError, UsageError
-from ..rundir import lock_holder
+from ..errors import UsageError
+from ..rundir import being_written, lock_holder
 from ._settings import add_setting_arguments, given_settings
 from ._types import non_negative_int, positive_int
 
@@ -95,7 +95,7 @@ def _resume_settings(run_dir: Path, flags: dict, model: str | None):
     cfg = resume_config(run_dir, flags, model)
     cfg.validate("TrainConfig", {key: "flag" for key, value in flags.items() if value is not None})
     if int(os.environ.get("RANK", 0)) == 0 and (holder := lock_holder(run_dir)):  # not rank 0's own lock, taken later
-        raise RunError(f"{run_dir}: another training process (pid {holder}) is writing to this run")
+        raise being_written(run_dir, holder)
     if not list_checkpoints(run_dir):
         _, skipped = latest_checkpoint(run_dir)
         for line in skipped:
