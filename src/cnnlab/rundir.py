@@ -197,24 +197,8 @@ class RunDir:
         return self.write_json("model.json", {**info, "format_version": FORMAT_VERSION})
 
     def check_output(self, output: str | Path, option: str = "-o", allow: tuple[str, ...] = ()) -> None:
-        """Refuse an output path that would overwrite a file a run needs (its weights, checkpoints, config,
-        reports; of this run or any other), a folder, or a file in a folder that does not exist; anything else
-        (another name, an export, a file of this run named in ``allow``) may be written."""
-        target = Path(output).resolve()
-        if target.is_dir():
-            raise UsageError(f"{option} {output}: is a folder; give a file name")
-        if not Path(output).parent.is_dir():  # as written: x/../s.csv needs x
-            raise UsageError(f"{option} {output}: the folder {Path(output).parent} does not exist")
-        here = self.path.resolve()  # the innermost run above it: this one, or another with a config and a model
-        owner = next((p for p in target.parents if p == here or RunDir(p).has_settings()), None)
-        rel = target.relative_to(owner) if owner else Path()
-        top = rel.parts[0] if rel.parts else ""
-        own = top in OWN_FOLDERS or top.startswith((".", "eval-")) or (len(rel.parts) == 1 and top in OWN_FILES)
-        if own and (owner != here or str(rel) not in allow):
-            raise UsageError(
-                f"{option} {output}: is a file of the run {owner} ({rel}); writing it would destroy the run's "
-                "own data. Choose another name"
-            )
+        """``refuse_run_files`` for a command that reads this run: ``allow`` names files of it that it writes."""
+        refuse_run_files(output, option, self.path, allow)
 
     def write_report(self, output: str | Path | None = None) -> Path:
         """The run's page (``RUN/report.html`` unless ``output`` says otherwise), rendered from its files."""
@@ -318,10 +302,25 @@ class RunDir:
         return record
 
 
-def check_output_of_no_run(output: str | Path, option: str = "-o") -> None:
-    """``RunDir.check_output`` for a command that reads no run (a chart, an augmentation preview): a file that any
-    run needs is refused all the same (a RunDir of the output itself is no run above it)."""
-    RunDir(output).check_output(output, option)
+def refuse_run_files(output: str | Path, option: str = "-o", run: Path | None = None, allow=()) -> None:
+    """Refuse an output path that would overwrite a file a run needs (its weights, checkpoints, config,
+    reports; of ``run``, the run a command reads, or any other), a folder, or a file in a folder that does not
+    exist; anything else (another name, an export, a file of ``run`` named in ``allow``) may be written."""
+    target = Path(output).resolve()
+    if target.is_dir():
+        raise UsageError(f"{option} {output}: is a folder; give a file name")
+    if not Path(output).parent.is_dir():  # as written: x/../s.csv needs x
+        raise UsageError(f"{option} {output}: the folder {Path(output).parent} does not exist")
+    here = Path(run).resolve() if run is not None else None  # the innermost run above it: this one, or another
+    owner = next((p for p in target.parents if p == here or RunDir(p).has_settings()), None)
+    rel = target.relative_to(owner) if owner else Path()
+    top = rel.parts[0] if rel.parts else ""
+    own = top in OWN_FOLDERS or top.startswith((".", "eval-")) or (len(rel.parts) == 1 and top in OWN_FILES)
+    if own and (owner != here or str(rel) not in allow):
+        raise UsageError(
+            f"{option} {output}: is a file of the run {owner} ({rel}); writing it would destroy the run's "
+            "own data. Choose another name"
+        )
 
 
 def first_reached(curve, target: float) -> tuple[int, float] | None:

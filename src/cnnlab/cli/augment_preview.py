@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
-from ..rundir import check_output_of_no_run
+from ..rundir import refuse_run_files
 from ._settings import add_augment_arguments, augment_settings
 from ._types import png_path, positive_int, refuse_output_over_input
 
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.image and idle:
         raise UsageError(f"--{idle[0].replace('_', '-')} picks an image of a dataset; it does nothing with IMAGE")
     refuse_output_over_input(args.output, [args.image] if args.image else [])
-    check_output_of_no_run(args.output)  # not over a run's own augment_preview.png, say
+    refuse_run_files(args.output)  # not over a run's own augment_preview.png, say
     settings = augment_settings(args)
     if settings is None:
         aug = Augment.lesson()

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..errors import RunError, UsageError
-from ..rundir import check_output_of_no_run
+from ..rundir import refuse_run_files
 from ._model import add_model_arguments, build
 from ._types import png_path, positive_float, positive_int
 
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json and not args.model:
         raise UsageError("--json prints a model's numbers: name a model (the chart is a picture)")
     if args.chart:
-        check_output_of_no_run(args.chart, "--chart")  # not over a run's own curves.png, say
+        refuse_run_files(args.chart, "--chart")  # not over a run's own curves.png, say
     extra = []
     if args.model:
         model, input_size = build(args)
