@@ -124,8 +124,7 @@ def _pid_in(lock_fd: int) -> str:
     return os.pread(lock_fd, 32, 0).decode(errors="replace").strip() or "?"
 
 
-def being_written(run_dir: Path, holder: str) -> RunError:
-    """The refusal of a run that another training process holds (``RunDir.lock``, ``lock_holder``)."""
+def being_written(run_dir: Path, holder: str) -> RunError:  # the refusal of a run another process holds
     return RunError(f"{run_dir}: another training process (pid {holder}) is writing to this run")
 
 
@@ -436,9 +435,8 @@ class RunRecord:
 
     @property
     def data_label(self) -> str:
-        """'mnist', or an image folder's last two names ('dogs-vs-cats-small/train'), as training named it in
-        model.json (``data.folders.folder_label``); a run of format 1 named every folder "folder", and then the
-        path in config.json stands in, as written (resolved here, '.' would name the reader's folder)."""
+        """'mnist', or an image folder's last two names as training named it (model.json); a format 1 run's
+        model.json says "folder": then config.json's path, as written ('.' resolved here names the reader's)."""
         config, model = self.config or {}, self.model or {}
         if model.get("dataset") not in (None, "folder"):
             return model["dataset"]
