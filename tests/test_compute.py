@@ -66,3 +66,23 @@ def test_device_peak_is_the_datasheet_number_of_the_card_by_name(monkeypatch, na
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
     assert device_peak(torch.device("cuda"), precision) == peak
     assert device_peak(torch.device("cpu"), precision) is None
+
+
+def test_the_names_of_runs_of_similar_compute_do_not_overlap_on_the_chart(monkeypatch, tmp_path):
+    """Runs of one model on one dataset stand at the same point: each name must still be readable, inside the picture."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from cnnlab.analysis.compute import chart
+
+    drawn = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *args, **kwargs: drawn.append(fig))
+    runs = [(f"lenet5-mnist-{i}", 2026.9, 2e-9 * (1 + i / 20)) for i in range(3)] + [("alexnet_bn-cats", 2026.9, 3e-5)]
+    chart(tmp_path / "eras.png", runs)
+    fig = drawn[0]
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    names = [t for t in fig.axes[0].texts if t.get_text() in {name for name, _, _ in runs}]
+    boxes = [t.get_window_extent(renderer) for t in names]
+    assert len(boxes) == len(runs)
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    assert all(fig.bbox.contains(b.x0, b.y0) and fig.bbox.contains(b.x1, b.y1) for b in boxes)
