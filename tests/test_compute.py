@@ -69,7 +69,7 @@ def test_device_peak_is_the_datasheet_number_of_the_card_by_name(monkeypatch, na
 
 
 def test_the_names_of_runs_of_similar_compute_do_not_overlap_on_the_chart(monkeypatch, tmp_path):
-    """Runs of one model on one dataset stand at the same point: each name must still be readable, inside the picture."""
+    """Runs of one model on one dataset stand at one point: each name must still be readable, inside the picture."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

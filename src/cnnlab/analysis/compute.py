@@ -122,7 +122,7 @@ def chart(path, extra: list[tuple[str, float, float]] = (), title: str = "Two er
         dy = dy + 12 if below is not None and np.log10(y / below) < 0.4 else 4
         below = y
         ax.scatter([x], [y], color="tab:green", marker="*", s=140, zorder=4)
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(-8, dy), fontsize=8, color="tab:green", ha="right")
+        ax.annotate(label, (x, y), (-8, dy), textcoords="offset points", fontsize=8, color="tab:green", ha="right")
     ax.set(yscale="log", xlabel="year", ylabel="training compute (petaflop/s-days)", title=title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="upper left")
