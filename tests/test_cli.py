@@ -183,6 +183,29 @@ def test_predict_classifies_image_files_of_any_size_and_colour(trained_run, tmp_
     assert lines[0].split(": ")[1].startswith("3 ") and lines[1].split(": ")[1].startswith("7 ")
 
 
+def test_options_go_anywhere_among_a_commands_files_and_a_double_dash_ends_them(
+    trained_run, tmp_path, capsys, monkeypatch
+):
+    """`predict RUN --top 2 IMAGE`, an option among explain's images or report's runs: each was refused as
+    "unrecognized arguments" after a variadic positional; an option goes anywhere, as in any Unix tool, and `--`
+    still makes the words after it files (here an image named like an option)."""
+    run_dir, _ = trained_run
+    digit = np.zeros((28, 28), np.uint8)
+    digit[14:17, 4:24] = 230
+    for name in ("a.png", "-b.png"):
+        Image.fromarray(digit).save(tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(capsys, "predict", run_dir, "--top", "2", "a.png", "--", "-b.png")
+    assert code == 0, err
+    assert [line.split(": ")[0] for line in out.splitlines()] == ["a.png", "-b.png"]
+    assert all(len(line.split(": ")[1].split(", ")) == 2 for line in out.splitlines()), out
+    code, out, err = run_main(capsys, "explain", run_dir, "a.png", "--method", "gradcam", "a.png", "-o", "x.png")
+    assert code == 0 and (tmp_path / "x.png").is_file(), err
+    shutil.copytree(run_dir, tmp_path / "again")
+    code, out, err = run_main(capsys, "report", run_dir, "-o", "both.html", "again")
+    assert code == 0 and (tmp_path / "both.html").is_file(), err
+
+
 def test_the_installed_command_runs_a_dry_run(synthetic_mnist_dir, tmp_path):
     """The one case that needs a process: the console script and python -m cnnlab, end to end."""
     ok = subprocess.run(
