@@ -274,6 +274,34 @@ def test_a_run_goes_on_the_compute_chart(trained_run, tmp_path, capsys):
     assert chart.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_compute_run_says_why_a_run_has_no_compute_to_chart(trained_run, tmp_path, capsys):
+    """--run on a folder that is not a run, or a run without compute.json, said only "compute.json: file not
+    found"; now RunDir's words for the folder, or why the file is not there: training writes it as it ends."""
+    run_dir, _ = trained_run
+    (tmp_path / "empty").mkdir()
+    older, unfinished, damaged = tmp_path / "older", tmp_path / "unfinished", tmp_path / "damaged"
+    for copy in (older, unfinished, damaged):
+        shutil.copytree(run_dir, copy)
+        (copy / "compute.json").unlink()
+    (damaged / "compute.json").write_text("{")
+    for name in ("report.json", "report.txt"):  # evaluated is finished: this one stopped in its second epoch
+        (unfinished / name).unlink()
+    metrics = (unfinished / "metrics.csv").read_text().splitlines()
+    (unfinished / "metrics.csv").write_text("\n".join(metrics[:2]) + "\n")
+    expected = {
+        tmp_path / "nowhere": "nowhere: no such run directory",
+        tmp_path / "empty": "empty: not a cnnlab run directory (none of config.json",
+        older: "older/compute.json: missing (a run finished by a cnnlab older than compute.json",
+        unfinished: "unfinished/compute.json: not written yet: training writes it as it ends, and this run is "
+        "unfinished (1 of 2 epochs)",
+        damaged: "damaged/compute.json: could not be read (JSONDecodeError",
+    }
+    for run, message in expected.items():
+        code, _, err = run_main(capsys, "compute", "--chart", tmp_path / "c.png", "--run", run)
+        assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "c.png").exists()
+
+
 def test_a_warning_of_cnnlabs_is_one_line_and_a_librarys_keeps_pythons_format(tmp_path, capsys, monkeypatch):
     """--shear-range 0.2 (the lesson's value, read in degrees as Keras >= 2.3 reads it) warns. On the command line
     that is one line, not Python's file:line report with a line of cnnlab's source; a warning raised by another
