@@ -222,6 +222,18 @@ def test_the_installed_command_runs_a_dry_run(synthetic_mnist_dir, tmp_path):
     assert compute["train_images"] == 2 * 128  # (eval_images: the whole validation split here, under 2 x 500)
 
 
+def test_runs_and_the_run_page_show_a_dry_run_as_a_dry_run(synthetic_mnist_dir, tmp_path, capsys):
+    """A --dry-run of --epochs 3 trains two batches of one epoch: `cnnlab runs` and its page said "1/3" epochs,
+    as if a third of the run were done; they say "dry run"."""
+    train = ["train", "lenet5", "--data-dir", synthetic_mnist_dir, "--out-dir", tmp_path, "--name", "dry"]
+    assert run_main(capsys, *train, "--dry-run", "--epochs", "3", "--no-progress", "--no-sample")[0] == 0
+    code, out, err = run_main(capsys, "runs", tmp_path)
+    assert code == 0, err
+    header, _, row = out.splitlines()
+    assert row[header.index("epochs") :].startswith("dry run "), out
+    assert "<span>epochs</span><b>dry run</b>" in (tmp_path / "dry" / "report.html").read_text()
+
+
 def test_a_reader_that_closes_the_pipe_ends_the_command_quietly():
     """`cnnlab summary alexnet_bn | head -1`: the reader leaves early; exit 141 (128 + SIGPIPE), as a shell
     reports it, and no traceback (it was one, as an internal error)."""
