@@ -183,6 +183,29 @@ def test_predict_classifies_image_files_of_any_size_and_colour(trained_run, tmp_
     assert lines[0].split(": ")[1].startswith("3 ") and lines[1].split(": ")[1].startswith("7 ")
 
 
+def test_options_go_anywhere_among_a_commands_files_and_a_double_dash_ends_them(
+    trained_run, tmp_path, capsys, monkeypatch
+):
+    """`predict RUN --top 2 IMAGE`, an option among explain's images or report's runs: each was refused as
+    "unrecognized arguments" after a variadic positional; an option goes anywhere, as in any Unix tool, and `--`
+    still makes the words after it files (here an image named like an option)."""
+    run_dir, _ = trained_run
+    digit = np.zeros((28, 28), np.uint8)
+    digit[14:17, 4:24] = 230
+    for name in ("a.png", "-b.png"):
+        Image.fromarray(digit).save(tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(capsys, "predict", run_dir, "--top", "2", "a.png", "--", "-b.png")
+    assert code == 0, err
+    assert [line.split(": ")[0] for line in out.splitlines()] == ["a.png", "-b.png"]
+    assert all(len(line.split(": ")[1].split(", ")) == 2 for line in out.splitlines()), out
+    code, out, err = run_main(capsys, "explain", run_dir, "a.png", "--method", "gradcam", "a.png", "-o", "x.png")
+    assert code == 0 and (tmp_path / "x.png").is_file(), err
+    shutil.copytree(run_dir, tmp_path / "again")
+    code, out, err = run_main(capsys, "report", run_dir, "-o", "both.html", "again")
+    assert code == 0 and (tmp_path / "both.html").is_file(), err
+
+
 def test_the_installed_command_runs_a_dry_run(synthetic_mnist_dir, tmp_path):
     """The one case that needs a process: the console script and python -m cnnlab, end to end."""
     ok = subprocess.run(
@@ -197,6 +220,18 @@ def test_the_installed_command_runs_a_dry_run(synthetic_mnist_dir, tmp_path):
     (run,) = [p for p in tmp_path.iterdir() if (p / "compute.json").is_file()]
     compute = json.loads((run / "compute.json").read_text())  # what the dry run did, not a whole epoch's worth
     assert compute["train_images"] == 2 * 128  # (eval_images: the whole validation split here, under 2 x 500)
+
+
+def test_runs_and_the_run_page_show_a_dry_run_as_a_dry_run(synthetic_mnist_dir, tmp_path, capsys):
+    """A --dry-run of --epochs 3 trains two batches of one epoch: `cnnlab runs` and its page said "1/3" epochs,
+    as if a third of the run were done; they say "dry run"."""
+    train = ["train", "lenet5", "--data-dir", synthetic_mnist_dir, "--out-dir", tmp_path, "--name", "dry"]
+    assert run_main(capsys, *train, "--dry-run", "--epochs", "3", "--no-progress", "--no-sample")[0] == 0
+    code, out, err = run_main(capsys, "runs", tmp_path)
+    assert code == 0, err
+    header, _, row = out.splitlines()
+    assert row[header.index("epochs") :].startswith("dry run "), out
+    assert "<span>epochs</span><b>dry run</b>" in (tmp_path / "dry" / "report.html").read_text()
 
 
 def test_a_reader_that_closes_the_pipe_ends_the_command_quietly():
@@ -249,6 +284,34 @@ def test_a_run_goes_on_the_compute_chart(trained_run, tmp_path, capsys):
     chart = tmp_path / "eras.png"
     assert main(["compute", "--chart", str(chart), "--run", str(run_dir)]) == 0
     assert chart.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compute_run_says_why_a_run_has_no_compute_to_chart(trained_run, tmp_path, capsys):
+    """--run on a folder that is not a run, or a run without compute.json, said only "compute.json: file not
+    found"; now RunDir's words for the folder, or why the file is not there: training writes it as it ends."""
+    run_dir, _ = trained_run
+    (tmp_path / "empty").mkdir()
+    older, unfinished, damaged = tmp_path / "older", tmp_path / "unfinished", tmp_path / "damaged"
+    for copy in (older, unfinished, damaged):
+        shutil.copytree(run_dir, copy)
+        (copy / "compute.json").unlink()
+    (damaged / "compute.json").write_text("{")
+    for name in ("report.json", "report.txt"):  # evaluated is finished: this one stopped in its second epoch
+        (unfinished / name).unlink()
+    metrics = (unfinished / "metrics.csv").read_text().splitlines()
+    (unfinished / "metrics.csv").write_text("\n".join(metrics[:2]) + "\n")
+    expected = {
+        tmp_path / "nowhere": "nowhere: no such run directory",
+        tmp_path / "empty": "empty: not a cnnlab run directory (none of config.json",
+        older: "older/compute.json: missing (a run finished by a cnnlab older than compute.json",
+        unfinished: "unfinished/compute.json: not written yet: training writes it as it ends, and this run is "
+        "unfinished (1 of 2 epochs)",
+        damaged: "damaged/compute.json: could not be read (JSONDecodeError",
+    }
+    for run, message in expected.items():
+        code, _, err = run_main(capsys, "compute", "--chart", tmp_path / "c.png", "--run", run)
+        assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "c.png").exists()
 
 
 def test_a_warning_of_cnnlabs_is_one_line_and_a_librarys_keeps_pythons_format(tmp_path, capsys, monkeypatch):

@@ -337,6 +337,19 @@ def test_a_class_folder_counts_its_images_at_any_depth_as_keras_does(tmp_path):
     assert listing.ignored == ["README.txt", "cat/notes.txt", "empty/"]
 
 
+def test_a_broken_link_is_left_out_as_a_broken_link_naming_its_target(tmp_path):
+    """A link whose target was moved was left out as "not an image of the layout" (.jpg 1), as if the file were
+    of the wrong kind; the note says that it is a broken link, and where it pointed."""
+    for name in ("cat", "dog"):
+        save(tmp_path / name / "0.png")
+    gone = tmp_path.parent / "moved-away" / "1.jpg"
+    (tmp_path / "cat" / "1.jpg").symlink_to(gone)
+    listing = scan_folder(tmp_path)
+    assert len(listing.files) == 2 and listing.ignored == [f"cat/1.jpg (a broken link to {gone})"]
+    note = listing.ignored_note()
+    assert "(broken link 1; images are" in note and note.endswith(f": cat/1.jpg (a broken link to {gone})"), note
+
+
 def test_loose_images_beside_class_folders_are_refused_naming_both(tmp_path):
     for name in ("cat", "dog"):
         for i in range(2):

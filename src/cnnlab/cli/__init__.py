@@ -55,10 +55,26 @@ COMMANDS = (
 )
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser: options go anywhere, as in any Unix tool, also after a positional before a variadic
+    one (``predict RUN --top 2 IMAGE``), which plain argparse leaves unrecognized; ``--`` still ends options."""
+
+    intermixing = False  # older Pythons' intermixed parsing calls parse_known_args itself, twice
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self.intermixing:
+            return super().parse_known_args(args, namespace)
+        self.intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self.intermixing = False
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnlab", description="Classic CNNs (LeNet-5, AlexNet) in PyTorch.")
     parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
     for command in COMMANDS:
         command.add_arguments(sub.add_parser(command.NAME, help=command.HELP))
     return parser

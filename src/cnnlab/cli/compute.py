@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from ..errors import RunError, UsageError
-from ..rundir import refuse_run_files
+from ..rundir import RunDir, refuse_run_files
 from ._model import add_model_arguments, build
 from ._types import png_path, positive_float, positive_int
 
@@ -31,7 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..analysis.compute import PFS_DAY, chart, compute_report, year_now
-    from ..checkpoint import read_json
 
     if (args.images is None) != (args.epochs is None):
         given, missing = ("--images", "--epochs") if args.epochs is None else ("--epochs", "--images")
@@ -55,14 +53,25 @@ def run(args: argparse.Namespace) -> int:
             label = f"{args.model} ({args.epochs:g} x {args.images:,})"
             extra.append((label, year_now(), report.run_pfs_days(args.images, args.epochs)))
     for run_dir in args.run:
-        measured = read_json(Path(run_dir) / "compute.json")
-        if not isinstance(measured, dict) or not isinstance(measured.get("train_flops"), (int, float)):
-            raise RunError(f"{Path(run_dir) / 'compute.json'}: damaged (no train_flops)")
-        extra.append((Path(run_dir).name, measured.get("year", year_now()), measured["train_flops"] / PFS_DAY))
+        record = RunDir(run_dir).record()  # RunDir's words for a folder that is not there or is not a run
+        measured = record.compute or {}
+        if not isinstance(measured.get("train_flops"), (int, float)):
+            raise RunError(f"{record.path / 'compute.json'}: {_no_train_flops(record)}")
+        extra.append((record.name, measured.get("year", year_now()), measured["train_flops"] / PFS_DAY))
     if args.chart:
         chart(args.chart, extra)
         print(f"wrote {args.chart}")
     return 0
+
+
+def _no_train_flops(record) -> str:
+    """Why a run gives no training compute: its compute.json is damaged, or not written (training writes it as
+    it ends)."""
+    if record.compute is not None or "compute.json" in record.problems:
+        return record.problems.get("compute.json", "damaged (no train_flops)")
+    if (state := record.status()).startswith("finished"):
+        return "missing (a run finished by a cnnlab older than compute.json, or the file was removed)"
+    return f"not written yet: training writes it as it ends, and this run is {state}"
 
 
 def _json(report, args) -> str:

@@ -7,12 +7,13 @@ before the first dot) and the usual class-per-subfolder one (``train/cat/xyz.jpg
 A class folder's images count at any depth, as in Keras' ``flow_from_directory``; a folder of loose images
 beside class subfolders is refused as ambiguous. A file is decoded by images.py, then resized aspect-aware: the
 shorter side to the target, then a centre crop. Anything in the folder that is not an image of its layout (other
-files, empty class folders, folders without images beside Kaggle's names) is left out by name
+files, broken links, empty class folders, folders without images beside Kaggle's names) is left out by name
 (``FolderListing.ignored``), and said so in the run's notes; never silently.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from ..errors import DataError
 from .images import open_image, to_rgb
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+BROKEN_LINK = " (a broken link to "  # how an ignored name says that it names a link to nothing
 
 
 class FolderError(DataError):
@@ -44,13 +46,20 @@ class FolderListing:
         """One line counting and naming what was left out, or None."""
         if not self.ignored:
             return None
-        kinds = Counter("folder" if n.endswith("/") else Path(n).suffix.lower() or "no suffix" for n in self.ignored)
+        kinds = Counter(map(_kind, self.ignored))
         counted = ", ".join(f"{k} {n}" for k, n in kinds.most_common())
         names = ", ".join(self.ignored[:5]) + (f", ... ({len(self.ignored) - 5} more)" if len(self.ignored) > 5 else "")
         return (
             f"{self.root}: left out {len(self.ignored)} entr{'y' if len(self.ignored) == 1 else 'ies'} that are not "
             f"images of the {self.layout} layout ({counted}; images are {', '.join(sorted(IMAGE_SUFFIXES))}): {names}"
         )
+
+
+def _kind(ignored: str) -> str:
+    """An ignored entry's kind in the note's count: a folder (the name ends in /), a broken link, or its suffix."""
+    if ignored.endswith("/"):
+        return "folder"
+    return "broken link" if BROKEN_LINK in ignored else Path(ignored).suffix.lower() or "no suffix"
 
 
 def _natural_key(path: Path):
@@ -67,6 +76,8 @@ def _entries(folder: Path, root: Path) -> tuple[list[Path], list[Path], list[str
             folders.append(p)
         elif p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
             images.append(p)
+        elif p.is_symlink() and not p.exists():  # its target was moved or deleted: the name alone would not say
+            others.append(f"{p.relative_to(root)}{BROKEN_LINK}{os.readlink(p)})")
         else:
             others.append(str(p.relative_to(root)))
     return sorted(images, key=_natural_key), sorted(folders), sorted(others)

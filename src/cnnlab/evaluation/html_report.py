@@ -111,12 +111,19 @@ def _problem(record, name: str) -> str:
 # --- the sections of a run's page ----------------------------------------------------------------------------
 
 
+def _epochs(record, of: str = "/") -> str:
+    """Epochs trained of those planned; a dry run trains two batches of one epoch, whatever its --epochs says."""
+    if (record.config or {}).get("dry_run"):
+        return "dry run"
+    return f"{record.epochs_done}{of}{record.epochs_planned}" if record.epochs_planned else str(record.epochs_done)
+
+
 def _cards(record) -> list[tuple[str, str]]:
     best = record.best_val_accuracy()
     return [
         ("model", record.model_name),
         ("data", record.data_label),
-        ("epochs", f"{record.epochs_done}" + (f" / {record.epochs_planned}" if record.epochs_planned else "")),
+        ("epochs", _epochs(record, " / ")),
         ("test accuracy", _fraction(record.test_accuracy())),
         (f"best val accuracy (epoch {best[1]})" if best else "best val accuracy", f"{best[0]:.4f}" if best else "-"),
         ("training time", format_seconds(record.seconds) if record.history else "-"),
@@ -402,7 +409,7 @@ def format_runs_table(records) -> str:
                 r.name,
                 r.model_name,
                 r.data_label,
-                f"{r.epochs_done}/{r.epochs_planned}" if r.epochs_planned else str(r.epochs_done),
+                _epochs(r),
                 f"{best[0]:.4f} (e{best[1]})" if best else "-",
                 _fraction(r.final("val_accuracy")),
                 _fraction(r.test_accuracy()),
