@@ -387,6 +387,18 @@ def test_evaluate_refuses_a_data_dir_of_the_run_that_is_not_a_folder_from_here(f
     assert code == 2 and f"--data-dir {tmp_path / 'smal'}: no such folder" in err
 
 
+def test_evaluate_reads_only_the_test_split_of_a_data_dir(finished_run, tmp_path, run_main):
+    """An IDX folder holding only the test files: evaluate refused it for want of the training split it never used."""
+    only_test = tmp_path / "only-test"
+    only_test.mkdir()
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        shutil.copy(finished_run[1] / "mnist" / name, only_test)
+    code, out, err = run_main("evaluate", finished_run[0], "--data-dir", only_test)
+    assert code == 0 and "accuracy" in out, err
+    code, _, err = run_main("train", "lenet5", "--dry-run", "--data-dir", only_test, "--out-dir", tmp_path)
+    assert code == 2 and f"--data-dir {only_test}: no mnist train split" in err  # training still needs it
+
+
 def test_version_is_the_installed_distributions(run_main):
     from importlib.metadata import version
 
