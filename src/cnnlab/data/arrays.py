@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError, UsageError
+from ..errors import DataError, UsageError, keras_layout
 from .datasets import ArrayDataset, DatasetNotFoundError, load_idx_dataset, load_mnist_sample, stratified_split
 from .folders import FolderError, scan_labelled
 from .idx import IdxError, read_images_and_labels
@@ -210,7 +210,7 @@ def as_array_dataset(x, y, classes=None, what: str = "x", labels_what: str = "y"
         x = x.unsqueeze(1)
     if x.ndim != 4:
         raise DataError(f"{what}: images must be (N, H, W), (N, H, W, C) or (N, C, H, W), got {tuple(x.shape)}")
-    if x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
+    if keras_layout(x.shape):
         x = x.permute(0, 3, 1, 2)
     if x.is_floating_point():
         if not torch.isfinite(x).all():  # NaN compares false: the range test below would pass it
