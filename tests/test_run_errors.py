@@ -6,6 +6,7 @@ tests/test_resume_kill.py run it in subprocesses, signals included."""
 import errno
 import hashlib
 import json
+import os
 import shutil
 import signal
 import time
@@ -283,6 +284,38 @@ def test_a_resumed_epoch_counts_the_seconds_spent_before_the_kill(tmp_path):
         fit(create_model("lenet5"), train, val, cfg, callbacks=[Slow(crash_at=3)], run_dir=tmp_path)
     history = fit(create_model("lenet5"), train, val, cfg, callbacks=[Slow()], run_dir=tmp_path, resume=True)
     assert history["seconds"][0] >= 0.9
+
+
+@pytest.mark.parametrize("stopped", ["with augmentation", "without augmentation"])
+def test_a_comparison_interrupted_in_either_run_is_finished_by_resuming_the_run(
+    stopped, finished_run, tmp_path, run_main, monkeypatch
+):
+    """--compare-without stopped by Ctrl-C: 'train --resume RUN', as the message says, trains what is left of both
+    runs and writes the comparison. Stopped in the second run, the baseline resumed but never compared."""
+    import cnnlab.run
+
+    class CtrlC(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    def fit_stopped_once(model, source, val, cfg, callbacks, **kwargs):
+        if (cfg.augment is None) == (stopped == "without augmentation") and not kwargs["resume"]:
+            callbacks = [*callbacks, CtrlC()]
+        return fit(model, source, val, cfg, callbacks, **kwargs)
+
+    monkeypatch.setattr(cnnlab.run, "fit", fit_stopped_once)
+    run, baseline = tmp_path / "runs" / "aug", tmp_path / "runs" / "aug-without-augmentation"
+    common = ["--epochs", "1", "--batch-size", "64", "--no-progress", "--out-dir", tmp_path / "runs"]
+    code, _, err = run_main(
+        "train", "lenet5", "--data-dir", finished_run[1], "--augment", "--name", "aug", "--compare-without", *common
+    )
+    assert code == 130 and err.strip().endswith(f"Resume with: cnnlab train --resume {run}"), err
+    code, out, err = run_main("train", "--resume", run, "--no-progress")
+    assert code == 0, err
+    rows = {line[:23].strip(): line[23:].split() for line in (run / "comparison.txt").read_text().splitlines()}
+    tested = [json.loads((r / "report.json").read_text())["accuracy"] for r in (run, baseline)]
+    assert [float(a) for a in rows["test accuracy"]] == [round(a, 4) for a in tested]
 
 
 # --- one clear message for every user error; tracebacks for our bugs ----------------------------------------
