@@ -42,7 +42,7 @@ class NpzSource:
         return bool(cfg.data) and cfg.data.endswith(".npz")
 
     @classmethod
-    def open(cls, cfg, allow_sample=True, echo=print) -> NpzSource:
+    def open(cls, cfg, allow_sample=True, echo=print, training=True) -> NpzSource:
         return cls(Path(cfg.data))
 
     @classmethod

@@ -144,6 +144,18 @@ def test_keras_style_arrays_in_any_layout():
         ArraySource.from_arrays(images.reshape(20, -1), labels)
 
 
+def test_rgba_arrays_are_read_channels_last_as_keras_reads_them():
+    """(N, H, W, 4) arrays were taken as H channels; Augment took them as images without a word."""
+    rgba = np.random.default_rng(0).integers(0, 256, (6, 10, 12, 4), dtype=np.uint8)
+    labels = np.arange(6) % 2
+    channels_first = torch.from_numpy(rgba).permute(0, 3, 1, 2)
+    for x in (rgba, channels_first):  # (N, 4, H, W) stays as it is
+        source = ArraySource.from_arrays(x, labels)
+        assert source.image_size == (4, 10, 12) and torch.equal(source.splits["train"].images, channels_first)
+    with pytest.raises(UsageError, match=r"must be \(N, C, H, W\), got shape \(6, 10, 12, 4\)"):
+        Augment(rotation_range=10)(torch.from_numpy(rgba))
+
+
 def test_keras_style_labels_and_what_is_not_an_array_of_images():
     """As Keras reads labels: whole floats are classes, and a class the training slice lacks may be in the
     validation data (labels 0..K-1, not the classes x happens to hold). What is not numbers, empty or of another

@@ -6,6 +6,7 @@ tests/test_resume_kill.py run it in subprocesses, signals included."""
 import errno
 import hashlib
 import json
+import os
 import shutil
 import signal
 import time
@@ -285,6 +286,38 @@ def test_a_resumed_epoch_counts_the_seconds_spent_before_the_kill(tmp_path):
     assert history["seconds"][0] >= 0.9
 
 
+@pytest.mark.parametrize("stopped", ["with augmentation", "without augmentation"])
+def test_a_comparison_interrupted_in_either_run_is_finished_by_resuming_the_run(
+    stopped, finished_run, tmp_path, run_main, monkeypatch
+):
+    """--compare-without stopped by Ctrl-C: 'train --resume RUN', as the message says, trains what is left of both
+    runs and writes the comparison. Stopped in the second run, the baseline resumed but never compared."""
+    import cnnlab.run
+
+    class CtrlC(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    def fit_stopped_once(model, source, val, cfg, callbacks, **kwargs):
+        if (cfg.augment is None) == (stopped == "without augmentation") and not kwargs["resume"]:
+            callbacks = [*callbacks, CtrlC()]
+        return fit(model, source, val, cfg, callbacks, **kwargs)
+
+    monkeypatch.setattr(cnnlab.run, "fit", fit_stopped_once)
+    run, baseline = tmp_path / "runs" / "aug", tmp_path / "runs" / "aug-without-augmentation"
+    common = ["--epochs", "1", "--batch-size", "64", "--no-progress", "--out-dir", tmp_path / "runs"]
+    code, _, err = run_main(
+        "train", "lenet5", "--data-dir", finished_run[1], "--augment", "--name", "aug", "--compare-without", *common
+    )
+    assert code == 130 and err.strip().endswith(f"Resume with: cnnlab train --resume {run}"), err
+    code, out, err = run_main("train", "--resume", run, "--no-progress")
+    assert code == 0, err
+    rows = {line[:23].strip(): line[23:].split() for line in (run / "comparison.txt").read_text().splitlines()}
+    tested = [json.loads((r / "report.json").read_text())["accuracy"] for r in (run, baseline)]
+    assert [float(a) for a in rows["test accuracy"]] == [round(a, 4) for a in tested]
+
+
 # --- one clear message for every user error; tracebacks for our bugs ----------------------------------------
 
 
@@ -385,6 +418,18 @@ def test_evaluate_refuses_a_data_dir_of_the_run_that_is_not_a_folder_from_here(f
     assert f"{run / 'config.json'}: the run's data_dir 'small' is not a folder from here; give --data-dir" in err
     code, out, err = run_main("train", "lenet5", "--dry-run", "--data-dir", tmp_path / "smal", "--out-dir", tmp_path)
     assert code == 2 and f"--data-dir {tmp_path / 'smal'}: no such folder" in err
+
+
+def test_evaluate_reads_only_the_test_split_of_a_data_dir(finished_run, tmp_path, run_main):
+    """An IDX folder holding only the test files: evaluate refused it for want of the training split it never used."""
+    only_test = tmp_path / "only-test"
+    only_test.mkdir()
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        shutil.copy(finished_run[1] / "mnist" / name, only_test)
+    code, out, err = run_main("evaluate", finished_run[0], "--data-dir", only_test)
+    assert code == 0 and "accuracy" in out, err
+    code, _, err = run_main("train", "lenet5", "--dry-run", "--data-dir", only_test, "--out-dir", tmp_path)
+    assert code == 2 and f"--data-dir {only_test}: no mnist train split" in err  # training still needs it
 
 
 def test_version_is_the_installed_distributions(run_main):

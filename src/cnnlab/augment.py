@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .errors import UsageError, expect_type
+from .errors import UsageError, expect_type, keras_layout
 
 FILL_MODES = ("constant", "nearest", "reflect", "wrap")
 IDENTITY = {"theta": 0, "tx": 0, "ty": 0, "shear": 0, "zx": 1, "zy": 1}  # the geometric parameters of no transform
@@ -270,7 +270,7 @@ def _images(x, name: str) -> torch.Tensor:
     (taken as they are, their statistics and transforms would run over the wrong axes without an error)."""
     turn = "torch.as_tensor(x).permute(0, 3, 1, 2) turns Keras' (N, H, W, C)"
     expect_type(x, torch.Tensor, name, f"a batch of images, a tensor (N, C, H, W); {turn}")
-    if x.ndim != 4 or (x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3)):
+    if x.ndim != 4 or keras_layout(x.shape):
         raise UsageError(f"{name}: images must be (N, C, H, W), got shape {tuple(x.shape)}; {turn}")
     return x
 

@@ -100,6 +100,12 @@ def image_shape(value, name: str = "input_size") -> tuple[int, int, int]:
     return tuple(whole_number(v, name) for v in value)
 
 
+def keras_layout(shape) -> bool:
+    """Whether a batch of images of ``shape`` is Keras' (N, H, W, C): its last axis can be channels (grey, RGB,
+    RGBA) and its second cannot. Where both can, (N, C, H, W) is the reading, as PyTorch's."""
+    return len(shape) == 4 and shape[-1] in (1, 3, 4) and shape[1] not in (1, 3, 4)
+
+
 def _short(value) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."

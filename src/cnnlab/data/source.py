@@ -6,7 +6,8 @@ one class that also answers, as class methods, how it is found and read back:
     kind                                  its name in ``describe()["kind"]``
     caches                                whether it decodes images into a cache (``--cache-dir``)
     opens(cfg)                            whether a training configuration names data of this kind
-    open(cfg, allow_sample, echo)         the source that configuration names
+    open(cfg, allow_sample, echo, training)
+                                          the source it names (``training`` False: only its "test" split is read)
     for_evaluation(path, description, classes, cache_dir, echo)
                                           new labelled data at ``path``, prepared as ``description`` says
     file_reader(description, invert)      path -> uint8 (C, H, W) model input
@@ -99,11 +100,12 @@ def kind_of(description: dict) -> type:
     return KINDS[kind]
 
 
-def open_source(cfg, allow_sample: bool = True, echo=print) -> DataSource:
-    """The source a training configuration names (an image folder, an IDX dataset, ...)."""
+def open_source(cfg, allow_sample: bool = True, echo=print, training: bool = True) -> DataSource:
+    """The source a training configuration names (an image folder, an IDX dataset, ...); ``training`` False
+    when only its "test" split is used (a kind may then leave the others unread)."""
     for cls in reversed(KINDS.values()):  # the newest first: a new kind may claim what an older one would take
         if cls.opens(cfg):
-            return cls.open(cfg, allow_sample, echo)
+            return cls.open(cfg, allow_sample, echo, training)
     raise UsageError(f"no kind of data ({', '.join(KINDS)}) opens dataset {cfg.dataset!r} with data {cfg.data!r}")
 
 
