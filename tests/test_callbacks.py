@@ -151,7 +151,7 @@ def test_callbacks_get_self_model_and_params_and_model_stop_training_stops_after
     model = create_model("lenet5")
     cb = StopAtSecondBatch()
     history = fit(model, train, val, _cfg(epochs=3, batch_size=128), callbacks=[cb])
-    assert cb.seen == (model, {"verbose": 0, "epochs": 3, "steps": 4})
+    assert cb.seen == (model, {"verbose": 2, "epochs": 3, "steps": 4})  # progress=False: epoch lines (verbose 2)
     # Keras stops after the batch, then still validates and ends the epoch.
     assert cb.batches == 2 and history.epoch == [0] and "val_loss" in cb.epoch_logs[0]
 
