@@ -522,7 +522,7 @@ def _poisoned_lenet(at_call: int):
     return model
 
 
-def test_terminate_on_nan_stops_after_the_bad_batch(synthetic_dataset):
+def test_terminate_on_nan_stops_after_the_bad_batch(synthetic_dataset, capsys):
     train, val = synthetic_dataset
 
     class Count(Callback):
@@ -535,6 +535,10 @@ def test_terminate_on_nan_stops_after_the_bad_batch(synthetic_dataset):
     count = Count()
     history = fit(_poisoned_lenet(3), train, val, _cfg(epochs=3, nonfinite="skip"), callbacks=[TerminateOnNaN(), count])
     assert count.batches == 3 and len(history.history["loss"]) == 1
+    assert "1 of 3 steps had a non-finite loss" in capsys.readouterr().out  # it said 1 of 8: the whole epoch
+    # the 12th forward pass: epoch 2's third step (8 steps of 64 images, then validation's one batch)
+    history = fit(_poisoned_lenet(12), train, val, _cfg(epochs=3, nonfinite="skip"), callbacks=[TerminateOnNaN()])
+    assert history["skipped_steps"] == [0, 1] and "1 of 11 steps had a non-finite loss" in capsys.readouterr().out
     with pytest.raises(RuntimeError, match="NaN or Inf loss encountered at batch 2"):
         fit(_poisoned_lenet(3), train, val, _cfg(nonfinite="skip"), callbacks=[TerminateOnNaN(raise_error=True)])
 

@@ -194,6 +194,7 @@ class _Plan:
     train_pre: Preprocess = None
     eval_pre: Preprocess = None
     steps_per_epoch: int = 0
+    last_epoch_steps: int = 0  # steps of the last epoch trained: fewer when a callback stopped it after a batch
     epochs: int = 0
     limit: int = 0  # batches of a --dry-run
     verbose: int = 1  # Keras' fit(verbose=): 0 silent, 1 progress bars, 2 one line per epoch
@@ -329,7 +330,7 @@ def fit(
         rt.broadcast_buffers(state.model)
     skipped = int(sum(state.history.history.get("skipped_steps", [])))
     if skipped and plan.verbose:
-        total = len(state.history.epoch) * plan.steps_per_epoch
+        total = (len(state.history.epoch) - 1) * plan.steps_per_epoch + (plan.last_epoch_steps or plan.steps_per_epoch)
         rt.print(f"{skipped} of {total} steps had a non-finite loss and were skipped (--nonfinite skip)")
     last_epoch = {key: values[-1] for key, values in state.history.history.items() if values}
     state.callbacks.on_train_end(last_epoch or None)  # as Keras' fit: the last epoch's logs
@@ -472,6 +473,7 @@ def end_epoch(plan: _Plan, state: TrainState, sums: torch.Tensor) -> bool:
     shown = (_shown(k, v) for k, v in logs.items() if k != "learning_rate")  # Keras' name for lr, added by callbacks
     if plan.verbose:
         rt.print(f"Epoch {epoch + 1}/{plan.epochs} - " + " - ".join(shown))
+    plan.last_epoch_steps = state.step_in_epoch
     state.epoch, state.step_in_epoch = epoch + 1, 0
     last = epoch + 1 == plan.epochs or state.stop_training
     if cfg.checkpoint_every and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
