@@ -225,7 +225,7 @@ class TrainConfig(BaseModel):
             check_augment(cfg.augment, say("augment"), new=False)  # flags and files were checked as new ones
         for key, source in (origins or {}).items():
             idle = key in SETTINGS and not applies(cfg, key)
-            if idle and (source == "flag" or getattr(cfg, key) != TrainConfig.model_fields[key].default):
+            if idle and (source in GIVEN or getattr(cfg, key) != TrainConfig.model_fields[key].default):
                 raise ConfigError(f"{say(key)} {SETTINGS[key].needs.why(cfg)}")
         return cfg
 
@@ -259,9 +259,12 @@ def flag_name(key: str) -> str:
 # --- messages: where a value came from, what it is, what was expected ---------------------------------------
 
 
+GIVEN = ("flag", "keyword")  # the origins of a value its caller named: a flag, a Python keyword (config_for)
+
+
 class Namer:
     """How a key is named in a message: ``--batch-size`` for flags, ``FILE: "batch_size"`` for a file,
-    ``--recipe record: "epochs"`` for a preset, the bare key for Python."""
+    ``--recipe record: "epochs"`` for a preset, the bare key for Python ("TrainConfig", "keyword")."""
 
     def __init__(self, origin: str, origins: dict[str, str] | None = None):
         self.origin, self.origins = origin, origins or {}
@@ -270,7 +273,7 @@ class Namer:
         origin = self.origins.get(key, self.origin)
         if origin == "flag":
             return flag_name(key)
-        if origin == "TrainConfig":
+        if origin in ("TrainConfig", "keyword"):
             return key
         return f'{origin}: "{key}"'
 
@@ -282,7 +285,7 @@ def _config_error(e: ValidationError, values: dict, model: type[BaseModel], name
     unknown = sorted({str(err["loc"][0]) for err in errors if err["type"] == "extra_forbidden"})
     if unknown:  # only TrainConfig forbids keys: name is a Namer
         hints = [m for k in unknown for m in difflib.get_close_matches(k, model.model_fields, n=1)]
-        where = f"{name.origin}: " if name.origin not in ("flag", "TrainConfig") else ""
+        where = f"{name.origin}: " if name.origin not in (*GIVEN, "TrainConfig") else ""
         hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
         return ConfigError(f"{where}unknown config key(s): {', '.join(unknown)}{hint}")
     key = str(errors[0]["loc"][0])
