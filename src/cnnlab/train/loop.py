@@ -398,7 +398,7 @@ def train_step(plan: _Plan, state: TrainState, images, labels, step: int, aug_ge
         if plan.model_checked:
             logits = plan.net(inputs)
         else:
-            logits = checked_forward(plan.net, state.model, inputs, len(plan.source.classes))
+            logits = checked_forward(plan.net, state.model, inputs, plan.source)
             plan.model_checked = True
         loss = classification_loss(logits, labels, cfg.label_smoothing)
         # DDP averages the processes' gradients; an uneven last batch is weighted by its rows.
