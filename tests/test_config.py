@@ -439,3 +439,17 @@ def test_config_for_names_the_keyword_its_caller_wrote_not_a_flag(overrides, mes
     line's messages, '--epochs is ...', are the tests above)."""
     with pytest.raises(ConfigError, match=message):
         config_for("alexnet_bn", **overrides)
+
+
+def test_assignment_converts_and_checks_a_value_as_construction_does():
+    """cfg.epochs = np.int64(3) kept the numpy value (validate() passed it, config.json could not hold it), and
+    cfg.epochs = "3" waited for fit to be refused."""
+    cfg = TrainConfig(epochs=1)
+    cfg.epochs, cfg.lr = np.int64(3), np.float32(0.5)
+    assert (type(cfg.epochs), type(cfg.lr)) == (int, float) and cfg == TrainConfig(epochs=3, lr=0.5)
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.record()))) == cfg
+    with pytest.raises(ConfigError, match=r'^epochs is "3" \(text\); expected a whole number >= 1$'):
+        cfg.epochs = "3"
+    with pytest.raises(ConfigError, match=r"^unknown config key\(s\): epochz \(did you mean epochs\?\)$"):
+        cfg.epochz = 3
+    assert cfg.epochs == 3

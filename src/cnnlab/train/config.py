@@ -114,18 +114,28 @@ STRICT = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
 FOLDER_EVAL_BATCH_SIZE = 200
 
 
+def _python(value):
+    return value.item() if isinstance(value, np.generic) else value  # np.int64(2) is 2, as in Keras
+
+
 class TrainConfig(BaseModel):
     """Every training setting. ``TrainConfig(epochs=20)`` checks each value's type and range; ``from_dict``
     and ``validate`` also check the combination. A bad value is a ConfigError naming it and its source."""
 
-    model_config = ConfigDict(**STRICT, protected_namespaces=())
+    model_config = ConfigDict(**STRICT, protected_namespaces=(), validate_assignment=True)
 
     def __init__(self, _source: Namer | None = None, /, **values):
-        values = {k: v.item() if isinstance(v, np.generic) else v for k, v in values.items()}  # np.int64(2) is 2
+        values = {k: _python(v) for k, v in values.items()}
         try:
             super().__init__(**values)
         except ValidationError as e:
             raise _config_error(e, values, TrainConfig, _source or Namer("TrainConfig")) from None
+
+    def __setattr__(self, key: str, value):  # cfg.epochs = np.int64(3): converted and checked as in construction
+        try:
+            super().__setattr__(key, _python(value))
+        except ValidationError as e:
+            raise _config_error(e, {key: _python(value)}, TrainConfig, Namer("TrainConfig")) from None
 
     model: str = setting("lenet5", "registered model name (see 'cnnlab models')", flag="MODEL")
     recipe: str = setting(
@@ -282,7 +292,7 @@ def _config_error(e: ValidationError, values: dict, model: type[BaseModel], name
     """pydantic's first error as one line naming the key (``name(key)``), the value and what is expected;
     unknown keys (``model`` forbids them) with a guess at the key meant."""
     errors = e.errors()
-    unknown = sorted({str(err["loc"][0]) for err in errors if err["type"] == "extra_forbidden"})
+    unknown = sorted({str(err["loc"][0]) for err in errors if err["type"] in ("extra_forbidden", "no_such_attribute")})
     if unknown:  # only TrainConfig forbids keys: name is a Namer
         hints = [m for k in unknown for m in difflib.get_close_matches(k, model.model_fields, n=1)]
         where = f"{name.origin}: " if name.origin not in (*GIVEN, "TrainConfig") else ""
