@@ -322,6 +322,35 @@ def test_model_checkpoint_whole_model_rebuilds_and_bad_paths_are_clear(tmp_path,
         attach(ModelCheckpoint(tmp_path / "plain.safetensors"))
 
 
+def test_a_model_checkpoint_read_back_as_its_docstring_says_predicts_as_when_it_was_saved(tmp_path, synthetic_dataset):
+    """Loaded into the model given to fit (Keras' model.load_weights), or into one rebuilt from the header with
+    its input normalisation: the predictions are those of the model that was saved."""
+    from cnnlab.data.arrays import ArraySource
+    from cnnlab.data.loader import InputNorm
+    from cnnlab.inference import evaluate_source
+
+    train, val = synthetic_dataset
+    path = tmp_path / "m.safetensors"
+    model = create_model("lenet5")
+    fit(model, train, val, _cfg(epochs=1, batch_size=128), callbacks=[ModelCheckpoint(path)])
+    source, runtime = ArraySource(val, test=val), Runtime("cpu")
+
+    def predict(m):  # the probabilities evaluate and predict give, through the model's input normalisation
+        return evaluate_source(m, source, "test", runtime)[1][""]
+
+    saved = predict(model)
+    with torch.no_grad():  # trained on after the file was written
+        for parameter in model.parameters():
+            parameter.add_(0.1)
+    load_weights_into(model, path)
+    torch.testing.assert_close(predict(model), saved)
+    _, meta = read_weights(path)
+    rebuilt = create_model(meta["model"], **meta["options"])
+    load_weights_into(rebuilt, path)
+    rebuilt.cnnlab_input_norm = InputNorm.from_dict(meta["input_norm"])
+    torch.testing.assert_close(predict(rebuilt), saved)
+
+
 # --- ReduceLROnPlateau (keras/src/callbacks/reduce_lr_on_plateau_test.py) ------------------------------------
 
 
