@@ -103,6 +103,9 @@ CASES = [
               TypeError, ["augment"]),
     ("fit labels past the model",
               lambda t, m, r: cnnlab.fit(m, (t[0], t[1] + 90), config=one_epoch(m)), ValueError, ["label"]),
+    ("fit stray validation label",  # it said "make it with num_classes=11", as if the training data had 11 classes
+     lambda t, m, r: cnnlab.fit(m, t, (t[0][:2], np.array([10, 1])), config=one_epoch(m)), ValueError,
+     ["label 10 is only in the validation data", "10 outputs"]),
     ("fit labels negative", lambda t, m, r: cnnlab.fit(m, (t[0], t[1].astype(int) - 1), config=one_epoch(m)),
      ValueError, ["y: labels"]),
     ("fit labels float", lambda t, m, r: cnnlab.fit(m, (t[0], t[1].astype("float32") + 0.5), config=one_epoch(m)),

@@ -151,7 +151,7 @@ def test_callbacks_get_self_model_and_params_and_model_stop_training_stops_after
     model = create_model("lenet5")
     cb = StopAtSecondBatch()
     history = fit(model, train, val, _cfg(epochs=3, batch_size=128), callbacks=[cb])
-    assert cb.seen == (model, {"verbose": 0, "epochs": 3, "steps": 4})
+    assert cb.seen == (model, {"verbose": 2, "epochs": 3, "steps": 4})  # progress=False: epoch lines (verbose 2)
     # Keras stops after the batch, then still validates and ends the epoch.
     assert cb.batches == 2 and history.epoch == [0] and "val_loss" in cb.epoch_logs[0]
 
@@ -320,6 +320,35 @@ def test_model_checkpoint_whole_model_rebuilds_and_bad_paths_are_clear(tmp_path,
         ModelCheckpoint("c.safetensors", save_freq="invalid_save_freq")
     with pytest.raises(ValueError, match="save_weights_only=True for other modules"):
         attach(ModelCheckpoint(tmp_path / "plain.safetensors"))
+
+
+def test_a_model_checkpoint_read_back_as_its_docstring_says_predicts_as_when_it_was_saved(tmp_path, synthetic_dataset):
+    """Loaded into the model given to fit (Keras' model.load_weights), or into one rebuilt from the header with
+    its input normalisation: the predictions are those of the model that was saved."""
+    from cnnlab.data.arrays import ArraySource
+    from cnnlab.data.loader import InputNorm
+    from cnnlab.inference import evaluate_source
+
+    train, val = synthetic_dataset
+    path = tmp_path / "m.safetensors"
+    model = create_model("lenet5")
+    fit(model, train, val, _cfg(epochs=1, batch_size=128), callbacks=[ModelCheckpoint(path)])
+    source, runtime = ArraySource(val, test=val), Runtime("cpu")
+
+    def predict(m):  # the probabilities evaluate and predict give, through the model's input normalisation
+        return evaluate_source(m, source, "test", runtime)[1][""]
+
+    saved = predict(model)
+    with torch.no_grad():  # trained on after the file was written
+        for parameter in model.parameters():
+            parameter.add_(0.1)
+    load_weights_into(model, path)
+    torch.testing.assert_close(predict(model), saved)
+    _, meta = read_weights(path)
+    rebuilt = create_model(meta["model"], **meta["options"])
+    load_weights_into(rebuilt, path)
+    rebuilt.cnnlab_input_norm = InputNorm.from_dict(meta["input_norm"])
+    torch.testing.assert_close(predict(rebuilt), saved)
 
 
 # --- ReduceLROnPlateau (keras/src/callbacks/reduce_lr_on_plateau_test.py) ------------------------------------
@@ -522,7 +551,7 @@ def _poisoned_lenet(at_call: int):
     return model
 
 
-def test_terminate_on_nan_stops_after_the_bad_batch(synthetic_dataset):
+def test_terminate_on_nan_stops_after_the_bad_batch(synthetic_dataset, capsys):
     train, val = synthetic_dataset
 
     class Count(Callback):
@@ -535,6 +564,10 @@ def test_terminate_on_nan_stops_after_the_bad_batch(synthetic_dataset):
     count = Count()
     history = fit(_poisoned_lenet(3), train, val, _cfg(epochs=3, nonfinite="skip"), callbacks=[TerminateOnNaN(), count])
     assert count.batches == 3 and len(history.history["loss"]) == 1
+    assert "1 of 3 steps had a non-finite loss" in capsys.readouterr().out  # it said 1 of 8: the whole epoch
+    # the 12th forward pass: epoch 2's third step (8 steps of 64 images, then validation's one batch)
+    history = fit(_poisoned_lenet(12), train, val, _cfg(epochs=3, nonfinite="skip"), callbacks=[TerminateOnNaN()])
+    assert history["skipped_steps"] == [0, 1] and "1 of 11 steps had a non-finite loss" in capsys.readouterr().out
     with pytest.raises(RuntimeError, match="NaN or Inf loss encountered at batch 2"):
         fit(_poisoned_lenet(3), train, val, _cfg(nonfinite="skip"), callbacks=[TerminateOnNaN(raise_error=True)])
 

@@ -422,3 +422,34 @@ def test_numpy_numbers_are_numbers_as_in_keras():
     assert type(cfg.epochs) is int and TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(ConfigError, match="epochs"):
         TrainConfig(epochs=np.str_("2"))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"epochs": "2"}, r'^epochs is "2" \(text\); expected a whole number >= 1$'),
+        ({"run_name": ""}, r"^run_name is empty"),
+        ({"momentum": 0.5}, r"^momentum is for --optimizer sgd"),
+        ({"model_options": {"dropout": 2}}, r"^model_options: model 'alexnet_bn' has no option dropout"),
+        ({"recipe": "challenge", "optimizer": "adam"}, r"^optimizer is 'adam', .* give weight_decay too$"),
+    ],
+)
+def test_config_for_names_the_keyword_its_caller_wrote_not_a_flag(overrides, message):
+    """config_for(model, epochs="2") said '--epochs is "2"': a flag the Python caller never typed (the command
+    line's messages, '--epochs is ...', are the tests above)."""
+    with pytest.raises(ConfigError, match=message):
+        config_for("alexnet_bn", **overrides)
+
+
+def test_assignment_converts_and_checks_a_value_as_construction_does():
+    """cfg.epochs = np.int64(3) kept the numpy value (validate() passed it, config.json could not hold it), and
+    cfg.epochs = "3" waited for fit to be refused."""
+    cfg = TrainConfig(epochs=1)
+    cfg.epochs, cfg.lr = np.int64(3), np.float32(0.5)
+    assert (type(cfg.epochs), type(cfg.lr)) == (int, float) and cfg == TrainConfig(epochs=3, lr=0.5)
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.record()))) == cfg
+    with pytest.raises(ConfigError, match=r'^epochs is "3" \(text\); expected a whole number >= 1$'):
+        cfg.epochs = "3"
+    with pytest.raises(ConfigError, match=r"^unknown config key\(s\): epochz \(did you mean epochs\?\)$"):
+        cfg.epochz = 3
+    assert cfg.epochs == 3

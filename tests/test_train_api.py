@@ -257,4 +257,4 @@ def test_resuming_a_run_that_stopped_early_says_so_and_trains_nothing(synthetic_
     out = capsys.readouterr().out
     assert "stopped early after epoch 2; nothing left to train" in out and "resuming from" not in out
     assert again.epoch == first.epoch == [0, 1]
-    assert first.params == {"verbose": 0, "epochs": 6, "steps": 1} and first.model is not None  # Keras' History
+    assert first.params == {"verbose": 2, "epochs": 6, "steps": 1} and first.model is not None  # Keras' History

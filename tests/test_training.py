@@ -389,3 +389,23 @@ def test_freed_memory_is_reused_inside_reuse_freed_memory():
     done = subprocess.run([sys.executable, "-c", FRESH_BLOCKS], capture_output=True, text=True, timeout=120)
     by_default, inside = map(float, done.stdout.split())
     assert inside <= 2.1 and by_default >= 6, (by_default, inside)
+
+
+def test_verbose_is_keras_silent_one_line_per_epoch_or_progress_bars(synthetic_dataset, capfd):
+    """fit could not be made silent (progress=False removed the bars, not the epoch lines); ``verbose`` is Keras':
+    0 nothing, 2 a line per epoch, 1 bars too. "auto" keeps the setting ``progress`` its old meaning."""
+    train, val = synthetic_dataset
+    train = train.subset(range(128))
+    printed = {}
+    for verbose, progress in ((0, True), (2, True), (1, True), ("auto", False), ("auto", True)):
+        fit(create_model("lenet5"), train, val, _cfg(epochs=2, ema=0.5, progress=progress), verbose=verbose)
+        printed[verbose, progress] = capfd.readouterr()
+    assert printed[0, True] == ("", "")  # not even the note on the moving average (ema)
+    for (verbose, progress), (out, err) in printed.items():
+        if verbose != 0:
+            assert out.startswith("validating and keeping a moving average") and out.count("\n") == 3
+            assert [line[:12] for line in out.splitlines()[1:]] == ["Epoch 1/2 - ", "Epoch 2/2 - "]
+            bars = verbose == 1 or (verbose == "auto" and progress)
+            assert ("Epoch 2/2:  50%" in err and "batch/s" in err) if bars else err == "", (verbose, progress)
+    with pytest.raises(ValueError, match="verbose is 0 .* got 'yes'"):
+        fit(create_model("lenet5"), train, val, _cfg(), verbose="yes")

@@ -60,18 +60,26 @@ def check_model_fits_source(model: torch.nn.Module, source: DataSource) -> None:
     outputs = []
     with model.register_forward_hook(lambda module, args, out: outputs.append(out)):  # removed after the block
         trace(model, source.image_size)
-    check_logits(model, outputs[0], len(source.classes))
+    check_logits(model, outputs[0], source)
 
 
-def check_logits(model: torch.nn.Module, out, classes: int) -> None:
-    """``out``, the model's answer to a batch, is logits (N, K) with K at least the data's ``classes``."""
-    name = getattr(model, "cnnlab_name", type(model).__name__)
+def check_logits(model: torch.nn.Module, out, source: DataSource) -> None:
+    """``out``, the model's answer to a batch, is logits (N, K) with K at least the ``source``'s classes."""
+    name, classes = getattr(model, "cnnlab_name", type(model).__name__), len(source.classes)
     if not isinstance(out, torch.Tensor) or out.ndim != 2:
         shape = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else type(out).__name__
         raise UsageError(f"{name} answers {shape} per image; fit trains a classifier's logits, one per class")
-    if out.shape[1] < classes:
+    outputs = out.shape[1]
+    trained = int(source.labels("train").max()) + 1  # classes count over both splits: a stray validation label
+    stray = int(source.labels("val").max()) if trained <= outputs < classes and source.size("val") else -1
+    if stray >= outputs:
         raise UsageError(
-            f"the data has {classes} classes (labels 0-{classes - 1}) but {name} has {out.shape[1]} outputs: "
+            f"label {stray} is only in the validation data (training labels: 0-{trained - 1}), past {name}'s "
+            f"{outputs} outputs: correct it, or make it with num_classes={classes}"
+        )
+    if outputs < classes:
+        raise UsageError(
+            f"the data has {classes} classes (labels 0-{classes - 1}) but {name} has {outputs} outputs: "
             f"make it with num_classes={classes}"
         )
     # Keras' habit, a final softmax, would be applied twice: a pattern ending in SOFTMAX trained to a loss of
@@ -84,7 +92,7 @@ def check_logits(model: torch.nn.Module, out, classes: int) -> None:
         )
 
 
-def checked_forward(net, model: torch.nn.Module, inputs: torch.Tensor, classes: int) -> torch.Tensor:
+def checked_forward(net, model: torch.nn.Module, inputs: torch.Tensor, source: DataSource) -> torch.Tensor:
     """The first step's forward pass, checked as ``check_model_fits_source`` checks (instead of torch's message
     from deep inside, or a label past the logits at the loss). A failure is called a size problem only if the
     plain model fails on zeros of that size too (``trace``): the step also runs in train mode, under autocast,
@@ -95,5 +103,5 @@ def checked_forward(net, model: torch.nn.Module, inputs: torch.Tensor, classes: 
     except RuntimeError:
         trace(model, tuple(inputs.shape[1:]))  # raises the UsageError naming the size, if it is one
         raise
-    check_logits(model, logits, classes)
+    check_logits(model, logits, source)
     return logits

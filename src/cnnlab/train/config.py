@@ -114,18 +114,28 @@ STRICT = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
 FOLDER_EVAL_BATCH_SIZE = 200
 
 
+def _python(value):
+    return value.item() if isinstance(value, np.generic) else value  # np.int64(2) is 2, as in Keras
+
+
 class TrainConfig(BaseModel):
     """Every training setting. ``TrainConfig(epochs=20)`` checks each value's type and range; ``from_dict``
     and ``validate`` also check the combination. A bad value is a ConfigError naming it and its source."""
 
-    model_config = ConfigDict(**STRICT, protected_namespaces=())
+    model_config = ConfigDict(**STRICT, protected_namespaces=(), validate_assignment=True)
 
     def __init__(self, _source: Namer | None = None, /, **values):
-        values = {k: v.item() if isinstance(v, np.generic) else v for k, v in values.items()}  # np.int64(2) is 2
+        values = {k: _python(v) for k, v in values.items()}
         try:
             super().__init__(**values)
         except ValidationError as e:
             raise _config_error(e, values, TrainConfig, _source or Namer("TrainConfig")) from None
+
+    def __setattr__(self, key: str, value):  # cfg.epochs = np.int64(3): converted and checked as in construction
+        try:
+            super().__setattr__(key, _python(value))
+        except ValidationError as e:
+            raise _config_error(e, {key: _python(value)}, TrainConfig, Namer("TrainConfig")) from None
 
     model: str = setting("lenet5", "registered model name (see 'cnnlab models')", flag="MODEL")
     recipe: str = setting(
@@ -225,7 +235,7 @@ class TrainConfig(BaseModel):
             check_augment(cfg.augment, say("augment"), new=False)  # flags and files were checked as new ones
         for key, source in (origins or {}).items():
             idle = key in SETTINGS and not applies(cfg, key)
-            if idle and (source == "flag" or getattr(cfg, key) != TrainConfig.model_fields[key].default):
+            if idle and (source in GIVEN or getattr(cfg, key) != TrainConfig.model_fields[key].default):
                 raise ConfigError(f"{say(key)} {SETTINGS[key].needs.why(cfg)}")
         return cfg
 
@@ -259,9 +269,12 @@ def flag_name(key: str) -> str:
 # --- messages: where a value came from, what it is, what was expected ---------------------------------------
 
 
+GIVEN = ("flag", "keyword")  # the origins of a value its caller named: a flag, a Python keyword (config_for)
+
+
 class Namer:
     """How a key is named in a message: ``--batch-size`` for flags, ``FILE: "batch_size"`` for a file,
-    ``--recipe record: "epochs"`` for a preset, the bare key for Python."""
+    ``--recipe record: "epochs"`` for a preset, the bare key for Python ("TrainConfig", "keyword")."""
 
     def __init__(self, origin: str, origins: dict[str, str] | None = None):
         self.origin, self.origins = origin, origins or {}
@@ -270,7 +283,7 @@ class Namer:
         origin = self.origins.get(key, self.origin)
         if origin == "flag":
             return flag_name(key)
-        if origin == "TrainConfig":
+        if origin in ("TrainConfig", "keyword"):
             return key
         return f'{origin}: "{key}"'
 
@@ -279,10 +292,10 @@ def _config_error(e: ValidationError, values: dict, model: type[BaseModel], name
     """pydantic's first error as one line naming the key (``name(key)``), the value and what is expected;
     unknown keys (``model`` forbids them) with a guess at the key meant."""
     errors = e.errors()
-    unknown = sorted({str(err["loc"][0]) for err in errors if err["type"] == "extra_forbidden"})
+    unknown = sorted({str(err["loc"][0]) for err in errors if err["type"] in ("extra_forbidden", "no_such_attribute")})
     if unknown:  # only TrainConfig forbids keys: name is a Namer
         hints = [m for k in unknown for m in difflib.get_close_matches(k, model.model_fields, n=1)]
-        where = f"{name.origin}: " if name.origin not in ("flag", "TrainConfig") else ""
+        where = f"{name.origin}: " if name.origin not in (*GIVEN, "TrainConfig") else ""
         hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
         return ConfigError(f"{where}unknown config key(s): {', '.join(unknown)}{hint}")
     key = str(errors[0]["loc"][0])

@@ -98,7 +98,7 @@ class _NonFiniteWatch:
             raise self.error(self.value.item(), step)
 
 
-def _check_arguments(model, config, callbacks, runtime, augment, run_dir) -> list[Callback]:
+def _check_arguments(model, config, callbacks, runtime, augment, run_dir, verbose) -> list[Callback]:
     """fit's arguments of the wrong type, refused with their name (not with torch's message from deep inside)."""
     if not isinstance(model, torch.nn.Module):
         raise WrongType(f"fit(): model must be a torch.nn.Module, got {type(model).__name__}")
@@ -111,6 +111,8 @@ def _check_arguments(model, config, callbacks, runtime, augment, run_dir) -> lis
         raise WrongType(f"fit(): augment must be a batch transform f(x, generator=g), got {type(augment).__name__}")
     if run_dir is not None:
         path_argument(run_dir, "fit(): run_dir")
+    if verbose not in ("auto", 0, 1, 2):
+        raise UsageError(f"fit(): verbose is 0 (silent), 1 (bars), 2 (a line per epoch) or 'auto', got {verbose!r}")
     if runtime is not None and not isinstance(runtime, Runtime):
         raise WrongType(f"fit(): runtime must be a cnnlab Runtime, got {type(runtime).__name__}")
     callbacks = [] if callbacks is None else callbacks  # Keras' default
@@ -192,8 +194,10 @@ class _Plan:
     train_pre: Preprocess = None
     eval_pre: Preprocess = None
     steps_per_epoch: int = 0
+    last_epoch_steps: int = 0  # steps of the last epoch trained: fewer when a callback stopped it after a batch
     epochs: int = 0
     limit: int = 0  # batches of a --dry-run
+    verbose: int = 1  # Keras' fit(verbose=): 0 silent, 1 progress bars, 2 one line per epoch
     l2_gradient: list = field(default_factory=list)
     regularization: object = None
     watch: _NonFiniteWatch = None
@@ -246,6 +250,7 @@ def fit(
     resume: bool = False,
     augment=None,
     runtime: Runtime | None = None,
+    verbose="auto",
 ) -> History:
     """Train ``model`` on ``data``'s "train" split and validate on its "val" split after every epoch.
 
@@ -264,8 +269,11 @@ def fit(
     from ``create_model``, its initial weights (those ``cnnlab train --seed`` starts from): two calls with
     equal arguments give equal results. A model already trained, or whose weights were loaded or changed, keeps
     its weights (see ``seeded_init``).
+
+    ``verbose`` is Keras': 0 prints nothing, 1 progress bars and a line per epoch, 2 a line per epoch only;
+    "auto" is 1, or 2 with ``config.progress`` False (``cnnlab train --no-progress``).
     """
-    callbacks = _check_arguments(model, config, callbacks, runtime, augment, run_dir)
+    callbacks = _check_arguments(model, config, callbacks, runtime, augment, run_dir, verbose)
     cfg = config or config_for(model)
     cfg.validate()
     rt = runtime or Runtime(cfg.device, cfg.precision, cfg.threads, cfg.timeout)
@@ -282,7 +290,7 @@ def fit(
     if cfg.early_stopping:
         if source.size("val") == 0:  # else it would warn every epoch and never stop
             raise UsageError(f"early_stopping {cfg.early_stopping} watches val_loss: give validation data")
-        callbacks.append(EarlyStopping(monitor="val_loss", patience=cfg.early_stopping, verbose=1))
+        callbacks.append(EarlyStopping(monitor="val_loss", patience=cfg.early_stopping, verbose=int(verbose != 0)))
     check_model_options(model, cfg)
     # Rank 0 reads the checkpoint (saying what it skipped) and hands it to the others: the run directory needs
     # to be on its machine only; DistributedDataParallel then starts every process from rank 0's weights.
@@ -290,7 +298,8 @@ def fit(
     if not found:
         seeded_init(model, cfg.seed)
     plan, state = _prepare(model, source, cfg, rt, augment, run_dir)
-    params = {"verbose": int(cfg.progress), "epochs": plan.epochs, "steps": plan.steps_per_epoch}  # Keras' params
+    plan.verbose = (1 if cfg.progress else 2) if verbose == "auto" else verbose
+    params = {"verbose": plan.verbose, "epochs": plan.epochs, "steps": plan.steps_per_epoch}  # Keras' params
     state.callbacks = CallbackList([EpochTimer(), *callbacks], state, params)
     if found:
         state.resume(found, plan.epochs)
@@ -298,7 +307,7 @@ def fit(
     if cfg.compile:  # compiled for the steps only; the model (plain keys) is what is saved and evaluated
         plan.net = torch.compile(plan.net)
     plan.eval_net = state.model if rt.distributed else plan.net
-    if state.ema is not None:
+    if state.ema is not None and plan.verbose:
         rt.print(f"validating and keeping a moving average of the weights (ema {cfg.ema}; --ema 0 turns it off)")
     with (
         stop_on_signals(run_dir is not None) as received,
@@ -320,8 +329,8 @@ def fit(
     if rt.distributed and not cfg.sync_bn:  # the model fit returns is the same on every process
         rt.broadcast_buffers(state.model)
     skipped = int(sum(state.history.history.get("skipped_steps", [])))
-    if skipped:
-        total = len(state.history.epoch) * plan.steps_per_epoch
+    if skipped and plan.verbose:
+        total = (len(state.history.epoch) - 1) * plan.steps_per_epoch + (plan.last_epoch_steps or plan.steps_per_epoch)
         rt.print(f"{skipped} of {total} steps had a non-finite loss and were skipped (--nonfinite skip)")
     last_epoch = {key: values[-1] for key, values in state.history.history.items() if values}
     state.callbacks.on_train_end(last_epoch or None)  # as Keras' fit: the last epoch's logs
@@ -340,7 +349,7 @@ def train_epoch(plan: _Plan, state: TrainState, epoch: int, received: list[int])
     sums = torch.zeros(4, device=rt.device, dtype=torch.float64)
     if first and state.partial is not None:  # the metrics of the steps done before the restart
         sums += torch.tensor(state.partial, dtype=torch.float64, device=rt.device)
-    bar = rt.progress(spe, f"Epoch {epoch + 1}/{plan.epochs}", cfg.progress)
+    bar = rt.progress(spe, f"Epoch {epoch + 1}/{plan.epochs}", plan.verbose == 1)
     bar.update(first)
     # The last clean_epochs see unaugmented images (no generator: Preprocess does not augment), so the
     # model ends on the distribution it is tested on; chosen by measurement (benchmarks/README.md).
@@ -389,7 +398,7 @@ def train_step(plan: _Plan, state: TrainState, images, labels, step: int, aug_ge
         if plan.model_checked:
             logits = plan.net(inputs)
         else:
-            logits = checked_forward(plan.net, state.model, inputs, len(plan.source.classes))
+            logits = checked_forward(plan.net, state.model, inputs, plan.source)
             plan.model_checked = True
         loss = classification_loss(logits, labels, cfg.label_smoothing)
         # DDP averages the processes' gradients; an uneven last batch is weighted by its rows.
@@ -462,7 +471,9 @@ def end_epoch(plan: _Plan, state: TrainState, sums: torch.Tensor) -> bool:
         state.callbacks.on_epoch_end(epoch, logs)
     state.history.append(logs)
     shown = (_shown(k, v) for k, v in logs.items() if k != "learning_rate")  # Keras' name for lr, added by callbacks
-    rt.print(f"Epoch {epoch + 1}/{plan.epochs} - " + " - ".join(shown))
+    if plan.verbose:
+        rt.print(f"Epoch {epoch + 1}/{plan.epochs} - " + " - ".join(shown))
+    plan.last_epoch_steps = state.step_in_epoch
     state.epoch, state.step_in_epoch = epoch + 1, 0
     last = epoch + 1 == plan.epochs or state.stop_training
     if cfg.checkpoint_every and ((epoch + 1) % cfg.checkpoint_every == 0 or last):

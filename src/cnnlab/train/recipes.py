@@ -20,6 +20,7 @@ from ..models import create_model, get_model_entry
 from ..models.registry import InputSizeError, check_input_size
 from .config import (
     FOLDER_EVAL_BATCH_SIZE,
+    GIVEN,
     ConfigError,
     Namer,
     TrainConfig,
@@ -118,9 +119,11 @@ def resolve_config(
     overrides: dict | None = None,
     config_file: dict | None = None,
     file_label: str = "config file",
+    given_as: str = "flag",
 ) -> TrainConfig:
     """TrainConfig's defaults < ``model``'s recipe < a named preset (``recipe``, from the file or a flag) <
-    ``config_file`` < ``overrides`` (flags; None: not given).
+    ``config_file`` < ``overrides`` (None: not given), named in messages as ``given_as``: "flag" (``--epochs``)
+    or "keyword" (``epochs``, as ``config_for``'s caller wrote it).
 
     Each source is checked on its own, so that a message names where the bad value came from (``--epochs``
     or ``FILE: "epochs"``); model options and augmentation settings merge key by key (``--rotation-range 10``
@@ -130,11 +133,11 @@ def resolve_config(
     config_file = dict(config_file or {})
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}
     check_values(config_file, file_label)
-    check_values(flags, "flag")
+    check_values(flags, given_as)
     # "" is TrainConfig's "not given" (a run's config.json records it so), but a flag given empty is a mistake
     if flags.get("run_name") == "":
-        raise ConfigError(f"{Namer('flag')('run_name')} is empty; give a name, or leave it out for MODEL-DATA-TIME")
-    sources = {**{k: file_label for k in config_file}, **{k: "flag" for k in flags}}
+        raise ConfigError(f"{Namer(given_as)('run_name')} is empty; give a name, or leave it out for MODEL-DATA-TIME")
+    sources = {**{k: file_label for k in config_file}, **{k: given_as for k in flags}}
     preset = flags.get("recipe", config_file.get("recipe", ""))
     preset_values = preset_settings(model, preset, Namer(file_label, sources)("recipe")) if preset else {}
     get_model_entry(model)  # an unknown model is an error here too
@@ -150,8 +153,8 @@ def resolve_config(
     cfg = TrainConfig.from_dict(values, "TrainConfig", origins)
     _check_clean_epochs(cfg, Namer("TrainConfig", origins)("clean_epochs"))
     check_model_options(model, config_file.get("model_options", {}), file_label)
-    check_model_options(model, flags.get("model_options", {}), "flag")
-    check_model_options(model, values["model_options"], "flag")  # together: the builder's own checks
+    check_model_options(model, flags.get("model_options", {}), given_as)
+    check_model_options(model, values["model_options"], given_as)  # together: the builder's own checks
     return cfg
 
 
@@ -163,9 +166,9 @@ def _check_preset_weight_decay(preset: str, preset_values: dict, values: dict, o
         return
     if values["optimizer"] != preset_values["optimizer"] and origins["weight_decay"] == f"--recipe {preset}":
         where = origins["optimizer"]
-        beside = "--weight-decay" if where == "flag" else f'"weight_decay" in {where}'
+        beside = Namer(where)("weight_decay") if where in GIVEN else f'"weight_decay" in {where}'
         raise ConfigError(
-            f"{Namer('flag', origins)('optimizer')} is {values['optimizer']!r}, but --recipe {preset}'s weight "
+            f"{Namer(where)('optimizer')} is {values['optimizer']!r}, but --recipe {preset}'s weight "
             f"decay {preset_values['weight_decay']} is meant for {preset_values['optimizer']!r}: give {beside} too"
         )
 
@@ -238,7 +241,7 @@ def config_for(model, **overrides) -> TrainConfig:
     ``cnnlab.fit(model, train, val, config_for(model, epochs=2))``. A model without a name gets the defaults."""
     expect_type(model, (str, torch.nn.Module), "config_for(): model", "a model name or a model")
     name = model if isinstance(model, str) else getattr(model, "cnnlab_name", None)
-    return TrainConfig(**overrides) if name is None else resolve_config(name, overrides)
+    return TrainConfig(**overrides) if name is None else resolve_config(name, overrides, given_as="keyword")
 
 
 def _merged(key: str, base: dict, config_file: dict, flags: dict) -> dict | None:

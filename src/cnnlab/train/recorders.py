@@ -27,10 +27,12 @@ class ModelCheckpoint(Callback):
     ``filepath`` may hold Python format fields filled from ``epoch`` (counted from 1, as Keras does) and the
     logs: ``"weights/{epoch:02d}-{val_loss:.2f}.safetensors"``. Files are safetensors, never pickles:
     ``save_weights_only=True`` writes the weights (and the epoch's logs in the header);
-    ``save_weights_only=False`` (Keras' "whole model") adds what rebuilds the model, as a run's
-    ``model.json`` holds it: the registry name, its options and the input normalisation, so that
-    ``create_model(meta["model"], **meta["options"])`` and ``load_weights_into`` give it back (a file of an
-    older release after ``rundir.upgrade_model_info(meta)``, as a run's model.json is read).
+    ``save_weights_only=False`` (Keras' "whole model") adds what rebuilds the model, as a run's ``model.json``
+    holds it: the registry name, its options and the input normalisation. ``m = create_model(meta["model"],
+    **meta["options"])``, ``load_weights_into(m, path)`` and ``m.cnnlab_input_norm = InputNorm.from_dict(
+    meta["input_norm"])`` give it back, as ``load_run`` does (an older release's file after
+    ``rundir.upgrade_model_info(meta)``). The model given to ``fit`` keeps its normalisation: weights loaded
+    back into it predict as when they were saved.
     ``save_best_only`` saves when ``monitor`` improved on the best so far (which ``initial_value_threshold``
     can set); ``save_freq`` is ``"epoch"`` or a number of batches. ``metadata`` (a cnnlab addition) goes
     into every file's header. Only rank 0 writes. Its best value is saved in checkpoints.
