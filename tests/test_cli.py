@@ -206,6 +206,23 @@ def test_options_go_anywhere_among_a_commands_files_and_a_double_dash_ends_them(
     assert code == 0 and (tmp_path / "both.html").is_file(), err
 
 
+@pytest.mark.parametrize(
+    "line, named",
+    [
+        (["report", "--", "-x", "y"], {"run_dirs": ["-x", "y"]}),
+        (["report", "-o", "both.html", "--", "-x"], {"run_dirs": ["-x"]}),
+        (["predict", "--", "-run", "a.png"], {"run_dir": "-run", "images": ["a.png"]}),
+        (["predict", "--top", "2", "run", "--", "-a.png"], {"run_dir": "run", "images": ["-a.png"]}),
+        (["runs", "--", "-folder"], {"folder": "-folder"}),
+    ],
+)
+def test_a_double_dash_before_the_first_file_still_ends_the_options(line, named):
+    """Intermixed parsing of Pythons before 3.12.8 lost a `--` before the first positional: the words after it were
+    read as options again ('unrecognized arguments: -x'), where plain argparse had taken them as files."""
+    args = vars(build_parser().parse_args(line))
+    assert {key: args[key] for key in named} == named
+
+
 def test_the_installed_command_runs_a_dry_run(synthetic_mnist_dir, tmp_path):
     """The one case that needs a process: the console script and python -m cnnlab, end to end."""
     ok = subprocess.run(

@@ -59,16 +59,21 @@ class CommandParser(argparse.ArgumentParser):
     """A command's parser: options go anywhere, as in any Unix tool, also after a positional before a variadic
     one (``predict RUN --top 2 IMAGE``), which plain argparse leaves unrecognized; ``--`` still ends options."""
 
-    intermixing = False  # older Pythons' intermixed parsing calls parse_known_args itself, twice
+    dashes = None  # while parsing: the words from "--" on, positionals whatever they look like
 
     def parse_known_args(self, args=None, namespace=None):
-        if self.intermixing:
-            return super().parse_known_args(args, namespace)
-        self.intermixing = True
-        try:
-            return self.parse_known_intermixed_args(args, namespace)
-        finally:
-            self.intermixing = False
+        if self.dashes is None:
+            args = list(sys.argv[1:] if args is None else args)
+            self.dashes = args[args.index("--") :] if "--" in args else []
+            try:
+                return self.parse_known_intermixed_args(args, namespace)
+            finally:
+                self.dashes = None
+        # Pythons before 3.12.8 parse intermixed lines by calling this twice: for the options, where a "--" before
+        # the first positional was lost (so the words after it are kept out), then for the positionals
+        head, dashes, self.dashes = args[: len(args) - len(self.dashes)], self.dashes, []
+        namespace, extras = super().parse_known_args(head, namespace)
+        return namespace, extras + dashes
 
 
 def build_parser() -> argparse.ArgumentParser:
