@@ -13,7 +13,6 @@ files, broken links, empty class folders, folders without images beside Kaggle's
 
 from __future__ import annotations
 
-import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -77,7 +76,7 @@ def _entries(folder: Path, root: Path) -> tuple[list[Path], list[Path], list[str
         elif p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
             images.append(p)
         elif p.is_symlink() and not p.exists():  # its target was moved or deleted: the name alone would not say
-            others.append(f"{p.relative_to(root)}{BROKEN_LINK}{os.readlink(p)})")
+            others.append(f"{p.relative_to(root)}{BROKEN_LINK}{p.readlink()})")
         else:
             others.append(str(p.relative_to(root)))
     return sorted(images, key=_natural_key), sorted(folders), sorted(others)
