@@ -432,6 +432,15 @@ def test_evaluate_reads_only_the_test_split_of_a_data_dir(finished_run, tmp_path
     assert code == 2 and f"--data-dir {only_test}: no mnist train split" in err  # training still needs it
 
 
+def test_evaluate_run_takes_a_data_dir_given_as_a_path(finished_run):
+    """evaluate_run(RUN, data_dir=Path(...)) from Python: TrainConfig now checks an assigned value, and the Path
+    was refused as 'data_dir is PosixPath(...) (a number); expected text'."""
+    from cnnlab.inference import evaluate_run
+
+    report, _ = evaluate_run(finished_run[0], data_dir=Path(finished_run[1]), device="cpu")
+    assert report.accuracy is not None
+
+
 def test_version_is_the_installed_distributions(run_main):
     from importlib.metadata import version
 
