@@ -128,6 +128,18 @@ def test_registration_names_what_a_kind_lacks(monkeypatch):
     with pytest.raises(UsageError, match="unknown data kind 'half' in the run's model.json; known: array, idx, folder"):
         source_module.read_file({"kind": "half"})
 
+    class Older(NpzSource):  # written against the interface before open() took training
+        kind = "older"
+
+        @classmethod
+        def open(cls, cfg, allow_sample=True, echo=print):
+            return super().open(cfg, allow_sample, echo)
+
+    with pytest.raises(
+        TypeError, match=r"Older .* lacks open's training argument: open\(cfg, allow_sample, echo, training\)"
+    ):
+        source_module.register(Older)
+
 
 def imports_of(path: Path, package: str) -> set[str]:
     """The cnnlab.data modules a file imports, inside functions too."""

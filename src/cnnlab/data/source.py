@@ -20,6 +20,7 @@ question is asked. This module imports none of them: a new kind is one class and
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -87,6 +88,8 @@ def register(cls: type) -> type:
     missing = [name for name in KIND_METHODS if not callable(getattr(cls, name, None))]
     if not isinstance(getattr(cls, "caches", None), bool):
         missing.append("caches (True or False)")
+    if "open" not in missing and "training" not in inspect.signature(cls.open).parameters:
+        missing.append("open's training argument: open(cfg, allow_sample, echo, training)")
     if missing:
         raise TypeError(f"{cls.__name__} cannot be a kind of data: it lacks {', '.join(missing)}")
     KINDS[cls.kind] = cls
