@@ -453,3 +453,14 @@ def test_assignment_converts_and_checks_a_value_as_construction_does():
     with pytest.raises(ConfigError, match=r"^unknown config key\(s\): epochz \(did you mean epochs\?\)$"):
         cfg.epochz = 3
     assert cfg.epochs == 3
+
+
+def test_a_folder_setting_takes_a_path_and_a_value_of_another_type_is_named_by_its_type(tmp_path):
+    """pathlib is how Python names a folder: TrainConfig(data_dir=Path(...)) was refused as 'PosixPath(...) (a
+    number)', a type the value is not; it is taken as its text, which config.json holds."""
+    cfg = TrainConfig(data_dir=tmp_path / "mnist")
+    cfg.cache_dir = tmp_path / "cache"
+    assert (cfg.data_dir, cfg.cache_dir) == (str(tmp_path / "mnist"), str(tmp_path / "cache"))
+    assert json.loads(json.dumps(cfg.record()))["data_dir"] == str(tmp_path / "mnist")
+    with pytest.raises(ConfigError, match=r"^lr is array\(\[1\., 2\.\]\) \(ndarray\); expected a number > 0$"):
+        TrainConfig(lr=np.array([1.0, 2.0]))

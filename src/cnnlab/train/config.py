@@ -15,6 +15,8 @@ import difflib
 import functools
 import json
 import math
+import numbers
+import os
 import types
 import typing
 import warnings
@@ -115,7 +117,10 @@ FOLDER_EVAL_BATCH_SIZE = 200
 
 
 def _python(value):
-    return value.item() if isinstance(value, np.generic) else value  # np.int64(2) is 2, as in Keras
+    """np.int64(2) is 2, as in Keras; a folder given as a Path is its text, as config.json holds it."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value.item() if isinstance(value, np.generic) else value
 
 
 class TrainConfig(BaseModel):
@@ -371,7 +376,8 @@ def show(value, kind: bool = True) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         return f"{text} (not a finite number)"
     kinds = {bool: "a boolean", str: "text", list: "a list", tuple: "a list", dict: "an object"}
-    return f"{text} ({kinds.get(type(value)) or ('a whole number' if isinstance(value, int) else 'a number')})"
+    number = "a whole number" if isinstance(value, int) else "a number" if isinstance(value, numbers.Real) else None
+    return f"{text} ({kinds.get(type(value)) or number or type(value).__name__})"
 
 
 # --- checking values ----------------------------------------------------------------------------------------
