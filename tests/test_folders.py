@@ -348,6 +348,7 @@ def test_a_broken_link_is_left_out_as_a_broken_link_naming_its_target(tmp_path):
     assert len(listing.files) == 2 and listing.ignored == [f"cat/1.jpg (a broken link to {gone})"]
     note = listing.ignored_note()
     assert "(broken link 1; images are" in note and note.endswith(f": cat/1.jpg (a broken link to {gone})"), note
+    assert note.startswith(f"{tmp_path}: left out 1 entry that is not an image of the subfolders layout ("), note
 
 
 def test_loose_images_beside_class_folders_are_refused_naming_both(tmp_path):

@@ -49,8 +49,9 @@ class FolderListing:
         counted = ", ".join(f"{k} {n}" for k, n in kinds.most_common())
         names = ", ".join(self.ignored[:5]) + (f", ... ({len(self.ignored) - 5} more)" if len(self.ignored) > 5 else "")
         return (
-            f"{self.root}: left out {len(self.ignored)} entr{'y' if len(self.ignored) == 1 else 'ies'} that are not "
-            f"images of the {self.layout} layout ({counted}; images are {', '.join(sorted(IMAGE_SUFFIXES))}): {names}"
+            f"{self.root}: left out {len(self.ignored)} "
+            f"{'entry that is not an image' if len(self.ignored) == 1 else 'entries that are not images'} "
+            f"of the {self.layout} layout ({counted}; images are {', '.join(sorted(IMAGE_SUFFIXES))}): {names}"
         )
 
 
