@@ -382,6 +382,24 @@ def test_mistake_grid_without_mistakes_and_with_mismatched_inputs(tmp_path):
         plot_worst_mistakes(images[:3], probs, np.array([0, 1, 2, 0]), "abc", tmp_path / "bad.png")
 
 
+@pytest.mark.parametrize("epochs", [1, 2, 3])
+def test_curves_count_whole_epochs(epochs, tmp_path, monkeypatch):
+    """A short run's curves (the one-epoch first run of a tutorial) tick at whole epochs, never at 0.96 ... 1.04."""
+    from cnnlab.evaluation import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path, *args, **kwargs: figures.append(fig))
+    values = np.linspace(0.9, 0.5, epochs).tolist()
+    history = {key: values for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
+    plots.plot_history(history, tmp_path / "curves.png")
+    plots.plot_comparison(history, history, tmp_path / "comparison.png")
+    plots.plot_runs({"a": history, "b": history}, io.BytesIO())
+    for ax in (ax for fig in figures for ax in fig.axes):
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
 # --- in a real browser -------------------------------------------------------------------------------------------
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
