@@ -303,6 +303,20 @@ def test_comparison_page_overlays_the_curves_and_lines_up_the_metrics(runs_dir, 
     assert ten_crop_row == "<td>-</td><td>0.8350</td>"  # read from the alexnet run's report.txt
 
 
+def test_comparison_of_two_runs_with_one_name_draws_both(runs_dir, tmp_path, monkeypatch):
+    """runs/plain beside another folder's plain/ (a copy from another machine): both are drawn and told apart."""
+    from cnnlab.evaluation import html_report
+
+    other = shutil.copytree(runs_dir / "augmented", tmp_path / "backup" / "plain")
+    drawn = {}
+    monkeypatch.setattr(html_report, "plot_runs", lambda histories, out: drawn.update(histories))
+    out = tmp_path / "compare.html"
+    assert main(["report", str(runs_dir / "plain"), str(other), "-o", str(out)]) == 0
+    assert list(drawn.values()) == [load_run(runs_dir / "plain").history, load_run(other).history]
+    header = re.search(r"<tr><th></th>(.*?)</tr>", out.read_text()).group(1)
+    assert header == f"<th>{runs_dir / 'plain'}</th><th>{other}</th>"
+
+
 def test_report_of_one_run_from_the_command_line(runs_dir, capsys):
     run = runs_dir / "augmented"
     (run / "report.html").unlink(missing_ok=True)
