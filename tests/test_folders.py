@@ -65,7 +65,7 @@ def test_class_subfolders_and_unlabelled_folders(tmp_path):
     )
     for i in (10, 2, 1):
         save(tmp_path / "test1" / f"{i}.jpg")
-    unlabelled = scan_folder(tmp_path / "test1", allow_unlabelled=True)
+    unlabelled = scan_folder(tmp_path / "test1", unlabelled=True)
     assert unlabelled.labels is None and [p.name for p in unlabelled.files] == ["1.jpg", "2.jpg", "10.jpg"]
 
 
