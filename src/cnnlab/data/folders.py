@@ -169,9 +169,9 @@ def scan_labelled(folder, classes, echo=print) -> FolderListing:
     """New labelled data to evaluate a run on: it must hold only the run's ``classes``; what it leaves out is
     said through ``echo``."""
     listing = scan_folder(folder, min_classes=1)
-    if set(listing.classes) - set(classes):
+    if unknown := sorted(set(listing.classes) - set(classes)):  # those alone: the others are the run's
         raise FolderError(
-            f"{folder}: classes {', '.join(listing.classes)} are not the run's classes ({', '.join(map(str, classes))})"
+            f"{folder}: {', '.join(unknown)}: not among the run's classes ({', '.join(map(str, classes))})"
         )
     if note := listing.ignored_note():
         echo(note)
