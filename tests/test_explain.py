@@ -286,7 +286,7 @@ def test_pictures_of_a_run(lenet_run, digits, tmp_path):
     pictures += (ex.explain_png(model, info, paths), ex.mistakes_png(model, info["classes"], digits[0][:2], [0, 1]))
     for png in pictures:
         assert Image.open(io.BytesIO(png)).format == "PNG"
-    with pytest.raises(DataError, match="nothere.png: no such image file"):
+    with pytest.raises(DataError, match="nothere.png: file not found"):
         ex.explain_png(model, info, [tmp_path / "nothere.png"])
     with pytest.raises(UsageError, match="--class 'cat' is not one of the run's classes: 0, 1, 2"):
         ex.explain_png(model, info, paths, target="cat")
@@ -317,8 +317,10 @@ def test_the_commands_write_their_pictures(lenet_run, digits, tmp_path, capsys):
     "argv, message",
     [
         (["filters", "{run}", "--layer", "conv9"], "--layer 'conv9': no convolution of that name"),
-        (["activations", "{run}", "{tmp}/missing.png"], "missing.png: no such image file"),
-        (["explain", "{run}", "{tmp}/missing.png"], "missing.png: no such image file"),
+        (["activations", "{run}", "{tmp}/missing.png"], "missing.png: file not found"),
+        (["explain", "{run}", "{tmp}/missing.png"], "missing.png: file not found"),
+        (["activations", "{run}", "{tmp}/no-weights"], "no-weights: a folder, not an image file"),
+        (["explain", "{run}", "{tmp}/no-weights"], "no-weights: a folder, not an image file"),
         (["explain", "{tmp}", "{tmp}/missing.png"], "not a cnnlab run directory"),
         (["explain", "{run}", "{tmp}/missing.png", "-o", "out.jpg"], "-o out.jpg: give a FILE.png or a FOLDER"),
         (["explain", "{run}", "{tmp}/missing.png", "--method", "lime"], "unknown method 'lime'"),

@@ -16,7 +16,7 @@ from PIL import Image
 
 from cnnlab.cli import main
 from cnnlab.data.cache import open_cache
-from cnnlab.data.folders import FolderError, decode, folder_label, folder_slug, scan_folder
+from cnnlab.data.folders import FolderError, decode, folder_label, folder_slug, scan_folder, scan_labelled
 from cnnlab.data.imagedata import TEN_VIEWS, FolderSource, crop_batch, view_window
 from cnnlab.data.images import ImageError
 from cnnlab.runs import new_run_dir
@@ -65,8 +65,18 @@ def test_class_subfolders_and_unlabelled_folders(tmp_path):
     )
     for i in (10, 2, 1):
         save(tmp_path / "test1" / f"{i}.jpg")
-    unlabelled = scan_folder(tmp_path / "test1", allow_unlabelled=True)
+    unlabelled = scan_folder(tmp_path / "test1", unlabelled=True)
     assert unlabelled.labels is None and [p.name for p in unlabelled.files] == ["1.jpg", "2.jpg", "10.jpg"]
+
+
+def test_new_labelled_data_names_only_the_classes_the_run_lacks(tmp_path):
+    """An evaluation folder with one stray class names that one, not the run's own (it once said "classes cat,
+    dog, fox are not the run's classes (cat, dog)")."""
+    for name in ("cat", "dog", "fox"):
+        save(tmp_path / "new" / name / "1.png")
+    with pytest.raises(FolderError, match=r"new: fox: not among the run's classes \(cat, dog\)$"):
+        scan_labelled(tmp_path / "new", ("cat", "dog"))
+    assert scan_labelled(tmp_path / "new", ("cat", "dog", "fox", "owl")).classes == ("cat", "dog", "fox")
 
 
 def test_folder_errors_name_the_folder_and_the_problem(tmp_path):

@@ -303,6 +303,20 @@ def test_comparison_page_overlays_the_curves_and_lines_up_the_metrics(runs_dir, 
     assert ten_crop_row == "<td>-</td><td>0.8350</td>"  # read from the alexnet run's report.txt
 
 
+def test_comparison_of_two_runs_with_one_name_draws_both(runs_dir, tmp_path, monkeypatch):
+    """runs/plain beside another folder's plain/ (a copy from another machine): both are drawn and told apart."""
+    from cnnlab.evaluation import html_report
+
+    other = shutil.copytree(runs_dir / "augmented", tmp_path / "backup" / "plain")
+    drawn = {}
+    monkeypatch.setattr(html_report, "plot_runs", lambda histories, out: drawn.update(histories))
+    out = tmp_path / "compare.html"
+    assert main(["report", str(runs_dir / "plain"), str(other), "-o", str(out)]) == 0
+    assert list(drawn.values()) == [load_run(runs_dir / "plain").history, load_run(other).history]
+    header = re.search(r"<tr><th></th>(.*?)</tr>", out.read_text()).group(1)
+    assert header == f"<th>{runs_dir / 'plain'}</th><th>{other}</th>"
+
+
 def test_report_of_one_run_from_the_command_line(runs_dir, capsys):
     run = runs_dir / "augmented"
     (run / "report.html").unlink(missing_ok=True)
@@ -380,6 +394,24 @@ def test_mistake_grid_without_mistakes_and_with_mismatched_inputs(tmp_path):
     assert plot_worst_mistakes(images, probs, np.array([0, 1, 2, 0]), "abc", tmp_path / "none.png").is_file()
     with pytest.raises(ValueError, match="differ"):
         plot_worst_mistakes(images[:3], probs, np.array([0, 1, 2, 0]), "abc", tmp_path / "bad.png")
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 3])
+def test_curves_count_whole_epochs(epochs, tmp_path, monkeypatch):
+    """A short run's curves (the one-epoch first run of a tutorial) tick at whole epochs, never at 0.96 ... 1.04."""
+    from cnnlab.evaluation import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path, *args, **kwargs: figures.append(fig))
+    values = np.linspace(0.9, 0.5, epochs).tolist()
+    history = {key: values for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
+    plots.plot_history(history, tmp_path / "curves.png")
+    plots.plot_comparison(history, history, tmp_path / "comparison.png")
+    plots.plot_runs({"a": history, "b": history}, io.BytesIO())
+    for ax in (ax for fig in figures for ax in fig.axes):
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
 
 
 # --- in a real browser -------------------------------------------------------------------------------------------

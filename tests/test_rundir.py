@@ -323,6 +323,18 @@ def test_a_kaggle_file_without_a_number_is_refused_naming_it(folder_run, tmp_pat
     assert f"{test1 / 'photo 3.jpg'}: not a Kaggle test file name" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("inside", ["test1", "train"])
+def test_a_kaggle_folder_holding_subfolders_is_refused_naming_them(folder_run, tmp_path, capsys, inside):
+    """The folder above Kaggle's test1/ (or test1/test1/, as some unzip it) is no test folder, and says so; a
+    training message (only one class) or a path that does not exist (kaggle/1.png for kaggle/test1/1.png) misled."""
+    write_pictures(tmp_path / "kaggle" / inside, ["1.png", "2.png"])
+    out = tmp_path / "s.csv"
+    assert main(["predict", str(folder_run), "--kaggle", str(tmp_path / "kaggle"), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'kaggle'}: holds its images in subfolders ({inside}/)" in err and "class" not in err
+    assert not out.exists()
+
+
 def test_a_kaggle_submission_sorts_ids_and_says_its_speed(folder_run, tmp_path, capsys):
     names = ["10.png", "2.png", "1.png", "33.png"]
     test1 = write_pictures(tmp_path / "test1", names, seed=1)

@@ -251,7 +251,7 @@ def predict_files(
 def kaggle_ids(folder) -> dict[str, int]:
     """{file name: id} of an unlabelled Kaggle folder (test1/123.jpg -> 123), before any image is decoded. A name
     that is not a number, or two files with one id (1.jpg, 01.jpg, 1.png), would make a wrong submission."""
-    files = scan_folder(folder, allow_unlabelled=True).files
+    files = scan_folder(folder, unlabelled=True).files
     if odd := [f.name for f in files if not re.fullmatch(r"[0-9]+", f.stem)]:
         raise DataError(
             f"{Path(folder) / odd[0]}: not a Kaggle test file name (NUMBER.jpg: the number is the submission's id)"

@@ -96,9 +96,9 @@ def _class_images(folder: Path, root: Path) -> tuple[list[Path], list[str]]:
     return images, others
 
 
-def scan_folder(root: str | Path, allow_unlabelled: bool = False, min_classes: int = 2) -> FolderListing:
+def scan_folder(root: str | Path, unlabelled: bool = False, min_classes: int = 2) -> FolderListing:
     """List a folder's images and labels (see the module docstring for the layouts); training needs two classes,
-    an evaluation may hold one of the run's (``min_classes=1``)."""
+    an evaluation may hold one of the run's (``min_classes=1``), a prediction none (``unlabelled``)."""
     root = Path(root)
     if not root.exists():
         raise FolderError(f"{root}: no such folder")
@@ -128,7 +128,7 @@ def scan_folder(root: str | Path, allow_unlabelled: bool = False, min_classes: i
         if all(prefixes) and not all(x.isdigit() for x in prefixes):
             classes = tuple(sorted(set(prefixes)))
             files, labels, layout = loose, [classes.index(x) for x in prefixes], "kaggle"
-        elif allow_unlabelled:
+        elif unlabelled:
             return FolderListing(root, loose, None, (), "unlabelled", sorted(ignored))
         else:
             unnamed = next(p.name for p, x in zip(loose, prefixes) if not x)
@@ -141,6 +141,11 @@ def scan_folder(root: str | Path, allow_unlabelled: bool = False, min_classes: i
             f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, "
             "in the folder or in class subfolders)"
         )
+    if unlabelled:  # a folder above Kaggle's test1/ (or test1/test1/, as some unzip it), or its train/
+        held = f"labelled names ({files[0].name})"
+        if layout == "subfolders":
+            held = f"its images in subfolders ({', '.join(name + '/' for name in classes[:3])})"
+        raise FolderError(f"{root}: holds {held}; give the folder of unlabelled images N.jpg, as Kaggle's test1/")
     if len(classes) < min_classes:
         raise FolderError(f"{root}: only one class ({classes[0]}) found; training needs at least two")
     check_class_names(root, files, labels, classes, layout)
@@ -164,9 +169,9 @@ def scan_labelled(folder, classes, echo=print) -> FolderListing:
     """New labelled data to evaluate a run on: it must hold only the run's ``classes``; what it leaves out is
     said through ``echo``."""
     listing = scan_folder(folder, min_classes=1)
-    if set(listing.classes) - set(classes):
+    if unknown := sorted(set(listing.classes) - set(classes)):  # those alone: the others are the run's
         raise FolderError(
-            f"{folder}: classes {', '.join(listing.classes)} are not the run's classes ({', '.join(map(str, classes))})"
+            f"{folder}: {', '.join(unknown)}: not among the run's classes ({', '.join(map(str, classes))})"
         )
     if note := listing.ignored_note():
         echo(note)

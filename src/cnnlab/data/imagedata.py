@@ -130,9 +130,7 @@ class FolderSource:
     @classmethod
     def for_prediction(cls, folder, description: dict, cache_dir=None, echo=print, progress=True) -> FolderSource:
         """An unlabelled folder (Kaggle's test1/N.jpg), every image in "test" with label 0; ``files`` names them."""
-        listing = scan_folder(folder, allow_unlabelled=True)
-        if listing.labels is not None:
-            raise FolderError(f"{folder}: holds labelled files ({listing.layout} layout); Kaggle's test1/ holds N.jpg")
+        listing = scan_folder(folder, unlabelled=True)
         if note := listing.ignored_note():
             echo(note)
         cache = open_cache(listing, description["image_size"], cache_dir, progress=progress, echo=echo)

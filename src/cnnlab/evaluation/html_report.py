@@ -382,7 +382,9 @@ def _comparison_rows():
 
 
 def render_comparison_page(records) -> str:
-    if histories := {r.name: r.history for r in records if r.history}:
+    # Two runs of one name (runs/demo, backup/demo) go by their paths: one name would draw one run's curves only
+    names = [r.name if [q.name for q in records].count(r.name) == 1 else str(r.path) for r in records]
+    if histories := {name: r.history for name, r in zip(names, records) if r.history}:
         buffer = io.BytesIO()
         plot_runs(histories, buffer)
         curves = {"uri": data_uri_png(buffer.getvalue()), "alt": "the runs' curves, overlaid"}
@@ -390,12 +392,12 @@ def render_comparison_page(records) -> str:
         curves = {"uri": None, "missing": "no run has recorded an epoch yet"}
     return _template("comparison.html.j2").render(
         title=f"{len(records)} runs compared",
-        subtitle=", ".join(r.name for r in records),
+        subtitle=", ".join(names),
         curves=curves,
-        without=[r.name for r in records if not r.history],
-        header=("", *(r.name for r in records)),
+        without=[name for name, r in zip(names, records) if not r.history],
+        header=("", *names),
         rows=[(label, *(value(r) for r in records)) for label, value in _comparison_rows()],
-        places=[(r.name, r.path.resolve()) for r in records],
+        places=[(name, r.path.resolve()) for name, r in zip(names, records)],
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ..errors import UsageError
 
@@ -37,6 +38,7 @@ def plot_history(history: dict, path: str | Path, title: str = "") -> Path:
         if f"val_{key}" in history:
             ax.plot(epochs, history[f"val_{key}"], "s-", label=f"val {key}")
         ax.set(xlabel="epoch", ylabel=key)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # whole epochs, even one
         ax.grid(alpha=0.3)
         ax.legend()
     if history.get("val_accuracy"):
@@ -75,6 +77,7 @@ def plot_comparison(with_aug: dict, without: dict, path, title="With and without
             ax.plot(epochs, history[key], "--", color=color, label=f"{label}: train")
             ax.plot(epochs, history[f"val_{key}"], "-", color=color, label=f"{label}: validation")
             ax.set(xlabel="epoch", ylabel=key)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
             ax.grid(alpha=0.3)
     ax_acc.legend(loc="lower right", fontsize=8)
     fig.suptitle(title)
@@ -145,6 +148,7 @@ def plot_runs(histories: dict, path, title: str = "Runs compared"):
         ax.grid(alpha=0.3)
     for ax in axes[1]:
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # the axes above share it
     handles, labels = axes.flat[0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=9, frameon=False)
