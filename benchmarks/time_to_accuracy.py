@@ -53,6 +53,7 @@ def read_run(run_dir: Path) -> dict:
         elapsed += float(row["seconds"])
         curve.append((int(row["epoch"]) + 1, elapsed, float(row["val_accuracy"])))
     run = {"run": str(run_dir), "model": config["model"], "recipe": config.get("recipe", ""), "curve": curve}
+    run["dataset"] = config.get("dataset")
     report = run_dir / "report.json"
     if report.exists():
         r = json.loads(report.read_text())
@@ -97,7 +98,7 @@ def main(argv=None) -> int:
     runs = [read_run(r) for r in args.runs]
     results = []
     for run in runs:
-        targets = args.targets or accuracy_targets(run["model"], run["recipe"]) or (0.9,)
+        targets = args.targets or accuracy_targets(run) or (0.9,)
         epochs, total, best = len(run["curve"]), run["curve"][-1][1], max(a for _, _, a in run["curve"])
         label = run["run"] + (f" (--recipe {run['recipe']})" if run["recipe"] else "")
         print(f"{label}: {run['model']}, {epochs} epochs in {total:.0f} s, best validation {best:.2%}")

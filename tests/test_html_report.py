@@ -226,6 +226,15 @@ def test_a_dry_run_is_timed_to_no_accuracy(runs_dir):
     assert "Validation accuracy" not in page and "Validation accuracy first reached 98.5% " in plain
 
 
+def test_a_model_is_timed_to_its_targets_only_on_the_data_they_were_set_for(runs_dir, tmp_path):
+    """LeNet-5's 98.5% and 99% are MNIST's: a page of LeNet-5 on Fashion-MNIST or on photos said it 'did not reach'
+    them, as if the run had fallen short."""
+    run = shutil.copytree(runs_dir / "plain", tmp_path / "fashion")
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "dataset": "fashion-mnist"}))
+    assert "Validation accuracy" not in build_report(run).read_text()
+
+
 def test_not_a_run_directory_is_one_clear_error(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     assert "no such run directory" in capsys.readouterr().err

@@ -403,13 +403,13 @@ class RunRecord:
 
     def times_to_accuracy(self) -> list[tuple[float, tuple[int, float] | None]]:
         """[(target, (epoch, seconds of training and validation until then) or None)] for the accuracies its
-        model and preset are timed to (``train.recipes.accuracy_targets``): when validation first reached each."""
+        settings are timed to (``train.recipes.accuracy_targets``): when validation first reached each."""
         config = self.config or {}
         if config.get("dry_run"):  # two batches in file order measure no accuracy (evaluation.metrics.Report)
             return []
         elapsed = itertools.accumulate(self.history.get("seconds", []))
         curve = list(zip(itertools.count(1), elapsed, self.history.get("val_accuracy", [])))
-        targets = accuracy_targets(config.get("model", ""), config.get("recipe", "")) if curve else ()
+        targets = accuracy_targets(config) if curve else ()
         return [(target, first_reached(curve, target)) for target in targets]
 
     def text(self, name: str) -> str | None:
