@@ -560,6 +560,18 @@ def test_resuming_a_run_that_is_still_training_says_so(run_copy, capsys):
     assert f"another training process (pid {os.getpid()}) is writing to this run" in capsys.readouterr().err
 
 
+def test_a_run_with_no_weights_yet_is_not_also_said_to_have_weights_it_saved_last(run_copy, capsys):
+    """predict, export and evaluate on a run in its first epoch said 'these are the weights it saved last', then
+    'no weights yet'."""
+    (run_copy / "report.json").unlink()
+    (run_copy / "report.txt").unlink()
+    shutil.rmtree(run_copy / "weights")  # as in its first epoch
+    assert main(["export", str(run_copy), "-o", str(run_copy.parent / "m.onnx")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"cnnlab: error: {run_copy / 'weights' / 'last.safetensors'}: no weights yet (has the run finished an epoch?)"
+    ]
+
+
 def test_a_finished_run_without_its_last_weights_points_to_its_best(run_copy, capsys):
     """A finished run whose last.safetensors was deleted was told it had 'no weights yet (has the run finished an
     epoch?)' by every command, with its best weights beside it."""

@@ -277,8 +277,8 @@ class RunDir:
         if not self.is_run():
             return  # the strict read that follows names what is wrong
         state = self.record().status()
-        if state == "finished":
-            return
+        if state == "finished" or not any(self.weights(w).exists() for w in WEIGHTS):
+            return  # with no weights, what load_model says is all there is to say
         if state == "finished (dry run)":
             why = "is a dry run (two batches of one epoch): its weights have hardly trained"
         else:
