@@ -9,6 +9,7 @@ import json
 import math
 import os
 import typing
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -464,3 +465,5 @@ def test_a_folder_setting_takes_a_path_and_a_value_of_another_type_is_named_by_i
     assert json.loads(json.dumps(cfg.record()))["data_dir"] == str(tmp_path / "mnist")
     with pytest.raises(ConfigError, match=r"^lr is array\(\[1\., 2\.\]\) \(ndarray\); expected a number > 0$"):
         TrainConfig(lr=np.array([1.0, 2.0]))
+    with pytest.raises(ConfigError, match=r"^model is \w+Path\('lenet5'\) \(\w+Path\); expected text$"):
+        TrainConfig(model=Path("lenet5"))  # a Path for a setting that is no folder is a slip, named

@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from annotated_types import Ge, Gt, Le, Lt, MinLen
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic.functional_validators import BeforeValidator
 
 from ..augment import Augment, AugmentConfig
 from ..errors import TYPE_WORDS, UsageError
@@ -103,7 +104,8 @@ Count = Annotated[int, Ge(0)]
 Positive = Annotated[int, Ge(1)]
 Fraction = Annotated[float, Ge(0), Lt(1)]
 Share = Annotated[float, Ge(0), Le(1)]
-Folder = Annotated[str, MinLen(1)]
+# A folder given as a Path is its text, as config.json holds it
+Folder = Annotated[str, MinLen(1), BeforeValidator(lambda v: os.fspath(v) if isinstance(v, os.PathLike) else v)]
 Device = Annotated[
     str, _refuse(device_problem), Expect(lambda: "a device that exists here: auto, " + ", ".join(available_devices()))
 ]
@@ -117,10 +119,7 @@ FOLDER_EVAL_BATCH_SIZE = 200
 
 
 def _python(value):
-    """np.int64(2) is 2, as in Keras; a folder given as a Path is its text, as config.json holds it."""
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value.item() if isinstance(value, np.generic) else value
+    return value.item() if isinstance(value, np.generic) else value  # np.int64(2) is 2, as in Keras
 
 
 class TrainConfig(BaseModel):
