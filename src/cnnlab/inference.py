@@ -179,7 +179,7 @@ def evaluate_run(
         out_dir = run.path / f"eval-{folder_slug(data)}"
     else:
         if data_dir:
-            cfg.data_dir = str(data_dir)  # a Path too: TrainConfig checks what is assigned (text)
+            cfg.data_dir = data_dir
         elif cfg.data_dir and not Path(cfg.data_dir).is_dir():  # a relative path reads from where cnnlab runs
             raise RunError(
                 f"{run.path / 'config.json'}: the run's data_dir {cfg.data_dir!r} is not a folder from here; "
