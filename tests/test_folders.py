@@ -53,6 +53,8 @@ def test_kaggle_labels_come_from_the_names(kaggle):
     assert all(
         listing.classes[label].startswith(p.name.split(".")[0]) for p, label in zip(listing.files, listing.labels)
     )
+    with pytest.raises(FolderError, match=r"train: holds labelled names \(cat\.0\.jpg\); give the folder of"):
+        scan_folder(kaggle, unlabelled=True)  # Kaggle's train/ given where its test1/ belongs (predict --kaggle)
 
 
 def test_class_subfolders_and_unlabelled_folders(tmp_path):
