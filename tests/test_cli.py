@@ -418,6 +418,21 @@ def test_augment_preview_and_augmented_training(synthetic_mnist_dir, tmp_path, c
     assert (out / "aug" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_comparison_says_how_many_epochs_each_run_trained(synthetic_mnist_dir, tmp_path):
+    """With --early-stopping the augmented run stopped after 2 of 8 epochs and the baseline trained all 8, yet
+    comparison.txt set their 'final' accuracies side by side without a word of it."""
+    out = tmp_path / "runs"
+    common = ["--data-dir", str(synthetic_mnist_dir), "--out-dir", str(out), "--no-progress", "--batch-size", "64"]
+    args = ["train", "lenet5", "--augment", "--compare-without", "--epochs", "8", "--early-stopping", "1"]
+    assert main([*args, "--val-split", "0.2", "--name", "aug", *common]) == 0
+    rows = {line[:23].strip(): line[23:].split() for line in (out / "aug" / "comparison.txt").read_text().splitlines()}
+    trained = [
+        len((run / "metrics.csv").read_text().splitlines()) - 1
+        for run in (out / "aug", out / "aug-without-augmentation")
+    ]
+    assert [int(n) for n in rows["epochs trained"]] == trained and trained[0] < trained[1]
+
+
 def test_a_run_written_before_the_data_interface_still_predicts(trained_run, tmp_path, capsys):
     """model.json of earlier versions held "pipeline" instead of "data"; such runs keep working."""
     import shutil

@@ -197,6 +197,7 @@ def write_comparison(run: RunDir, with_aug: dict, with_report, without: dict, wi
     lines = [
         "                       with augmentation   without",
         f"test accuracy          {with_report.accuracy:>17.4f}   {without_report.accuracy:.4f}",
+        f"epochs trained         {len(with_aug['loss']):>17d}   {len(without['loss'])}",  # early stopping: unequal
         f"final train accuracy   {with_aug['accuracy'][-1]:>17.4f}   {without['accuracy'][-1]:.4f}",
         f"final val accuracy     {with_aug['val_accuracy'][-1]:>17.4f}   {without['val_accuracy'][-1]:.4f}",
         f"train - val loss gap   {with_aug['loss'][-1] - with_aug['val_loss'][-1]:>17.4f}   "
