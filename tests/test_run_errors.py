@@ -172,6 +172,21 @@ def test_resume_takes_only_settings_that_do_not_change_what_is_computed(finished
     assert "all 1 epochs are done; nothing left to train" in out
 
 
+def test_a_resume_refused_for_other_data_leaves_the_run_as_it_was(finished_run, tmp_path, run_main):
+    """--resume RUN --data-dir OTHER was refused ('the data found now has ...'), yet config.json had been rewritten
+    with OTHER first: every later resume without the flag read OTHER and was refused too, and evaluate used it."""
+    from conftest import write_synthetic_mnist
+
+    run = copy_run(finished_run, tmp_path)
+    before = digests(run)
+    other = write_synthetic_mnist(tmp_path / "other", train=300)
+    code, _, err = run_main("train", "--resume", run, "--data-dir", other, "--no-progress")
+    assert code == 2 and "the data found now has 300" in err
+    assert digests(run) == before  # config.json, model.json, environment.json, summary.txt: not one byte changed
+    code, out, err = run_main("train", "--resume", run, "--no-progress")
+    assert code == 0 and "nothing left to train" in out, err
+
+
 @pytest.mark.parametrize("damage", ["no-checkpoints", "all-damaged", "no-manifest"])
 def test_resume_without_a_usable_checkpoint_is_an_error_listing_what_was_found(
     finished_run, tmp_path, run_main, damage
