@@ -43,6 +43,13 @@ def test_a_pattern_given_twice_is_refused_not_half_ignored(capsys):
     assert "--option text=... and a pattern given as the model: give the pattern once" in capsys.readouterr().err
 
 
+def test_two_class_counts_are_refused_not_one_silently_taken(capsys):
+    """summary lenet5 --option num_classes=3 --num-classes 5 printed a 5-class network without a word."""
+    assert main(["summary", "lenet5", "--option", "num_classes=3", "--num-classes", "5"]) == 2
+    assert "--num-classes 5 and --option num_classes=3: give one" in capsys.readouterr().err
+    assert main(["summary", "lenet5", "--option", "num_classes=5", "--num-classes", "5", "--json"]) == 0
+
+
 def test_models_lists_every_registered_model_with_its_input_size(capsys):
     assert main(["models"]) == 0
     lines = capsys.readouterr().out.splitlines()
