@@ -43,6 +43,13 @@ def test_a_pattern_given_twice_is_refused_not_half_ignored(capsys):
     assert "--option text=... and a pattern given as the model: give the pattern once" in capsys.readouterr().err
 
 
+def test_two_class_counts_are_refused_not_one_silently_taken(capsys):
+    """summary lenet5 --option num_classes=3 --num-classes 5 printed a 5-class network without a word."""
+    assert main(["summary", "lenet5", "--option", "num_classes=3", "--num-classes", "5"]) == 2
+    assert "--num-classes 5 and --option num_classes=3: give one" in capsys.readouterr().err
+    assert main(["summary", "lenet5", "--option", "num_classes=5", "--num-classes", "5", "--json"]) == 0
+
+
 def test_models_lists_every_registered_model_with_its_input_size(capsys):
     assert main(["models"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -416,6 +423,21 @@ def test_augment_preview_and_augmented_training(synthetic_mnist_dir, tmp_path, c
         last_epoch = (run / "metrics.csv").read_text().splitlines()[-1].split(",")
         assert float(rows["final train accuracy"][column]) == round(float(last_epoch[1]), 4)
     assert (out / "aug" / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_comparison_says_how_many_epochs_each_run_trained(synthetic_mnist_dir, tmp_path):
+    """With --early-stopping the augmented run stopped after 2 of 8 epochs and the baseline trained all 8, yet
+    comparison.txt set their 'final' accuracies side by side without a word of it."""
+    out = tmp_path / "runs"
+    common = ["--data-dir", str(synthetic_mnist_dir), "--out-dir", str(out), "--no-progress", "--batch-size", "64"]
+    args = ["train", "lenet5", "--augment", "--compare-without", "--epochs", "8", "--early-stopping", "1"]
+    assert main([*args, "--val-split", "0.2", "--name", "aug", *common]) == 0
+    rows = {line[:23].strip(): line[23:].split() for line in (out / "aug" / "comparison.txt").read_text().splitlines()}
+    trained = [
+        len((run / "metrics.csv").read_text().splitlines()) - 1
+        for run in (out / "aug", out / "aug-without-augmentation")
+    ]
+    assert [int(n) for n in rows["epochs trained"]] == trained and trained[0] < trained[1]
 
 
 def test_a_run_written_before_the_data_interface_still_predicts(trained_run, tmp_path, capsys):

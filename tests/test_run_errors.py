@@ -93,15 +93,23 @@ def test_reusing_a_name_is_refused_and_cannot_mix_two_runs(finished_run, tmp_pat
 
 @pytest.mark.parametrize(
     "taken, what",
-    [("file", "a file"), ("config.json is a folder", "a folder"), ("config.json is a list", "a folder")],
+    [
+        ("file", "a file"),
+        ("empty folder", "an empty folder"),
+        ("config.json is a folder", "a folder"),
+        ("config.json is a list", "a folder"),
+    ],
 )
 def test_a_name_taken_by_something_else_gets_the_same_one_line_refusal(taken, what, tmp_path, run_main):
     """Not a run's config.json (a file where the run would go, a folder or a JSON list in its place) once
-    gave 'config.json: Not a directory' or an internal error instead of saying the name is taken."""
+    gave 'config.json: Not a directory' or an internal error instead of saying the name is taken. Nor is
+    there a run to continue: the refusal once said 'Continue it with cnnlab train --resume', which refused."""
     place = tmp_path / "runs" / "run"
     place.parent.mkdir()
     if taken == "file":
         place.write_text("notes")
+    elif taken == "empty folder":
+        place.mkdir()
     elif taken == "config.json is a folder":
         (place / "config.json").mkdir(parents=True)
     else:
@@ -109,7 +117,8 @@ def test_a_name_taken_by_something_else_gets_the_same_one_line_refusal(taken, wh
         (place / "config.json").write_text("[1, 2]")
     code, _, err = run_main("train", "lenet5", "--dry-run", "--out-dir", place.parent, "--name", "run")
     assert code == 2 and err.count("\n") == 1, err
-    assert f"{place}: {what} named 'run' is already there" in err
+    assert f"{place}: {what} named 'run' is already there. Choose another --name, or pass --overwrite" in err
+    assert "--resume" not in err
 
 
 def test_overwrite_leaves_the_old_run_in_place_when_the_new_one_is_refused(finished_run, tmp_path, run_main):
@@ -161,6 +170,21 @@ def test_resume_takes_only_settings_that_do_not_change_what_is_computed(finished
     code, out, err = run_main("train", "--resume", run, "--no-progress", "--threads", "1", "--device", "cpu")
     assert code == 0, err
     assert "all 1 epochs are done; nothing left to train" in out
+
+
+def test_a_resume_refused_for_other_data_leaves_the_run_as_it_was(finished_run, tmp_path, run_main):
+    """--resume RUN --data-dir OTHER was refused ('the data found now has ...'), yet config.json had been rewritten
+    with OTHER first: every later resume without the flag read OTHER and was refused too, and evaluate used it."""
+    from conftest import write_synthetic_mnist
+
+    run = copy_run(finished_run, tmp_path)
+    before = digests(run)
+    other = write_synthetic_mnist(tmp_path / "other", train=300)
+    code, _, err = run_main("train", "--resume", run, "--data-dir", other, "--no-progress")
+    assert code == 2 and "the data found now has 300" in err
+    assert digests(run) == before  # config.json, model.json, environment.json, summary.txt: not one byte changed
+    code, out, err = run_main("train", "--resume", run, "--no-progress")
+    assert code == 0 and "nothing left to train" in out, err
 
 
 @pytest.mark.parametrize("damage", ["no-checkpoints", "all-damaged", "no-manifest"])

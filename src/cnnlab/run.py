@@ -28,7 +28,7 @@ from .models import create_model, get_model_entry
 from .rundir import RunDir
 from .runs import FOLDERS, new_run_dir
 from .summary import summary
-from .train import Runtime, TrainConfig, fit, run_directory_callbacks
+from .train import Callback, Runtime, TrainConfig, fit, run_directory_callbacks
 from .train.checks import check_fits_source, check_model_fits_source
 from .train.recipes import check_classes, resolve_config  # noqa: F401  (resolve_config: the benchmarks import it here)
 
@@ -125,15 +125,21 @@ def train_run(
             "data": source.describe(),  # how a file becomes input, so that predict prepares it as training did
         }
         table = summary(model, source.image_size)  # also gives the FLOPs for compute.json
-        if rt.is_main:
+
+        def write_settings(logs=None):
             run.write_json("config.json", cfg.record())
             run.write_model_info(info)
             run.write_json("environment.json", environment_info(rt.device, torch.get_num_threads()))
             run.write_text("summary.txt", table.format() + "\n")
-            if not resume:
-                echo(table.format())
-        echo(f"run directory: {run_dir}" + (f" ({rt.world_size} processes)" if rt.distributed else ""))
+
         callbacks = run_directory_callbacks(run_dir, info)
+        if rt.is_main and resume:  # once fit has taken the checkpoint: a refused resume (other data) changes no file
+            callbacks.append(settings := Callback())
+            settings.on_train_begin = write_settings
+        elif rt.is_main:
+            write_settings()
+            echo(table.format())
+        echo(f"run directory: {run_dir}" + (f" ({rt.world_size} processes)" if rt.distributed else ""))
         if cfg.augment:
             echo("augmentation: " + ", ".join(f"{k}={v}" for k, v in cfg.augment.items()))
         history = fit(model, source, None, cfg, callbacks, run_dir=run_dir, resume=resume, runtime=rt)
@@ -197,6 +203,7 @@ def write_comparison(run: RunDir, with_aug: dict, with_report, without: dict, wi
     lines = [
         "                       with augmentation   without",
         f"test accuracy          {with_report.accuracy:>17.4f}   {without_report.accuracy:.4f}",
+        f"epochs trained         {len(with_aug['loss']):>17d}   {len(without['loss'])}",  # early stopping: unequal
         f"final train accuracy   {with_aug['accuracy'][-1]:>17.4f}   {without['accuracy'][-1]:.4f}",
         f"final val accuracy     {with_aug['val_accuracy'][-1]:>17.4f}   {without['val_accuracy'][-1]:.4f}",
         f"train - val loss gap   {with_aug['loss'][-1] - with_aug['val_loss'][-1]:>17.4f}   "

@@ -30,7 +30,7 @@ def _refuse_taken(run_dir: Path) -> None:
     """Raise the message for a name that is taken: locked by a live writer, or a finished/stopped run."""
     taken = RunDir(run_dir)
     if not run_dir.is_dir():
-        what = "a file"
+        what, config = "a file", None
     else:
         with taken.lock(writer=False):  # raises 'another training process ...' while one is writing
             pass
@@ -39,10 +39,10 @@ def _refuse_taken(run_dir: Path) -> None:
             what = f"a run ({config.get('model', '?')}, epochs={config.get('epochs', '?')})"
         else:
             what = "a folder" if any(run_dir.iterdir()) else "an empty folder"
+    resume = f"Continue it with 'cnnlab train --resume {run_dir}', choose" if config is not None else "Choose"
     raise RunError(
-        f"{run_dir}: {what} named {run_dir.name!r} is already there. Continue it with "
-        f"'cnnlab train --resume {run_dir}', choose another --name, or pass --overwrite to move it aside "
-        f"(to {run_dir.name}.old-TIME; nothing is deleted) and start a new run"
+        f"{run_dir}: {what} named {run_dir.name!r} is already there. {resume} another --name, or pass --overwrite "
+        f"to move it aside (to {run_dir.name}.old-TIME; nothing is deleted) and start a new run"
     )
 
 

@@ -26,8 +26,8 @@ def build(args: argparse.Namespace):
     from ..train.recipes import check_model_options
 
     options = dict(args.option or [])
-    if args.num_classes:
-        options["num_classes"] = args.num_classes
+    if (classes := args.num_classes) and options.setdefault("num_classes", classes) != classes:
+        raise UsageError(f"--num-classes {classes} and --option num_classes={options['num_classes']}: give one")
     name = args.model
     if name not in list_models() and ("=>" in name or name.strip().upper().split("(")[0] in ("CONV", "INPUT")):
         if "text" in options:
