@@ -342,6 +342,20 @@ def test_a_comparison_interrupted_in_either_run_is_finished_by_resuming_the_run(
     assert [float(a) for a in rows["test accuracy"]] == [round(a, 4) for a in tested]
 
 
+def test_a_resume_takes_no_run_of_its_baselines_name_for_its_baseline(finished_run, tmp_path, run_main):
+    """A run named NAME-without-augmentation, trained by itself, was 'finished' as the baseline of a resumed NAME
+    trained without --compare-without: its config.json rewritten to NAME's settings, and compared against."""
+    runs = tmp_path / "runs"
+    common = ["--data-dir", finished_run[1], "--epochs", "1", "--batch-size", "64", "--no-progress", "--out-dir", runs]
+    assert run_main("train", "lenet5", "--name", "exp-without-augmentation", "--lr", "0.001", *common)[0] == 0
+    before = (runs / "exp-without-augmentation" / "config.json").read_bytes()
+    assert run_main("train", "lenet5", "--name", "exp", "--augment", *common)[0] == 0
+    code, _, err = run_main("train", "--resume", runs / "exp", "--no-progress")
+    assert code == 0, err
+    assert (runs / "exp-without-augmentation" / "config.json").read_bytes() == before
+    assert not (runs / "exp" / "comparison.txt").exists()
+
+
 # --- one clear message for every user error; tracebacks for our bugs ----------------------------------------
 
 

@@ -21,12 +21,12 @@ from .augment import Augment, preview_grid
 from .checkpoint import list_checkpoints
 from .data.source import DataSource, open_source
 from .environment import environment_info
-from .errors import TrainingInterrupted
+from .errors import CnnlabError, TrainingInterrupted
 from .evaluation.plots import plot_comparison, plot_history
 from .inference import evaluate_source, write_evaluation
 from .models import create_model, get_model_entry
 from .rundir import RunDir
-from .runs import FOLDERS, new_run_dir
+from .runs import FOLDERS, new_run_dir, resume_config
 from .summary import summary
 from .train import Callback, Runtime, TrainConfig, fit, run_directory_callbacks
 from .train.checks import check_fits_source, check_model_fits_source
@@ -109,8 +109,8 @@ def train_run(
     run_dir, resume = claim_run_dir(cfg, Path(run_dir) if run_dir else None, resume, rt)
     run = RunDir(run_dir)
     baseline_dir = run_dir.with_name(f"{run_dir.name}-without-augmentation")
-    # The baseline's folder, claimed with the run, tells a resume of the run that a comparison is due: it finishes it
-    compare_without = bool(cfg.augment) and (compare_without or (resume and baseline_dir.is_dir()))
+    # A resume finishes the comparison its run began: the baseline's folder, claimed with the run, says it did
+    compare_without = bool(cfg.augment) and (compare_without or (resume and owes_comparison(cfg, baseline_dir)))
     if compare_without and rt.is_main:
         baseline_dir.mkdir(exist_ok=True)
     with run.lock() if rt.is_main else nullcontext():
@@ -169,9 +169,7 @@ def train_run(
     if rt.is_main:  # once the lock is let go: the page shows the state everyone else sees, finished
         run.write_report()
     if compare_without:
-        baseline_cfg = cfg.updated(
-            augment=None, clean_epochs=0, run_name=baseline_dir.name, out_dir=str(run_dir.parent)
-        )
+        baseline_cfg = baseline_config(cfg, baseline_dir)
         echo(f"\ntraining the same settings without augmentation, for the comparison: {baseline_cfg.run_name}")
         again = resume and bool(list_checkpoints(baseline_dir))
         try:
@@ -182,6 +180,23 @@ def train_run(
             write_comparison(run, history.history, report, baseline.history, baseline.report, echo)
             run.write_report()  # now with the comparison
     return RunResult(run_dir, history.history, report, source.notes)
+
+
+def baseline_config(cfg: TrainConfig, folder: Path) -> TrainConfig:
+    """--compare-without's second run, in ``folder``: the run's settings without augmentation."""
+    return cfg.updated(augment=None, clean_epochs=0, run_name=folder.name, out_dir=str(folder.parent))
+
+
+def owes_comparison(cfg: TrainConfig, folder: Path) -> bool:
+    """Whether a resume of a run of ``cfg`` finishes its comparison: the baseline's ``folder``, claimed empty with the
+    run, holds nothing yet or a run of its baseline's settings (a run of that name trained by itself is not one)."""
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return folder.is_dir()
+    try:  # a resume's check of settings against the run's: one that a resume may not change differs
+        resume_config(folder, baseline_config(cfg, folder).to_dict())
+    except CnnlabError:
+        return False
+    return True
 
 
 def write_pictures(run: RunDir, model, info: dict, source: DataSource, augment: dict | None, seed: int) -> None:
