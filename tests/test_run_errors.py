@@ -342,6 +342,32 @@ def test_a_comparison_interrupted_in_either_run_is_finished_by_resuming_the_run(
     assert [float(a) for a in rows["test accuracy"]] == [round(a, 4) for a in tested]
 
 
+def test_a_comparison_is_finished_when_its_runs_folder_was_moved(finished_run, tmp_path, run_main, monkeypatch):
+    """--out-dir runs (relative) stopped in the baseline, then 'runs' renamed: the resume took the baseline, whose
+    config.json says out_dir 'runs', for a run trained by itself, left it half-trained and wrote no comparison."""
+    import cnnlab.run
+
+    class CtrlC(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def fit_stopped_once(model, source, val, cfg, callbacks, **kwargs):
+        if cfg.augment is None and not kwargs["resume"]:  # in the baseline
+            callbacks = [*callbacks, CtrlC()]
+        return fit(model, source, val, cfg, callbacks, **kwargs)
+
+    monkeypatch.setattr(cnnlab.run, "fit", fit_stopped_once)
+    common = ["--data-dir", finished_run[1], "--epochs", "1", "--batch-size", "64", "--no-progress"]
+    code, _, err = run_main(
+        "train", "lenet5", "--augment", "--compare-without", "--name", "aug", "--out-dir", "runs", *common
+    )
+    assert code == 130, err
+    (tmp_path / "runs").rename(tmp_path / "moved")
+    code, _, err = run_main("train", "--resume", tmp_path / "moved" / "aug", "--no-progress")
+    assert code == 0, err
+    assert (tmp_path / "moved" / "aug" / "comparison.txt").is_file()
+
+
 def test_a_resume_takes_no_run_of_its_baselines_name_for_its_baseline(finished_run, tmp_path, run_main):
     """A run named NAME-without-augmentation, trained by itself, was 'finished' as the baseline of a resumed NAME
     trained without --compare-without: its config.json rewritten to NAME's settings, and compared against."""

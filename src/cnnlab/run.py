@@ -192,8 +192,9 @@ def owes_comparison(cfg: TrainConfig, folder: Path) -> bool:
     run, holds nothing yet or a run of its baseline's settings (a run of that name trained by itself is not one)."""
     if not folder.is_dir() or not any(folder.iterdir()):
         return folder.is_dir()
+    where = {"out_dir": None, "run_name": None}  # where the runs lie (moved since, or named relative), not settings
     try:  # a resume's check of settings against the run's: one that a resume may not change differs
-        resume_config(folder, baseline_config(cfg, folder).to_dict())
+        resume_config(folder, {**baseline_config(cfg, folder).to_dict(), **where})
     except CnnlabError:
         return False
     return True
