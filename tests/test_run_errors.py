@@ -368,6 +368,19 @@ def test_a_comparison_is_finished_when_its_runs_folder_was_moved(finished_run, t
     assert (tmp_path / "moved" / "aug" / "comparison.txt").is_file()
 
 
+def test_a_baseline_stopped_before_its_config_is_finished_by_the_resume(finished_run, tmp_path, run_main):
+    """A baseline stopped between taking its lock and writing config.json leaves a folder holding '.lock' only: the
+    resume took it for a folder that is no run, and the comparison was never trained nor written."""
+    runs = tmp_path / "runs"
+    common = ["--data-dir", finished_run[1], "--epochs", "1", "--batch-size", "64", "--no-progress", "--out-dir", runs]
+    assert run_main("train", "lenet5", "--name", "aug", "--augment", *common)[0] == 0
+    (runs / "aug-without-augmentation").mkdir()
+    (runs / "aug-without-augmentation" / ".lock").write_text("12345")  # as RunDir.lock leaves it
+    code, _, err = run_main("train", "--resume", runs / "aug", "--no-progress")
+    assert code == 0, err
+    assert (runs / "aug" / "comparison.txt").is_file()
+
+
 def test_a_resume_takes_no_run_of_its_baselines_name_for_its_baseline(finished_run, tmp_path, run_main):
     """A run named NAME-without-augmentation, trained by itself, was 'finished' as the baseline of a resumed NAME
     trained without --compare-without: its config.json rewritten to NAME's settings, and compared against."""

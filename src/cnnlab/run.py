@@ -189,8 +189,9 @@ def baseline_config(cfg: TrainConfig, folder: Path) -> TrainConfig:
 
 def owes_comparison(cfg: TrainConfig, folder: Path) -> bool:
     """Whether a resume of a run of ``cfg`` finishes its comparison: the baseline's ``folder``, claimed empty with the
-    run, holds nothing yet or a run of its baseline's settings (a run of that name trained by itself is not one)."""
-    if not folder.is_dir() or not any(folder.iterdir()):
+    run, holds nothing yet (a lock at most: stopped before its config.json) or a run of its baseline's settings (a run
+    of that name trained by itself is not one)."""
+    if not folder.is_dir() or {path.name for path in folder.iterdir()} <= {".lock"}:
         return folder.is_dir()
     where = {"out_dir": None, "run_name": None}  # where the runs lie (moved since, or named relative), not settings
     try:  # a resume's check of settings against the run's: one that a resume may not change differs
