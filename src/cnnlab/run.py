@@ -109,8 +109,10 @@ def train_run(
     run_dir, resume = claim_run_dir(cfg, Path(run_dir) if run_dir else None, resume, rt)
     run = RunDir(run_dir)
     baseline_dir = run_dir.with_name(f"{run_dir.name}-without-augmentation")
-    # A resume finishes the comparison its run began: the baseline's folder, claimed with the run, says it did
-    compare_without = bool(cfg.augment) and (compare_without or (resume and owes_comparison(cfg, baseline_dir)))
+    # A resume finishes the comparison its run began: the baseline's folder, claimed with the run, says it did (rank
+    # 0 reads it: on several machines only its disk may hold the run)
+    owed = rt.broadcast_object(bool(cfg.augment) and resume and rt.is_main and owes_comparison(cfg, baseline_dir))
+    compare_without = bool(cfg.augment) and (compare_without or owed)
     if compare_without and rt.is_main:
         baseline_dir.mkdir(exist_ok=True)
     with run.lock() if rt.is_main else nullcontext():

@@ -66,7 +66,10 @@ def run(args: argparse.Namespace) -> int:
             if used:
                 raise UsageError(f"{flag} does not go with --resume: a resume continues the run with its own settings")
         if args.compare_without:
-            raise UsageError("--compare-without does not go with --resume: a resume finishes the run's comparison")
+            raise UsageError(
+                "--compare-without does not go with --resume: a resume finishes the comparison its run began, and "
+                "begins none (for one, train a new run with --compare-without)"
+            )
         cfg = _resume_settings(run_dir, flags, args.model)
     else:
         cfg = new_run_settings(args.model, flags, args.config, args.compare_without)
