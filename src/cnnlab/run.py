@@ -151,16 +151,7 @@ def train_run(
         )
         report.dry_run = cfg.dry_run
         if rt.is_main:
-            from .analysis.compute import run_compute
-
-            epochs_run = len(history.history.get("loss", []))
-            trained, evaluated = source.size("train") * epochs_run, source.size("val") * epochs_run
-            if cfg.dry_run:  # two batches of one epoch, validated on two batches a process
-                trained = min(trained, 2 * cfg.batch_size)
-                evaluated = min(evaluated, 2 * cfg.eval_batch_size * rt.world_size)
-            seconds = sum(history.history.get("seconds", []))
-            measured = run_compute(table.flops, trained, evaluated, seconds, rt.device, cfg.precision)
-            run.write_json("compute.json", measured)
+            run.write_json("compute.json", measured_compute(table.flops, history.history, source, cfg, rt))
             title = f"{cfg.model} on {source.name}"
             run.write_png("curves.png", lambda f: plot_history(history.history, f, title))
             write_evaluation(report, probs, source, "test", run, title + " test", model)
@@ -182,6 +173,18 @@ def train_run(
             write_comparison(run, history.history, report, baseline.history, baseline.report, echo)
             run.write_report()  # now with the comparison
     return RunResult(run_dir, history.history, report, source.notes)
+
+
+def measured_compute(flops: int, history: dict, source: DataSource, cfg: TrainConfig, rt: Runtime) -> dict:
+    """compute.json: the images a run trained and validated on, their FLOPs, and the rate its device reached."""
+    from .analysis.compute import run_compute
+
+    epochs_run = len(history.get("loss", []))
+    trained, evaluated = source.size("train") * epochs_run, source.size("val") * epochs_run
+    if cfg.dry_run:  # two batches of one epoch, validated on two batches a process
+        trained = min(trained, 2 * cfg.batch_size)
+        evaluated = min(evaluated, 2 * cfg.eval_batch_size * rt.world_size)
+    return run_compute(flops, trained, evaluated, sum(history.get("seconds", [])), rt.device, cfg.precision)
 
 
 def baseline_config(cfg: TrainConfig, folder: Path) -> TrainConfig:
