@@ -15,6 +15,7 @@ import base64
 import io
 import json
 import math
+from collections import Counter
 from functools import cache
 from pathlib import Path
 
@@ -383,7 +384,8 @@ def _comparison_rows():
 
 def render_comparison_page(records) -> str:
     # Two runs of one name (runs/demo, backup/demo) go by their paths: one name would draw one run's curves only
-    names = [r.name if [q.name for q in records].count(r.name) == 1 else str(r.path) for r in records]
+    named = Counter(r.name for r in records)
+    names = [r.name if named[r.name] == 1 else str(r.path) for r in records]
     if histories := {name: r.history for name, r in zip(names, records) if r.history}:
         buffer = io.BytesIO()
         plot_runs(histories, buffer)
