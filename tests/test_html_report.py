@@ -326,6 +326,30 @@ def test_comparison_of_two_runs_with_one_name_draws_both(runs_dir, tmp_path, mon
     assert header == f"<th>{runs_dir / 'plain'}</th><th>{other}</th>"
 
 
+def test_comparison_counts_epochs_as_the_runs_table_does(runs_dir, tmp_path):
+    """A dry run trains two batches of one epoch: its column says so, not "1" beside a full run's "2"."""
+    out = tmp_path / "compare.html"
+    assert main(["report", str(runs_dir / "plain"), str(runs_dir / "augmented"), "-o", str(out)]) == 0
+    epochs_row = re.search(r"<tr><td>epochs</td>(.*?)</tr>", out.read_text()).group(1)
+    assert epochs_row == "<td>2/2</td><td>dry run</td>"
+
+
+def test_a_run_given_twice_is_refused_not_drawn_once(runs_dir, tmp_path, capsys):
+    out = tmp_path / "compare.html"
+    plain = runs_dir / "plain"
+    assert main(["report", str(plain), str(runs_dir / "augmented"), f"{plain}/", "-o", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == f"cnnlab: error: {plain}/: given twice; a comparison shows each run once"
+    assert not out.exists()
+
+
+def test_an_interrupted_dry_run_is_unfinished_of_one_epoch(runs_dir, tmp_path):
+    run = shutil.copytree(runs_dir / "augmented", tmp_path / "stopped")
+    (run / "report.json").unlink()
+    (run / "report.txt").unlink()
+    (run / "metrics.csv").write_text((run / "metrics.csv").read_text().splitlines()[0] + "\n")
+    assert load_run(run).status() == "unfinished (0 of 1 epochs)"
+
+
 def test_report_of_one_run_from_the_command_line(runs_dir, capsys):
     run = runs_dir / "augmented"
     (run / "report.html").unlink(missing_ok=True)

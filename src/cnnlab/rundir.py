@@ -450,7 +450,7 @@ class RunRecord:
 
     @property
     def epochs_planned(self) -> int | None:
-        return (self.config or {}).get("epochs")
+        return 1 if (self.config or {}).get("dry_run") else (self.config or {}).get("epochs")  # a dry run: one epoch
 
     @property
     def seconds(self) -> float:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from ..errors import UsageError
 from ..rundir import RunDir, write_comparison
 from ._types import output_named
 
@@ -22,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    places = [Path(d).resolve() for d in args.run_dirs]  # runs/a and ./runs/a/ are one run
+    if twice := next((d for i, (d, place) in enumerate(zip(args.run_dirs, places)) if place in places[:i]), None):
+        raise UsageError(f"{twice}: given twice; a comparison shows each run once")
     if len(args.run_dirs) == 1:
         path = RunDir(args.run_dirs[0]).write_report(args.output)
     else:

@@ -360,7 +360,7 @@ def _comparison_rows():
         ("model", lambda r: r.model_name),
         ("data", lambda r: r.data_label),
         ("state", lambda r: r.status()),
-        ("epochs", lambda r: str(r.epochs_done)),
+        ("epochs", _epochs),
         ("final loss", lambda r: _fraction(r.final("loss"))),
         ("final accuracy", lambda r: _fraction(r.final("accuracy"))),
         ("final val_loss", lambda r: _fraction(r.final("val_loss"))),
