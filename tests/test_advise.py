@@ -43,6 +43,14 @@ def test_each_rule_fires_on_a_network_that_breaks_it(text, shape, rule):
     assert rule not in rules(GOOD)
 
 
+def test_large_first_layer_filters_are_for_inputs_over_200_px():
+    """The lesson keeps 7x7 and 11x11 first-layer filters for images larger than 200x200, and the warning says
+    'over 200 px'; a 7x7 first layer on a 200-px input passed without a word."""
+    text = "CONV(16, 7) => RELU => POOL => FC"
+    assert "large-filter" in rules(text, (3, 200, 200))
+    assert "large-filter" not in rules(text, (3, 202, 202))
+
+
 def test_keras_same_padding_with_even_kernels_and_strides_walks_sizes_as_the_network_does():
     """Keras' "same" takes a side to side / stride (models/layers.py's KerasSameConv2d): even kernels at stride 1
     keep 32 -> 16 -> 8 exact, and a stride-2 "same" takes 30 to 15, which the next 2x2/2 pool cannot halve."""

@@ -173,7 +173,7 @@ def _conv_rules(net: _Net):
                 f"{kh}x{kw} filters have no centre pixel, so 'same' padding pads one side more than the other",
                 "use 3x3 or 5x5 filters",
             )
-        if i == 0 and k >= 7 and side < 200:
+        if i == 0 and k >= 7 and side <= 200:
             yield Finding(
                 "large-filter",
                 "warning",
