@@ -18,7 +18,7 @@ import torch
 from keras_fixtures import cnnlab_params, compare_draws, meta, run_case, to_nchw, transforms
 from scipy import ndimage
 
-from cnnlab.augment import Augment, affine_sample
+from cnnlab.augment import Augment, affine_sample, preview_grid
 
 CASES = [(c["name"], fill) for c in meta()["cases"] for fill in c["fills"]]
 IMAGES = list(meta()["images"])
@@ -222,6 +222,22 @@ def test_the_preview_draws_what_training_would_apply_with_the_same_flags(tmp_pat
     assert seen[1] == Augment.lesson(zoom_range=0.1).config
     assert seen[2] == Augment(horizontal_flip=True).config
     assert seen[3] == Augment.lesson().config
+
+
+def test_the_preview_title_says_when_shear_is_in_radians_or_the_shift_axes_are_not_keras(tmp_path, monkeypatch):
+    """The grid's title names what was drawn in Keras' words, and left out shear_units and keras_axes: with
+    --shear-units radians it read 'shear_range=0.2', which Keras reads as 0.2 degrees, over an 11.5-degree shear,
+    and with --no-keras-axes 'height_shift_range=0.1' over images moved up and down, not sideways as in Keras."""
+    import matplotlib.figure
+
+    titles = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: titles.append(fig.get_suptitle()))
+    image = torch.zeros(1, 8, 8)
+    preview_grid(image, Augment.lesson(), 2, tmp_path / "lesson.png")
+    preview_grid(image, Augment.lesson(shear_units="radians", keras_axes=False), 2, tmp_path / "other.png")
+    assert "fill_mode=nearest" in titles[0] and "shear_range=0.2" in titles[0]
+    assert "shear_units" not in titles[0] and "keras_axes" not in titles[0]  # Keras' own meanings go without saying
+    assert "shear_units=radians" in titles[1] and "keras_axes=False" in titles[1]
 
 
 def test_keras_channels_last_arrays_are_refused_saying_how_to_turn_them():
