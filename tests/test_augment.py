@@ -240,6 +240,28 @@ def test_the_preview_title_says_when_shear_is_in_radians_or_the_shift_axes_are_n
     assert "shear_units=radians" in titles[1] and "keras_axes=False" in titles[1]
 
 
+def test_the_shift_flags_say_which_way_keras_moves_the_image():
+    """Keras' width_shift_range moves an image up and down and its height_shift_range sideways (its swap of x and
+    y, which the fixtures Keras wrote show); the flags' help said only 'a fraction of the width' and 'of the
+    height', which reads as the other way round."""
+    from cnnlab.cli._settings import AUGMENT_HELP
+
+    arrays = transforms()
+    image = arrays["input/mnist"][0, :, :, 0].astype(np.float64)
+
+    def centre(picture):  # (row, column) of the centre of mass
+        rows, columns = np.indices(picture.shape)
+        return np.array([(rows * picture).sum(), (columns * picture).sum()]) / picture.sum()
+
+    for flag, name, axis in (
+        ("width_shift_range", "width shift, fraction (-0.073 W)", 0),
+        ("height_shift_range", "height shift, fraction (0.061 H)", 1),
+    ):
+        moved = centre(arrays[f"out/{name}/nearest/mnist"][0, :, :, 0]) - centre(image)
+        assert abs(moved[axis]) > 1 and abs(moved[1 - axis]) < 0.2, (name, moved)
+        assert AUGMENT_HELP[flag].startswith("as Keras: " + ("up and down" if axis == 0 else "sideways"))
+
+
 def test_keras_channels_last_arrays_are_refused_saying_how_to_turn_them():
     """ImageDataGenerator.fit(x_train) takes (N, H, W, C) numpy arrays; here a (N, 28, 28, 1) tensor was taken
     as 28 channels (statistics of shape (28, 1, 1), batches of (N, 28, 28, 28)) and numpy gave an AttributeError."""
