@@ -1,9 +1,11 @@
 import pytest
+from torch import nn
 
 from cnnlab import create_model
 from cnnlab.analysis.advise import advise
 from cnnlab.cli import main
 from cnnlab.models import from_pattern
+from cnnlab.summary import trace
 
 GOOD = "INPUT => [[CONV => RELU]*2 => POOL]*3 => [FC => RELU]*2 => FC"
 
@@ -41,6 +43,14 @@ def test_each_rule_fires_on_a_network_that_breaks_it(text, shape, rule):
     assert rule not in rules(GOOD)
 
 
+def test_large_first_layer_filters_are_for_inputs_over_200_px():
+    """The lesson keeps 7x7 and 11x11 first-layer filters for images larger than 200x200, and the warning says
+    'over 200 px'; a 7x7 first layer on a 200-px input passed without a word."""
+    text = "CONV(16, 7) => RELU => POOL => FC"
+    assert "large-filter" in rules(text, (3, 200, 200))
+    assert "large-filter" not in rules(text, (3, 202, 202))
+
+
 def test_keras_same_padding_with_even_kernels_and_strides_walks_sizes_as_the_network_does():
     """Keras' "same" takes a side to side / stride (models/layers.py's KerasSameConv2d): even kernels at stride 1
     keep 32 -> 16 -> 8 exact, and a stride-2 "same" takes 30 to 15, which the next 2x2/2 pool cannot halve."""
@@ -54,6 +64,22 @@ def test_keras_same_padding_with_even_kernels_and_strides_walks_sizes_as_the_net
     # an even kernel's 'same' is no number of pixels: k // 2 on both sides grows the map by one
     valid = advise(from_pattern("CONV(8, 4, padding=valid) => RELU => POOL => FC", (1, 28, 28), 10), (1, 28, 28))
     assert "use padding=same ('same')" in next(f.suggestion for f in valid if f.rule == "same-padding")
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # PyTorch's note on its own padding
+def test_pytorchs_own_same_padding_is_walked_as_the_network_runs_even_kernels_too():
+    """nn.Conv2d(padding="same") keeps the side with a 4x4 kernel (PyTorch pads one pixel more after the image);
+    the advisor walked it as k // 2 on both sides, 32 -> 33, and warned that the 2x2/2 pool after it dropped a row
+    (33 -> 16.5) where the pool halves 32 exactly, and said nothing at 33, where it does drop one."""
+
+    def net():
+        layers = [nn.Conv2d(3, 8, 4, padding="same"), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten()]
+        return nn.Sequential(*layers, nn.Linear(8 * 16 * 16, 10))  # runs at 32 and 33: PyTorch's sizes
+
+    assert [layer.out_shape for layer in trace(net(), (3, 32, 32))][0] == (8, 32, 32)
+    assert "divisible-input" not in {f.rule for f in advise(net(), (3, 32, 32))}
+    dropped = [f for f in advise(net(), (3, 33, 33)) if f.rule == "divisible-input"]
+    assert len(dropped) == 1 and "33 -> 16.5" in dropped[0].message
 
 
 def test_notes_do_not_fail_and_name_bn_placement():

@@ -279,3 +279,20 @@ def test_the_report_averages_the_classes_present_as_the_lessons_classification_r
     lesson = classification_report(labels.numpy(), logits.argmax(1).numpy(), target_names=["1", "4", "8"], digits=4)
     assert report.report_text == lesson
     assert report.confusion.shape == (10, 10) and report.confusion.sum() == 8  # the matrix keeps every class
+
+
+def test_the_printed_report_keeps_the_top5_accuracy_beside_the_10_crop_one():
+    """An image folder is evaluated with 10 crops beside the centre crop; with more than 5 classes the printed
+    report (evaluate's output, report.txt) swapped its top-5 line for the crops' line and lost the lesson's rank-5
+    accuracy, which report.json and report.html kept. The lesson's rank5_accuracy is the oracle."""
+    from cnnlab.evaluation.metrics import make_report
+
+    g = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(300, 8, generator=g), torch.randint(8, (300,), generator=g)
+    probs = torch.softmax(logits, 1).numpy()
+    rank5 = np.mean([gt in np.argsort(p)[::-1][:5] for p, gt in zip(probs, labels.numpy())])  # the lesson's
+    report = make_report(logits, labels, [f"class{i}" for i in range(8)])
+    assert f"top-5 accuracy: {rank5:.4f}" in report.format()
+    report.ten_crop_accuracy = 0.125
+    text = report.format()
+    assert f"top-5 accuracy: {rank5:.4f}" in text and "10-crop (corners + centre, mirrored): 0.1250" in text

@@ -18,7 +18,7 @@ import torch
 from keras_fixtures import cnnlab_params, compare_draws, meta, run_case, to_nchw, transforms
 from scipy import ndimage
 
-from cnnlab.augment import Augment, affine_sample
+from cnnlab.augment import Augment, affine_sample, preview_grid
 
 CASES = [(c["name"], fill) for c in meta()["cases"] for fill in c["fills"]]
 IMAGES = list(meta()["images"])
@@ -222,6 +222,44 @@ def test_the_preview_draws_what_training_would_apply_with_the_same_flags(tmp_pat
     assert seen[1] == Augment.lesson(zoom_range=0.1).config
     assert seen[2] == Augment(horizontal_flip=True).config
     assert seen[3] == Augment.lesson().config
+
+
+def test_the_preview_title_says_when_shear_is_in_radians_or_the_shift_axes_are_not_keras(tmp_path, monkeypatch):
+    """The grid's title names what was drawn in Keras' words, and left out shear_units and keras_axes: with
+    --shear-units radians it read 'shear_range=0.2', which Keras reads as 0.2 degrees, over an 11.5-degree shear,
+    and with --no-keras-axes 'height_shift_range=0.1' over images moved up and down, not sideways as in Keras."""
+    import matplotlib.figure
+
+    titles = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: titles.append(fig.get_suptitle()))
+    image = torch.zeros(1, 8, 8)
+    preview_grid(image, Augment.lesson(), 2, tmp_path / "lesson.png")
+    preview_grid(image, Augment.lesson(shear_units="radians", keras_axes=False), 2, tmp_path / "other.png")
+    assert "fill_mode=nearest" in titles[0] and "shear_range=0.2" in titles[0]
+    assert "shear_units" not in titles[0] and "keras_axes" not in titles[0]  # Keras' own meanings go without saying
+    assert "shear_units=radians" in titles[1] and "keras_axes=False" in titles[1]
+
+
+def test_the_shift_flags_say_which_way_keras_moves_the_image():
+    """Keras' width_shift_range moves an image up and down and its height_shift_range sideways (its swap of x and
+    y, which the fixtures Keras wrote show); the flags' help said only 'a fraction of the width' and 'of the
+    height', which reads as the other way round."""
+    from cnnlab.cli._settings import AUGMENT_HELP
+
+    arrays = transforms()
+    image = arrays["input/mnist"][0, :, :, 0].astype(np.float64)
+
+    def centre(picture):  # (row, column) of the centre of mass
+        rows, columns = np.indices(picture.shape)
+        return np.array([(rows * picture).sum(), (columns * picture).sum()]) / picture.sum()
+
+    for flag, name, axis in (
+        ("width_shift_range", "width shift, fraction (-0.073 W)", 0),
+        ("height_shift_range", "height shift, fraction (0.061 H)", 1),
+    ):
+        moved = centre(arrays[f"out/{name}/nearest/mnist"][0, :, :, 0]) - centre(image)
+        assert abs(moved[axis]) > 1 and abs(moved[1 - axis]) < 0.2, (name, moved)
+        assert AUGMENT_HELP[flag].startswith("as Keras: " + ("up and down" if axis == 0 else "sideways"))
 
 
 def test_keras_channels_last_arrays_are_refused_saying_how_to_turn_them():

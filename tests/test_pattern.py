@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from cnnlab import create_model, summary
+from cnnlab.cli import main
 from cnnlab.errors import UsageError
 from cnnlab.models import PatternError, from_pattern, parse_pattern
 from cnnlab.models.pattern import ALEXNET, ALEXNET_BN, LAYERS, LENET5, LESSON, Group, Layer
@@ -162,6 +163,17 @@ def test_an_option_or_count_the_pattern_does_not_use_is_refused_with_the_close_n
         create_model("pattern", text="CONV(4) => RELU => POOL => FC", num_classes=3, img_size=16, N=3)
     with pytest.raises(UsageError, match=r"K=2 is not a repeat count of this pattern; its counts: N"):
         create_model("pattern", text="[CONV(4) => RELU]*N => FC", num_classes=3, img_size=16, K=2)
+
+
+def test_the_registered_pattern_names_its_counts_n_m_k_where_the_text_counts_with_another(capsys):
+    """from_pattern counts with any name (L=2), but the registered model's options are N, M and K: `summary
+    "[CONV => RELU]*L => FC"` said 'expected a value for L (pass L=... as an option)', and '--option L=2' was then
+    refused as no option of the model."""
+    text = "INPUT => [CONV(4) => RELU]*L => FC"
+    assert len([m for m in from_pattern(text, (1, 8, 8), 3, L=2) if isinstance(m, nn.Conv2d)]) == 2
+    assert main(["summary", text]) == 2
+    assert "error: pattern: a repeat count is N, M, K or a whole number here, not L (*L)\n" in capsys.readouterr().err
+    assert main(["summary", text.replace("*L", "*N"), "--option", "N=2"]) == 0
 
 
 def test_conv_padding_takes_same_valid_or_pixels():

@@ -373,10 +373,9 @@ def preview_grid(image: torch.Tensor, augment: Augment, count: int, path, seed: 
         else:
             ax.imshow(tile.permute(1, 2, 0).numpy().astype("uint8"))
         ax.set_title("original" if i == 0 else f"#{i}", fontsize=8)
+    defaults = AugmentConfig()  # a setting at its default is left out, but for fill_mode, which the lesson names
     settings = ", ".join(
-        f"{k}={v}"
-        for k, v in augment.to_dict().items()
-        if v not in (0, 0.0, False, None) and k not in ("keras_axes", "shear_units")
+        f"{k}={v}" for k, v in augment.to_dict().items() if v != getattr(defaults, k) or k == "fill_mode"
     )
     fig.suptitle(f"{title}\n{settings}", fontsize=8)
     fig.tight_layout()

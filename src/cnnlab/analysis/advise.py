@@ -38,13 +38,11 @@ def _pair(v):
 
 def _geometry(m: nn.Module):
     """(kernel, stride, padding) along height and width of a layer that changes spatial size, else None."""
-    if isinstance(m, KerasSameConv2d):  # padded to fit: ceil(side / stride), nothing dropped (see _walk_sizes)
+    # Keras' and PyTorch's "same" pad to fit, even kernels too: ceil(side / stride), nothing dropped (_walk_sizes)
+    if isinstance(m, KerasSameConv2d) or (isinstance(m, nn.Conv2d) and m.padding == "same"):
         return m.kernel_size, m.stride, (None, None)
     if isinstance(m, nn.Conv2d):  # whose kernel_size, stride and numeric padding PyTorch keeps as pairs
-        pad = m.padding
-        if isinstance(pad, str):
-            pad = tuple(k // 2 for k in m.kernel_size) if pad == "same" else (0, 0)
-        return m.kernel_size, m.stride, pad
+        return m.kernel_size, m.stride, (0, 0) if m.padding == "valid" else m.padding
     if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
         return _pair(m.kernel_size), _pair(m.stride or m.kernel_size), _pair(m.padding)
     return None
@@ -175,7 +173,7 @@ def _conv_rules(net: _Net):
                 f"{kh}x{kw} filters have no centre pixel, so 'same' padding pads one side more than the other",
                 "use 3x3 or 5x5 filters",
             )
-        if i == 0 and k >= 7 and side < 200:
+        if i == 0 and k >= 7 and side <= 200:
             yield Finding(
                 "large-filter",
                 "warning",

@@ -58,8 +58,8 @@ def given_settings(args: argparse.Namespace) -> dict:
 
 AUGMENT_HELP = {  # AugmentConfig's fields, as Keras' ImageDataGenerator means them (see cnnlab.augment)
     "rotation_range": "degrees: theta ~ U(-r, r)",
-    "width_shift_range": "below 1 a fraction of the width, from 1 pixels; an int: whole pixels (as in Keras)",
-    "height_shift_range": "below 1 a fraction of the height, from 1 pixels; an int: whole pixels (as in Keras)",
+    "width_shift_range": "as Keras: up and down; below 1 a fraction of the width, from 1 pixels, an int whole pixels",
+    "height_shift_range": "as Keras: sideways; below 1 a fraction of the height, from 1 pixels, an int whole pixels",
     "shear_range": "degrees, as Keras >= 2.3 reads it (--shear-units radians for older Keras)",
     "zoom_range": "zx, zy ~ U(1 - z, 1 + z)",
     "horizontal_flip": "flip left-right with p = 0.5",

@@ -92,12 +92,11 @@ class Report:
                 f"dry run: the evaluation ran end to end on {self.n:,} images of the test split; no accuracy is "
                 "reported (two batches in file order measure nothing)"
             )
-        line = f"top-1 accuracy: {self.accuracy:.4f}"
-        if self.top5 is not None:
-            line += f"   top-5 accuracy: {self.top5:.4f}"
+        top5 = "" if self.top5 is None else f"   top-5 accuracy: {self.top5:.4f}"  # the centre crop's, as top-1
+        line = f"top-1 accuracy: {self.accuracy:.4f}{top5}"
         if self.ten_crop_accuracy is not None:
             line = (
-                f"accuracy, centre crop: {self.accuracy:.4f}   10-crop (corners + centre, mirrored): "
+                f"accuracy, centre crop: {self.accuracy:.4f}{top5}   10-crop (corners + centre, mirrored): "
                 f"{self.ten_crop_accuracy:.4f}"
             )
         text = f"{self.report_text}\n{line}   ({self.n:,} images)"

@@ -472,6 +472,8 @@ def pattern(
 ) -> nn.Module:
     """A network from the lesson's pattern notation (default: the lesson's generic pattern, N=2, M=2, K=1)."""
     used = count_names(parse_pattern(text))
+    if other := sorted(used - {"N", "M", "K"}):  # from_pattern counts with any name; this model's options are three
+        raise UsageError(f"pattern: a repeat count is N, M, K or a whole number here, not {other[0]} (*{other[0]})")
     for name, value in dict(N=N, M=M, K=K).items():  # every run records all three, so the defaults pass
         if name not in used and value != inspect.signature(pattern).parameters[name].default:
             raise UsageError(
