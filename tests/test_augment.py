@@ -274,3 +274,27 @@ def test_keras_channels_last_arrays_are_refused_saying_how_to_turn_them():
         with pytest.raises(CnnlabError, match=r"must be \(N, C, H, W\), got shape \(4, 28, 28, 1\)"):
             call(torch.from_numpy(keras_layout))
     assert Augment(featurewise_center=True).fit(torch.zeros(4, 1, 28, 28)).mean.shape == (1, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"horizontal_flip": "no"}, "horizontal_flip must be true or false, not str 'no'"),
+        ({"vertical_flip": 1}, "vertical_flip must be true or false, not int 1"),
+        ({"width_shift_range": "0.1"}, "width_shift_range must be a whole number or a number or a list, not str"),
+        ({"cval": "0"}, "cval must be a number, not str '0'"),
+        ({"brightness_range": "ab"}, "brightness_range must be a list or None, not str 'ab'"),
+    ],
+)
+def test_a_setting_of_another_type_is_refused_by_name(settings, message):
+    """Augment checked the type of three settings: horizontal_flip="no" was taken and flipped (as in Keras'
+    ImageDataGenerator, where any true value flips), width_shift_range="0.1" ended in Python's "'<' not supported
+    between instances of 'str' and 'int'", cval="0" and brightness_range="ab" waited for the first batch. Every
+    setting is now checked against its annotation in AugmentConfig."""
+    from cnnlab.errors import WrongType
+
+    with pytest.raises(WrongType) as refused:
+        Augment(**settings)
+    assert str(refused.value).startswith(message), str(refused.value)
+    Augment(width_shift_range=3, height_shift_range=(1, 2), brightness_range=(0.5, 1.5), horizontal_flip=True)
+    Augment(rotation_range=np.float32(10), brightness_range=np.array([0.5, 1.5]), vertical_flip=np.True_)  # as before

@@ -430,14 +430,20 @@ def test_numpy_numbers_are_numbers_as_in_keras():
     [
         ({"epochs": "2"}, r'^epochs is "2" \(text\); expected a whole number >= 1$'),
         ({"run_name": ""}, r"^run_name is empty"),
-        ({"momentum": 0.5}, r"^momentum is for --optimizer sgd"),
+        ({"momentum": 0.5}, r"^momentum is for optimizer='sgd'; it does nothing with adam$"),
+        ({"crop": 200}, r"^crop is for image folders; it does nothing without data$"),
+        ({"schedule": "step", "final_lr": 0.1}, r"^final_lr is where .*; it does nothing with schedule='step'$"),
+        ({"clean_epochs": 2}, r"^clean_epochs ends augmented training with unaugmented epochs: add augment$"),
+        ({"augment": {"cval": 3.0}}, r"^augment: cval 3.0 .*: add fill_mode='constant', or leave cval out$"),
+        ({"data": "cats", "val_split": 0.0}, r"^val_split is 0, .* or a folder of validation images as val_dir$"),
         ({"model_options": {"dropout": 2}}, r"^model_options: model 'alexnet_bn' has no option dropout"),
         ({"recipe": "challenge", "optimizer": "adam"}, r"^optimizer is 'adam', .* give weight_decay too$"),
     ],
 )
 def test_config_for_names_the_keyword_its_caller_wrote_not_a_flag(overrides, message):
     """config_for(model, epochs="2") said '--epochs is "2"': a flag the Python caller never typed (the command
-    line's messages, '--epochs is ...', are the tests above)."""
+    line's messages, '--epochs is ...', are the tests above). The settings a message points to are Python's too:
+    momentum 'is for --optimizer sgd', cval wanted '--fill-mode constant', clean_epochs '--augment'."""
     with pytest.raises(ConfigError, match=message):
         config_for("alexnet_bn", **overrides)
 

@@ -395,6 +395,27 @@ def test_a_resume_takes_no_run_of_its_baselines_name_for_its_baseline(finished_r
     assert not (runs / "exp" / "comparison.txt").exists()
 
 
+def test_train_run_refuses_a_comparison_whose_baseline_name_is_taken_before_training(finished_run, tmp_path):
+    """train_run(cfg, compare_without=True) from Python, with NAME-without-augmentation taken by another folder,
+    trained NAME and then trained its baseline into that folder (the command line asked first, train_run did not);
+    now train_run refuses it as the command line does, before anything is trained or written."""
+    from cnnlab import config_for
+    from cnnlab.errors import RunError
+    from cnnlab.run import train_run
+
+    taken = tmp_path / "runs" / "aug-without-augmentation"
+    taken.mkdir(parents=True)
+    (taken / "mine.txt").write_text("not a run")
+    cfg = config_for(
+        "lenet5", data_dir=finished_run[1], out_dir=tmp_path / "runs", run_name="aug", augment={"rotation_range": 10},
+        epochs=1, batch_size=64, progress=False, dry_run=True,
+    )  # fmt: skip
+    with pytest.raises(RunError, match="-augmentation: a folder named 'aug-without-augmentation' is already there"):
+        train_run(cfg, compare_without=True)
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [taken.name]
+    assert [p.name for p in taken.iterdir()] == ["mine.txt"]
+
+
 # --- one clear message for every user error; tracebacks for our bugs ----------------------------------------
 
 

@@ -258,3 +258,22 @@ def test_resuming_a_run_that_stopped_early_says_so_and_trains_nothing(synthetic_
     assert "stopped early after epoch 2; nothing left to train" in out and "resuming from" not in out
     assert again.epoch == first.epoch == [0, 1]
     assert first.params == {"verbose": 2, "epochs": 6, "steps": 1} and first.model is not None  # Keras' History
+
+
+def test_a_silent_fit_resumes_without_a_word(synthetic_dataset, tmp_path, capfd):
+    """fit(..., verbose=0, run_dir=R, resume=True) printed 'resuming from R/checkpoints/... (epoch 2, step 0)', and
+    once finished 'all 2 epochs are done': verbose=0 prints nothing, as in Keras, on a resume too."""
+    train, val = _small(synthetic_dataset, 64)
+
+    class StopBeforeSecondEpoch(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt  # a kill after the checkpoint of epoch 1
+
+    cfg = TrainConfig(epochs=2, batch_size=64, device="cpu")
+    with pytest.raises(KeyboardInterrupt):
+        fit(create_model("lenet5"), train, val, cfg, [StopBeforeSecondEpoch()], run_dir=tmp_path, verbose=0)
+    for _ in range(2):  # the rest of the run, then a run with nothing left to train
+        capfd.readouterr()
+        history = fit(create_model("lenet5"), train, val, cfg, run_dir=tmp_path, resume=True, verbose=0)
+        assert capfd.readouterr() == ("", "") and history.epoch == [0, 1]

@@ -33,15 +33,19 @@ from __future__ import annotations
 
 import math
 import numbers
+import typing
 import warnings
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
-from .errors import UsageError, expect_type, keras_layout
+from .errors import TYPE_WORDS, UsageError, expect_type, keras_layout
 
 FILL_MODES = ("constant", "nearest", "reflect", "wrap")
 IDENTITY = {"theta": 0, "tx": 0, "ty": 0, "shear": 0, "zx": 1, "zy": 1}  # the geometric parameters of no transform
+# What isinstance takes for AugmentConfig's annotations: a float any real number (30 too), numpy's bool and arrays too
+KINDS = {float: (numbers.Real,), bool: (bool, np.bool_), list: (list, tuple, np.ndarray), type(None): (type(None),)}
 
 LESSON = dict(
     rotation_range=30,
@@ -82,13 +86,16 @@ class Augment:
         if unknown := sorted(set(settings) - set(AugmentConfig.__dataclass_fields__)):
             raise UsageError(f"unknown augmentation setting(s): {', '.join(unknown)}")
         self.config = cfg = AugmentConfig(**settings)
+        for name, hint in typing.get_type_hints(AugmentConfig).items():  # Keras takes any: horizontal_flip="no" flips
+            types = typing.get_args(hint) or (hint,)
+            words = " or ".join(TYPE_WORDS.get(t, "a list" if t is list else "None") for t in types)
+            expect_type(getattr(cfg, name), sum((KINDS.get(t, (t,)) for t in types), ()), name, words)
         if cfg.fill_mode not in FILL_MODES:
             raise UsageError(f"fill_mode must be one of {', '.join(FILL_MODES)}, got {cfg.fill_mode!r}")
         if cfg.shear_units not in ("degrees", "radians"):
             raise UsageError(f"shear_units must be degrees or radians, got {cfg.shear_units!r}")
         for name in ("rotation_range", "shear_range", "channel_shift_range"):  # Keras draws in [-value, value]
             value = getattr(cfg, name)
-            expect_type(value, numbers.Real, name, "a number")
             if not value >= 0:
                 raise UsageError(f"{name} is {value}; expected a number >= 0 (a draw in [-{name}, +{name}])")
         z = cfg.zoom_range

@@ -26,14 +26,16 @@ from .evaluation.plots import plot_comparison, plot_history
 from .inference import evaluate_source, write_evaluation
 from .models import create_model, get_model_entry
 from .rundir import RunDir
-from .runs import FOLDERS, new_run_dir, resume_config
+from .runs import FOLDERS, baseline_name, new_run_dir, resume_config
 from .summary import summary
 from .train import Callback, Runtime, TrainConfig, fit, run_directory_callbacks
 from .train.checks import check_fits_source, check_model_fits_source
 from .train.recipes import check_classes, resolve_config  # noqa: F401  (resolve_config: the benchmarks import it here)
 
 
-def claim_run_dir(cfg: TrainConfig, run_dir: Path | None, resume: bool, rt: Runtime) -> tuple[Path, bool]:
+def claim_run_dir(
+    cfg: TrainConfig, run_dir: Path | None, resume: bool, rt: Runtime, compare_without: bool
+) -> tuple[Path, bool]:
     """Rank 0 names the run (or takes the one given) and tells the others. Under torchrun with ``--max-restarts``,
     a restarted attempt finds the run its first attempt began (a marker keyed by torchrun's run id) and resumes it
     from its newest checkpoint (or starts it over when it has none yet), without anyone typing --resume."""
@@ -45,7 +47,7 @@ def claim_run_dir(cfg: TrainConfig, run_dir: Path | None, resume: bool, rt: Runt
             run_dir = Path(marker.read_text().strip())
             resume = bool(list_checkpoints(run_dir))  # a failure before the first checkpoint starts it over
         elif run_dir is None:
-            run_dir = new_run_dir(cfg)
+            run_dir = new_run_dir(cfg, compare_without)
             if marker is not None:
                 marker.parent.mkdir(parents=True, exist_ok=True)
                 marker.write_text(str(run_dir))
@@ -106,13 +108,14 @@ def train_run(
     model.cnnlab_initialised = True  # built from cfg.seed just above: fit need not build it again to check
     check_fits_source(cfg, source, rt, model)
     check_model_fits_source(model, source)
-    run_dir, resume = claim_run_dir(cfg, Path(run_dir) if run_dir else None, resume, rt)
+    compare_without = compare_without and bool(cfg.augment)  # there is nothing to compare without augmentation
+    run_dir, resume = claim_run_dir(cfg, Path(run_dir) if run_dir else None, resume, rt, compare_without)
     run = RunDir(run_dir)
-    baseline_dir = run_dir.with_name(f"{run_dir.name}-without-augmentation")
+    baseline_dir = run_dir.with_name(baseline_name(run_dir.name))
     # A resume finishes the comparison its run began: the baseline's folder, claimed with the run, says it did (rank
     # 0 reads it: on several machines only its disk may hold the run)
     owed = rt.broadcast_object(bool(cfg.augment) and resume and rt.is_main and owes_comparison(cfg, baseline_dir))
-    compare_without = bool(cfg.augment) and (compare_without or owed)
+    compare_without = compare_without or owed
     if compare_without and rt.is_main:
         baseline_dir.mkdir(exist_ok=True)
     with run.lock() if rt.is_main else nullcontext():

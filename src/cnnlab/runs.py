@@ -51,13 +51,22 @@ def _check_out_dir(out: Path) -> None:
         raise RunError(f"{out}: --out-dir is a file, not a folder for run directories")
 
 
-def check_name_free(cfg: TrainConfig, also: tuple[str, ...] = ()) -> None:
-    """Refuse, before anything is loaded, a named run whose folder (or one of ``also``'s names) exists."""
+def baseline_name(name: str) -> str:
+    """The name of --compare-without's run without augmentation, beside the run ``name`` it is compared with."""
+    return f"{name}-without-augmentation"
+
+
+def named_run_dirs(cfg: TrainConfig, compare_without: bool = False) -> list[Path]:
+    """The folders a named run takes (an unnamed one: none): its own and, with ``compare_without``, its baseline's."""
     _check_out_dir(Path(cfg.out_dir))
-    if not cfg.run_name:
-        return
-    for name in (cfg.run_name, *also):
-        run_dir = Path(cfg.out_dir) / name
+    names = (cfg.run_name, baseline_name(cfg.run_name)) if compare_without else (cfg.run_name,)
+    return [Path(cfg.out_dir) / name for name in names] if cfg.run_name else []
+
+
+def check_name_free(cfg: TrainConfig, compare_without: bool = False) -> None:
+    """Refuse a named run whose folder, or with ``compare_without`` its baseline's, exists (before any training: the
+    command line asks before any data is loaded, ``new_run_dir`` again as it claims the folder)."""
+    for run_dir in named_run_dirs(cfg, compare_without):
         if run_dir.exists() or run_dir.is_symlink():
             _refuse_taken(run_dir)
 
@@ -81,11 +90,11 @@ def set_aside(run_dir: Path) -> Path | None:
     return target
 
 
-def new_run_dir(cfg: TrainConfig) -> Path:
-    """Create and claim the run's folder: ``--name`` exactly (refused if it exists), else MODEL-DATA-TIME
-    with a suffix until free. ``mkdir`` without ``exist_ok`` claims it, so two processes never share one."""
+def new_run_dir(cfg: TrainConfig, compare_without: bool = False) -> Path:
+    """Create and claim the run's folder: ``--name`` exactly (refused if taken, or its baseline's), else
+    MODEL-DATA-TIME with a suffix until free. ``mkdir`` without ``exist_ok`` claims it: no two processes share one."""
     out = Path(cfg.out_dir)
-    _check_out_dir(out)
+    check_name_free(cfg, compare_without)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.run_name:
         run_dir = out / cfg.run_name

@@ -111,17 +111,16 @@ def _claim_name(cfg, overwrite: bool, compare_without: bool) -> None:
     """The run's name against what is on disk, before any data is loaded (cnnlab.runs): taken is refused, or
     with --overwrite moved aside. Rank 0 claims it (under torchrun), and a restarted attempt resumes the run
     that its first attempt began."""
-    from ..runs import check_name_free, set_aside
+    from ..runs import check_name_free, named_run_dirs, set_aside
 
     if overwrite and not cfg.run_name:
         raise UsageError("--overwrite replaces a run named with --name; without a name every run is new")
     first_attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
     if int(os.environ.get("RANK", 0)) != 0 or not first_attempt:
         return
-    also = (f"{cfg.run_name}-without-augmentation",) if compare_without and cfg.run_name else ()
     if not overwrite:
-        check_name_free(cfg, also)
+        check_name_free(cfg, compare_without)
         return
-    for name in (cfg.run_name, *also):
-        if moved := set_aside(Path(cfg.out_dir) / name):
-            print(f"moved the earlier run {Path(cfg.out_dir) / name} aside to {moved}")
+    for run_dir in named_run_dirs(cfg, compare_without):
+        if moved := set_aside(run_dir):
+            print(f"moved the earlier run {run_dir} aside to {moved}")

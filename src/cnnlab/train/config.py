@@ -45,10 +45,10 @@ class ConfigError(UsageError):
 
 @dataclass(frozen=True)
 class Needs:
-    """A setting that does something only when ``applies(cfg)``; given otherwise, it is refused: ``why(cfg)``."""
+    """A setting that does something only when ``applies(cfg)``; given otherwise it is refused: ``why(cfg, option)``."""
 
     applies: Callable[[TrainConfig], bool]
-    why: Callable[[TrainConfig], str]
+    why: Callable[[TrainConfig, Callable[..., str]], str]
 
 
 @dataclass(frozen=True)
@@ -77,14 +77,20 @@ class Expect:
     describe: Callable[[], str]
 
 
-FOLDER = Needs(lambda c: bool(c.data), lambda c: "is for image folders; it does nothing without --data")
-IDX = Needs(lambda c: not c.data, lambda c: "is where the IDX datasets' files are; it does nothing with --data")
-SGD = Needs(lambda c: c.optimizer == "sgd", lambda c: f"is for --optimizer sgd; it does nothing with {c.optimizer}")
+FOLDER = Needs(lambda c: bool(c.data), lambda c, n: f"is for image folders; it does nothing without {n('data')}")
+IDX = Needs(
+    lambda c: not c.data, lambda c, n: f"is where the IDX datasets' files are; it does nothing with {n('data')}"
+)
+SGD = Needs(
+    lambda c: c.optimizer == "sgd", lambda c, n: f"is for {n('optimizer', 'sgd')}; it does nothing with {c.optimizer}"
+)
 DECAY = Needs(
     lambda c: c.schedule in ("cosine", "linear"),
-    lambda c: f"is where the cosine and linear schedules end; it does nothing with --schedule {c.schedule}",
+    lambda c, n: f"is where the cosine and linear schedules end; it does nothing with {n('schedule', c.schedule)}",
 )
-SPLIT = Needs(lambda c: not c.val_dir, lambda c: "holds out part of the training data; it does nothing with --val-dir")
+SPLIT = Needs(
+    lambda c: not c.val_dir, lambda c, n: f"holds out part of the training data; it does nothing with {n('val_dir')}"
+)
 
 
 def _refuse(problem: Callable[[Any], str | None]) -> AfterValidator:
@@ -240,7 +246,7 @@ class TrainConfig(BaseModel):
         for key, source in (origins or {}).items():
             idle = key in SETTINGS and not applies(cfg, key)
             if idle and (source in GIVEN or getattr(cfg, key) != TrainConfig.model_fields[key].default):
-                raise ConfigError(f"{say(key)} {SETTINGS[key].needs.why(cfg)}")
+                raise ConfigError(f"{say(key)} {SETTINGS[key].needs.why(cfg, Namer(source).option)}")
         return cfg
 
     def updated(self, **overrides) -> TrainConfig:
@@ -290,6 +296,12 @@ class Namer:
         if origin in ("TrainConfig", "keyword"):
             return key
         return f'{origin}: "{key}"'
+
+    def option(self, key: str, value=None) -> str:
+        """Another setting as this origin's caller gives it: ``optimizer='sgd'`` in Python, else ``--optimizer sgd``."""
+        if self.origin in ("TrainConfig", "keyword"):
+            return key if value is None else f"{key}={value!r}"
+        return flag_name(key) if value is None else f"{flag_name(key)} {value}"
 
 
 def _config_error(e: ValidationError, values: dict, model: type[BaseModel], name: Callable) -> ConfigError:

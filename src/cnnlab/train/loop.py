@@ -302,7 +302,7 @@ def fit(
     params = {"verbose": plan.verbose, "epochs": plan.epochs, "steps": plan.steps_per_epoch}  # Keras' params
     state.callbacks = CallbackList([EpochTimer(), *callbacks], state, params)
     if found:
-        state.resume(found, plan.epochs)
+        state.resume(found, plan.epochs, plan.verbose)
     plan.net = rt.wrap(state.model)
     if cfg.compile:  # compiled for the steps only; the model (plain keys) is what is saved and evaluated
         plan.net = torch.compile(plan.net)

@@ -149,13 +149,14 @@ def resolve_config(
     values = {**base, **config_file, **flags, "model": model}
     values["model_options"] = _merged("model_options", base, config_file, flags) or {}
     values["augment"] = _merged("augment", base, config_file, flags)
-    _check_cval(values["augment"], config_file, flags, Namer(file_label, sources))
     origins = {**{k: f"--recipe {preset}" for k in preset_values}, **sources}
+    say = Namer(given_as, origins)  # a setting by its source, the others as the caller writes them (say.option)
+    _check_cval(values["augment"], config_file, flags, say)
     _check_preset_weight_decay(preset, preset_values, values, origins)
     if values.get("data"):
-        _folder_defaults(values, origins, Namer("TrainConfig", origins))
+        _folder_defaults(values, origins, say)
     cfg = TrainConfig.from_dict(values, "TrainConfig", origins)
-    _check_clean_epochs(cfg, Namer("TrainConfig", origins)("clean_epochs"))
+    _check_clean_epochs(cfg, say)
     check_model_options(model, config_file.get("model_options", {}), file_label)
     check_model_options(model, flags.get("model_options", {}), given_as)
     check_model_options(model, values["model_options"], given_as)  # together: the builder's own checks
@@ -185,24 +186,25 @@ def _check_cval(augment: dict | None, config_file: dict, flags: dict, say: Namer
     fill_mode = augment.get("fill_mode", "nearest")
     if given and augment.get("cval", 0) != 0 and fill_mode != "constant":
         raise ConfigError(
-            f"{say('augment')}: cval {augment['cval']} is the value outside the image with fill_mode 'constant', "
-            f"but fill_mode is {fill_mode!r}: add --fill-mode constant, or leave --cval out"
+            f"{say('augment')}: cval {augment['cval']} is the value outside the image with fill_mode 'constant', but "
+            f"fill_mode is {fill_mode!r}: add {say.option('fill_mode', 'constant')}, or leave {say.option('cval')} out"
         )
 
 
-def _check_clean_epochs(cfg: TrainConfig, name: str) -> None:
+def _check_clean_epochs(cfg: TrainConfig, say: Namer) -> None:
     """Clean epochs end augmented training: they need the augmentation settings (fit's Python callers pass
     an ``augment`` transform of their own) and some augmented epochs before them."""
+    name = say("clean_epochs")
     if cfg.clean_epochs and not cfg.augment:
-        raise ConfigError(f"{name} ends augmented training with unaugmented epochs: add --augment")
+        raise ConfigError(f"{name} ends augmented training with unaugmented epochs: add {say.option('augment')}")
     if cfg.clean_epochs and cfg.clean_epochs >= cfg.epochs:
         raise ConfigError(
             f"{name} is {cfg.clean_epochs}: that leaves none of the {cfg.epochs} epochs augmented "
-            f"(give fewer clean epochs, or more --epochs)"
+            f"(give fewer clean epochs, or more {say.option('epochs')})"
         )
 
 
-def _folder_defaults(values: dict, origins: dict, say) -> None:
+def _folder_defaults(values: dict, origins: dict, say: Namer) -> None:
     """An image folder is dataset 'folder', and with no --val-dir it holds out --val-split of its images
     (0.1 unless given): there is no separate test set to validate on, and config.json says what is used."""
     if "dataset" not in origins:  # a model's recipe names its usual dataset; a folder replaces it
@@ -213,7 +215,7 @@ def _folder_defaults(values: dict, origins: dict, say) -> None:
     if "val_split" in origins and values["val_split"] == 0:
         raise ConfigError(
             f"{say('val_split')} is 0, but an image folder has no test set to validate on: "
-            "give a fraction in (0, 1), or --val-dir FOLDER"
+            f"give a fraction in (0, 1), or a folder of validation images as {say.option('val_dir')}"
         )
     values.setdefault("val_split", 0.1)
 

@@ -153,9 +153,9 @@ class TrainState:
                 + (f"the previous checkpoint {kept[-1].name} is intact" if kept else "no earlier checkpoint exists")
             ) from None
 
-    def resume(self, found: tuple[Path, dict, dict], epochs: int) -> None:
+    def resume(self, found: tuple[Path, dict, dict], epochs: int, verbose: int = 1) -> None:
         """Continue from a checkpoint that ``checkpoint.resume_point`` found (rank 0 read it, every process
-        gets it); refused when the data differs from the run's."""
+        gets it); refused when the data differs from the run's. Says where it goes on unless ``verbose`` is 0."""
         folder, model_state, state = found
         saved = state.get("data")
         if saved is not None and saved != self.data:  # another folder, or the MNIST sample instead of the full set
@@ -170,12 +170,13 @@ class TrainState:
             raise CheckpointError(f"{folder}: {e}") from None
         if not self.runtime.is_main:  # the metrics of the steps before the restart are summed over processes once
             self.partial = None
+        say = self.runtime.print if verbose else lambda text: None  # fit(verbose=0): silent, as Keras'
         if self.stop_training:  # a callback (EarlyStopping) ended it: a resume trains nothing more
-            self.runtime.print(f"{folder}: stopped early after epoch {self.epoch}; nothing left to train")
+            say(f"{folder}: stopped early after epoch {self.epoch}; nothing left to train")
         elif self.epoch < epochs:
-            self.runtime.print(f"resuming from {folder} (epoch {self.epoch + 1}, step {self.step_in_epoch})")
+            say(f"resuming from {folder} (epoch {self.epoch + 1}, step {self.step_in_epoch})")
         else:
-            self.runtime.print(f"{folder}: all {epochs} epochs are done; nothing left to train")
+            say(f"{folder}: all {epochs} epochs are done; nothing left to train")
 
     def begin(self) -> None:
         self.callbacks.on_train_begin({})
