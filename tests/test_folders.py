@@ -323,6 +323,24 @@ def test_val_dir_is_used_and_its_classes_must_match(kaggle, tmp_path):
         folder_source(kaggle, tmp_path, val_dir=str(val))
 
 
+def test_evaluating_a_run_that_validated_on_a_val_dir_reads_that_folder_alone(kaggle, tmp_path):
+    """The test split of a run trained with --val-dir is that folder, but evaluate listed and decoded the training
+    folder too (Kaggle's 23,000 images: minutes, once its cache is gone) and failed when it had been moved away."""
+    val = tmp_path / "val"
+    for i in range(3):
+        save(val / f"cat.{i}.jpg", (220, 40, 40))
+        save(val / f"dog.{i}.jpg", (40, 40, 220))
+    trained = folder_source(kaggle, tmp_path, val_dir=str(val))
+    shutil.rmtree(tmp_path / "cache")
+    shutil.rmtree(kaggle)
+    said = []
+    cfg = TrainConfig(dataset="folder", data=str(kaggle), val_dir=str(val), image_size=40, crop=32, progress=False)
+    source = FolderSource.open(cfg.updated(cache_dir=str(tmp_path / "cache")), echo=said.append, training=False)
+    assert source.classes == trained.classes and torch.equal(source.labels("test"), trained.labels("test"))
+    assert torch.equal(source.images("test", range(6)), trained.images("test", range(6)))
+    assert [line.split(" into ")[0] for line in said] == [f"decoding 6 images of {val}"]
+
+
 # --- which files a folder holds, against Keras' flow_from_directory (scripts/make_keras_folder_fixtures.py) ---
 
 KERAS_FOLDER = json.loads((Path(__file__).parent / "fixtures" / "keras_folders.json").read_text())

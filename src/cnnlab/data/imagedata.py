@@ -78,7 +78,15 @@ class FolderSource:
 
     @classmethod
     def open(cls, cfg, allow_sample: bool = True, echo=print, training: bool = True) -> FolderSource:
-        """``cfg.data`` decoded once into the cache; validation from ``cfg.val_dir`` or a stratified split."""
+        """``cfg.data`` decoded once into the cache; validation from ``cfg.val_dir`` or a stratified split. Not
+        ``training`` (evaluate), ``cfg.val_dir`` alone is read: the test split needs no training folder or its cache."""
+        if cfg.val_dir and not training:
+            listing = scan_folder(cfg.val_dir)
+            cache = open_cache(listing, cfg.image_size, cfg.cache_dir, progress=cfg.progress, echo=echo)
+            _check_readable(cache, cfg.val_dir)
+            test = FolderSplit(cache, np.arange(len(cache.files)), cache.labels)
+            notes = [note for note in (listing.ignored_note(),) if note]
+            return cls({"val": test, "test": test}, listing.classes, cfg.crop, str(cfg.val_dir), notes, cache.skipped)
         listing = scan_folder(cfg.data)
         notes = [
             f"{listing.root}: {len(listing.files):,} images, classes {', '.join(listing.classes)} "
