@@ -13,6 +13,7 @@ files, broken links, empty class folders, folders without images beside Kaggle's
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -150,6 +151,13 @@ def scan_folder(root: str | Path, unlabelled: bool = False, min_classes: int = 2
         raise FolderError(f"{root}: only one class ({classes[0]}) found; training needs at least two")
     check_class_names(root, files, labels, classes, layout)
     return FolderListing(root, files, labels, classes, layout, sorted(ignored))
+
+
+def files_identity(*listings: FolderListing | None) -> str:
+    """A digest of the listings' file names, relative to their folders, and sizes: the same for a folder moved or
+    copied whole, another for a folder of as many other images."""
+    lines = [f"{p.relative_to(x.root)}\0{p.stat().st_size}" for x in filter(None, listings) for p in x.files]
+    return hashlib.sha256("\n".join(lines).encode(errors="surrogateescape")).hexdigest()
 
 
 def folder_label(folder: str | Path, sep: str = "/") -> str:
