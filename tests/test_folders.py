@@ -18,7 +18,7 @@ from cnnlab.cli import main
 from cnnlab.data.cache import open_cache
 from cnnlab.data.folders import FolderError, decode, folder_label, folder_slug, scan_folder, scan_labelled
 from cnnlab.data.imagedata import TEN_VIEWS, FolderSource, crop_batch, view_window
-from cnnlab.data.images import ImageError
+from cnnlab.data.images import ImageError, open_image
 from cnnlab.runs import new_run_dir
 from cnnlab.train import TrainConfig
 
@@ -146,6 +146,16 @@ def test_broken_files_are_refused_by_name(tmp_path):
             decode(tmp_path / name, 64)
         assert str(tmp_path / name) in str(info.value)
     assert decode(good, 64).shape == (64, 64, 3)
+
+
+def test_a_108_megapixel_phone_jpeg_is_decoded_small_not_refused_as_a_bomb(tmp_path):
+    """A phone's 108 MP photo (12000x9000) was skipped as a decompression bomb, and so was a 61 MP camera's
+    ('too large'): a folder of them had no readable images. A JPEG is decoded at up to 1/8 of its size for the
+    cache, so the limit counts the pixels decoded; decoded in full it is still refused, as a PNG that size is."""
+    Image.new("L", (12000, 9000), 90).save(tmp_path / "phone.jpg")
+    assert np.abs(decode(tmp_path / "phone.jpg", 256).astype(int) - 90).max() <= 2
+    with pytest.raises(ImageError, match=r"phone.jpg: 12000x9000 pixels is too large \(a decompression bomb\?\)"):
+        open_image(tmp_path / "phone.jpg")
 
 
 def test_aspect_aware_resize_then_centre_crop(tmp_path):
