@@ -291,6 +291,10 @@ def test_train_predict_and_kaggle_submission(kaggle, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "10-crop (corners + centre, mirrored)" in out and "(24 images)" in out
     assert (run / f"eval-{tmp_path.name}_train" / "mistakes.png").is_file()
+    # --data-dir says where an IDX dataset is: it evaluated the run's own folder, silently, whatever it named
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data-dir", str(test1)]) == 2
+    assert "--data-dir is where the IDX datasets' files are; it does nothing with --data" in capsys.readouterr().err
     # The run's own validation split after its cache was deleted: decoded again where --cache-dir says
     shutil.rmtree(tmp_path / "cache")
     assert main(["evaluate", str(run), "--cache-dir", str(tmp_path / "elsewhere")]) == 0
