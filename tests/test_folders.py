@@ -81,6 +81,22 @@ def test_new_labelled_data_names_only_the_classes_the_run_lacks(tmp_path):
     assert scan_labelled(tmp_path / "new", ("cat", "dog", "fox", "owl")).classes == ("cat", "dog", "fox")
 
 
+def test_kaggles_train_unzipped_into_a_folder_of_its_name_is_named_with_the_folder_to_give(kaggle, tmp_path):
+    """unzip train.zip -d train gives train/train/cat.0.jpg: training said 'only one class (train) found' and evaluate
+    'train: not among the run's classes (cat, dog)', neither saying where the images are or what to give instead."""
+    outer = tmp_path / "outer"
+    outer.mkdir()
+    kaggle.rename(outer / "train")
+    said = rf"outer: holds its images in train/, named as Kaggle's \(cat.0.jpg\): give that folder, {outer / 'train'}$"
+    with pytest.raises(FolderError, match=said):
+        scan_folder(outer)
+    with pytest.raises(FolderError, match=said):
+        scan_labelled(outer, ("cat", "dog"))
+    for name in ("cat.1.jpg", "kitten.2.jpg"):  # one class of new data, its photos named otherwise: as it was
+        save(tmp_path / "new" / "cat" / name)
+    assert scan_labelled(tmp_path / "new", ("cat", "dog")).classes == ("cat",)
+
+
 def test_folder_errors_name_the_folder_and_the_problem(tmp_path):
     cases = []
     (tmp_path / "empty").mkdir()

@@ -147,6 +147,10 @@ def scan_folder(root: str | Path, unlabelled: bool = False, min_classes: int = 2
         if layout == "subfolders":
             held = f"its images in subfolders ({', '.join(name + '/' for name in classes[:3])})"
         raise FolderError(f"{root}: holds {held}; give the folder of unlabelled images N.jpg, as Kaggle's test1/")
+    prefixes = {f.name.split(".")[0] for f in files if f.name.count(".") >= 2}  # Kaggle's train/ unzipped in train/
+    if layout == "subfolders" and len(classes) == 1 and len(prefixes) > 1 and classes[0] not in prefixes:
+        named = f"{classes[0]}/, named as Kaggle's ({files[0].name})"
+        raise FolderError(f"{root}: holds its images in {named}: give that folder, {root / classes[0]}")
     if len(classes) < min_classes:
         raise FolderError(f"{root}: only one class ({classes[0]}) found; training needs at least two")
     check_class_names(root, files, labels, classes, layout)
