@@ -140,6 +140,11 @@ def resume_config(run_dir: str | Path, flags: dict, model: str | None = None) ->
         )
     if moved:
         check_moved_files(run_dir, saved, moved)
+    for key in ("data", "val_dir"):  # the run's images moved since: say how a resume finds them
+        if key not in moved and getattr(saved, key) and not Path(getattr(saved, key)).exists():
+            raise RunError(
+                f"{run_dir}: {getattr(saved, key)}: no such folder; if it was moved, give {flag_name(key)} NEWPLACE"
+            )
     allowed = {k: v for k, v in given.items() if k in RESUME_MAY_CHANGE}
     return TrainConfig.from_dict({**saved.to_dict(), **allowed, **moved}, str(Path(run_dir) / "config.json"))
 
