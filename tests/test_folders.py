@@ -18,7 +18,7 @@ from cnnlab.cli import main
 from cnnlab.data.cache import open_cache
 from cnnlab.data.folders import FolderError, decode, folder_label, folder_slug, scan_folder, scan_labelled
 from cnnlab.data.imagedata import TEN_VIEWS, FolderSource, crop_batch, view_window
-from cnnlab.data.images import ImageError
+from cnnlab.data.images import ImageError, open_image
 from cnnlab.runs import new_run_dir
 from cnnlab.train import TrainConfig
 
@@ -79,6 +79,22 @@ def test_new_labelled_data_names_only_the_classes_the_run_lacks(tmp_path):
     with pytest.raises(FolderError, match=r"new: fox: not among the run's classes \(cat, dog\)$"):
         scan_labelled(tmp_path / "new", ("cat", "dog"))
     assert scan_labelled(tmp_path / "new", ("cat", "dog", "fox", "owl")).classes == ("cat", "dog", "fox")
+
+
+def test_kaggles_train_unzipped_into_a_folder_of_its_name_is_named_with_the_folder_to_give(kaggle, tmp_path):
+    """unzip train.zip -d train gives train/train/cat.0.jpg: training said 'only one class (train) found' and evaluate
+    'train: not among the run's classes (cat, dog)', neither saying where the images are or what to give instead."""
+    outer = tmp_path / "outer"
+    outer.mkdir()
+    kaggle.rename(outer / "train")
+    said = rf"outer: holds its images in train/, named as Kaggle's \(cat.0.jpg\): give that folder, {outer / 'train'}$"
+    with pytest.raises(FolderError, match=said):
+        scan_folder(outer)
+    with pytest.raises(FolderError, match=said):
+        scan_labelled(outer, ("cat", "dog"))
+    for name in ("cat.1.jpg", "kitten.2.jpg"):  # one class of new data, its photos named otherwise: as it was
+        save(tmp_path / "new" / "cat" / name)
+    assert scan_labelled(tmp_path / "new", ("cat", "dog")).classes == ("cat",)
 
 
 def test_folder_errors_name_the_folder_and_the_problem(tmp_path):
@@ -146,6 +162,16 @@ def test_broken_files_are_refused_by_name(tmp_path):
             decode(tmp_path / name, 64)
         assert str(tmp_path / name) in str(info.value)
     assert decode(good, 64).shape == (64, 64, 3)
+
+
+def test_a_108_megapixel_phone_jpeg_is_decoded_small_not_refused_as_a_bomb(tmp_path):
+    """A phone's 108 MP photo (12000x9000) was skipped as a decompression bomb, and so was a 61 MP camera's
+    ('too large'): a folder of them had no readable images. A JPEG is decoded at up to 1/8 of its size for the
+    cache, so the limit counts the pixels decoded; decoded in full it is still refused, as a PNG that size is."""
+    Image.new("L", (12000, 9000), 90).save(tmp_path / "phone.jpg")
+    assert np.abs(decode(tmp_path / "phone.jpg", 256).astype(int) - 90).max() <= 2
+    with pytest.raises(ImageError, match=r"phone.jpg: 12000x9000 pixels is too large \(a decompression bomb\?\)"):
+        open_image(tmp_path / "phone.jpg")
 
 
 def test_aspect_aware_resize_then_centre_crop(tmp_path):
@@ -281,6 +307,10 @@ def test_train_predict_and_kaggle_submission(kaggle, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "10-crop (corners + centre, mirrored)" in out and "(24 images)" in out
     assert (run / f"eval-{tmp_path.name}_train" / "mistakes.png").is_file()
+    # --data-dir says where an IDX dataset is: it evaluated the run's own folder, silently, whatever it named
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data-dir", str(test1)]) == 2
+    assert "--data-dir is where the IDX datasets' files are; it does nothing with --data" in capsys.readouterr().err
     # The run's own validation split after its cache was deleted: decoded again where --cache-dir says
     shutil.rmtree(tmp_path / "cache")
     assert main(["evaluate", str(run), "--cache-dir", str(tmp_path / "elsewhere")]) == 0
@@ -321,6 +351,24 @@ def test_val_dir_is_used_and_its_classes_must_match(kaggle, tmp_path):
     save(val / "bird.1.jpg")  # one bird alone would be refused as a misnamed file (a class of one image)
     with pytest.raises(FolderError, match="classes .* differ"):
         folder_source(kaggle, tmp_path, val_dir=str(val))
+
+
+def test_evaluating_a_run_that_validated_on_a_val_dir_reads_that_folder_alone(kaggle, tmp_path):
+    """The test split of a run trained with --val-dir is that folder, but evaluate listed and decoded the training
+    folder too (Kaggle's 23,000 images: minutes, once its cache is gone) and failed when it had been moved away."""
+    val = tmp_path / "val"
+    for i in range(3):
+        save(val / f"cat.{i}.jpg", (220, 40, 40))
+        save(val / f"dog.{i}.jpg", (40, 40, 220))
+    trained = folder_source(kaggle, tmp_path, val_dir=str(val))
+    shutil.rmtree(tmp_path / "cache")
+    shutil.rmtree(kaggle)
+    said = []
+    cfg = TrainConfig(dataset="folder", data=str(kaggle), val_dir=str(val), image_size=40, crop=32, progress=False)
+    source = FolderSource.open(cfg.updated(cache_dir=str(tmp_path / "cache")), echo=said.append, training=False)
+    assert source.classes == trained.classes and torch.equal(source.labels("test"), trained.labels("test"))
+    assert torch.equal(source.images("test", range(6)), trained.images("test", range(6)))
+    assert [line.split(" into ")[0] for line in said] == [f"decoding 6 images of {val}"]
 
 
 # --- which files a folder holds, against Keras' flow_from_directory (scripts/make_keras_folder_fixtures.py) ---

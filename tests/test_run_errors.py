@@ -13,6 +13,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -185,6 +186,40 @@ def test_a_resume_refused_for_other_data_leaves_the_run_as_it_was(finished_run, 
     assert digests(run) == before  # config.json, model.json, environment.json, summary.txt: not one byte changed
     code, out, err = run_main("train", "--resume", run, "--no-progress")
     assert code == 0 and "nothing left to train" in out, err
+
+
+def test_a_moved_image_folder_resumes_when_it_holds_the_runs_files(tmp_path, run_main):
+    """A run whose image folder was moved could not be finished: it named the old place ('no such folder'), and
+    'train --resume RUN --data NEWPLACE' was refused ('cannot change --data'). The same files elsewhere (names and
+    sizes) resume; a folder of as many images of the same names, other photos (as the 200px copy of Kaggle's
+    set is of the full-size one), is refused: the checkpoint's counts alone would take it."""
+    rng = np.random.default_rng(0)
+
+    def pets(folder, size):
+        folder.mkdir(parents=True)
+        for name in (f"{pet}.{i}.png" for pet in ("cat", "dog") for i in range(10)):
+            Image.fromarray(rng.integers(0, 256, (size, size + 4, 3), dtype=np.uint8)).save(folder / name)
+        return folder
+
+    old, other = pets(tmp_path / "old" / "train", 24), pets(tmp_path / "other" / "train", 28)
+    pattern = ["--option", "text=CONV(4) => RELU => POOL => FC", "--option", "img_size=16"]
+    code, _, err = run_main(
+        "train", "pattern", "--data", old, "--image-size", "20", "--crop", "16", "--epochs", "1", "--batch-size", "4",
+        "--val-split", "0.2", *pattern, "--name", "pets", "--cache-dir", tmp_path / "cache", "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    run, new = tmp_path / "runs" / "pets", tmp_path / "new" / "train"
+    new.parent.mkdir()
+    old.rename(new)
+    before = digests(run)
+    code, _, err = run_main("train", "--resume", run, "--no-progress")
+    assert code == 2 and f"{run}: {old}: no such folder; if it was moved, give --data NEWPLACE" in err
+    code, _, err = run_main("train", "--resume", run, "--data", other, "--no-progress")
+    assert code == 2 and f"{run}: --data {other}: not the files the run trained on in {old} (other names" in err
+    assert digests(run) == before
+    code, out, err = run_main("train", "--resume", run, "--data", new, "--no-progress")
+    assert code == 0 and "all 1 epochs are done; nothing left to train" in out, err
+    assert json.loads((run / "config.json").read_text())["data"] == str(new)  # evaluate reads the new place too
 
 
 @pytest.mark.parametrize("damage", ["no-checkpoints", "all-damaged", "no-manifest"])
@@ -569,8 +604,6 @@ def test_interruptions_exit_128_plus_the_signal(capsys):
 
 
 def test_our_bugs_keep_their_traceback_and_ask_to_be_reported(run_main, monkeypatch):
-    import numpy as np
-
     import cnnlab.cli.models
 
     for bug in (lambda args: {}["missing"], lambda args: np.zeros((2, 2)).reshape(3)):  # KeyError; numpy's ValueError

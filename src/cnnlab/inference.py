@@ -180,6 +180,7 @@ def evaluate_run(
     else:
         if data_dir:
             cfg.data_dir = data_dir
+            cfg.validate(origins={"data_dir": "flag"})  # a run of an image folder: refused, not silently ignored
         elif cfg.data_dir and not Path(cfg.data_dir).is_dir():  # a relative path reads from where cnnlab runs
             raise RunError(
                 f"{run.path / 'config.json'}: the run's data_dir {cfg.data_dir!r} is not a folder from here; "

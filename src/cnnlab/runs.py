@@ -18,7 +18,7 @@ import time
 from contextlib import nullcontext, suppress
 from pathlib import Path
 
-from .data.folders import folder_slug
+from .data.folders import files_identity, folder_slug, scan_folder
 from .errors import RunError
 from .rundir import RunDir
 from .train.config import TrainConfig, check_values, flag_name
@@ -135,6 +135,8 @@ def resume_config(run_dir: str | Path, flags: dict, model: str | None = None) ->
     for key in set(FOLDERS) & given.keys():
         if getattr(saved, key) and os.path.abspath(given[key]) == os.path.abspath(getattr(saved, key)):
             given[key] = getattr(saved, key)
+    # An image folder moved elsewhere (--data, --val-dir) resumes when it holds the files the run trained on
+    moved = {k: given.pop(k) for k in ("data", "val_dir") if k in given and getattr(saved, k) not in (None, given[k])}
     if refused := sorted(k for k, v in given.items() if k not in RESUME_MAY_CHANGE and v != getattr(saved, k)):
         changes = ", ".join(f"{flag_name(k)} {given[k]!r} (the run has {getattr(saved, k)!r})" for k in refused)
         why = ""
@@ -142,8 +144,29 @@ def resume_config(run_dir: str | Path, flags: dict, model: str | None = None) ->
             why = " (the learning-rate schedule spans the run's epochs: more epochs change every step from here on)"
         raise RunError(
             f"{run_dir}: a resume continues the run as it was configured and cannot change {changes}{why}. "
-            f"It takes only {', '.join(map(flag_name, RESUME_MAY_CHANGE))}; for other settings train a new run "
-            "(--name NEW)"
+            f"It takes only {', '.join(map(flag_name, RESUME_MAY_CHANGE))} (and --data, --val-dir: its image folders "
+            "moved elsewhere); for other settings train a new run (--name NEW)"
         )
+    if moved:
+        check_moved_files(run_dir, saved, moved)
+    for key in ("data", "val_dir"):  # the run's images moved since: say how a resume finds them
+        if key not in moved and getattr(saved, key) and not Path(getattr(saved, key)).exists():
+            raise RunError(
+                f"{run_dir}: {getattr(saved, key)}: no such folder; if it was moved, give {flag_name(key)} NEWPLACE"
+            )
     allowed = {k: v for k, v in given.items() if k in RESUME_MAY_CHANGE}
-    return TrainConfig.from_dict({**saved.to_dict(), **allowed}, str(Path(run_dir) / "config.json"))
+    return TrainConfig.from_dict({**saved.to_dict(), **allowed, **moved}, str(Path(run_dir) / "config.json"))
+
+
+def check_moved_files(run_dir, saved: TrainConfig, moved: dict) -> None:
+    """Refuse image folders that a resume names elsewhere (``moved``: --data, --val-dir) when they hold other files
+    than the run trained on: the checkpoint keeps counts alone. A run from before files_identity goes by its counts."""
+    expected = RunDir(run_dir).model_info()["data"].get("files")
+    folders = [moved.get(key, getattr(saved, key)) for key in ("data", "val_dir")]
+    if expected and expected != files_identity(*(scan_folder(folder) for folder in folders if folder)):
+        given = " and ".join(f"{flag_name(k)} {v}" for k, v in moved.items())
+        was = " and ".join(getattr(saved, k) for k in moved)
+        raise RunError(
+            f"{run_dir}: {given}: not the files the run trained on in {was} (other names or sizes); "
+            "a resume continues on the run's own images"
+        )

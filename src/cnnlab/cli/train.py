@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--resume",
         metavar="RUN_DIR",
         help="continue a stopped run from its last checkpoint, with its own settings (it takes only "
-        "--device, --threads, --compile, --data-dir, --cache-dir and --no-progress)",
+        "--device, --threads, --compile, --data-dir, --cache-dir, --no-progress, and --data, --val-dir moved)",
     )
     p.add_argument(
         "--overwrite",

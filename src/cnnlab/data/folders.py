@@ -13,6 +13,7 @@ files, broken links, empty class folders, folders without images beside Kaggle's
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -146,10 +147,21 @@ def scan_folder(root: str | Path, unlabelled: bool = False, min_classes: int = 2
         if layout == "subfolders":
             held = f"its images in subfolders ({', '.join(name + '/' for name in classes[:3])})"
         raise FolderError(f"{root}: holds {held}; give the folder of unlabelled images N.jpg, as Kaggle's test1/")
+    prefixes = {f.name.split(".")[0] for f in files if f.name.count(".") >= 2}  # Kaggle's train/ unzipped in train/
+    if layout == "subfolders" and len(classes) == 1 and len(prefixes) > 1 and classes[0] not in prefixes:
+        named = f"{classes[0]}/, named as Kaggle's ({files[0].name})"
+        raise FolderError(f"{root}: holds its images in {named}: give that folder, {root / classes[0]}")
     if len(classes) < min_classes:
         raise FolderError(f"{root}: only one class ({classes[0]}) found; training needs at least two")
     check_class_names(root, files, labels, classes, layout)
     return FolderListing(root, files, labels, classes, layout, sorted(ignored))
+
+
+def files_identity(*listings: FolderListing | None) -> str:
+    """A digest of the listings' file names, relative to their folders, and sizes: the same for a folder moved or
+    copied whole, another for a folder of as many other images."""
+    lines = [f"{p.relative_to(x.root)}\0{p.stat().st_size}" for x in filter(None, listings) for p in x.files]
+    return hashlib.sha256("\n".join(lines).encode(errors="surrogateescape")).hexdigest()
 
 
 def folder_label(folder: str | Path, sep: str = "/") -> str:

@@ -21,7 +21,7 @@ import torch
 from ..errors import UsageError
 from .cache import ImageCache, open_cache
 from .datasets import check_split_sizes, stratified_split
-from .folders import FolderError, decode, folder_label, scan_folder, scan_labelled
+from .folders import FolderError, decode, files_identity, folder_label, scan_folder, scan_labelled
 from .loader import ONE_PROCESS, InputNorm, epoch_order, epoch_seed
 from .source import check_split, register, split_of
 
@@ -62,7 +62,7 @@ class FolderSource:
     kind = "folder"
     caches = True
 
-    def __init__(self, splits: dict, classes, crop: int, name: str, notes=(), skipped=()):
+    def __init__(self, splits: dict, classes, crop: int, name: str, notes=(), skipped=(), identity=None):
         self.splits = {"train": splits.get("train"), "val": splits.get("val"), "test": splits.get("test")}
         self.classes = tuple(classes)
         self.crop = crop
@@ -70,6 +70,7 @@ class FolderSource:
         self.name = name
         self.notes = list(notes)
         self.skipped = list(skipped)
+        self.identity = identity  # training's files_identity, in model.json: a resume finds the run's files moved
 
     # --- opening ---------------------------------------------------------------------------------------
     @classmethod
@@ -78,7 +79,15 @@ class FolderSource:
 
     @classmethod
     def open(cls, cfg, allow_sample: bool = True, echo=print, training: bool = True) -> FolderSource:
-        """``cfg.data`` decoded once into the cache; validation from ``cfg.val_dir`` or a stratified split."""
+        """``cfg.data`` decoded once into the cache; validation from ``cfg.val_dir`` or a stratified split. Not
+        ``training`` (evaluate), ``cfg.val_dir`` alone is read: the test split needs no training folder or its cache."""
+        if cfg.val_dir and not training:
+            listing = scan_folder(cfg.val_dir)
+            cache = open_cache(listing, cfg.image_size, cfg.cache_dir, progress=cfg.progress, echo=echo)
+            _check_readable(cache, cfg.val_dir)
+            test = FolderSplit(cache, np.arange(len(cache.files)), cache.labels)
+            notes = [note for note in (listing.ignored_note(),) if note]
+            return cls({"val": test, "test": test}, listing.classes, cfg.crop, str(cfg.val_dir), notes, cache.skipped)
         listing = scan_folder(cfg.data)
         notes = [
             f"{listing.root}: {len(listing.files):,} images, classes {', '.join(listing.classes)} "
@@ -115,7 +124,8 @@ class FolderSource:
         if len(train.indices) < 2:
             raise FolderError(f"{cfg.data}: too few readable images to train on ({len(train.indices)})")
         name = folder_label(cfg.data)
-        return cls({"train": train, "val": val, "test": val}, listing.classes, cfg.crop, name, notes, skipped)
+        identity = files_identity(listing, val_listing)
+        return cls({"train": train, "val": val, "test": val}, listing.classes, cfg.crop, name, notes, skipped, identity)
 
     @classmethod
     def for_evaluation(cls, folder, description: dict, classes, cache_dir=None, echo=print) -> FolderSource:
@@ -177,6 +187,7 @@ class FolderSource:
             "image_size": int(self._split("test").cache.images.shape[1]),
             "crop": self.crop,
             "input_size": list(self.image_size),
+            "files": self.identity,
         }
 
     def eval_views(self) -> dict[str, tuple[str, ...]]:

@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DataError
 
-MAX_PIXELS = 50_000_000  # a larger image is refused as a likely decompression bomb (Pillow's own limit is 89M)
+MAX_PIXELS = 50_000_000  # pixels decoded: a larger image is refused as a likely decompression bomb
 GREY_MODES = ("L", "1", "I;16", "I;16B", "I;16L", "I", "F")
 
 
@@ -35,15 +35,15 @@ def open_image(path: str | Path, shorter_side: int | None = None) -> Image.Image
         if path.stat().st_size == 0:
             raise ImageError(f"{path}: empty file (0 bytes)")
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the pixels decoded are checked below
             with Image.open(path) as im:
                 w, h = im.size
-                if w * h > MAX_PIXELS:
-                    limit = f"limit {MAX_PIXELS:,}"
-                    raise ImageError(f"{path}: {w}x{h} pixels is too large (a decompression bomb?); {limit}")
                 if shorter_side and im.format == "JPEG":
                     scale = shorter_side / min(w, h)
                     im.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
+                if im.width * im.height > MAX_PIXELS:  # a camera's 61 or 108 MP JPEG, drafted 1/8, is no bomb
+                    limit = f"limit {MAX_PIXELS:,}"
+                    raise ImageError(f"{path}: {w}x{h} pixels is too large (a decompression bomb?); {limit}")
                 im.load()
                 # A phone photo stored on its side with an EXIF orientation is read as it is shown (Keras' load_img
                 # reads the stored pixels: sideways; a model trained upright misreads them).
@@ -55,7 +55,7 @@ def open_image(path: str | Path, shorter_side: int | None = None) -> Image.Image
         raise ImageError(f"{path}: file not found") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image Pillow can read") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except Image.DecompressionBombError as e:
         raise ImageError(f"{path}: refused as a decompression bomb ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{path}: unreadable or truncated image ({e})") from None
