@@ -93,17 +93,21 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv  # train --nproc N runs this same command line under PyTorch's launcher
     command = next(c for c in COMMANDS if c.NAME == args.command)
+    alike = False
     try:
         with warnings.catch_warnings():
             warnings.showwarning = functools.partial(show_warning, warnings.showwarning)
             status = command.run(args)
         sys.stdout.flush()  # a reader gone (| head) shows here, not in Python's own flush at exit
     except BaseException as e:  # noqa: BLE001  (sorted below: user errors, interruptions, our bugs)
-        status = report_error(e)
+        status, alike = report_error(e), getattr(e, "alike", False)
     if (folder := os.environ.get(STATUS_DIR)) and "RANK" in os.environ:  # for the launcher of --nproc N
         name = f"{os.environ.get('TORCHELASTIC_RESTART_COUNT', 0)}-{os.environ['RANK']}"
         with contextlib.suppress(OSError):  # without it the launcher reports torchrun's own status
             atomic_write_bytes(Path(folder, name), str(status).encode())
+            # Every process ends alike and rank 0 said why: told of a failure, torchrun would report it again (30
+            # lines) and restart them all under --max-restarts. The launcher reads the status written.
+            status = 0 if alike else status
     return status
 
 
@@ -134,7 +138,7 @@ def report_error(e: BaseException) -> int:
         raise e
     if (message := user_error_message(e)) is not None:
         interrupted = isinstance(e, TrainingInterrupted)
-        if not (interrupted and int(os.environ.get("RANK", 0)) > 0):  # rank 0 says it once
+        if not (getattr(e, "alike", False) and int(os.environ.get("RANK", 0)) > 0):  # rank 0 says it once
             print(f"cnnlab: {'' if interrupted else 'error: '}{message}", file=sys.stderr)
         return e.exit_code if isinstance(e, CnnlabError) else 2
     traceback.print_exception(e)

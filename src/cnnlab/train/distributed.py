@@ -60,12 +60,12 @@ def launch(argv: list[str], nproc: int, max_restarts: int = 0) -> int:
             signal.signal(sig, handler)
     codes = set(ended.values())
     every = len(ended) == nproc  # a process killed outright says nothing: then torchrun's status stands
-    if status == 0:
-        return 0
     if every and codes <= {130, 143}:  # each process said where its checkpoint is
         return 128 + received[0] if received else max(codes)
-    if every and ended.get(0) == 2:  # rank 0 named a mistake in the command line or the data (it reads the data
-        return 2  # first, while the others wait: they lost contact with it, which is no failure of theirs)
+    if every and ended.get(0) == 2:  # rank 0 named a mistake in the command line or the data (the others ended
+        return 2  # with it, or lost contact with it, which is no failure of theirs)
+    if status == 0:
+        return 0
     print(
         f"cnnlab: error: a training process failed (torchrun exit status {status}; its report is above). "
         "Checkpoints already written are kept: continue with cnnlab train --resume RUN_DIR",
