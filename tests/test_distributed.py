@@ -376,6 +376,17 @@ def test_a_mistake_the_processes_find_is_one_line_and_status_2(tmp_path, mistake
     assert len(lines) == 1 and lines[0].startswith("cnnlab: error: ") and said in lines[0], done.stderr[-3000:]
 
 
+@pytest.mark.slow
+def test_a_warning_of_the_settings_is_said_once_by_two_processes(tmp_path):
+    """--augment's shear of 0.2 (read in degrees) warns: with --nproc 2 each process said it, two lines."""
+    data = write_synthetic_mnist(tmp_path / "data")
+    done = run_tree(
+        [sys.executable, *cnnlab(*train_args(data, tmp_path, "warned"), "--augment", "--dry-run", "--nproc", "2")]
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("cnnlab: warning: shear_range=0.2 is read in degrees") == 1, done.stderr[-3000:]
+
+
 def test_a_restart_before_the_first_checkpoint_starts_the_run_over(tmp_path, monkeypatch, capsys):
     """Under --max-restarts, a process that died in the first epoch (AlexNet's is 6 minutes here) made every
     restarted attempt fail with 'no checkpoint to resume from': the restart now trains the run from the start."""

@@ -116,11 +116,11 @@ PACKAGE = Path(__file__).resolve().parents[1]
 
 def show_warning(python_show, message, category, filename, lineno, file=None, line=None) -> None:
     """A warning raised in cnnlab (its stack level points into the package) as one line, not as Python's
-    file:line report with a line of our source; a library's warning as Python shows it."""
-    if Path(filename).resolve().is_relative_to(PACKAGE):
-        print(f"cnnlab: warning: {message}", file=file or sys.stderr)
-    else:
+    file:line report with a line of our source, once under torchrun; a library's warning as Python shows it."""
+    if not Path(filename).resolve().is_relative_to(PACKAGE):
         python_show(message, category, filename, lineno, file, line)
+    elif int(os.environ.get("RANK", 0)) == 0:  # each process warns alike of the settings: rank 0 says it once
+        print(f"cnnlab: warning: {message}", file=file or sys.stderr)
 
 
 def report_error(e: BaseException) -> int:
