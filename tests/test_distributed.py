@@ -352,6 +352,7 @@ def test_a_signal_to_the_launcher_reaches_every_process_which_checkpoint_and_end
     assert proc.returncode == 143, err[-3000:]
     assert not [pid for pid in tree if Path(f"/proc/{pid}").exists()]  # nothing left computing
     assert err.count("cnnlab: interrupted by") == 1 and "a training process failed" not in err, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]  # torchrun's, of the signal it passed on: 30 lines
     assert lock_holder(out / "stopped") is None
 
 

@@ -30,11 +30,19 @@ STATUS_DIR = "CNNLAB_STATUS_DIR"
 PASSED_ON = {signal.SIGINT: signal.SIGINT, signal.SIGTERM: signal.SIGTERM, signal.SIGHUP: signal.SIGTERM,
              signal.SIGQUIT: signal.SIGTERM}  # fmt: skip
 
+# torchrun, without the traceback it ends with when it passed a signal on (30 lines): the processes say what they did
+TORCHRUN = """from torch.distributed.elastic.multiprocessing import SignalException
+from torch.distributed.run import main
+try:
+    main()
+except SignalException as e:
+    raise SystemExit(128 + e.sigval)"""
+
 
 def launch(argv: list[str], nproc: int, max_restarts: int = 0) -> int:
     """Run ``cnnlab <argv>`` as ``nproc`` processes on this machine; the launcher's exit status."""
     torchrun = ["--standalone", f"--nproc-per-node={nproc}", f"--max-restarts={max_restarts}"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", *torchrun, "-m", "cnnlab", *strip_flags(argv, OWN_FLAGS)]
+    cmd = [sys.executable, "-c", TORCHRUN, *torchrun, "-m", "cnnlab", *strip_flags(argv, OWN_FLAGS)]
     fresh = FRESH_STORE_PER_ATTEMPT if max_restarts else {}
     received: list[int] = []
     proc = None
