@@ -105,8 +105,7 @@ def main(argv=None) -> int:
         name = f"{os.environ.get('TORCHELASTIC_RESTART_COUNT', 0)}-{os.environ['RANK']}"
         with contextlib.suppress(OSError):  # without it the launcher reports torchrun's own status
             atomic_write_bytes(Path(folder, name), str(status).encode())
-            # Every process ends alike and rank 0 said why: told of a failure, torchrun would report it again (30
-            # lines) and restart them all under --max-restarts. The launcher reads the status written.
+            # every process ends alike, rank 0 said why: no failure for torchrun to report (30 lines) or restart
             status = 0 if alike else status
     return status
 
