@@ -352,18 +352,40 @@ def test_a_signal_to_the_launcher_reaches_every_process_which_checkpoint_and_end
     assert proc.returncode == 143, err[-3000:]
     assert not [pid for pid in tree if Path(f"/proc/{pid}").exists()]  # nothing left computing
     assert err.count("cnnlab: interrupted by") == 1 and "a training process failed" not in err, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]  # torchrun's, of the signal it passed on: 30 lines
     assert lock_holder(out / "stopped") is None
 
 
 @pytest.mark.slow
-def test_a_mistake_the_processes_find_ends_the_launcher_with_status_2(tmp_path):
+@pytest.mark.parametrize(
+    "mistake, said",
+    [
+        (["--data-dir", "no/such/folder"], "folder: no such folder"),  # rank 0 finds it while the others wait for it
+        (["--batch-size", "1024", "--max-restarts", "1"], "batch size 1024 is larger than the training set"),  # all
+    ],
+)
+def test_a_mistake_the_processes_find_is_one_line_and_status_2(tmp_path, mistake, said):
     """torchrun reports 1 for any failure: a missing --data-dir, named by the processes, ended in 'a training
-    process failed ... continue with --resume' and status 1."""
-    done = run_tree(
-        [sys.executable, *cnnlab("--data-dir", str(tmp_path / "nowhere"), "--out-dir", str(tmp_path), "--nproc", "2")]
-    )
+    process failed ... continue with --resume' and status 1. Then in status 2, but after the message came rank 1's
+    gloo traceback (it lost rank 0) and torchrun's report of failed processes, 40 lines; and --max-restarts started
+    the processes again to make the same mistake. Each mistake is one line now."""
+    data = write_synthetic_mnist(tmp_path / "data")
+    args = ["--data-dir", str(data), "--out-dir", str(tmp_path / "runs"), "--no-progress", *mistake, "--nproc", "2"]
+    done = run_tree([sys.executable, *cnnlab(*args)])
     assert done.returncode == 2, done.stderr[-3000:]
-    assert "no such folder" in done.stderr and "--resume" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cnnlab: error: ") and said in lines[0], done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_a_warning_of_the_settings_is_said_once_by_two_processes(tmp_path):
+    """--augment's shear of 0.2 (read in degrees) warns: with --nproc 2 each process said it, two lines."""
+    data = write_synthetic_mnist(tmp_path / "data")
+    done = run_tree(
+        [sys.executable, *cnnlab(*train_args(data, tmp_path, "warned"), "--augment", "--dry-run", "--nproc", "2")]
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("cnnlab: warning: shear_range=0.2 is read in degrees") == 1, done.stderr[-3000:]
 
 
 def test_a_restart_before_the_first_checkpoint_starts_the_run_over(tmp_path, monkeypatch, capsys):
@@ -391,6 +413,7 @@ def test_a_restart_before_the_first_checkpoint_starts_the_run_over(tmp_path, mon
         ({"0-0": 143, "0-1": 143}, 1, 143),  # a signal to one process: each wrote its checkpoint
         ({"0-0": 143}, 1, 1),  # the other was killed outright (OOM, SIGKILL): a failure, not an interruption
         ({"0-0": 2, "0-1": 1}, 1, 2),  # rank 0 named a mistake; rank 1 lost contact with it
+        ({"0-0": 2, "0-1": 2}, 0, 2),  # a mistake every process ended with: they kept it from torchrun
         ({"0-0": 1, "0-1": 2}, 1, 1),  # a crash of rank 0 is no mistake of the user's
         ({"0-0": 2, "0-1": 2, "1-0": 1, "1-1": 1}, 1, 1),  # only the last attempt counts (--max-restarts)
         ({"0-0": 0, "0-1": 0}, 0, 0),

@@ -23,6 +23,7 @@ class CnnlabError(Exception):
     """A user error: one line naming the file, option or value, exit status 2."""
 
     exit_code = 2
+    alike = False  # raised alike by every process under torchrun: rank 0 alone says it (cli.report_error)
 
 
 class UsageError(CnnlabError, ValueError):
@@ -52,6 +53,8 @@ class MissingExtra(CnnlabError, ImportError):
 class TrainingInterrupted(CnnlabError):
     """SIGINT/SIGTERM arrived and a checkpoint was written; the message says how to resume. The exit status is
     128 + the signal, as a shell expects (130 for SIGINT, 143 for SIGTERM)."""
+
+    alike = True  # a signal to one process stops them all (Runtime.any)
 
     def __init__(self, message: str, signum: int = 2):
         super().__init__(message)

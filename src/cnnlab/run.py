@@ -97,17 +97,18 @@ def train_run(
     rt = Runtime(cfg.device, cfg.precision, cfg.threads, cfg.timeout)
     if not rt.is_main:
         echo = rt.print  # prints on rank 0 only: here, nothing
-    with rt.main_first():  # a decoded-image cache is built once, by rank 0
+    # Rank 0 first: a decoded-image cache is built once, and a refusal is said once. Before the run directory
+    # exists, so that a refused run leaves nothing behind: the data, the model (built from the seed), then the data
+    # against the settings and the model's layers, and the model against the data.
+    with rt.main_first():
         source = open_source(cfg, allow_sample, echo)
-    for note in source.notes:
-        echo(note)
-    # Before the run directory exists, so that a refused run leaves nothing behind: the model (built from the
-    # seed), then the data against the settings and the model's layers, and the model against the data.
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg, source)
-    model.cnnlab_initialised = True  # built from cfg.seed just above: fit need not build it again to check
-    check_fits_source(cfg, source, rt, model)
-    check_model_fits_source(model, source)
+        for note in source.notes:
+            echo(note)
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg, source)
+        model.cnnlab_initialised = True  # built from cfg.seed just above: fit need not build it again to check
+        check_fits_source(cfg, source, rt, model)
+        check_model_fits_source(model, source)
     compare_without = compare_without and bool(cfg.augment)  # there is nothing to compare without augmentation
     run_dir, resume = claim_run_dir(cfg, Path(run_dir) if run_dir else None, resume, rt, compare_without)
     run = RunDir(run_dir)

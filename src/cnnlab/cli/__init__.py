@@ -93,17 +93,20 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv  # train --nproc N runs this same command line under PyTorch's launcher
     command = next(c for c in COMMANDS if c.NAME == args.command)
+    alike = False
     try:
         with warnings.catch_warnings():
             warnings.showwarning = functools.partial(show_warning, warnings.showwarning)
             status = command.run(args)
         sys.stdout.flush()  # a reader gone (| head) shows here, not in Python's own flush at exit
     except BaseException as e:  # noqa: BLE001  (sorted below: user errors, interruptions, our bugs)
-        status = report_error(e)
+        status, alike = report_error(e), getattr(e, "alike", False)
     if (folder := os.environ.get(STATUS_DIR)) and "RANK" in os.environ:  # for the launcher of --nproc N
         name = f"{os.environ.get('TORCHELASTIC_RESTART_COUNT', 0)}-{os.environ['RANK']}"
         with contextlib.suppress(OSError):  # without it the launcher reports torchrun's own status
             atomic_write_bytes(Path(folder, name), str(status).encode())
+            # every process ends alike, rank 0 said why: no failure for torchrun to report (30 lines) or restart
+            status = 0 if alike else status
     return status
 
 
@@ -112,11 +115,11 @@ PACKAGE = Path(__file__).resolve().parents[1]
 
 def show_warning(python_show, message, category, filename, lineno, file=None, line=None) -> None:
     """A warning raised in cnnlab (its stack level points into the package) as one line, not as Python's
-    file:line report with a line of our source; a library's warning as Python shows it."""
-    if Path(filename).resolve().is_relative_to(PACKAGE):
-        print(f"cnnlab: warning: {message}", file=file or sys.stderr)
-    else:
+    file:line report with a line of our source, once under torchrun; a library's warning as Python shows it."""
+    if not Path(filename).resolve().is_relative_to(PACKAGE):
         python_show(message, category, filename, lineno, file, line)
+    elif int(os.environ.get("RANK", 0)) == 0:  # each process warns alike of the settings: rank 0 says it once
+        print(f"cnnlab: warning: {message}", file=file or sys.stderr)
 
 
 def report_error(e: BaseException) -> int:
@@ -134,7 +137,7 @@ def report_error(e: BaseException) -> int:
         raise e
     if (message := user_error_message(e)) is not None:
         interrupted = isinstance(e, TrainingInterrupted)
-        if not (interrupted and int(os.environ.get("RANK", 0)) > 0):  # rank 0 says it once
+        if not (getattr(e, "alike", False) and int(os.environ.get("RANK", 0)) > 0):  # rank 0 says it once
             print(f"cnnlab: {'' if interrupted else 'error: '}{message}", file=sys.stderr)
         return e.exit_code if isinstance(e, CnnlabError) else 2
     traceback.print_exception(e)

@@ -30,11 +30,19 @@ STATUS_DIR = "CNNLAB_STATUS_DIR"
 PASSED_ON = {signal.SIGINT: signal.SIGINT, signal.SIGTERM: signal.SIGTERM, signal.SIGHUP: signal.SIGTERM,
              signal.SIGQUIT: signal.SIGTERM}  # fmt: skip
 
+# torchrun, without the traceback it ends with when it passed a signal on (30 lines): the processes say what they did
+TORCHRUN = """from torch.distributed.elastic.multiprocessing import SignalException
+from torch.distributed.run import main
+try:
+    main()
+except SignalException as e:
+    raise SystemExit(128 + e.sigval)"""
+
 
 def launch(argv: list[str], nproc: int, max_restarts: int = 0) -> int:
     """Run ``cnnlab <argv>`` as ``nproc`` processes on this machine; the launcher's exit status."""
     torchrun = ["--standalone", f"--nproc-per-node={nproc}", f"--max-restarts={max_restarts}"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", *torchrun, "-m", "cnnlab", *strip_flags(argv, OWN_FLAGS)]
+    cmd = [sys.executable, "-c", TORCHRUN, *torchrun, "-m", "cnnlab", *strip_flags(argv, OWN_FLAGS)]
     fresh = FRESH_STORE_PER_ATTEMPT if max_restarts else {}
     received: list[int] = []
     proc = None
@@ -60,12 +68,12 @@ def launch(argv: list[str], nproc: int, max_restarts: int = 0) -> int:
             signal.signal(sig, handler)
     codes = set(ended.values())
     every = len(ended) == nproc  # a process killed outright says nothing: then torchrun's status stands
-    if status == 0:
-        return 0
     if every and codes <= {130, 143}:  # each process said where its checkpoint is
         return 128 + received[0] if received else max(codes)
-    if every and ended.get(0) == 2:  # rank 0 named a mistake in the command line or the data (it reads the data
-        return 2  # first, while the others wait: they lost contact with it, which is no failure of theirs)
+    if every and ended.get(0) == 2:  # rank 0 named a mistake in the command line or the data (the others ended
+        return 2  # with it, or lost contact with it, which is no failure of theirs)
+    if status == 0:
+        return 0
     print(
         f"cnnlab: error: a training process failed (torchrun exit status {status}; its report is above). "
         "Checkpoints already written are kept: continue with cnnlab train --resume RUN_DIR",

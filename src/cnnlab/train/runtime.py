@@ -18,7 +18,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from ..data.loader import Shard
-from ..errors import UsageError
+from ..errors import CnnlabError, UsageError
 
 # torchrun (2.13 here; it began sharing in 2024) keeps one key-value store for all attempts and hands it to the
 # processes: after a restart a new process can read a dead one's address from it, and its process group fails to
@@ -184,12 +184,19 @@ class Runtime:
 
     @contextmanager
     def main_first(self):
-        """Rank 0 runs the block first (building a shared cache, say), the others after it has finished."""
-        if not self.is_main:
-            self.barrier()
-        yield
+        """Rank 0 runs the block first (building a shared cache, say), the others after it has finished; a user
+        error of rank 0's there (a missing data folder) ends the others with it, said by rank 0 alone."""
+        if (error := None if self.is_main else self.broadcast_object(None)) is not None:
+            raise error
+        try:
+            yield
+        except CnnlabError as e:
+            if self.is_main:  # the others wait for the block's outcome, not for rank 0's end
+                e.alike = True
+                self.broadcast_object(e)
+            raise
         if self.is_main:
-            self.barrier()
+            self.broadcast_object(None)
 
     # --- what a person sees ----------------------------------------------------------------------------
     def print(self, *args, **kwargs) -> None:
