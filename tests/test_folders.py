@@ -95,6 +95,9 @@ def test_kaggles_train_unzipped_into_a_folder_of_its_name_is_named_with_the_fold
     for name in ("cat.1.jpg", "kitten.2.jpg"):  # one class of new data, its photos named otherwise: as it was
         save(tmp_path / "new" / "cat" / name)
     assert scan_labelled(tmp_path / "new", ("cat", "dog")).classes == ("cat",)
+    for name in ("2020.01.05.png", "2021.03.02.png", "holiday.1.jpg", "garden.2.jpg"):  # dates, Kaggle-like names
+        save(tmp_path / "photos" / "cat" / name)
+    assert len(scan_labelled(tmp_path / "photos", ("cat", "dog")).files) == 4  # one of the run's classes: evaluated
 
 
 def test_folder_errors_name_the_folder_and_the_problem(tmp_path):

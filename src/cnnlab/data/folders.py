@@ -42,6 +42,16 @@ class FolderListing:
     layout: str  # "kaggle" | "subfolders" | "unlabelled"
     ignored: list[str] = field(default_factory=list)  # what was left out, relative to root; folders end in "/"
 
+    def kaggle_inside(self) -> str | None:
+        """Where a folder refused for its classes holds Kaggle's train/ (unzipped into a folder of its name: train/
+        train/cat.0.jpg), the folder to give instead; else None."""
+        names = {f.name.split(".")[0] for f in self.files}
+        one = len(self.classes) == 1 and self.classes[0] not in names  # cat/ of cat.1.jpg, kitten.2.jpg is cat/
+        if self.layout == "subfolders" and one and kaggle_names(self.files) and len(names) > 1:
+            named = f"{self.classes[0]}/, named as Kaggle's ({self.files[0].name})"
+            return f"{self.root}: holds its images in {named}: give that folder, {self.root / self.classes[0]}"
+        return None
+
     def ignored_note(self) -> str | None:
         """One line counting and naming what was left out, or None."""
         if not self.ignored:
@@ -126,7 +136,7 @@ def scan_folder(root: str | Path, unlabelled: bool = False, min_classes: int = 2
     elif loose:
         ignored += [f"{d.relative_to(root)}/" for d in subdirs]
         prefixes = [p.name.split(".")[0] if p.name.count(".") >= 2 else None for p in loose]
-        if all(prefixes) and not all(x.isdigit() for x in prefixes):
+        if kaggle_names(loose):
             classes = tuple(sorted(set(prefixes)))
             files, labels, layout = loose, [classes.index(x) for x in prefixes], "kaggle"
         elif unlabelled:
@@ -147,14 +157,19 @@ def scan_folder(root: str | Path, unlabelled: bool = False, min_classes: int = 2
         if layout == "subfolders":
             held = f"its images in subfolders ({', '.join(name + '/' for name in classes[:3])})"
         raise FolderError(f"{root}: holds {held}; give the folder of unlabelled images N.jpg, as Kaggle's test1/")
-    prefixes = {f.name.split(".")[0] for f in files if f.name.count(".") >= 2}  # Kaggle's train/ unzipped in train/
-    if layout == "subfolders" and len(classes) == 1 and len(prefixes) > 1 and classes[0] not in prefixes:
-        named = f"{classes[0]}/, named as Kaggle's ({files[0].name})"
-        raise FolderError(f"{root}: holds its images in {named}: give that folder, {root / classes[0]}")
+    listing = FolderListing(root, files, labels, classes, layout, sorted(ignored))
     if len(classes) < min_classes:
-        raise FolderError(f"{root}: only one class ({classes[0]}) found; training needs at least two")
+        one = f"{root}: only one class ({classes[0]}) found; training needs at least two"
+        raise FolderError(listing.kaggle_inside() or one)
     check_class_names(root, files, labels, classes, layout)
-    return FolderListing(root, files, labels, classes, layout, sorted(ignored))
+    return listing
+
+
+def kaggle_names(files: list[Path]) -> bool:
+    """Whether every file is named as in Kaggle's train/, CLASS.N.ext, with classes that are not numbers (a date's
+    2020.01.05.png is no class)."""
+    prefixes = [p.name.split(".")[0] if p.name.count(".") >= 2 else None for p in files]
+    return all(prefixes) and not all(x.isdigit() for x in prefixes)
 
 
 def files_identity(*listings: FolderListing | None) -> str:
@@ -183,7 +198,8 @@ def scan_labelled(folder, classes, echo=print) -> FolderListing:
     listing = scan_folder(folder, min_classes=1)
     if unknown := sorted(set(listing.classes) - set(classes)):  # those alone: the others are the run's
         raise FolderError(
-            f"{folder}: {', '.join(unknown)}: not among the run's classes ({', '.join(map(str, classes))})"
+            listing.kaggle_inside()
+            or f"{folder}: {', '.join(unknown)}: not among the run's classes ({', '.join(map(str, classes))})"
         )
     if note := listing.ignored_note():
         echo(note)
