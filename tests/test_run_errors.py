@@ -188,6 +188,31 @@ def test_a_resume_refused_for_other_data_leaves_the_run_as_it_was(finished_run, 
     assert code == 0 and "nothing left to train" in out, err
 
 
+def test_evaluate_refuses_a_validation_folder_whose_classes_changed_since_training(tmp_path, run_main):
+    """evaluate of a --val-dir run reads that folder alone; a class added to it (or renamed) would shift every label
+    against the model's outputs and report a wrong accuracy without a word (found in review)."""
+    rng = np.random.default_rng(0)
+    for folder, n in (("train", 8), ("val", 3)):
+        (tmp_path / folder).mkdir()
+        for name in (f"{pet}.{i}.png" for pet in ("cat", "dog") for i in range(n)):
+            Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(tmp_path / folder / name)
+    pattern = ["--option", "text=CONV(4) => RELU => POOL => FC", "--option", "img_size=16"]
+    code, _, err = run_main(
+        "train", "pattern", "--data", tmp_path / "train", "--val-dir", tmp_path / "val", "--image-size", "20",
+        "--crop", "16", "--epochs", "1", "--batch-size", "4", *pattern, "--name", "pets", "--no-progress",
+        "--cache-dir", tmp_path / "cache",
+    )  # fmt: skip
+    assert code == 0, err
+    run = tmp_path / "runs" / "pets"
+    assert run_main("evaluate", run)[0] == 0
+    for name in ("ant.0.png", "ant.1.png"):
+        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(tmp_path / "val" / name)
+    code, out, err = run_main("evaluate", run)
+    assert code == 2 and err.strip() == (
+        f"cnnlab: error: {tmp_path / 'val'}: classes (ant, cat, dog) are not the run's (cat, dog) any more"
+    ), err
+
+
 def test_a_moved_image_folder_resumes_when_it_holds_the_runs_files(tmp_path, run_main):
     """A run whose image folder was moved could not be finished: it named the old place ('no such folder'), and
     'train --resume RUN --data NEWPLACE' was refused ('cannot change --data'). The same files elsewhere (names and

@@ -187,6 +187,9 @@ def evaluate_run(
                 "give --data-dir DIR"
             )
         source = open_source(cfg, allow_sample=allow_sample, echo=echo, training=False)
+        if list(source.classes) != info["classes"]:  # a class folder added or renamed since: every label would shift
+            where, now = cfg.val_dir or cfg.data or cfg.data_dir or cfg.dataset, ", ".join(source.classes)
+            raise DataError(f"{where}: classes ({now}) are not the run's ({', '.join(info['classes'])}) any more")
         for note in source.notes:  # what was evaluated: the sample instead of full MNIST, skipped files
             if not note.startswith("validation:"):
                 echo(note)
