@@ -162,7 +162,8 @@ def test_resume_takes_only_settings_that_do_not_change_what_is_computed(finished
     run = copy_run(finished_run, tmp_path)
     code, _, err = run_main("train", "--resume", run, "--epochs", "3")
     assert code == 2 and "cannot change --epochs 3 (the run has 1) (the learning-rate schedule spans" in err
-    assert "It takes only --no-progress, --threads, --device, --compile, --data-dir, --cache-dir" in err
+    # an IDX run has no image folder that a resume could find moved (--data)
+    assert "It takes only --no-progress, --threads, --device, --compile, --data-dir, --cache-dir; for other" in err
     for extra in (["--config", run / "config.json"], ["--overwrite"]):
         code, _, err = run_main("train", "--resume", run, *extra)
         assert code == 2 and f"{extra[0]} does not go with --resume" in err

@@ -142,10 +142,11 @@ def resume_config(run_dir: str | Path, flags: dict, model: str | None = None) ->
         why = ""
         if "epochs" in refused:
             why = " (the learning-rate schedule spans the run's epochs: more epochs change every step from here on)"
+        moved_folders = " (and --data, --val-dir: its image folders moved elsewhere)" if saved.data else ""
         raise RunError(
             f"{run_dir}: a resume continues the run as it was configured and cannot change {changes}{why}. "
-            f"It takes only {', '.join(map(flag_name, RESUME_MAY_CHANGE))} (and --data, --val-dir: its image folders "
-            "moved elsewhere); for other settings train a new run (--name NEW)"
+            f"It takes only {', '.join(map(flag_name, RESUME_MAY_CHANGE))}{moved_folders}; for other settings train "
+            "a new run (--name NEW)"
         )
     if moved:
         check_moved_files(run_dir, saved, moved)
