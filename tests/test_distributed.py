@@ -377,6 +377,36 @@ def test_a_mistake_the_processes_find_is_one_line_and_status_2(tmp_path, mistake
     assert len(lines) == 1 and lines[0].startswith("cnnlab: error: ") and said in lines[0], done.stderr[-3000:]
 
 
+OWN_ERROR = """
+from cnnlab.errors import CnnlabError
+from cnnlab.train import Runtime
+
+class FolderRefused(CnnlabError):  # a data kind's own error, made from two values: it pickles, but does not unpickle
+    def __init__(self, folder, why):
+        super().__init__(f"{folder}: {why}")
+
+rt = Runtime("cpu")
+try:
+    with rt.main_first():
+        if rt.is_main:
+            raise FolderRefused("photos", "the kind's own refusal")
+except CnnlabError as e:
+    print(f"rank {rt.rank}: {e} (alike {e.alike}, status {e.exit_code})", flush=True)
+"""
+
+
+def test_a_mistake_of_rank_0_ends_the_others_whatever_its_error_class(tmp_path):
+    """The others end with rank 0's words and status; the error object itself went to them before, and a class of
+    its own (a registered data kind's) failed to unpickle there: a traceback on every other process."""
+    (tmp_path / "own_error.py").write_text(OWN_ERROR)
+    done = run_tree([*TORCHRUN, "--standalone", "--nproc-per-node=2", str(tmp_path / "own_error.py")])
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert sorted(done.stdout.splitlines()) == [
+        "rank 0: photos: the kind's own refusal (alike True, status 2)",
+        "rank 1: photos: the kind's own refusal (alike True, status 2)",
+    ]
+
+
 @pytest.mark.slow
 def test_a_warning_of_the_settings_is_said_once_by_two_processes(tmp_path):
     """--augment's shear of 0.2 (read in degrees) warns: with --nproc 2 each process said it, two lines."""

@@ -186,14 +186,16 @@ class Runtime:
     def main_first(self):
         """Rank 0 runs the block first (building a shared cache, say), the others after it has finished; a user
         error of rank 0's there (a missing data folder) ends the others with it, said by rank 0 alone."""
-        if (error := None if self.is_main else self.broadcast_object(None)) is not None:
+        if (said := None if self.is_main else self.broadcast_object(None)) is not None:
+            error = CnnlabError(said[0])  # its words and status: an error class of its own may not unpickle
+            error.exit_code, error.alike = said[1], True
             raise error
         try:
             yield
         except CnnlabError as e:
             if self.is_main:  # the others wait for the block's outcome, not for rank 0's end
                 e.alike = True
-                self.broadcast_object(e)
+                self.broadcast_object((str(e), e.exit_code))
             raise
         if self.is_main:
             self.broadcast_object(None)
