@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from .. import errors
 from ..data.loader import Shard
 from ..errors import CnnlabError, UsageError
 
@@ -187,15 +188,18 @@ class Runtime:
         """Rank 0 runs the block first (building a shared cache, say), the others after it has finished; a user
         error of rank 0's there (a missing data folder) ends the others with it, said by rank 0 alone."""
         if (said := None if self.is_main else self.broadcast_object(None)) is not None:
-            error = CnnlabError(said[0])  # its words and status: an error class of its own may not unpickle
-            error.exit_code, error.alike = said[1], True
+            kind, message, status = said
+            error = getattr(errors, kind)(message)
+            error.exit_code, error.alike = status, True
             raise error
         try:
             yield
         except CnnlabError as e:
             if self.is_main:  # the others wait for the block's outcome, not for rank 0's end
                 e.alike = True
-                self.broadcast_object((str(e), e.exit_code))
+                # as the class of errors.py it is (a class of its own, a data kind's, may not unpickle elsewhere)
+                kind = next(c for c in type(e).__mro__ if c.__module__ == errors.__name__).__name__
+                self.broadcast_object((kind, str(e), e.exit_code))
             raise
         if self.is_main:
             self.broadcast_object(None)
