@@ -98,6 +98,10 @@ def test_kaggles_train_unzipped_into_a_folder_of_its_name_is_named_with_the_fold
     for name in ("2020.01.05.png", "2021.03.02.png", "holiday.1.jpg", "garden.2.jpg"):  # dates, Kaggle-like names
         save(tmp_path / "photos" / "cat" / name)
     assert len(scan_labelled(tmp_path / "photos", ("cat", "dog")).files) == 4  # one of the run's classes: evaluated
+    for name in ("holiday.1.jpg", "garden.2.jpg"):  # a class the run lacks, its photos named so: no Kaggle train/
+        save(tmp_path / "birds" / "bird" / name)
+    with pytest.raises(FolderError, match=r"birds: bird: not among the run's classes \(cat, dog\)$"):
+        scan_labelled(tmp_path / "birds", ("cat", "dog"))
 
 
 def test_folder_errors_name_the_folder_and_the_problem(tmp_path):
@@ -111,6 +115,9 @@ def test_folder_errors_name_the_folder_and_the_problem(tmp_path):
     save(tmp_path / "mixed" / "cat.1.jpg")
     save(tmp_path / "mixed" / "photo.jpg")  # one file without a label among labelled ones
     cases.append((tmp_path / "mixed", "cannot tell the labels: photo.jpg"))
+    save(tmp_path / "dated" / "2020.01.05.jpg")  # CLASS.N.ext in shape, but numbers: no classes (was StopIteration)
+    save(tmp_path / "dated" / "2021.03.02.jpg")
+    cases.append((tmp_path / "dated", "cannot tell the labels: 2020.01.05.jpg is not named CLASS.N.ext"))
     save(tmp_path / "one" / "cat.1.jpg")
     save(tmp_path / "one" / "cat.2.jpg")
     cases.append((tmp_path / "one", "only one class (cat) found"))

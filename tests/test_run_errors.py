@@ -240,6 +240,8 @@ def test_a_moved_image_folder_resumes_when_it_holds_the_runs_files(tmp_path, run
     before = digests(run)
     code, _, err = run_main("train", "--resume", run, "--no-progress")
     assert code == 2 and f"{run}: {old}: no such folder; if it was moved, give --data NEWPLACE" in err
+    code, _, err = run_main("train", "--resume", run, "--val-dir", tmp_path / "val", "--no-progress")
+    assert code == 2 and "--cache-dir (and --data: its image folders moved elsewhere); for" in err  # no --val-dir
     code, _, err = run_main("train", "--resume", run, "--data", other, "--no-progress")
     assert code == 2 and f"{run}: --data {other}: not the files the run trained on in {old} (other names" in err
     assert digests(run) == before

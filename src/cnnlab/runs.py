@@ -142,7 +142,8 @@ def resume_config(run_dir: str | Path, flags: dict, model: str | None = None) ->
         why = ""
         if "epochs" in refused:
             why = " (the learning-rate schedule spans the run's epochs: more epochs change every step from here on)"
-        moved_folders = " (and --data, --val-dir: its image folders moved elsewhere)" if saved.data else ""
+        folders = " and ".join(flag_name(key) for key in ("data", "val_dir") if getattr(saved, key))
+        moved_folders = f" (and {folders}: its image folders moved elsewhere)" if folders else ""
         raise RunError(
             f"{run_dir}: a resume continues the run as it was configured and cannot change {changes}{why}. "
             f"It takes only {', '.join(map(flag_name, RESUME_MAY_CHANGE))}{moved_folders}; for other settings train "

@@ -42,12 +42,12 @@ class FolderListing:
     layout: str  # "kaggle" | "subfolders" | "unlabelled"
     ignored: list[str] = field(default_factory=list)  # what was left out, relative to root; folders end in "/"
 
-    def kaggle_inside(self) -> str | None:
+    def kaggle_inside(self, classes=None) -> str | None:
         """Where a folder refused for its classes holds Kaggle's train/ (unzipped into a folder of its name: train/
-        train/cat.0.jpg), the folder to give instead; else None."""
-        names = {f.name.split(".")[0] for f in self.files}
+        train/cat.0.jpg), the folder to give instead (for evaluation: one named with the run's ``classes``)."""
+        names = set(kaggle_prefixes(self.files) or ())
         one = len(self.classes) == 1 and self.classes[0] not in names  # cat/ of cat.1.jpg, kitten.2.jpg is cat/
-        if self.layout == "subfolders" and one and kaggle_names(self.files) and len(names) > 1:
+        if self.layout == "subfolders" and one and len(names) > 1 and names <= set(classes or names):
             named = f"{self.classes[0]}/, named as Kaggle's ({self.files[0].name})"
             return f"{self.root}: holds its images in {named}: give that folder, {self.root / self.classes[0]}"
         return None
@@ -135,14 +135,13 @@ def scan_folder(root: str | Path, unlabelled: bool = False, min_classes: int = 2
         layout = "subfolders"
     elif loose:
         ignored += [f"{d.relative_to(root)}/" for d in subdirs]
-        prefixes = [p.name.split(".")[0] if p.name.count(".") >= 2 else None for p in loose]
-        if kaggle_names(loose):
+        if prefixes := kaggle_prefixes(loose):
             classes = tuple(sorted(set(prefixes)))
             files, labels, layout = loose, [classes.index(x) for x in prefixes], "kaggle"
         elif unlabelled:
             return FolderListing(root, loose, None, (), "unlabelled", sorted(ignored))
         else:
-            unnamed = next(p.name for p, x in zip(loose, prefixes) if not x)
+            unnamed = next((p.name for p in loose if p.name.count(".") < 2), loose[0].name)  # or a date: 2020.01.05
             raise FolderError(
                 f"{root}: cannot tell the labels: {unnamed} is not named CLASS.N.ext (Kaggle's layout) "
                 "and there are no class subfolders"
@@ -165,11 +164,11 @@ def scan_folder(root: str | Path, unlabelled: bool = False, min_classes: int = 2
     return listing
 
 
-def kaggle_names(files: list[Path]) -> bool:
-    """Whether every file is named as in Kaggle's train/, CLASS.N.ext, with classes that are not numbers (a date's
-    2020.01.05.png is no class)."""
+def kaggle_prefixes(files: list[Path]) -> list[str] | None:
+    """Each file's class where every file is named as in Kaggle's train/, CLASS.N.ext, with classes that are not
+    numbers (a date's 2020.01.05.png is no class); else None."""
     prefixes = [p.name.split(".")[0] if p.name.count(".") >= 2 else None for p in files]
-    return all(prefixes) and not all(x.isdigit() for x in prefixes)
+    return prefixes if all(prefixes) and not all(x.isdigit() for x in prefixes) else None
 
 
 def files_identity(*listings: FolderListing | None) -> str:
@@ -198,7 +197,7 @@ def scan_labelled(folder, classes, echo=print) -> FolderListing:
     listing = scan_folder(folder, min_classes=1)
     if unknown := sorted(set(listing.classes) - set(classes)):  # those alone: the others are the run's
         raise FolderError(
-            listing.kaggle_inside()
+            listing.kaggle_inside(classes)
             or f"{folder}: {', '.join(unknown)}: not among the run's classes ({', '.join(map(str, classes))})"
         )
     if note := listing.ignored_note():
