@@ -92,6 +92,10 @@ def test_kaggles_train_unzipped_into_a_folder_of_its_name_is_named_with_the_fold
         scan_folder(outer)
     with pytest.raises(FolderError, match=said):
         scan_labelled(outer, ("cat", "dog"))
+    for n in (1, 2):  # Kaggle's own folder: train/ beside test1/ (1.jpg) trained "test1 vs train" without a word
+        save(outer / "test1" / f"{n}.jpg")
+    with pytest.raises(FolderError, match=said):
+        scan_folder(outer)
     for name in ("cat.1.jpg", "kitten.2.jpg"):  # one class of new data, its photos named otherwise: as it was
         save(tmp_path / "new" / "cat" / name)
     assert scan_labelled(tmp_path / "new", ("cat", "dog")).classes == ("cat",)

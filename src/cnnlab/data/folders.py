@@ -43,13 +43,16 @@ class FolderListing:
     ignored: list[str] = field(default_factory=list)  # what was left out, relative to root; folders end in "/"
 
     def kaggle_inside(self, classes=None) -> str | None:
-        """Where a folder refused for its classes holds Kaggle's train/ (unzipped into a folder of its name: train/
-        train/cat.0.jpg), the folder to give instead (for evaluation: one named with the run's ``classes``)."""
-        names = set(kaggle_prefixes(self.files) or ())
-        one = len(self.classes) == 1 and self.classes[0] not in names  # cat/ of cat.1.jpg, kitten.2.jpg is cat/
-        if self.layout == "subfolders" and one and len(names) > 1 and names <= set(classes or names):
-            named = f"{self.classes[0]}/, named as Kaggle's ({self.files[0].name})"
-            return f"{self.root}: holds its images in {named}: give that folder, {self.root / self.classes[0]}"
+        """Where a class folder is Kaggle's train/ (train.zip unzipped into train/: train/train/cat.0.jpg; or Kaggle's
+        own folder, whose other class test1/ holds 1.jpg), the folder to give instead (for evaluation: one named
+        with the run's ``classes``); else None."""
+        for label, name in enumerate(self.classes if self.layout == "subfolders" and len(self.classes) <= 2 else ()):
+            files = [f for f, y in zip(self.files, self.labels) if y == label]
+            names = set(kaggle_prefixes(files) or ())  # cat/ of cat.1.jpg, kitten.2.jpg is a class cat
+            numbered = all(f.stem.isdigit() for f, y in zip(self.files, self.labels) if y != label)
+            if len(names) > 1 and name not in names and names <= set(classes or names) and numbered:
+                named = f"{name}/, named as Kaggle's ({files[0].name})"
+                return f"{self.root}: holds its images in {named}: give that folder, {self.root / name}"
         return None
 
     def ignored_note(self) -> str | None:
@@ -157,9 +160,9 @@ def scan_folder(root: str | Path, unlabelled: bool = False, min_classes: int = 2
             held = f"its images in subfolders ({', '.join(name + '/' for name in classes[:3])})"
         raise FolderError(f"{root}: holds {held}; give the folder of unlabelled images N.jpg, as Kaggle's test1/")
     listing = FolderListing(root, files, labels, classes, layout, sorted(ignored))
-    if len(classes) < min_classes:
-        one = f"{root}: only one class ({classes[0]}) found; training needs at least two"
-        raise FolderError(listing.kaggle_inside() or one)
+    hint = listing.kaggle_inside()  # with two classes, Kaggle's train/ and test1/: "test1 vs train" is no task
+    if len(classes) < min_classes or (hint and len(classes) > 1):
+        raise FolderError(hint or f"{root}: only one class ({classes[0]}) found; training needs at least two")
     check_class_names(root, files, labels, classes, layout)
     return listing
 
